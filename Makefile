@@ -1,0 +1,39 @@
+# Symphony Bridge — the two commands are `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+export PATH := /opt/swift/usr/bin:$(PATH)
+
+SWIFT ?= swift
+BUILD_FLAGS ?=
+FUZZ_RUNS ?= 10000000
+FUZZ_SECONDS ?= 1800
+
+.PHONY: all bootstrap build test run bench fuzz clean
+
+all: build
+
+bootstrap:
+	@scripts/bootstrap
+
+build: bootstrap
+	$(SWIFT) build $(BUILD_FLAGS)
+
+# The whole suite: unit tests, RFC 4475 conformance, and real-peer tests (sipp, stunnel4).
+test: bootstrap
+	$(SWIFT) build --build-tests $(BUILD_FLAGS)
+	$(SWIFT) test --skip-build $(BUILD_FLAGS)
+
+# Until the gateway daemon exists (issue: gateway call path), this runs the project's SIP user
+# agent: a real UAS/registrar on UDP/TCP 5060 and TLS 5061 (see README.md).
+run: bootstrap
+	$(SWIFT) build $(BUILD_FLAGS) --product symphony-bridge
+	scripts/run-demo
+
+bench: bootstrap
+	$(SWIFT) build -c release --product SIPBenchmarks
+	.build/release/SIPBenchmarks
+
+fuzz: bootstrap
+	scripts/fuzz $(FUZZ_RUNS) $(FUZZ_SECONDS)
+
+clean:
+	$(SWIFT) package clean

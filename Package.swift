@@ -1,0 +1,95 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Strict settings for every target: Swift 6 language mode (strict concurrency),
+// explicit `any`, and imports internal unless a module re-exports a type in its API.
+let strictSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "symphony-bridge",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "symphony-bridge", targets: ["BridgeGateway"]),
+        .library(name: "SIP", targets: ["SIP"]),
+        .library(name: "SIPTransport", targets: ["SIPTransport"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        // SIP messages, URIs, headers, transactions, dialogs, digest: pure values, no I/O.
+        .target(
+            name: "SIP",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // NIO channels for UDP, TCP and TLS; framing; flows; keepalive; the transaction layer.
+        .target(
+            name: "SIPTransport",
+            dependencies: [
+                "SIP",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // The `symphony-bridge` executable.
+        .executableTarget(
+            name: "BridgeGateway",
+            dependencies: [
+                "SIP",
+                "SIPTransport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // libFuzzer entry point for the message parser (`make fuzz`); built separately with
+        // -sanitize=fuzzer,address, never part of `swift build`'s default products.
+        .executableTarget(
+            name: "SIPParserFuzzer",
+            dependencies: ["SIP", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Fuzz/SIPParserFuzzer",
+            swiftSettings: strictSettings
+        ),
+        .target(name: "CMallocCounter", path: "Benchmarks/CMallocCounter"),
+        .executableTarget(
+            name: "SIPBenchmarks",
+            dependencies: ["SIP", "CMallocCounter", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Benchmarks/SIPBenchmarks",
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "SIPTests",
+            dependencies: ["SIP", .product(name: "NIOCore", package: "swift-nio")],
+            exclude: ["Fixtures"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "SIPTransportTests",
+            dependencies: [
+                "SIP",
+                "SIPTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,24 @@
+import ArgumentParser
+
+/// `symphony-bridge`: the gateway daemon and its tools.
+@main
+struct SymphonyBridgeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "symphony-bridge",
+        abstract: "Gateway between legacy SIP intercom servers and cloud call services.",
+        version: BuildInfo.version,
+        subcommands: [VersionCommand.self, SIPCheckCommand.self]
+    )
+}
+
+enum BuildInfo {
+    static let version = "0.1.0"
+}
+
+struct VersionCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "version", abstract: "Print the version.")
+
+    func run() {
+        print("symphony-bridge \(BuildInfo.version)")
+    }
+}
