@@ -33,7 +33,7 @@ func readFile(_ path: String) throws -> [UInt8] {
 }
 
 /// Parses text with CRLF line ends written as "\n" in a test's literal.
-func parseSIP(_ text: String, framing: SIPMessageParser.Framing = .datagram) throws -> SIPMessage {
+func parseSIP(_ text: String, framing: SIPMessageParser.Framing = .datagram) throws(SIPParseError) -> SIPMessage {
     try SIPMessageParser().parse(text.replacingLF(), framing: framing)
 }
 

@@ -4,6 +4,11 @@ public import NIOCore
 public struct SIPVersion: Hashable, Sendable, CustomStringConvertible {
     public var major: Int
     public var minor: Int
+    public init(major: Int, minor: Int) {
+        self.major = major
+        self.minor = minor
+    }
+
     public static let v2 = SIPVersion(major: 2, minor: 0)
     public var description: String { "SIP/\(major).\(minor)" }
 }
@@ -13,6 +18,12 @@ public struct SIPRequestLine: Hashable, Sendable {
     public var method: SIPMethod
     public var uri: AnyURI
     public var version: SIPVersion
+
+    public init(method: SIPMethod, uri: AnyURI, version: SIPVersion = .v2) {
+        self.method = method
+        self.uri = uri
+        self.version = version
+    }
 }
 
 /// A response's first line (RFC 3261 §7.2).
@@ -20,6 +31,12 @@ public struct SIPStatusLine: Hashable, Sendable {
     public var version: SIPVersion
     public var statusCode: Int
     public var reasonPhrase: String
+
+    public init(version: SIPVersion = .v2, statusCode: Int, reasonPhrase: String) {
+        self.version = version
+        self.statusCode = statusCode
+        self.reasonPhrase = reasonPhrase
+    }
 }
 
 public enum SIPStartLine: Hashable, Sendable {

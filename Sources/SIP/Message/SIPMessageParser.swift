@@ -109,7 +109,9 @@ public struct SIPMessageParser: Sendable {
             var valueEnd = end.content
             var next = end.next
             while next < count, storage[next] == 0x20 || storage[next] == 0x09 {
-                for blank in valueEnd..<next { storage[blank] = 0x20 }
+                var indent = next
+                while indent < count, storage[indent] == 0x20 || storage[indent] == 0x09 { indent += 1 }
+                for blank in valueEnd..<indent { storage[blank] = 0x20 }
                 let more = try lineEnd(storage, from: next)
                 valueEnd = more.content
                 next = more.next

@@ -11,10 +11,12 @@ public enum SIPURIParser {
         case bare
     }
 
-    /// Parses a URI standing alone in `text` (a Request-URI's rules).
+    /// Parses a URI standing alone in `text` (as inside `<…>`: headers allowed).
     public static func parse(_ text: String) throws(SIPParseError) -> AnyURI {
         var scanner = SIPScanner(text)
-        return try parse(&scanner, context: .requestURI)
+        let uri = try parse(&scanner, context: .enclosed)
+        guard scanner.isAtEnd else { throw scanner.error("unexpected character in URI") }
+        return uri
     }
 
     /// Parses a `sip:`/`sips:` URI standing alone in `text`.
