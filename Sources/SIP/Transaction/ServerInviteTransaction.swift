@@ -31,6 +31,9 @@ public struct ServerInviteTransaction: Sendable {
     /// A retransmitted INVITE, or the ACK for a non-2xx final response, from the peer.
     public mutating func receive(_ message: SIPMessage) -> [SIPTransactionAction] {
         if message.requestLine?.method == .ack {
+            // RFC 6026 §8.7: an ACK matching the transaction in Accepted goes to the TU (it is
+            // the ACK for the 2xx, when the peer matches the RFC 2543 way).
+            if state == .accepted { return [.deliver(message)] }
             guard state == .completed else { return [] }
             state = .confirmed
             return [.cancelTimer(.g), .cancelTimer(.h), .startTimer(.i, reliable ? .zero : timers.t4)]

@@ -1,0 +1,87 @@
+import NIOCore
+import SIP
+
+/// UDP: each datagram is one message (RFC 3261 §18.3). Thin: hands bytes and the flow to the
+/// endpoint, which runs on this channel's event loop.
+final class SIPDatagramHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+
+    private let endpoint: SIPEndpoint
+    private var localAddress: SocketAddress?
+
+    init(endpoint: SIPEndpoint) {
+        self.endpoint = endpoint
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        localAddress = context.channel.localAddress
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = unwrapInboundIn(data)
+        guard let local = localAddress ?? context.channel.localAddress else { return }
+        let flow = SIPFlow(transport: .udp, local: local, remote: envelope.remoteAddress, connectionID: 0)
+        endpoint.assumeIsolated { $0.receive(envelope.data, on: flow) }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // ICMP port unreachable and the like: a UDP socket keeps serving.
+        endpoint.assumeIsolated { $0.logDatagramError(error) }
+    }
+}
+
+/// TCP and TLS: frames from `SIPStreamDecoder`; answers keepalive pings itself (RFC 5626
+/// §3.5.1) and reports the connection's life to the endpoint.
+final class SIPStreamHandler: ChannelInboundHandler {
+    typealias InboundIn = SIPStreamFrame
+    typealias OutboundOut = ByteBuffer
+
+    private let endpoint: SIPEndpoint
+    private let transport: SIPTransportProtocol
+    let connectionID: UInt64
+    private var flow: SIPFlow?
+
+    init(endpoint: SIPEndpoint, transport: SIPTransportProtocol, connectionID: UInt64) {
+        self.endpoint = endpoint
+        self.transport = transport
+        self.connectionID = connectionID
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if let local = context.channel.localAddress, let remote = context.channel.remoteAddress {
+            let flow = SIPFlow(transport: transport, local: local, remote: remote, connectionID: connectionID)
+            self.flow = flow
+            let channel = context.channel
+            endpoint.assumeIsolated { $0.connectionOpened(flow, channel: channel) }
+        }
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let flow {
+            endpoint.assumeIsolated { $0.connectionClosed(flow) }
+        }
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let flow else { return }
+        switch unwrapInboundIn(data) {
+        case .ping:
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "\r\n")), promise: nil)
+        case .pong:
+            endpoint.assumeIsolated { $0.pongReceived(on: flow) }
+        case .message(let bytes):
+            endpoint.assumeIsolated { $0.receive(bytes, on: flow) }
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // Framing errors leave the stream unsynchronised; TLS errors end it: close (§18.3).
+        if let flow {
+            endpoint.assumeIsolated { $0.logStreamError(error, on: flow) }
+        }
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,363 @@
+import NIOCore
+public import SIP
+
+/// What a client transaction reports to its transaction user.
+public enum SIPClientEvent: Sendable {
+    case response(SIPMessage, SIPFlow)
+    /// Timer B or F: act as for a 408 (RFC 3261 §8.1.3.1).
+    case timedOut
+    /// The flow failed: act as for a 503 (RFC 3261 §8.1.3.1).
+    case transportFailed
+}
+
+enum ClientMachine: Sendable {
+    case invite(ClientInviteTransaction)
+    case nonInvite(ClientNonInviteTransaction)
+
+    var request: SIPMessage {
+        switch self {
+        case .invite(let t): t.request
+        case .nonInvite(let t): t.request
+        }
+    }
+
+    mutating func start() -> [SIPTransactionAction] {
+        switch self {
+        case .invite(var t):
+            let actions = t.start()
+            self = .invite(t)
+            return actions
+        case .nonInvite(var t):
+            let actions = t.start()
+            self = .nonInvite(t)
+            return actions
+        }
+    }
+    mutating func timerFired(_ timer: SIPTransactionTimer) -> [SIPTransactionAction] {
+        switch self {
+        case .invite(var t):
+            let actions = t.timerFired(timer)
+            self = .invite(t)
+            return actions
+        case .nonInvite(var t):
+            let actions = t.timerFired(timer)
+            self = .nonInvite(t)
+            return actions
+        }
+    }
+    mutating func transportError() -> [SIPTransactionAction] {
+        switch self {
+        case .invite(var t):
+            let actions = t.transportError()
+            self = .invite(t)
+            return actions
+        case .nonInvite(var t):
+            let actions = t.transportError()
+            self = .nonInvite(t)
+            return actions
+        }
+    }
+
+    mutating func receive(_ response: SIPMessage) -> [SIPTransactionAction] {
+        switch self {
+        case .invite(var t):
+            let actions = t.receive(response)
+            self = .invite(t)
+            return actions
+        case .nonInvite(var t):
+            let actions = t.receive(response)
+            self = .nonInvite(t)
+            return actions
+        }
+    }
+}
+
+enum ServerMachine: Sendable {
+    case invite(ServerInviteTransaction)
+    case nonInvite(ServerNonInviteTransaction)
+
+    mutating func start() -> [SIPTransactionAction] {
+        switch self {
+        case .invite(var t):
+            let actions = t.start()
+            self = .invite(t)
+            return actions
+        case .nonInvite(var t):
+            let actions = t.start()
+            self = .nonInvite(t)
+            return actions
+        }
+    }
+    mutating func timerFired(_ timer: SIPTransactionTimer) -> [SIPTransactionAction] {
+        switch self {
+        case .invite(var t):
+            let actions = t.timerFired(timer)
+            self = .invite(t)
+            return actions
+        case .nonInvite(var t):
+            let actions = t.timerFired(timer)
+            self = .nonInvite(t)
+            return actions
+        }
+    }
+    mutating func transportError() -> [SIPTransactionAction] {
+        switch self {
+        case .invite(var t):
+            let actions = t.transportError()
+            self = .invite(t)
+            return actions
+        case .nonInvite(var t):
+            let actions = t.transportError()
+            self = .nonInvite(t)
+            return actions
+        }
+    }
+
+    mutating func receive(_ message: SIPMessage) -> [SIPTransactionAction] {
+        switch self {
+        case .invite(var t):
+            let actions = t.receive(message)
+            self = .invite(t)
+            return actions
+        case .nonInvite(var t):
+            let actions = t.receive(message)
+            self = .nonInvite(t)
+            return actions
+        }
+    }
+
+    mutating func respond(_ response: SIPMessage) -> [SIPTransactionAction] {
+        switch self {
+        case .invite(var t):
+            let actions = t.respond(response)
+            self = .invite(t)
+            return actions
+        case .nonInvite(var t):
+            let actions = t.respond(response)
+            self = .nonInvite(t)
+            return actions
+        }
+    }
+
+    var hasFinalResponse: Bool {
+        switch self {
+        case .invite(let t): t.hasFinalResponse
+        case .nonInvite(let t): t.state == .completed || t.state == .terminated
+        }
+    }
+}
+
+struct ClientTransactionEntry {
+    var machine: ClientMachine
+    var flow: SIPFlow
+    var timers: [SIPTransactionTimer: Scheduled<Void>] = [:]
+    var handler: SIPEndpoint.ClientHandler
+    /// The TU asked to cancel before any provisional response: send CANCEL on the first one (§9.1).
+    var cancelRequested = false
+}
+
+struct ServerTransactionEntry {
+    var machine: ServerMachine
+    var flow: SIPFlow
+    var timers: [SIPTransactionTimer: Scheduled<Void>] = [:]
+}
+
+extension SIPEndpoint {
+    public typealias ClientHandler = @Sendable (isolated SIPEndpoint, SIPClientEvent) -> Void
+
+    // MARK: Client transactions
+
+    /// Sends `request` in a new client transaction on `flow`. A request without a Via gets ours
+    /// (fresh branch, rport). Returns the transaction's key (for `cancel`).
+    @discardableResult
+    public func sendRequest(_ request: SIPMessage, on flow: SIPFlow, handler: @escaping ClientHandler) -> SIPTransactionKey? {
+        var request = request
+        if !request.headers.contains(.via) {
+            request.headers.prepend(.via, makeVia(for: flow.transport).description)
+        }
+        if request.method == .ack {
+            send(request, on: flow)  // ACK for a 2xx has no transaction (§17.1.1.1)
+            return nil
+        }
+        guard let key = SIPTransactionKey.client(forRequest: request) else { return nil }
+        let reliable = flow.transport.isReliable
+        let machine: ClientMachine =
+            request.method == .invite
+            ? .invite(ClientInviteTransaction(request: request, reliable: reliable, timers: configuration.timers))
+            : .nonInvite(ClientNonInviteTransaction(request: request, reliable: reliable, timers: configuration.timers))
+        clientTransactions[key] = ClientTransactionEntry(machine: machine, flow: flow, handler: handler)
+        let actions = clientTransactions[key]!.machine.start()
+        applyClient(actions, key: key)
+        return key
+    }
+
+    /// Resolves `destination`, opening a connection if needed, and sends `request` there.
+    @discardableResult
+    public func sendRequest(_ request: SIPMessage, to destination: SIPDestination, handler: @escaping ClientHandler) async throws -> SIPTransactionKey? {
+        let flow = try await flow(to: destination)
+        return sendRequest(request, on: flow, handler: handler)
+    }
+
+    /// Cancels a pending INVITE (RFC 3261 §9.1): a CANCEL in its own transaction, once the INVITE
+    /// has had a provisional response. The INVITE's final response (487) still arrives.
+    public func cancel(_ inviteKey: SIPTransactionKey) {
+        guard var entry = clientTransactions[inviteKey], case .invite(let invite) = entry.machine else { return }
+        switch invite.state {
+        case .calling:
+            entry.cancelRequested = true
+            clientTransactions[inviteKey] = entry
+        case .proceeding:
+            sendCancel(for: invite.request, on: entry.flow)
+        default:
+            return
+        }
+    }
+
+    private func sendCancel(for invite: SIPMessage, on flow: SIPFlow) {
+        let cancel = SIPACKFactory.cancel(for: invite)
+        sendRequest(cancel, on: flow) { endpoint, event in
+            if case .response(let response, _) = event, let code = response.statusCode, code >= 300 {
+                endpoint.logger.info("CANCEL refused", metadata: ["status": "\(code)"])
+            }
+        }
+    }
+
+    func applyClient(_ actions: [SIPTransactionAction], key: SIPTransactionKey) {
+        for action in actions {
+            guard let entry = clientTransactions[key] else { return }
+            switch action {
+            case .send(let message):
+                send(message, on: entry.flow)
+            case .deliver(let response):
+                if entry.cancelRequested, let code = response.statusCode, code < 200 {
+                    clientTransactions[key]?.cancelRequested = false
+                    sendCancel(for: entry.machine.request, on: entry.flow)
+                }
+                entry.handler(self, .response(response, entry.flow))
+            case .startTimer(let timer, let duration):
+                clientTransactions[key]?.timers[timer]?.cancel()
+                clientTransactions[key]?.timers[timer] = eventLoop.scheduleTask(in: .nanoseconds(duration.nanoseconds)) { [self] in
+                    self.assumeIsolated { $0.clientTimerFired(key, timer) }
+                }
+            case .cancelTimer(let timer):
+                clientTransactions[key]?.timers.removeValue(forKey: timer)?.cancel()
+            case .timedOut:
+                entry.handler(self, .timedOut)
+            case .transportFailed:
+                entry.handler(self, .transportFailed)
+            case .terminate:
+                entry.timers.values.forEach { $0.cancel() }
+                clientTransactions[key] = nil
+            }
+        }
+    }
+
+    func clientTimerFired(_ key: SIPTransactionKey, _ timer: SIPTransactionTimer) {
+        guard clientTransactions[key] != nil else { return }
+        clientTransactions[key]?.timers[timer] = nil
+        let actions = clientTransactions[key]!.machine.timerFired(timer)
+        applyClient(actions, key: key)
+    }
+
+    // MARK: Server transactions
+
+    /// Answers the request of server transaction `key`. Responses go back over the flow the
+    /// request came in on (RFC 3261 §18.2.2).
+    public func respond(_ response: SIPMessage, to key: SIPTransactionKey) {
+        guard serverTransactions[key] != nil else {
+            logger.debug("response for a finished transaction dropped", metadata: ["key": "\(key)"])
+            return
+        }
+        var response = response
+        if !response.headers.contains(.server) { response.headers.add(.server, configuration.productName) }
+        let actions = serverTransactions[key]!.machine.respond(response)
+        applyServer(actions, key: key)
+    }
+
+    /// Has server transaction `key` sent a final response (or ended)?
+    public func hasFinalResponse(_ key: SIPTransactionKey) -> Bool {
+        serverTransactions[key]?.machine.hasFinalResponse ?? true
+    }
+
+    /// The request of a live server transaction.
+    public func request(of key: SIPTransactionKey) -> SIPMessage? {
+        switch serverTransactions[key]?.machine {
+        case .invite(let t)?: t.request
+        case .nonInvite(let t)?: t.request
+        case nil: nil
+        }
+    }
+
+    func startServerTransaction(_ request: SIPMessage, key: SIPTransactionKey, flow: SIPFlow) {
+        let reliable = flow.transport.isReliable
+        let machine: ServerMachine =
+            request.method == .invite
+            ? .invite(ServerInviteTransaction(request: request, reliable: reliable, timers: configuration.timers))
+            : .nonInvite(ServerNonInviteTransaction(request: request, reliable: reliable, timers: configuration.timers))
+        serverTransactions[key] = ServerTransactionEntry(machine: machine, flow: flow)
+        let actions = serverTransactions[key]!.machine.start()
+        applyServer(actions, key: key)
+    }
+
+    func applyServer(_ actions: [SIPTransactionAction], key: SIPTransactionKey) {
+        for action in actions {
+            guard let entry = serverTransactions[key] else { return }
+            switch action {
+            case .send(let message):
+                send(message, on: responseFlow(for: message, arrivedOn: entry.flow))
+            case .deliver(let message):
+                let kind: SIPIncomingRequest.Kind = message.method == .ack ? .ackFor2xx : .transaction(key)
+                requestHandler?(self, SIPIncomingRequest(message: message, flow: entry.flow, kind: kind))
+            case .startTimer(let timer, let duration):
+                serverTransactions[key]?.timers[timer]?.cancel()
+                serverTransactions[key]?.timers[timer] = eventLoop.scheduleTask(in: .nanoseconds(duration.nanoseconds)) { [self] in
+                    self.assumeIsolated { $0.serverTimerFired(key, timer) }
+                }
+            case .cancelTimer(let timer):
+                serverTransactions[key]?.timers.removeValue(forKey: timer)?.cancel()
+            case .timedOut, .transportFailed:
+                logger.info("server transaction failed", metadata: ["key": "\(key)", "reason": "\(action)"])
+            case .terminate:
+                entry.timers.values.forEach { $0.cancel() }
+                serverTransactions[key] = nil
+            }
+        }
+    }
+
+    func serverTimerFired(_ key: SIPTransactionKey, _ timer: SIPTransactionTimer) {
+        guard serverTransactions[key] != nil else { return }
+        serverTransactions[key]?.timers[timer] = nil
+        let actions = serverTransactions[key]!.machine.timerFired(timer)
+        applyServer(actions, key: key)
+    }
+
+    /// Where a response goes (RFC 3261 §18.2.2, RFC 3581 §4): streams answer on the request's
+    /// connection; on UDP to the source address when the client asked for rport, else to the
+    /// source IP and the Via port (or maddr).
+    func responseFlow(for response: SIPMessage, arrivedOn flow: SIPFlow) -> SIPFlow {
+        guard flow.transport == .udp, let via = response.topVia else { return flow }
+        if case .some(.some) = via.rport { return flow }
+        if let maddr = via.maddr, let address = try? SocketAddress(ipAddress: maddr, port: via.port ?? 5060) {
+            return SIPFlow(transport: .udp, local: flow.local, remote: address, connectionID: 0)
+        }
+        if let ip = flow.remote.ipAddress, let address = try? SocketAddress(ipAddress: ip, port: via.port ?? 5060) {
+            return SIPFlow(transport: .udp, local: flow.local, remote: address, connectionID: 0)
+        }
+        return flow
+    }
+
+    /// The flow failed: every client transaction on it learns of it (RFC 3261 §17.1.4).
+    func transportFailed(on flow: SIPFlow) {
+        for (key, entry) in clientTransactions where entry.flow == flow {
+            let actions = clientTransactions[key]!.machine.transportError()
+            applyClient(actions, key: key)
+        }
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}

@@ -1,0 +1,295 @@
+public import Logging
+public import NIOCore
+import NIOPosix
+import NIOSSL
+public import SIP
+
+/// A SIP endpoint: the transports (UDP, TCP, TLS listeners and connections), the transaction
+/// layer, and the hand-off to a transaction user.
+///
+/// The endpoint is an actor whose executor is its event loop: every channel it owns runs on the
+/// same loop, so handlers call into it synchronously (`assumeIsolated`) and a transaction user
+/// that shares the executor (`SIPUserAgent`) does too. Data flows one way: socket → handler →
+/// `receive` → transaction → transaction user.
+public actor SIPEndpoint {
+    public nonisolated let eventLoop: any EventLoop
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { eventLoop.executor.asUnownedSerialExecutor() }
+
+    public struct Configuration: Sendable {
+        public var timers = SIPTimerSettings.standard
+        public var limits = SIPParserLimits.default
+        public var tls: SIPTLSSettings?
+        /// Interval of RFC 5626 keepalive pings on flows that ask for them, and how long a pong
+        /// may take (RFC 5626 §4.4.1: 10 s).
+        public var keepAlivePongTimeout: Duration = .seconds(10)
+        /// `User-Agent` / `Server` header value.
+        public var productName = "symphony-bridge"
+
+        public init() {}
+    }
+
+    public let configuration: Configuration
+    let logger: Logger
+    let parser: SIPMessageParser
+    private var serverContext: NIOSSLContext?
+    private var clientContext: NIOSSLContext?
+
+    // Transports.
+    var udpChannels: [any Channel] = []
+    var listeningChannels: [any Channel] = []
+    /// Where peers reach us, per transport: the sent-by of our Via headers.
+    public private(set) var advertised: [SIPTransportProtocol: SocketAddress] = [:]
+    var connections: [UInt64: any Channel] = [:]
+    var connectionFlows: [UInt64: SIPFlow] = [:]
+    private var nextConnectionID: UInt64 = 1
+    var keepAlives: [UInt64: KeepAliveState] = [:]
+
+    // Transactions.
+    var clientTransactions: [SIPTransactionKey: ClientTransactionEntry] = [:]
+    var serverTransactions: [SIPTransactionKey: ServerTransactionEntry] = [:]
+
+    // Transaction user.
+    var requestHandler: RequestHandler?
+    var flowFailureHandler: FlowFailureHandler?
+
+    /// Counters for tests and status.
+    public internal(set) var statistics = Statistics()
+
+    public struct Statistics: Sendable, Equatable {
+        public var received = 0
+        public var malformed = 0
+        public var badRequestsAnswered = 0
+        public var retransmissionsAbsorbed = 0
+    }
+
+    public init(eventLoop: any EventLoop, configuration: Configuration = Configuration(), logger: Logger = Logger(label: "sip")) throws {
+        self.eventLoop = eventLoop
+        self.configuration = configuration
+        self.logger = logger
+        self.parser = SIPMessageParser(limits: configuration.limits)
+        if let tls = configuration.tls {
+            serverContext = try tls.makeServerContext()
+            clientContext = try tls.makeClientContext()
+        }
+    }
+
+    // MARK: Listening
+
+    /// Binds a listener and returns the bound address (port 0 picks a free port).
+    @discardableResult
+    public func listen(_ transport: SIPTransportProtocol, on address: SocketAddress) async throws -> SocketAddress {
+        let bound: SocketAddress
+        switch transport {
+        case .udp:
+            let channel = try await DatagramBootstrap(group: eventLoop)
+                .channelOption(.socketOption(.so_reuseaddr), value: 1)
+                .channelInitializer { [self] channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(SIPDatagramHandler(endpoint: self))
+                    }
+                }
+                .bind(to: address).get()
+            udpChannels.append(channel)
+            bound = channel.localAddress!
+        case .tcp, .tls:
+            guard transport == .tcp || serverContext != nil else { throw SIPTransportError.tlsNotConfigured }
+            let context = transport == .tls ? serverContext : nil
+            let channel = try await ServerBootstrap(group: eventLoop)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelInitializer { [self] channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let id = self.assumeIsolated { $0.allocateConnectionID() }
+                        try Self.configureStream(channel, transport: transport, tls: context.map { try NIOSSLServerHandler(context: $0) }, endpoint: self, connectionID: id)
+                    }
+                }
+                .bind(to: address).get()
+            listeningChannels.append(channel)
+            bound = channel.localAddress!
+        }
+        if advertised[transport] == nil { advertised[transport] = bound }
+        logger.info("listening", metadata: ["transport": "\(transport)", "address": "\(bound.displayText)"])
+        return bound
+    }
+
+    nonisolated static func configureStream(
+        _ channel: any Channel, transport: SIPTransportProtocol, tls: (any ChannelHandler)?, endpoint: SIPEndpoint, connectionID: UInt64
+    ) throws {
+        let operations = channel.pipeline.syncOperations
+        if let tls { try operations.addHandler(tls) }
+        try operations.addHandler(ByteToMessageHandler(SIPStreamDecoder(limits: endpoint.configuration.limits)))
+        try operations.addHandler(SIPStreamHandler(endpoint: endpoint, transport: transport, connectionID: connectionID))
+    }
+
+    func allocateConnectionID() -> UInt64 {
+        defer { nextConnectionID += 1 }
+        return nextConnectionID
+    }
+
+    /// Closes every listener and connection and cancels every transaction timer.
+    public func shutdown() async {
+        for entry in clientTransactions.values { entry.timers.values.forEach { $0.cancel() } }
+        for entry in serverTransactions.values { entry.timers.values.forEach { $0.cancel() } }
+        clientTransactions = [:]
+        serverTransactions = [:]
+        for state in keepAlives.values { state.task?.cancel() }
+        keepAlives = [:]
+        let channels = udpChannels + listeningChannels + Array(connections.values)
+        udpChannels = []
+        listeningChannels = []
+        for channel in channels { try? await channel.close() }
+    }
+
+    // MARK: Connections
+
+    func connectionOpened(_ flow: SIPFlow, channel: any Channel) {
+        connections[flow.connectionID] = channel
+        connectionFlows[flow.connectionID] = flow
+        logger.debug("connection up", metadata: ["flow": "\(flow)"])
+    }
+
+    func connectionClosed(_ flow: SIPFlow) {
+        connections[flow.connectionID] = nil
+        connectionFlows[flow.connectionID] = nil
+        if let keepAlive = keepAlives.removeValue(forKey: flow.connectionID) {
+            keepAlive.task?.cancel()
+            flowFailureHandler?(self, flow, "connection closed")
+        }
+        logger.debug("connection down", metadata: ["flow": "\(flow)"])
+    }
+
+    /// Is this flow still usable for sending?
+    public func isAlive(_ flow: SIPFlow) -> Bool {
+        flow.transport == .udp ? !udpChannels.isEmpty : connections[flow.connectionID] != nil
+    }
+
+    /// A flow to `destination`: an existing connection to that address, or a new one (TCP/TLS),
+    /// or our UDP socket of the right address family.
+    public func flow(to destination: SIPDestination) async throws -> SIPFlow {
+        let remote = try SocketAddress.makeAddressResolvingHost(destination.host, port: destination.port)
+        switch destination.transport {
+        case .udp:
+            guard let channel = udpChannels.first(where: { $0.localAddress?.protocol == remote.protocol }), let local = channel.localAddress else {
+                throw SIPTransportError.noListener(.udp)
+            }
+            return SIPFlow(transport: .udp, local: local, remote: remote, connectionID: 0)
+        case .tcp, .tls:
+            if let existing = connectionFlows.values.first(where: { $0.transport == destination.transport && $0.remote == remote }) {
+                return existing
+            }
+            return try await connect(destination, remote: remote)
+        }
+    }
+
+    private func connect(_ destination: SIPDestination, remote: SocketAddress) async throws -> SIPFlow {
+        let id = allocateConnectionID()
+        var tlsHandler: NIOSSLClientHandler?
+        if destination.transport == .tls {
+            guard let clientContext else { throw SIPTransportError.tlsNotConfigured }
+            let name = destination.serverName ?? destination.host
+            // SNI only for names (RFC 6066 §3); without one, NIOSSL verifies the peer's IP
+            // address against the certificate's subjectAltName instead.
+            let isIP = IPAddressText.isIPv4(name) || IPAddressText.isIPv6(name)
+            tlsHandler = try NIOSSLClientHandler(context: clientContext, serverHostname: isIP ? nil : name)
+        }
+        let transport = destination.transport
+        let handler = tlsHandler
+        let channel = try await ClientBootstrap(group: eventLoop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(5))
+            .channelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try Self.configureStream(channel, transport: transport, tls: handler, endpoint: self, connectionID: id)
+                }
+            }
+            .connect(to: remote).get()
+        // A failed TLS handshake closes the channel; `connectionClosed` then fails the
+        // transactions on the flow (a transport error for their TU).
+        guard let local = channel.localAddress else { throw SIPTransportError.connectionClosed }
+        let flow = SIPFlow(transport: transport, local: local, remote: remote, connectionID: id)
+        if connections[id] == nil { connectionOpened(flow, channel: channel) }
+        return flow
+    }
+
+    // MARK: Sending
+
+    /// Writes a message on a flow, outside any transaction (ACK for 2xx, 2xx retransmissions,
+    /// stateless responses).
+    public func send(_ message: SIPMessage, on flow: SIPFlow) {
+        let bytes = SIPMessageSerializer.serialize(message)
+        write(bytes, on: flow)
+    }
+
+    func write(_ bytes: ByteBuffer, on flow: SIPFlow) {
+        switch flow.transport {
+        case .udp:
+            guard let channel = udpChannels.first(where: { $0.localAddress == flow.local }) ?? udpChannels.first else {
+                logger.warning("no UDP socket to send on", metadata: ["flow": "\(flow)"])
+                return
+            }
+            channel.writeAndFlush(AddressedEnvelope(remoteAddress: flow.remote, data: bytes), promise: nil)
+        case .tcp, .tls:
+            guard let channel = connections[flow.connectionID] else {
+                logger.notice("flow is gone; message not sent", metadata: ["flow": "\(flow)"])
+                transportFailed(on: flow)
+                return
+            }
+            channel.writeAndFlush(bytes, promise: nil)
+        }
+    }
+
+    /// A Via for a request we send on `transport`: our advertised address, a fresh branch, rport.
+    public func makeVia(for transport: SIPTransportProtocol, branch: String = SIPIdentifiers.branch()) -> SIPVia {
+        let address = advertised[transport] ?? advertised[.udp]
+        return SIPVia(
+            transport: transport.viaToken, host: address?.hostText ?? "127.0.0.1", port: address?.port,
+            parameters: [SIPParameter(name: "branch", value: branch), SIPParameter(name: "rport")])
+    }
+
+    // MARK: Transaction user
+
+    public typealias RequestHandler = @Sendable (isolated SIPEndpoint, SIPIncomingRequest) -> Void
+    public typealias FlowFailureHandler = @Sendable (isolated SIPEndpoint, SIPFlow, String) -> Void
+
+    /// Where new requests (and ACKs for 2xx, and CANCELs) go.
+    public func setRequestHandler(_ handler: @escaping RequestHandler) {
+        requestHandler = handler
+    }
+
+    /// Called when a flow with keepalive fails (no pong in time) or closes (RFC 5626 §4.4.1).
+    public func setFlowFailureHandler(_ handler: @escaping FlowFailureHandler) {
+        flowFailureHandler = handler
+    }
+
+    func logDatagramError(_ error: any Error) {
+        logger.debug("UDP socket error", metadata: ["error": "\(error)"])
+    }
+
+    func logStreamError(_ error: any Error, on flow: SIPFlow) {
+        logger.notice("closing connection after error", metadata: ["flow": "\(flow)", "error": "\(error)"])
+    }
+}
+
+/// A request handed to the transaction user, with what it needs to answer.
+public struct SIPIncomingRequest: Sendable {
+    public enum Kind: Sendable, Equatable {
+        /// A new request in its own server transaction: answer with `SIPEndpoint.respond`.
+        case transaction(SIPTransactionKey)
+        /// An ACK for a 2xx (RFC 3261 §13.2.2.4): no transaction, nothing to answer.
+        case ackFor2xx
+        /// A CANCEL for an INVITE transaction that has not sent a final response; the endpoint
+        /// has answered the CANCEL with 200; the TU should answer the INVITE 487 (§9.2).
+        case cancel(invite: SIPTransactionKey)
+    }
+
+    public var message: SIPMessage
+    public var flow: SIPFlow
+    public var kind: Kind
+}
+
+public enum SIPTransportError: Error, Equatable, Sendable {
+    case tlsNotConfigured
+    case noListener(SIPTransportProtocol)
+    case connectionClosed
+    case noTransaction
+}
