@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "symphony-bridge", targets: ["BridgeGateway"]),
         .library(name: "SIP", targets: ["SIP"]),
         .library(name: "SIPTransport", targets: ["SIPTransport"]),
+        .library(name: "SIPUserAgent", targets: ["SIPUserAgent"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -45,12 +46,27 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // SIP sessions on top of the endpoint: INVITE sessions (UAC and UAS), registration
+        // client, a small registrar; what the legacy trunk and the cloud uplink build on.
+        .target(
+            name: "SIPUserAgent",
+            dependencies: [
+                "SIP",
+                "SIPTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
         // The `symphony-bridge` executable.
         .executableTarget(
             name: "BridgeGateway",
             dependencies: [
                 "SIP",
                 "SIPTransport",
+                "SIPUserAgent",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -82,6 +98,7 @@ let package = Package(
             dependencies: [
                 "SIP",
                 "SIPTransport",
+                "SIPUserAgent",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

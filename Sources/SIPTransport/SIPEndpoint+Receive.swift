@@ -100,10 +100,10 @@ extension SIPEndpoint {
     /// malformed response is dropped. The headers needed to route the answer are copied as they
     /// came, since the message did not parse.
     private func answerMalformed(_ bytes: ByteBuffer, error: SIPParseError, on flow: SIPFlow) {
-        let text = String(decoding: bytes.readableBytesView.prefix(configuration.limits.maxMessageSize), as: UTF8.self)
-        let lines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" }).map {
-            $0.hasSuffix("\r") ? String($0.dropLast()) : String($0)
-        }
+        // Split on LF bytes: in Swift strings CRLF is one Character.
+        let lines = bytes.readableBytesView.prefix(configuration.limits.maxMessageSize)
+            .split(separator: 0x0A, omittingEmptySubsequences: false)
+            .map { line in String(decoding: line.last == 0x0D ? line.dropLast() : line[...], as: UTF8.self) }
         guard let first = lines.first, !first.uppercased().hasPrefix("SIP/"), !first.hasPrefix("ACK ") else { return }
         var out = "SIP/2.0 400 Bad Request\r\n"
         var copied = Set<String>()
@@ -115,12 +115,24 @@ extension SIPEndpoint {
             if name != .via, copied.contains(name.description) { continue }
             copied.insert(name.description)
             let value = String(line[line.index(after: colon)...]).trimmingCharacters(in: " \t")
+            // Copy only what is itself well-formed, so that the 400 parses at the peer.
+            guard Self.isWellFormed(name, value) else { continue }
             out += "\(name): \(value)\r\n"
         }
         let reason = "\(error.line):\(error.column): \(error.reason)".replacingQuotes()
         out += "Warning: 399 \(configuration.productName) \"\(reason)\"\r\nContent-Length: 0\r\n\r\n"
         statistics.badRequestsAnswered += 1
         write(ByteBuffer(string: out), on: flow)
+    }
+
+    static func isWellFormed(_ name: SIPHeaderName, _ value: String) -> Bool {
+        var scanner = SIPScanner(value)
+        switch name {
+        case .via: return (try? SIPVia.parseList(&scanner)) != nil
+        case .from, .to: return (try? SIPNameAddress.parseSingle(&scanner, header: "")) != nil
+        case .cseq: return (try? SIPCSeq.parse(&scanner)) != nil
+        default: return !value.isEmpty && !value.contains(" ")
+        }
     }
 
     private func answerStatelessly(_ request: SIPMessage, status: Int, reason: String, on flow: SIPFlow) {

@@ -28,7 +28,7 @@ public actor SIPEndpoint {
         public init() {}
     }
 
-    public let configuration: Configuration
+    public nonisolated let configuration: Configuration
     let logger: Logger
     let parser: SIPMessageParser
     private var serverContext: NIOSSLContext?
@@ -156,6 +156,8 @@ public actor SIPEndpoint {
             flowFailureHandler?(self, flow, "connection closed")
         }
         logger.debug("connection down", metadata: ["flow": "\(flow)"])
+        // Transactions waiting on this connection will get no answer over it (§17.1.4).
+        transportFailed(on: flow)
     }
 
     /// Is this flow still usable for sending?

@@ -1,0 +1,50 @@
+public import SIP
+public import SIPTransport
+import NIOCore
+
+/// Names a call of one user agent.
+public struct SIPCallHandle: Hashable, Sendable, CustomStringConvertible {
+    public let value: Int
+    public var description: String { "#\(value)" }
+}
+
+/// One INVITE session and its dialog (RFC 3261 §13-15).
+struct SIPCall {
+    enum Direction { case outgoing, incoming }
+    enum State: Equatable { case calling, ringing, answered, established, ending, ended }
+
+    let handle: SIPCallHandle
+    let direction: Direction
+    var state: State
+    /// The flow signalling runs on; in-dialog requests reuse it while it lives (RFC 5626 §5.3).
+    var flow: SIPFlow
+    var invite: SIPMessage
+    var dialog: SIPDialog?
+    /// Outgoing: the INVITE client transaction (for CANCEL). Incoming: the server transaction.
+    var inviteTransaction: SIPTransactionKey?
+    /// Incoming: our 2xx, retransmitted until the ACK (RFC 3261 §13.3.1.4).
+    var okResponse: SIPMessage?
+    var okRetransmitInterval: Duration = .zero
+    var okRetransmitTask: Scheduled<Void>?
+    var okRetransmitDeadline: NIODeadline?
+    var answerTask: Scheduled<Void>?
+    var durationTask: Scheduled<Void>?
+    /// Outgoing: the ACK we sent for the 2xx, repeated when the 2xx is.
+    var ack: SIPMessage?
+    var authenticated = false
+
+    func cancelTimers() {
+        okRetransmitTask?.cancel()
+        answerTask?.cancel()
+        durationTask?.cancel()
+    }
+}
+
+/// A registrar binding (RFC 3261 §10.3).
+public struct SIPRegistrationBinding: Sendable, Equatable {
+    public var contact: SIPNameAddress
+    public var expires: UInt32
+    public var callID: String
+    public var cseq: UInt32
+    public var flow: SIPFlow
+}

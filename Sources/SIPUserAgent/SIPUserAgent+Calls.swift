@@ -1,0 +1,322 @@
+import NIOCore
+public import SIP
+public import SIPTransport
+
+extension SIPUserAgent {
+    // MARK: Outgoing calls (UAC, RFC 3261 §13.2)
+
+    /// Calls `target` (a SIP URI) through `destination`. The call's progress arrives as events.
+    @discardableResult
+    public func call(_ target: SIPURI, via destination: SIPDestination) async throws -> SIPCallHandle {
+        let flow = try await endpoint.flow(to: destination)
+        return startCall(target, on: flow)
+    }
+
+    func startCall(_ target: SIPURI, on flow: SIPFlow) -> SIPCallHandle {
+        var from = localAddressOfRecord
+        from.tag = SIPIdentifiers.tag()
+        var invite = SIPMessage.request(.invite, .sip(target))
+        invite.headers.add(.maxForwards, "70")
+        invite.headers.add(.from, from.description)
+        invite.headers.add(.to, SIPNameAddress(uri: target).description)
+        invite.headers.add(.callID, SIPIdentifiers.callID(host: configuration.domain))
+        invite.headers.add(.cseq, "1 INVITE")
+        invite.headers.add(.contact, contact(for: flow.transport).description)
+        invite.headers.add(.allow, validator.allowedMethods.map(\.rawValue).joined(separator: ", "))
+        invite.headers.add(.userAgent, endpoint.configuration.productName)
+        addBody(to: &invite)
+        let handle = newHandle()
+        calls[handle] = SIPCall(handle: handle, direction: .outgoing, state: .calling, flow: flow, invite: invite)
+        sendInvite(handle)
+        return handle
+    }
+
+    private func sendInvite(_ handle: SIPCallHandle) {
+        guard let call = calls[handle] else { return }
+        let key = endpoint.assumeIsolated { endpoint in
+            endpoint.sendRequest(call.invite, on: call.flow) { [self] _, event in
+                self.assumeIsolated { $0.inviteEvent(handle, event) }
+            }
+        }
+        calls[handle]?.inviteTransaction = key
+    }
+
+    private func inviteEvent(_ handle: SIPCallHandle, _ event: SIPClientEvent) {
+        guard var call = calls[handle] else { return }
+        switch event {
+        case .timedOut:
+            endCall(handle, reason: "timeout")
+            emit(.failed(handle, status: 408))
+        case .transportFailed:
+            endCall(handle, reason: "transport failure")
+            emit(.failed(handle, status: 503))
+        case .response(let response, let flow):
+            guard let code = response.statusCode else { return }
+            switch code {
+            case 100:
+                return
+            case 101...199:
+                if call.state == .calling {
+                    call.state = .ringing
+                    calls[handle] = call
+                    emit(.ringing(handle))
+                }
+            case 200...299:
+                receiveInviteOK(handle, response, flow: flow)
+            case 401, 407:
+                // Retry once with credentials, CSeq + 1 (RFC 3261 §22.2).
+                guard !call.authenticated, digestClient != nil, let header = try? digestClient!.authorize(
+                    response, method: .invite, uri: call.invite.requestURI?.description ?? "", cnonce: SIPIdentifiers.random(16))
+                else {
+                    endCall(handle, reason: "authentication failed")
+                    emit(.failed(handle, status: code))
+                    return
+                }
+                var invite = call.invite
+                invite.headers.remove(.via)
+                let sequence = (invite.cseq?.sequence ?? 1) + 1
+                invite.headers.set(.cseq, "\(sequence) INVITE")
+                invite.headers.add(header.name, header.value)
+                call.invite = invite
+                call.authenticated = true
+                calls[handle] = call
+                sendInvite(handle)
+            default:
+                endCall(handle, reason: "rejected \(code)")
+                emit(.failed(handle, status: code))
+            }
+        }
+    }
+
+    private func receiveInviteOK(_ handle: SIPCallHandle, _ response: SIPMessage, flow: SIPFlow) {
+        guard var call = calls[handle] else { return }
+        if let ack = call.ack {
+            // A retransmitted 2xx: our ACK was lost (§13.2.2.4).
+            endpoint.assumeIsolated { $0.send(ack, on: call.flow) }
+            return
+        }
+        guard var dialog = SIPDialog(uacRequest: call.invite, response: response, localContact: contact(for: flow.transport)) else {
+            return
+        }
+        dialog.confirm(with: response)
+        let via = endpoint.assumeIsolated { $0.makeVia(for: call.flow.transport) }
+        let ack = dialog.makeACK(inviteSequence: call.invite.cseq?.sequence ?? 1, via: via)
+        endpoint.assumeIsolated { $0.send(ack, on: call.flow) }
+        call.ack = ack
+        call.dialog = dialog
+        call.state = .established
+        calls[handle] = call
+        callsByDialog[dialog.id] = handle
+        startDurationLimit(handle)
+        emit(.answered(handle))
+    }
+
+    /// Ends a call: CANCEL before the answer, BYE after (RFC 3261 §15).
+    public func hangUp(_ handle: SIPCallHandle) {
+        guard let call = calls[handle] else { return }
+        switch (call.direction, call.state) {
+        case (.outgoing, .calling), (.outgoing, .ringing):
+            if let key = call.inviteTransaction {
+                calls[handle]?.state = .ending
+                endpoint.assumeIsolated { $0.cancel(key) }
+            }
+        case (.incoming, .calling), (.incoming, .ringing):
+            if let key = call.inviteTransaction {
+                respond(SIPResponseFactory.response(to: call.invite, status: 486, toTag: call.dialog?.id.localTag), to: key)
+            }
+            endCall(handle, reason: "declined")
+        case (_, .answered), (_, .established):
+            sendBYE(handle)
+        default:
+            return
+        }
+    }
+
+    private func sendBYE(_ handle: SIPCallHandle) {
+        guard var call = calls[handle], var dialog = call.dialog else { return }
+        let via = endpoint.assumeIsolated { $0.makeVia(for: call.flow.transport) }
+        let bye = dialog.makeRequest(.bye, via: via)
+        call.dialog = dialog
+        call.state = .ending
+        calls[handle] = call
+        _ = endpoint.assumeIsolated { endpoint in
+            endpoint.sendRequest(bye, on: call.flow) { [self] _, event in
+                self.assumeIsolated { agent in
+                    if case .response(let response, _) = event, (response.statusCode ?? 0) < 200 { return }
+                    agent.endCall(handle, reason: "local BYE")
+                }
+            }
+        }
+    }
+
+    // MARK: Incoming calls (UAS, RFC 3261 §13.3)
+
+    func receiveInvite(_ request: SIPMessage, key: SIPTransactionKey, flow: SIPFlow) {
+        let handle = newHandle()
+        let tag = SIPIdentifiers.tag()
+        guard let dialog = SIPDialog(uasRequest: request, localTag: tag, localContact: contact(for: flow.transport), early: true) else {
+            respond(SIPResponseFactory.response(to: request, status: 400, toTag: tag), to: key)
+            return
+        }
+        var call = SIPCall(handle: handle, direction: .incoming, state: .ringing, flow: flow, invite: request)
+        call.dialog = dialog
+        call.inviteTransaction = key
+        calls[handle] = call
+        callsByDialog[dialog.id] = handle
+        callsByServerTransaction[key] = handle
+        emit(.incomingCall(handle, from: request.from?.uri.description ?? "?"))
+        var ringing = SIPResponseFactory.response(to: request, status: 180, toTag: tag)
+        ringing.headers.add(.contact, dialog.localContact.description)
+        respond(ringing, to: key)
+        if let delay = configuration.answerAfter {
+            calls[handle]?.answerTask = endpoint.eventLoop.scheduleTask(in: .nanoseconds(delay.nanosecondsValue)) { [self] in
+                self.assumeIsolated { $0.answer(handle) }
+            }
+        }
+    }
+
+    /// Answers an incoming call with 200 and our session description.
+    public func answer(_ handle: SIPCallHandle) {
+        guard var call = calls[handle], call.direction == .incoming, call.state == .ringing, let key = call.inviteTransaction,
+            let dialog = call.dialog
+        else { return }
+        var ok = SIPResponseFactory.response(to: call.invite, status: 200, toTag: dialog.id.localTag)
+        SIPResponseFactory.copyRecordRoute(from: call.invite, into: &ok)
+        ok.headers.add(.contact, dialog.localContact.description)
+        ok.headers.add(.allow, validator.allowedMethods.map(\.rawValue).joined(separator: ", "))
+        addBody(to: &ok)
+        call.state = .answered
+        call.okResponse = ok
+        call.okRetransmitInterval = endpoint.configuration.timers.t1
+        call.okRetransmitDeadline = .now() + .nanoseconds(endpoint.configuration.timers.transactionTimeout.nanosecondsValue)
+        calls[handle] = call
+        calls[handle]?.dialog?.state = .confirmed
+        respond(ok, to: key)
+        scheduleOKRetransmission(handle)
+        emit(.answered(handle))
+    }
+
+    /// RFC 3261 §13.3.1.4: the UAS core retransmits its 2xx (T1 doubling up to T2) until the
+    /// ACK arrives, and gives up with a BYE after 64·T1. Reliable transports need it too: a
+    /// proxy on the path may be on UDP.
+    private func scheduleOKRetransmission(_ handle: SIPCallHandle) {
+        guard let call = calls[handle] else { return }
+        calls[handle]?.okRetransmitTask = endpoint.eventLoop.scheduleTask(in: .nanoseconds(call.okRetransmitInterval.nanosecondsValue)) { [self] in
+            self.assumeIsolated { $0.retransmitOK(handle) }
+        }
+    }
+
+    private func retransmitOK(_ handle: SIPCallHandle) {
+        guard var call = calls[handle], call.state == .answered, let ok = call.okResponse, let key = call.inviteTransaction else { return }
+        if let deadline = call.okRetransmitDeadline, NIODeadline.now() >= deadline {
+            logger.warning("no ACK for 2xx within 64·T1; ending the call", metadata: ["call": "\(handle)"])
+            call.state = .established
+            calls[handle] = call
+            sendBYE(handle)
+            return
+        }
+        respond(ok, to: key)
+        let t2 = endpoint.configuration.timers.t2
+        call.okRetransmitInterval = min(call.okRetransmitInterval * 2, t2)
+        calls[handle] = call
+        scheduleOKRetransmission(handle)
+    }
+
+    func receiveACK(_ ack: SIPMessage) {
+        guard let id = SIPDialogID.forReceivedRequest(ack), let handle = callsByDialog[id], var call = calls[handle] else { return }
+        guard call.state == .answered else { return }
+        call.okRetransmitTask?.cancel()
+        call.state = .established
+        calls[handle] = call
+        startDurationLimit(handle)
+        emit(.confirmed(handle))
+    }
+
+    func receiveCancel(inviteKey: SIPTransactionKey) {
+        guard let handle = callsByServerTransaction[inviteKey], let call = calls[handle] else { return }
+        respond(SIPResponseFactory.response(to: call.invite, status: 487, toTag: call.dialog?.id.localTag), to: inviteKey)
+        endCall(handle, reason: "cancelled by caller")
+    }
+
+    // MARK: In-dialog requests (RFC 3261 §12.2.2)
+
+    func receiveInDialog(_ request: SIPMessage, key: SIPTransactionKey, flow: SIPFlow) {
+        guard let id = SIPDialogID.forReceivedRequest(request), let handle = callsByDialog[id], var call = calls[handle],
+            var dialog = call.dialog
+        else {
+            respond(SIPResponseFactory.response(to: request, status: 481), to: key)
+            return
+        }
+        switch dialog.receive(request) {
+        case .reject(let status, let retryAfter):
+            var response = SIPResponseFactory.response(to: request, status: status)
+            if let retryAfter { response.headers.add(.retryAfter, String(retryAfter)) }
+            respond(response, to: key)
+            call.dialog = dialog
+            calls[handle] = call
+            return
+        case .accept:
+            break
+        }
+        call.dialog = dialog
+        calls[handle] = call
+        switch request.method {
+        case .bye:
+            respond(SIPResponseFactory.response(to: request, status: 200), to: key)
+            endCall(handle, reason: "remote BYE")
+        case .invite:
+            // A re-INVITE (session refresh or hold): accept with our description.
+            var ok = SIPResponseFactory.response(to: request, status: 200)
+            ok.headers.add(.contact, dialog.localContact.description)
+            addBody(to: &ok)
+            respond(ok, to: key)
+            calls[handle]?.dialog?.answeredIncomingInvite()
+        case .info:
+            respond(SIPResponseFactory.response(to: request, status: 200), to: key)
+            emit(.dtmfInfo(handle, body: String(buffer: request.body)))
+        default:
+            respond(SIPResponseFactory.response(to: request, status: 200), to: key)
+        }
+    }
+
+    // MARK: Shared
+
+    func startDurationLimit(_ handle: SIPCallHandle) {
+        guard let limit = configuration.maxCallDuration else { return }
+        calls[handle]?.durationTask = endpoint.eventLoop.scheduleTask(in: .nanoseconds(limit.nanosecondsValue)) { [self] in
+            self.assumeIsolated { agent in
+                agent.logger.info("call reached the duration limit", metadata: ["call": "\(handle)"])
+                agent.sendBYE(handle)
+            }
+        }
+    }
+
+    func endCall(_ handle: SIPCallHandle, reason: String) {
+        guard let call = calls.removeValue(forKey: handle) else { return }
+        call.cancelTimers()
+        if let id = call.dialog?.id { callsByDialog[id] = nil }
+        if let key = call.inviteTransaction { callsByServerTransaction[key] = nil }
+        emit(.ended(handle, reason: reason))
+    }
+
+    func addBody(to message: inout SIPMessage) {
+        guard let description = configuration.sessionDescription else { return }
+        message.headers.set(.contentType, description.contentType)
+        message.body = ByteBuffer(string: description.body)
+    }
+
+    func newHandle() -> SIPCallHandle {
+        defer { nextHandle += 1 }
+        return SIPCallHandle(value: nextHandle)
+    }
+
+    /// Calls in progress (tests and status).
+    public var activeCallCount: Int { calls.count }
+}
+
+extension Duration {
+    var nanosecondsValue: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}

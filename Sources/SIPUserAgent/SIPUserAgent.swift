@@ -1,0 +1,161 @@
+public import Logging
+import NIOCore
+public import SIP
+public import SIPTransport
+
+/// A SIP user agent on an endpoint: places and answers calls (INVITE sessions with their
+/// dialogs), registers, and acts as a small registrar. It shares the endpoint's executor (its
+/// event loop), so the two call each other synchronously and keep one ordering of events.
+public actor SIPUserAgent {
+    public nonisolated let endpoint: SIPEndpoint
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { endpoint.unownedExecutor }
+
+    public struct Configuration: Sendable {
+        /// Our user and domain: From of requests we send, and the identity we answer as.
+        public var user = "symphony"
+        public var domain = "localhost"
+        public var displayName: String?
+        /// Credentials for digest challenges we receive (RFC 8760).
+        public var credentials: (username: String, password: String)?
+        /// When set, REGISTER requests we receive must authenticate with these users' passwords.
+        public var registrarUsers: [String: String]?
+        public var registrarRealm = "symphony"
+        /// Digest algorithms we challenge with, preferred first (RFC 8760 §2.4).
+        public var registrarAlgorithms: [DigestAlgorithm] = [.sha256, .md5]
+        /// Incoming INVITEs: ring (180) at once, answer (200) after `answerAfter`; nil never answers.
+        public var answerAfter: Duration? = .milliseconds(100)
+        /// The SDP (or other body) we offer and answer with.
+        public var sessionDescription: (contentType: String, body: String)?
+        /// Calls end with BYE after this long (the product's duration limit); nil for none.
+        public var maxCallDuration: Duration?
+
+        public init() {}
+    }
+
+    public var configuration: Configuration
+    let logger: Logger
+    let validator = SIPRequestValidator()
+    var calls: [SIPCallHandle: SIPCall] = [:]
+    var callsByDialog: [SIPDialogID: SIPCallHandle] = [:]
+    var callsByServerTransaction: [SIPTransactionKey: SIPCallHandle] = [:]
+    /// Registrar bindings: address-of-record → contacts.
+    public internal(set) var bindings: [String: [SIPRegistrationBinding]] = [:]
+    let digestServer: DigestServer
+    var digestClient: DigestClient?
+    var nextHandle = 1
+    private let eventContinuation: AsyncStream<SIPUserAgentEvent>.Continuation
+    /// What happens, in order: calls offered, answered, ended; registrations.
+    public nonisolated let events: AsyncStream<SIPUserAgentEvent>
+
+    public init(endpoint: SIPEndpoint, configuration: Configuration, logger: Logger = Logger(label: "sip.ua")) {
+        self.endpoint = endpoint
+        self.configuration = configuration
+        self.logger = logger
+        self.digestServer = DigestServer(realm: configuration.registrarRealm, algorithms: configuration.registrarAlgorithms)
+        if let credentials = configuration.credentials {
+            digestClient = DigestClient(username: credentials.username, password: credentials.password)
+        }
+        (events, eventContinuation) = AsyncStream.makeStream(of: SIPUserAgentEvent.self)
+    }
+
+    /// Installs this agent as the endpoint's transaction user.
+    public func attach() {
+        endpoint.assumeIsolated { endpoint in
+            endpoint.setRequestHandler { [self] endpoint, request in
+                self.assumeIsolated { $0.handle(request) }
+            }
+        }
+    }
+
+    func emit(_ event: SIPUserAgentEvent) {
+        logger.info("\(event)")
+        eventContinuation.yield(event)
+    }
+
+    /// Our Contact for a flow: the advertised address of its transport.
+    func contact(for transport: SIPTransportProtocol) -> SIPNameAddress {
+        let address = endpoint.assumeIsolated { $0.advertised[transport] ?? $0.advertised[.udp] }
+        var uri = SIPURI(secure: transport == .tls, user: configuration.user, host: address?.hostText ?? "127.0.0.1", port: address?.port)
+        if transport == .tcp { uri.parameters.set("transport", "tcp") }
+        return SIPNameAddress(uri: uri)
+    }
+
+    var localAddressOfRecord: SIPNameAddress {
+        SIPNameAddress(displayName: configuration.displayName.map { "\"\($0)\"" }, uri: SIPURI(user: configuration.user, host: configuration.domain))
+    }
+
+    // MARK: Incoming requests
+
+    func handle(_ incoming: SIPIncomingRequest) {
+        let request = incoming.message
+        switch incoming.kind {
+        case .ackFor2xx:
+            receiveACK(request)
+            return
+        case .cancel(let inviteKey):
+            receiveCancel(inviteKey: inviteKey)
+            return
+        case .transaction(let key):
+            if let rejection = validator.check(request) {
+                respond(SIPResponseFactory.response(to: request, rejection: rejection, toTag: SIPIdentifiers.tag()), to: key)
+                return
+            }
+            guard let method = request.method else { return }
+            if request.to?.tag != nil {
+                receiveInDialog(request, key: key, flow: incoming.flow)
+                return
+            }
+            switch method {
+            case .options:
+                var ok = SIPResponseFactory.response(to: request, status: 200, toTag: SIPIdentifiers.tag())
+                ok.headers.add(.allow, validator.allowedMethods.map(\.rawValue).joined(separator: ", "))
+                ok.headers.add(.accept, "application/sdp")
+                respond(ok, to: key)
+            case .register:
+                receiveRegister(request, key: key, flow: incoming.flow)
+            case .invite:
+                receiveInvite(request, key: key, flow: incoming.flow)
+            case .bye, .info, .update:
+                respond(SIPResponseFactory.response(to: request, status: 481, toTag: SIPIdentifiers.tag()), to: key)
+            default:
+                respond(SIPResponseFactory.response(to: request, status: 405, toTag: SIPIdentifiers.tag()), to: key)
+            }
+        }
+    }
+
+    func respond(_ response: SIPMessage, to key: SIPTransactionKey) {
+        endpoint.assumeIsolated { $0.respond(response, to: key) }
+    }
+
+    /// Ends everything: BYE for established calls, CANCEL for pending ones.
+    public func hangUpAll() {
+        for handle in calls.keys { hangUp(handle) }
+    }
+}
+
+/// What the agent reports.
+public enum SIPUserAgentEvent: Sendable, Equatable, CustomStringConvertible {
+    case incomingCall(SIPCallHandle, from: String)
+    case ringing(SIPCallHandle)
+    case answered(SIPCallHandle)
+    case confirmed(SIPCallHandle)
+    case ended(SIPCallHandle, reason: String)
+    case failed(SIPCallHandle, status: Int)
+    case registered(addressOfRecord: String, contact: String)
+    case registrationFailed(status: Int)
+    case dtmfInfo(SIPCallHandle, body: String)
+
+    public var description: String {
+        switch self {
+        case .incomingCall(let h, let from): "call \(h): incoming from \(from)"
+        case .ringing(let h): "call \(h): ringing"
+        case .answered(let h): "call \(h): answered"
+        case .confirmed(let h): "call \(h): confirmed (ACK)"
+        case .ended(let h, let reason): "call \(h): ended (\(reason))"
+        case .failed(let h, let status): "call \(h): failed \(status)"
+        case .registered(let aor, let contact): "registered \(aor) at \(contact)"
+        case .registrationFailed(let status): "registration failed \(status)"
+        case .dtmfInfo(let h, let body): "call \(h): INFO \(body)"
+        }
+    }
+}

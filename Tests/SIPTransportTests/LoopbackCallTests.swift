@@ -1,0 +1,162 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import SIP
+import SIPTransport
+import SIPUserAgent
+import Testing
+
+/// Two of the project's user agents calling each other over real loopback sockets.
+@Suite("Loopback calls between two user agents", .serialized)
+struct LoopbackCallTests {
+    static let cases: [(SIPTransportProtocol, String)] = [
+        (.udp, "127.0.0.1"), (.tcp, "127.0.0.1"), (.tls, "127.0.0.1"), (.udp, "::1"), (.tcp, "::1"), (.tls, "::1"),
+    ]
+
+    @Test(arguments: cases)
+    func callAnsweredAndHungUp(_ transport: SIPTransportProtocol, _ host: String) async throws {
+        let scratch = try ScratchDirectory()
+        let tls = transport == .tls ? try tlsSettings(try await TestCertificates.make(in: scratch)) : nil
+        let callee = try await AgentHarness(transports: [transport], host: host, tls: tls) { $0.user = "callee" }
+        let caller = try await AgentHarness(transports: [transport], host: host, tls: tls) { $0.user = "caller" }
+        defer { Task { await callee.shutdown(); await caller.shutdown() } }
+
+        let target = SIPURI(secure: transport == .tls, user: "callee", host: host, port: callee.port(transport))
+        let handle = try await caller.agent.call(target, via: SIPDestination(transport: transport, host: host, port: callee.port(transport)))
+        try await caller.recorder.wait(for: "ringing") { $0.isRinging }
+        try await caller.recorder.wait(for: "answered") { $0.isAnswered }
+        try await callee.recorder.wait(for: "confirmed by ACK") { $0.isConfirmed }
+        await caller.agent.hangUp(handle)
+        try await callee.recorder.wait(for: "ended by BYE") { if case .ended(_, "remote BYE") = $0 { true } else { false } }
+        try await caller.recorder.wait(for: "ended") { $0.isEnded }
+        #expect(await callee.agent.activeCallCount == 0)
+        #expect(await caller.agent.activeCallCount == 0)
+    }
+
+    @Test func registrationWithDigestChallenge() async throws {
+        let registrar = try await AgentHarness(transports: [.tcp]) { $0.registrarUsers = ["alice": "s3cret"] }
+        let good = try await AgentHarness(transports: [.tcp]) {
+            $0.user = "alice"
+            $0.credentials = ("alice", "s3cret")
+        }
+        let bad = try await AgentHarness(transports: [.tcp]) {
+            $0.user = "alice"
+            $0.credentials = ("alice", "wrong")
+        }
+        defer { Task { await registrar.shutdown(); await good.shutdown(); await bad.shutdown() } }
+        let destination = SIPDestination(transport: .tcp, host: "127.0.0.1", port: registrar.port(.tcp))
+        #expect(try await good.agent.register(at: destination, expires: 600) == 200)
+        #expect(try await bad.agent.register(at: destination, expires: 600) == 401)
+        let bindings = await registrar.agent.bindings
+        #expect(bindings["sip:alice@localhost"]?.count == 1)
+        #expect(bindings["sip:alice@localhost"]?.first?.expires == 600)
+    }
+
+    @Test func callerCancelsBeforeAnswer() async throws {
+        let callee = try await AgentHarness(transports: [.udp]) { $0.answerAfter = nil }
+        let caller = try await AgentHarness(transports: [.udp])
+        defer { Task { await callee.shutdown(); await caller.shutdown() } }
+        let target = SIPURI(user: "callee", host: "127.0.0.1", port: callee.port(.udp))
+        let handle = try await caller.agent.call(target, via: SIPDestination(transport: .udp, host: "127.0.0.1", port: callee.port(.udp)))
+        try await caller.recorder.wait(for: "ringing") { $0.isRinging }
+        await caller.agent.hangUp(handle)
+        try await callee.recorder.wait(for: "cancelled") { if case .ended(_, "cancelled by caller") = $0 { true } else { false } }
+        let failure = try await caller.recorder.wait(for: "487") { $0.failedStatus != nil }
+        #expect(failure.failedStatus == 487)
+    }
+
+    @Test func malformedDatagramGets400AndTheEndpointKeepsServing() async throws {
+        let agent = try await AgentHarness(transports: [.udp])
+        defer { Task { await agent.shutdown() } }
+        let socket = try await DatagramBootstrap(group: agent.group).bind(host: "127.0.0.1", port: 0).get()
+        defer { socket.close(promise: nil) }
+        let collector = DatagramCollector()
+        try await socket.pipeline.addHandler(collector)
+        let garbage = "INVITE sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKbad\r\nCSeq: x INVITE\r\nCall-ID: bad-1\r\n\r\n"
+        let destination = try SocketAddress(ipAddress: "127.0.0.1", port: agent.port(.udp))
+        try await socket.writeAndFlush(AddressedEnvelope(remoteAddress: destination, data: ByteBuffer(string: garbage)))
+        let reply = try await collector.next(timeout: .seconds(5))
+        let response = try SIPMessageParser().parse(reply)
+        #expect(response.statusCode == 400)
+        #expect(response.callID == "bad-1")
+        #expect(response.headers[.warning]?.contains("3:7") == true, "the Warning names line:column")
+        // Still serving: a good OPTIONS gets 200.
+        let options = "OPTIONS sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKgood;rport\r\nFrom: <sip:t@x>;tag=1\r\nTo: <sip:a@127.0.0.1>\r\nCall-ID: good-1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        try await socket.writeAndFlush(AddressedEnvelope(remoteAddress: destination, data: ByteBuffer(string: options)))
+        let ok = try SIPMessageParser().parse(try await collector.next(timeout: .seconds(5)))
+        #expect(ok.statusCode == 200)
+        // rport/received were filled in (RFC 3581): the Via says port 9, the packet came from elsewhere.
+        #expect(ok.topVia?.rport == .some(socket.localAddress!.port))
+        #expect(await agent.endpoint.statistics.badRequestsAnswered == 1)
+    }
+
+    @Test func keepAliveFailureIsReportedWhenNoPongComes() async throws {
+        let agent = try await AgentHarness(transports: [.tcp], keepAlivePongTimeout: .milliseconds(300))
+        defer { Task { await agent.shutdown() } }
+        // A TCP server that accepts and never answers: a dead peer behind a live socket.
+        let silent = try await ServerBootstrap(group: agent.group).bind(host: "127.0.0.1", port: 0).get()
+        defer { silent.close(promise: nil) }
+        let failures = FailureBox()
+        await agent.endpoint.setFlowFailureHandler { _, flow, reason in
+            failures.add("\(flow.remote.port ?? 0): \(reason)")
+        }
+        let flow = try await agent.endpoint.flow(to: SIPDestination(transport: .tcp, host: "127.0.0.1", port: silent.localAddress!.port!))
+        await agent.endpoint.startKeepAlive(on: flow, every: .milliseconds(200))
+        try await Task.sleep(for: .seconds(1))
+        #expect(failures.values.count == 1)
+        #expect(failures.values.first?.contains("no pong") == true)
+    }
+
+    @Test func keepAliveSucceedsAgainstAPeerThatAnswersPings() async throws {
+        let server = try await AgentHarness(transports: [.tcp])
+        let client = try await AgentHarness(transports: [.tcp], keepAlivePongTimeout: .milliseconds(300))
+        defer { Task { await server.shutdown(); await client.shutdown() } }
+        let failures = FailureBox()
+        await client.endpoint.setFlowFailureHandler { _, _, reason in failures.add(reason) }
+        let flow = try await client.endpoint.flow(to: SIPDestination(transport: .tcp, host: "127.0.0.1", port: server.port(.tcp)))
+        await client.endpoint.startKeepAlive(on: flow, every: .milliseconds(350))
+        try await Task.sleep(for: .seconds(1.5))
+        #expect(failures.values.isEmpty)
+        #expect(await client.endpoint.isAlive(flow))
+    }
+
+    @Test func tlsPeerWithCertificateFromAnotherCAIsRefused() async throws {
+        let scratchA = try ScratchDirectory(), scratchB = try ScratchDirectory()
+        let server = try await AgentHarness(transports: [.tls], tls: try tlsSettings(try await TestCertificates.make(in: scratchA)))
+        let client = try await AgentHarness(transports: [.tls], tls: try tlsSettings(try await TestCertificates.make(in: scratchB)))
+        defer { Task { await server.shutdown(); await client.shutdown() } }
+        let target = SIPURI(secure: true, user: "x", host: "127.0.0.1", port: server.port(.tls))
+        _ = try await client.agent.call(target, via: SIPDestination(transport: .tls, host: "127.0.0.1", port: server.port(.tls)))
+        let failure = try await client.recorder.wait(for: "failure") { $0.failedStatus != nil }
+        #expect(failure.failedStatus == 503, "certificate verification failure is a transport failure")
+        #expect(await server.agent.activeCallCount == 0)
+    }
+}
+
+final class FailureBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: [String] = []
+    func add(_ value: String) { lock.withLock { stored.append(value) } }
+    var values: [String] { lock.withLock { stored } }
+}
+
+/// Collects datagrams arriving on a test socket.
+final class DatagramCollector: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    private let lock = NSLock()
+    private var received: [ByteBuffer] = []
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = unwrapInboundIn(data)
+        lock.withLock { received.append(envelope.data) }
+    }
+
+    func next(timeout: Duration) async throws -> ByteBuffer {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let first = lock.withLock({ received.isEmpty ? nil : received.removeFirst() }) { return first }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        throw PeerError("no datagram within \(timeout)")
+    }
+}

@@ -1,0 +1,158 @@
+import Foundation
+import Testing
+
+/// A real program started by a test (sipp, stunnel4, openssl), with its output kept for the
+/// failure message. A program that is missing fails the test with the reason: peers are part of
+/// the suite, installed by scripts/bootstrap.
+final class PeerProcess: @unchecked Sendable {
+    let name: String
+    let process = Process()
+    private let output = Pipe()
+    private let lock = NSLock()
+    private var collected = Data()
+
+    init(_ executable: String, _ arguments: [String], directory: URL? = nil) throws {
+        name = executable
+        guard let path = PeerProcess.find(executable) else {
+            throw PeerError("\(executable) is not installed; run scripts/bootstrap (it installs the test peers)")
+        }
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        if let directory { process.currentDirectoryURL = directory }
+        process.standardOutput = output
+        process.standardError = output
+        process.standardInput = FileHandle.nullDevice
+        output.fileHandleForReading.readabilityHandler = { [weak self] handle in
+            let data = handle.availableData
+            guard let self, !data.isEmpty else { return }
+            self.lock.lock()
+            self.collected.append(data)
+            self.lock.unlock()
+        }
+        try process.run()
+    }
+
+    static func find(_ executable: String) -> String? {
+        for directory in ["/usr/bin", "/usr/sbin", "/usr/local/bin", "/bin", "/sbin"] {
+            let path = directory + "/" + executable
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return nil
+    }
+
+    var text: String {
+        lock.lock()
+        defer { lock.unlock() }
+        return String(decoding: collected, as: UTF8.self)
+    }
+
+    /// Waits for the program to exit by itself, at most `timeout`; kills it past that.
+    func wait(timeout: Duration) async throws -> Int32 {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning {
+            if ContinuousClock.now > deadline {
+                process.terminate()
+                throw PeerError("\(name) did not finish within \(timeout); output:\n\(text)")
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        try await Task.sleep(for: .milliseconds(50))  // let the pipe drain
+        return process.terminationStatus
+    }
+
+    /// Waits until the output contains `marker`.
+    func waitForOutput(_ marker: String, timeout: Duration) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while !text.contains(marker) {
+            guard process.isRunning else { throw PeerError("\(name) exited before printing '\(marker)':\n\(text)") }
+            guard ContinuousClock.now < deadline else { throw PeerError("\(name) did not print '\(marker)':\n\(text)") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    func stop() {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+    }
+
+    deinit { stop() }
+}
+
+struct PeerError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Runs a command to completion and returns its output; a non-zero exit throws.
+@discardableResult
+func runCommand(_ executable: String, _ arguments: [String], directory: URL? = nil) async throws -> String {
+    let peer = try PeerProcess(executable, arguments, directory: directory)
+    let status = try await peer.wait(timeout: .seconds(60))
+    guard status == 0 else { throw PeerError("\(executable) \(arguments.joined(separator: " ")) exited \(status):\n\(peer.text)") }
+    return peer.text
+}
+
+/// A scratch directory for one test, removed afterwards.
+final class ScratchDirectory: @unchecked Sendable {
+    let url: URL
+
+    init() throws {
+        url = FileManager.default.temporaryDirectory.appendingPathComponent("symphony-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+
+    func path(_ name: String) -> String { url.appendingPathComponent(name).path }
+
+    func write(_ name: String, _ text: String) throws {
+        try text.write(toFile: path(name), atomically: true, encoding: .utf8)
+    }
+
+    deinit { try? FileManager.default.removeItem(at: url) }
+}
+
+/// A CA and a leaf certificate for 127.0.0.1 / ::1 / localhost, made with openssl for one test.
+struct TestCertificates {
+    let caFile: String
+    let certificateFile: String
+    let keyFile: String
+
+    static func make(in scratch: ScratchDirectory, name: String = "server") async throws -> TestCertificates {
+        let ca = scratch.path("ca.pem"), caKey = scratch.path("ca.key")
+        if !FileManager.default.fileExists(atPath: ca) {
+            try await runCommand("openssl", [
+                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+                "-subj", "/CN=Symphony Test CA", "-keyout", caKey, "-out", ca,
+                "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            ])
+        }
+        let key = scratch.path("\(name).key"), csr = scratch.path("\(name).csr"), cert = scratch.path("\(name).pem")
+        try await runCommand("openssl", [
+            "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=\(name)",
+            "-keyout", key, "-out", csr,
+        ])
+        try scratch.write("\(name).ext", "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n")
+        try await runCommand("openssl", [
+            "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", caKey, "-CAcreateserial", "-days", "2",
+            "-extfile", scratch.path("\(name).ext"), "-out", cert,
+        ])
+        return TestCertificates(caFile: ca, certificateFile: cert, keyFile: key)
+    }
+}
+
+/// A port nobody listens on right now (bound and released), for peers that need one up front.
+func freePort(udp: Bool = false) throws -> Int {
+    let fd = socket(AF_INET, udp ? Int32(SOCK_DGRAM.rawValue) : Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw PeerError("socket() failed") }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+    guard bound == 0 else { throw PeerError("bind() failed") }
+    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
