@@ -207,9 +207,12 @@ public actor SIPEndpoint {
             .connect(to: remote).get()
         // A failed TLS handshake closes the channel; `connectionClosed` then fails the
         // transactions on the flow (a transport error for their TU).
-        guard let local = channel.localAddress else { throw SIPTransportError.connectionClosed }
-        let flow = SIPFlow(transport: transport, local: local, remote: remote, connectionID: id)
-        if connections[id] == nil { connectionOpened(flow, channel: channel) }
+        // channelActive registered the connection; if it is gone already, the peer (or a failed
+        // TLS handshake) closed it before we could use it.
+        guard let flow = connectionFlows[id], channel.isActive else {
+            channel.close(promise: nil)
+            throw SIPTransportError.connectionClosed
+        }
         return flow
     }
 

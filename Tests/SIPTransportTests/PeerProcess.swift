@@ -24,7 +24,10 @@ final class PeerProcess: @unchecked Sendable {
         process.standardInput = FileHandle.nullDevice
         output.fileHandleForReading.readabilityHandler = { [weak self] handle in
             let data = handle.availableData
-            guard let self, !data.isEmpty else { return }
+            guard let self, !data.isEmpty else {
+                handle.readabilityHandler = nil  // EOF: stop being called
+                return
+            }
             self.lock.lock()
             self.collected.append(data)
             self.lock.unlock()
@@ -51,7 +54,7 @@ final class PeerProcess: @unchecked Sendable {
         let deadline = ContinuousClock.now + timeout
         while process.isRunning {
             if ContinuousClock.now > deadline {
-                process.terminate()
+                stop()
                 throw PeerError("\(name) did not finish within \(timeout); output:\n\(text)")
             }
             try await Task.sleep(for: .milliseconds(50))
@@ -70,9 +73,11 @@ final class PeerProcess: @unchecked Sendable {
         }
     }
 
+    /// Ends the program with SIGKILL: children spawned from a process whose threads block
+    /// signals may not see SIGTERM (stunnel4 here), and nothing of theirs needs a clean exit.
     func stop() {
         if process.isRunning {
-            process.terminate()
+            kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
     }
