@@ -46,12 +46,16 @@ public struct SIPStreamDecoder: NIOSingleStepByteToMessageDecoder {
                 return .ping
             }
             if view.starts(with: [0x0D, 0x0A]) {
+                // A lone CRLF is a pong, delivered at once (the keepalive timer waits for it).
+                // Peers write a ping's four bytes in one go; a ping split after its first CRLF
+                // would read as two pongs, which RFC 5626 framing cannot tell apart.
                 if view.count == 2 || view.dropFirst(2).first != 0x0D {
                     buffer.moveReaderIndex(forwardBy: 2)
                     return .pong
                 }
                 return nil  // "\r\n\r" so far: wait for the ping's last byte
             }
+            if view.count == 1, first == 0x0D { return nil }  // wait for the LF
             buffer.moveReaderIndex(forwardBy: 1)  // stray LF or CR
             return try decode(buffer: &buffer)
         }
