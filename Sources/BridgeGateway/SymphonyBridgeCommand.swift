@@ -7,7 +7,7 @@ struct SymphonyBridgeCommand: AsyncParsableCommand {
         commandName: "symphony-bridge",
         abstract: "Gateway between legacy SIP intercom servers and cloud call services.",
         version: BuildInfo.version,
-        subcommands: [VersionCommand.self, SIPCheckCommand.self]
+        subcommands: [VersionCommand.self, SIPCheckCommand.self, SIPAgentCommand.self]
     )
 }
 
