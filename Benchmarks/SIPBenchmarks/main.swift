@@ -59,7 +59,9 @@ func now() -> UInt64 {
 @inline(never) func blackHole<T>(_ value: T) { withExtendedLifetime(value) {} }
 
 /// Runs `body` `iterations` times, `rounds` rounds; returns the median operations per second.
-func measure(_ name: String, iterations: Int = 200_000, rounds: Int = 7, _ body: () -> Void) -> Double {
+let defaultIterations = Int(getenv("BENCH_ITERATIONS").map { String(cString: $0) } ?? "") ?? 200_000
+
+func measure(_ name: String, iterations: Int = defaultIterations, rounds: Int = 7, _ body: () -> Void) -> Double {
     for _ in 0..<iterations / 10 { body() }  // warm-up
     var rates: [Double] = []
     for _ in 0..<rounds {

@@ -100,27 +100,39 @@ public struct SIPHeaderName: Hashable, Sendable, CustomStringConvertible {
     static let canonical: [String] = ["Accept", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow", "Allow-Events", "Authentication-Info", "Authorization", "Call-ID", "Call-Info", "Contact", "Content-Disposition", "Content-Encoding", "Content-Language", "Content-Length", "Content-Type", "CSeq", "Date", "Error-Info", "Event", "Expires", "From", "In-Reply-To", "Max-Forwards", "Min-Expires", "MIME-Version", "Organization", "Priority", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Require", "Reason", "Record-Route", "Refer-To", "Referred-By", "Reply-To", "Require", "Retry-After", "Route", "Server", "Session-Expires", "Subject", "Subscription-State", "Supported", "Timestamp", "To", "Unsupported", "User-Agent", "Via", "Warning", "WWW-Authenticate", "Path", "Service-Route", "Flow-Timer", "SIP-ETag", "SIP-If-Match"
     ]
 
-    static let byLowercasedName: [String: Known] = {
-        var table: [String: Known] = [:]
-        for known in Known.allCases { table[canonical[Int(known.rawValue)].lowercased()] = known }
+    /// Known names by length, as lowercase bytes: a lookup compares a few candidates of the
+    /// right length and allocates nothing.
+    static let byLength: [[(name: [UInt8], known: Known)]] = {
+        var table = [[(name: [UInt8], known: Known)]](repeating: [], count: 32)
+        for known in Known.allCases {
+            let name = Array(canonical[Int(known.rawValue)].lowercased().utf8)
+            table[name.count].append((name, known))
+        }
         return table
     }()
 
     /// Looks a name up from its wire bytes, compact forms included.
     init(lookup bytes: UnsafeRawBufferPointer) {
-        if bytes.count == 1, let compact = Self.compactForm(bytes[0].asciiLowercased) {
+        let count = bytes.count
+        if count == 1, let compact = Self.compactForm(bytes[0].asciiLowercased) {
             self.init(known: compact)
             return
         }
-        let folded = String(unsafeUninitializedCapacity: bytes.count) { out in
-            for i in 0..<bytes.count { out[i] = bytes[i].asciiLowercased }
-            return bytes.count
+        if count < 32 {
+            for candidate in Self.byLength[count] {
+                var index = 0
+                while index < count, bytes[index].asciiLowercased == candidate.name[index] { index += 1 }
+                if index == count {
+                    self.init(known: candidate.known)
+                    return
+                }
+            }
         }
-        if let known = Self.byLowercasedName[folded] {
-            self.init(known: known)
-        } else {
-            self.init(known: nil, spelling: String(decoding: bytes, as: UTF8.self), folded: folded)
+        let folded = String(unsafeUninitializedCapacity: count) { out in
+            for i in 0..<count { out[i] = bytes[i].asciiLowercased }
+            return count
         }
+        self.init(known: nil, spelling: String(decoding: bytes, as: UTF8.self), folded: folded)
     }
 
     /// RFC 3261 §7.3.3 and the RFCs that define the other compact forms.

@@ -96,10 +96,10 @@ public enum SIPURIParser {
             let colon = s.bytes[s.index..<at].firstIndex(of: UInt8(ascii: ":"))
             let userEnd = colon ?? at
             guard userEnd > s.index else { throw s.error("empty user part in URI") }
-            try validate(s, s.index..<userEnd, allowed: [.unreserved, .userUnreserved], what: "user part")
+            try validate(s, s.index..<userEnd, allowed: SIPCharacterClass.unreserved.union(.userUnreserved), what: "user part")
             user = s.string(s.index..<userEnd)
             if let colon {
-                try validate(s, (colon + 1)..<at, allowed: [.unreserved, .passwordExtra], what: "password")
+                try validate(s, (colon + 1)..<at, allowed: SIPCharacterClass.unreserved.union(.passwordExtra), what: "password")
                 password = s.string((colon + 1)..<at)
             }
             s.index = at + 1
@@ -118,11 +118,11 @@ public enum SIPURIParser {
         if context != .bare {
             while s.index < limit, s.bytes[s.index] == UInt8(ascii: ";") {
                 s.index += 1
-                let name = try uriComponent(&s, limit: limit, allowed: [.unreserved, .paramUnreserved], what: "URI parameter name")
+                let name = try uriComponent(&s, limit: limit, allowed: SIPCharacterClass.unreserved.union(.paramUnreserved), what: "URI parameter name")
                 var value: String?
                 if s.index < limit, s.bytes[s.index] == UInt8(ascii: "=") {
                     s.index += 1
-                    value = try uriComponent(&s, limit: limit, allowed: [.unreserved, .paramUnreserved], what: "URI parameter value")
+                    value = try uriComponent(&s, limit: limit, allowed: SIPCharacterClass.unreserved.union(.paramUnreserved), what: "URI parameter value")
                 }
                 parameters.append(SIPParameter(name: name, value: value))
             }
@@ -132,10 +132,10 @@ public enum SIPURIParser {
                 }
                 repeat {
                     s.index += 1
-                    let name = try uriComponent(&s, limit: limit, allowed: [.unreserved, .headerUnreserved], what: "URI header name")
+                    let name = try uriComponent(&s, limit: limit, allowed: SIPCharacterClass.unreserved.union(.headerUnreserved), what: "URI header name")
                     guard s.index < limit, s.bytes[s.index] == UInt8(ascii: "=") else { throw s.error("expected '=' in URI header") }
                     s.index += 1
-                    let value = try uriComponent(&s, limit: limit, allowed: [.unreserved, .headerUnreserved], what: "URI header value", allowEmpty: true)
+                    let value = try uriComponent(&s, limit: limit, allowed: SIPCharacterClass.unreserved.union(.headerUnreserved), what: "URI header value", allowEmpty: true)
                     headers.append(SIPParameter(name: name, value: value))
                 } while s.index < limit && s.bytes[s.index] == UInt8(ascii: "&")
             }
@@ -176,11 +176,11 @@ public enum SIPURIParser {
         if context != .bare {
             while s.index < limit, s.bytes[s.index] == UInt8(ascii: ";") {
                 s.index += 1
-                let name = try uriComponent(&s, limit: limit, allowed: [.unreserved, .paramUnreserved], what: "tel parameter name")
+                let name = try uriComponent(&s, limit: limit, allowed: SIPCharacterClass.unreserved.union(.paramUnreserved), what: "tel parameter name")
                 var value: String?
                 if s.index < limit, s.bytes[s.index] == UInt8(ascii: "=") {
                     s.index += 1
-                    value = try uriComponent(&s, limit: limit, allowed: [.unreserved, .paramUnreserved], what: "tel parameter value")
+                    value = try uriComponent(&s, limit: limit, allowed: SIPCharacterClass.unreserved.union(.paramUnreserved), what: "tel parameter value")
                 }
                 parameters.append(SIPParameter(name: name, value: value))
             }
@@ -198,7 +198,7 @@ public enum SIPURIParser {
             if byte == UInt8(ascii: "%") {
                 try checkEscape(s, at: s.index)
                 s.index += 3
-            } else if !SIPCharacterClass.of(byte).isDisjoint(with: allowed) {
+            } else if allowed.contains(byte) {
                 s.index += 1
             } else {
                 break
@@ -217,7 +217,7 @@ public enum SIPURIParser {
                 index += 3
                 continue
             }
-            guard !SIPCharacterClass.of(byte).isDisjoint(with: allowed) else {
+            guard allowed.contains(byte) else {
                 throw SIPParseError("character '\(printable(byte))' not allowed in the \(what)", at: index)
             }
             index += 1

@@ -5,7 +5,7 @@ import SIP
 // a stream message; whatever parses is serialized, normalized and parsed again, and the typed
 // views are read, so that the whole path a received message takes is exercised.
 //
-// Built with `-D FUZZ -parse-as-library -sanitize=fuzzer,address` by scripts/fuzz, libFuzzer
+// Built with `-D FUZZ -sanitize=fuzzer,address` by scripts/fuzz, libFuzzer
 // supplies `main`. Built normally, this file replays inputs given as file arguments (to
 // reproduce a crash without the fuzzing runtime).
 
@@ -31,16 +31,22 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
 #if !FUZZ
 import Glibc
 
-for path in CommandLine.arguments.dropFirst() {
-    guard let file = fopen(path, "rb") else {
-        print("cannot open \(path)")
-        exit(66)
+/// Without libFuzzer: replay the files named on the command line through the same checks.
+@main
+enum SIPParserFuzzReplay {
+    static func main() {
+        for path in CommandLine.arguments.dropFirst() {
+            guard let file = fopen(path, "rb") else {
+                print("cannot open \(path)")
+                exit(66)
+            }
+            var bytes: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            while case let count = fread(&chunk, 1, chunk.count, file), count > 0 { bytes += chunk[0..<count] }
+            fclose(file)
+            _ = bytes.withUnsafeBufferPointer { fuzzOneInput($0.baseAddress ?? UnsafePointer(bitPattern: 1)!, $0.count) }
+            print("\(path): ok")
+        }
     }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65536)
-    while case let count = fread(&chunk, 1, chunk.count, file), count > 0 { bytes += chunk[0..<count] }
-    fclose(file)
-    _ = bytes.withUnsafeBufferPointer { fuzzOneInput($0.baseAddress ?? UnsafePointer(bitPattern: 1)!, $0.count) }
-    print("\(path): ok")
 }
 #endif
