@@ -58,6 +58,11 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // Targets of the later issues, holding for now the pieces they start from.
+        .target(name: "Media", swiftSettings: strictSettings),
+        .target(name: "LegacyLinks", swiftSettings: strictSettings),
+        .target(name: "CloudUplink", swiftSettings: strictSettings),
+        .target(name: "Mesh", swiftSettings: strictSettings),
         // The `symphony-bridge` executable.
         .executableTarget(
             name: "BridgeGateway",
@@ -109,6 +114,10 @@ let package = Package(
             exclude: ["Scenarios"],
             swiftSettings: strictSettings
         ),
+        .testTarget(name: "MediaTests", dependencies: ["Media"], swiftSettings: strictSettings),
+        .testTarget(name: "LegacyLinksTests", dependencies: ["LegacyLinks"], swiftSettings: strictSettings),
+        .testTarget(name: "CloudUplinkTests", dependencies: ["CloudUplink"], swiftSettings: strictSettings),
+        .testTarget(name: "MeshTests", dependencies: ["Mesh"], swiftSettings: strictSettings),
     ],
     swiftLanguageModes: [.v6]
 )

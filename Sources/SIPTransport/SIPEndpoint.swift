@@ -100,7 +100,7 @@ public actor SIPEndpoint {
                 .childChannelInitializer { [self] channel in
                     channel.eventLoop.makeCompletedFuture {
                         let id = self.assumeIsolated { $0.allocateConnectionID() }
-                        try Self.configureStream(channel, transport: transport, tls: context.map { try NIOSSLServerHandler(context: $0) }, endpoint: self, connectionID: id)
+                        try Self.configureStream(channel, transport: transport, tls: context.map { NIOSSLServerHandler(context: $0) }, endpoint: self, connectionID: id)
                     }
                 }
                 .bind(to: address).get()
@@ -128,9 +128,15 @@ public actor SIPEndpoint {
 
     /// Closes every listener and connection and cancels every transaction timer.
     public func shutdown() async {
+        // Client transactions still waiting for a final response learn that their flow is gone,
+        // so that no TU waits forever; finished ones only lose their timers.
+        for key in Array(clientTransactions.keys) where clientTransactions[key] != nil {
+            let actions = clientTransactions[key]!.machine.transportError()
+            applyClient(actions, key: key)
+        }
         for entry in clientTransactions.values { entry.timers.values.forEach { $0.cancel() } }
-        for entry in serverTransactions.values { entry.timers.values.forEach { $0.cancel() } }
         clientTransactions = [:]
+        for entry in serverTransactions.values { entry.timers.values.forEach { $0.cancel() } }
         serverTransactions = [:]
         for state in keepAlives.values { state.task?.cancel() }
         keepAlives = [:]
@@ -168,7 +174,7 @@ public actor SIPEndpoint {
     /// A flow to `destination`: an existing connection to that address, or a new one (TCP/TLS),
     /// or our UDP socket of the right address family.
     public func flow(to destination: SIPDestination) async throws -> SIPFlow {
-        let remote = try SocketAddress.makeAddressResolvingHost(destination.host, port: destination.port)
+        let remote = try await Self.resolve(destination)
         switch destination.transport {
         case .udp:
             guard let channel = udpChannels.first(where: { $0.localAddress?.protocol == remote.protocol }), let local = channel.localAddress else {
@@ -183,24 +189,34 @@ public actor SIPEndpoint {
         }
     }
 
+    /// An IP literal needs no lookup; a name is resolved with getaddrinfo on
+    /// the shared NIO thread pool, never on the event loop (RFC 3263 SRV/NAPTR lookups are not done yet).
+    nonisolated static func resolve(_ destination: SIPDestination) async throws -> SocketAddress {
+        if let literal = try? SocketAddress(ipAddress: destination.host, port: destination.port) { return literal }
+        return try await NIOThreadPool.singleton.runIfActive {
+            try SocketAddress.makeAddressResolvingHost(destination.host, port: destination.port)
+        }
+    }
+
     private func connect(_ destination: SIPDestination, remote: SocketAddress) async throws -> SIPFlow {
         let id = allocateConnectionID()
-        var tlsHandler: NIOSSLClientHandler?
+        var tls: (context: NIOSSLContext, serverName: String?)?
         if destination.transport == .tls {
             guard let clientContext else { throw SIPTransportError.tlsNotConfigured }
             let name = destination.serverName ?? destination.host
             // SNI only for names (RFC 6066 §3); without one, NIOSSL verifies the peer's IP
             // address against the certificate's subjectAltName instead.
             let isIP = IPAddressText.isIPv4(name) || IPAddressText.isIPv6(name)
-            tlsHandler = try NIOSSLClientHandler(context: clientContext, serverHostname: isIP ? nil : name)
+            tls = (clientContext, isIP ? nil : name)
         }
         let transport = destination.transport
-        let handler = tlsHandler
+        let tlsSettings = tls
         let channel = try await ClientBootstrap(group: eventLoop)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(5))
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    let handler = try tlsSettings.map { try NIOSSLClientHandler(context: $0.context, serverHostname: $0.serverName) }
                     try Self.configureStream(channel, transport: transport, tls: handler, endpoint: self, connectionID: id)
                 }
             }
