@@ -147,7 +147,7 @@ extension SIPEndpoint {
         guard deliver else {
             let reliable = flow.transport.isReliable
             serverTransactions[key] = ServerTransactionEntry(
-                machine: .nonInvite(ServerNonInviteTransaction(request: request, reliable: reliable, timers: configuration.timers)), flow: flow)
+                machine: ServerNonInviteTransaction(request: request, reliable: reliable, timers: configuration.timers), flow: flow)
             return
         }
         startServerTransaction(request, key: key, flow: flow)

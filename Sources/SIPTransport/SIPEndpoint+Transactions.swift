@@ -10,145 +10,8 @@ public enum SIPClientEvent: Sendable {
     case transportFailed
 }
 
-enum ClientMachine: Sendable {
-    case invite(ClientInviteTransaction)
-    case nonInvite(ClientNonInviteTransaction)
-
-    var request: SIPMessage {
-        switch self {
-        case .invite(let t): t.request
-        case .nonInvite(let t): t.request
-        }
-    }
-
-    mutating func start() -> [SIPTransactionAction] {
-        switch self {
-        case .invite(var t):
-            let actions = t.start()
-            self = .invite(t)
-            return actions
-        case .nonInvite(var t):
-            let actions = t.start()
-            self = .nonInvite(t)
-            return actions
-        }
-    }
-    mutating func timerFired(_ timer: SIPTransactionTimer) -> [SIPTransactionAction] {
-        switch self {
-        case .invite(var t):
-            let actions = t.timerFired(timer)
-            self = .invite(t)
-            return actions
-        case .nonInvite(var t):
-            let actions = t.timerFired(timer)
-            self = .nonInvite(t)
-            return actions
-        }
-    }
-    mutating func transportError() -> [SIPTransactionAction] {
-        switch self {
-        case .invite(var t):
-            let actions = t.transportError()
-            self = .invite(t)
-            return actions
-        case .nonInvite(var t):
-            let actions = t.transportError()
-            self = .nonInvite(t)
-            return actions
-        }
-    }
-
-    mutating func receive(_ response: SIPMessage) -> [SIPTransactionAction] {
-        switch self {
-        case .invite(var t):
-            let actions = t.receive(response)
-            self = .invite(t)
-            return actions
-        case .nonInvite(var t):
-            let actions = t.receive(response)
-            self = .nonInvite(t)
-            return actions
-        }
-    }
-}
-
-enum ServerMachine: Sendable {
-    case invite(ServerInviteTransaction)
-    case nonInvite(ServerNonInviteTransaction)
-
-    mutating func start() -> [SIPTransactionAction] {
-        switch self {
-        case .invite(var t):
-            let actions = t.start()
-            self = .invite(t)
-            return actions
-        case .nonInvite(var t):
-            let actions = t.start()
-            self = .nonInvite(t)
-            return actions
-        }
-    }
-    mutating func timerFired(_ timer: SIPTransactionTimer) -> [SIPTransactionAction] {
-        switch self {
-        case .invite(var t):
-            let actions = t.timerFired(timer)
-            self = .invite(t)
-            return actions
-        case .nonInvite(var t):
-            let actions = t.timerFired(timer)
-            self = .nonInvite(t)
-            return actions
-        }
-    }
-    mutating func transportError() -> [SIPTransactionAction] {
-        switch self {
-        case .invite(var t):
-            let actions = t.transportError()
-            self = .invite(t)
-            return actions
-        case .nonInvite(var t):
-            let actions = t.transportError()
-            self = .nonInvite(t)
-            return actions
-        }
-    }
-
-    mutating func receive(_ message: SIPMessage) -> [SIPTransactionAction] {
-        switch self {
-        case .invite(var t):
-            let actions = t.receive(message)
-            self = .invite(t)
-            return actions
-        case .nonInvite(var t):
-            let actions = t.receive(message)
-            self = .nonInvite(t)
-            return actions
-        }
-    }
-
-    mutating func respond(_ response: SIPMessage) -> [SIPTransactionAction] {
-        switch self {
-        case .invite(var t):
-            let actions = t.respond(response)
-            self = .invite(t)
-            return actions
-        case .nonInvite(var t):
-            let actions = t.respond(response)
-            self = .nonInvite(t)
-            return actions
-        }
-    }
-
-    var hasFinalResponse: Bool {
-        switch self {
-        case .invite(let t): t.hasFinalResponse
-        case .nonInvite(let t): t.state == .completed || t.state == .terminated
-        }
-    }
-}
-
 struct ClientTransactionEntry {
-    var machine: ClientMachine
+    var machine: any SIPTransactionMachine
     var flow: SIPFlow
     var timers: [SIPTransactionTimer: Scheduled<Void>] = [:]
     var handler: SIPEndpoint.ClientHandler
@@ -157,7 +20,7 @@ struct ClientTransactionEntry {
 }
 
 struct ServerTransactionEntry {
-    var machine: ServerMachine
+    var machine: any SIPServerTransactionMachine
     var flow: SIPFlow
     var timers: [SIPTransactionTimer: Scheduled<Void>] = [:]
 }
@@ -181,10 +44,10 @@ extension SIPEndpoint {
         }
         guard let key = SIPTransactionKey.client(forRequest: request) else { return nil }
         let reliable = flow.transport.isReliable
-        let machine: ClientMachine =
+        let machine: any SIPTransactionMachine =
             request.method == .invite
-            ? .invite(ClientInviteTransaction(request: request, reliable: reliable, timers: configuration.timers))
-            : .nonInvite(ClientNonInviteTransaction(request: request, reliable: reliable, timers: configuration.timers))
+            ? ClientInviteTransaction(request: request, reliable: reliable, timers: configuration.timers)
+            : ClientNonInviteTransaction(request: request, reliable: reliable, timers: configuration.timers)
         clientTransactions[key] = ClientTransactionEntry(machine: machine, flow: flow, handler: handler)
         let actions = clientTransactions[key]!.machine.start()
         applyClient(actions, key: key)
@@ -201,7 +64,7 @@ extension SIPEndpoint {
     /// Cancels a pending INVITE (RFC 3261 §9.1): a CANCEL in its own transaction, once the INVITE
     /// has had a provisional response. The INVITE's final response (487) still arrives.
     public func cancel(_ inviteKey: SIPTransactionKey) {
-        guard var entry = clientTransactions[inviteKey], case .invite(let invite) = entry.machine else { return }
+        guard var entry = clientTransactions[inviteKey], let invite = entry.machine as? ClientInviteTransaction else { return }
         switch invite.state {
         case .calling:
             entry.cancelRequested = true
@@ -281,19 +144,15 @@ extension SIPEndpoint {
 
     /// The request of a live server transaction.
     public func request(of key: SIPTransactionKey) -> SIPMessage? {
-        switch serverTransactions[key]?.machine {
-        case .invite(let t)?: t.request
-        case .nonInvite(let t)?: t.request
-        case nil: nil
-        }
+        serverTransactions[key]?.machine.request
     }
 
     func startServerTransaction(_ request: SIPMessage, key: SIPTransactionKey, flow: SIPFlow) {
         let reliable = flow.transport.isReliable
-        let machine: ServerMachine =
+        let machine: any SIPServerTransactionMachine =
             request.method == .invite
-            ? .invite(ServerInviteTransaction(request: request, reliable: reliable, timers: configuration.timers))
-            : .nonInvite(ServerNonInviteTransaction(request: request, reliable: reliable, timers: configuration.timers))
+            ? ServerInviteTransaction(request: request, reliable: reliable, timers: configuration.timers)
+            : ServerNonInviteTransaction(request: request, reliable: reliable, timers: configuration.timers)
         serverTransactions[key] = ServerTransactionEntry(machine: machine, flow: flow)
         let actions = serverTransactions[key]!.machine.start()
         applyServer(actions, key: key)

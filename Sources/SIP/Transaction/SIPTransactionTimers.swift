@@ -98,11 +98,23 @@ public protocol SIPTransactionMachine: Sendable {
     var request: SIPMessage { get }
     var reliable: Bool { get }
     mutating func start() -> [SIPTransactionAction]
+    /// A message from the peer: a response (client side) or a retransmitted request or ACK
+    /// (server side).
+    mutating func receive(_ message: SIPMessage) -> [SIPTransactionAction]
     mutating func timerFired(_ timer: SIPTransactionTimer) -> [SIPTransactionAction]
     mutating func transportError() -> [SIPTransactionAction]
 }
 
+/// The server side also takes the transaction user's responses.
+public protocol SIPServerTransactionMachine: SIPTransactionMachine {
+    mutating func respond(_ response: SIPMessage) -> [SIPTransactionAction]
+    /// A final response has gone out (or the transaction ended): a CANCEL is too late (§9.2).
+    var hasFinalResponse: Bool { get }
+}
+
 extension ClientInviteTransaction: SIPTransactionMachine {}
 extension ClientNonInviteTransaction: SIPTransactionMachine {}
-extension ServerInviteTransaction: SIPTransactionMachine {}
-extension ServerNonInviteTransaction: SIPTransactionMachine {}
+extension ServerInviteTransaction: SIPServerTransactionMachine {}
+extension ServerNonInviteTransaction: SIPServerTransactionMachine {
+    public var hasFinalResponse: Bool { state == .completed || state == .terminated }
+}
