@@ -117,7 +117,9 @@ public struct SIPScanner {
     public mutating func genericValue() throws(SIPParseError) -> String {
         guard let byte = peek else { throw error("expected a parameter value") }
         if byte == UInt8(ascii: "\"") {
-            return "\"" + (try quotedString()) + "\""
+            let start = index
+            _ = try quotedString()
+            return string(start..<index)
         }
         if byte == UInt8(ascii: "[") {
             let start = index
@@ -171,16 +173,17 @@ public struct SIPParameter: Hashable, Sendable {
 }
 
 extension Array where Element == SIPParameter {
-    /// The first parameter named `name` (case-insensitive): `.some(nil)` for a valueless one.
+    /// The first parameter named `name` (given in lowercase; names compare case-insensitively):
+    /// `.some(nil)` for a valueless one.
     public func value(_ name: String) -> String?? {
-        for parameter in self where parameter.name.lowercased() == name { return .some(parameter.value) }
+        for parameter in self where parameter.name.equalsLowercaseASCII(name) { return .some(parameter.value) }
         return nil
     }
 
     public func has(_ name: String) -> Bool { value(name) != nil }
 
     public mutating func set(_ name: String, _ value: String?) {
-        if let index = firstIndex(where: { $0.name.lowercased() == name }) {
+        if let index = firstIndex(where: { $0.name.equalsLowercaseASCII(name) }) {
             self[index].value = value
         } else {
             append(SIPParameter(name: name, value: value))
@@ -188,7 +191,7 @@ extension Array where Element == SIPParameter {
     }
 
     public mutating func remove(_ name: String) {
-        removeAll { $0.name.lowercased() == name }
+        removeAll { $0.name.equalsLowercaseASCII(name) }
     }
 
     /// `;name=value;flag` as on the wire.
@@ -199,5 +202,21 @@ extension Array where Element == SIPParameter {
             if let value = parameter.value { out += "=" + value }
         }
         return out
+    }
+}
+
+extension String {
+    /// `self` equals `lowercase` ignoring ASCII case, without building a lowercased copy.
+    @inlinable
+    func equalsLowercaseASCII(_ lowercase: String) -> Bool {
+        var mine = utf8.makeIterator()
+        var theirs = lowercase.utf8.makeIterator()
+        while true {
+            switch (mine.next(), theirs.next()) {
+            case (nil, nil): return true
+            case (let a?, let b?) where a.asciiLowercased == b: continue
+            default: return false
+            }
+        }
     }
 }

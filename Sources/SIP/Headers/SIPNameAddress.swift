@@ -60,7 +60,9 @@ public struct SIPNameAddress: Hashable, Sendable, CustomStringConvertible {
         var displayName: String?
         var enclosed = false
         if first == UInt8(ascii: "\"") {
-            displayName = "\"" + (try s.quotedString()) + "\""
+            let start = s.index
+            _ = try s.quotedString()
+            displayName = s.string(start..<s.index)
             s.skipWhitespace()
             guard s.peek == UInt8(ascii: "<") else { throw s.error("expected '<' after the display name") }
             enclosed = true

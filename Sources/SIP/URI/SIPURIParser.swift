@@ -74,9 +74,18 @@ public enum SIPURIParser {
         guard s.index < limit, s.bytes[s.index] == UInt8(ascii: ":") else {
             throw s.error("expected ':' after the URI scheme")
         }
-        let scheme = s.string(start..<s.index).lowercased()
+        let length = s.index - start
         s.index += 1
-        return scheme
+        // The common schemes without building a string first.
+        func matches(_ name: StaticString) -> Bool {
+            guard name.utf8CodeUnitCount == length else { return false }
+            for offset in 0..<length where s.bytes[start + offset].asciiLowercased != name.utf8Start[offset] { return false }
+            return true
+        }
+        if matches("sip") { return "sip" }
+        if matches("sips") { return "sips" }
+        if matches("tel") { return "tel" }
+        return s.string(start..<(start + length)).lowercased()
     }
 
     private static func parseSIP(
