@@ -120,6 +120,39 @@ struct LoopbackCallTests {
         #expect(await client.endpoint.isAlive(flow))
     }
 
+    /// Mutual TLS: a server that demands client certificates takes a client whose certificate
+    /// its CA signed, and refuses one whose certificate another CA signed (though that client
+    /// trusts the server).
+    @Test func mutualTLSRequiresAClientCertificateFromTheTrustedCA() async throws {
+        let scratch = try ScratchDirectory(), other = try ScratchDirectory()
+        let serverCertificates = try await TestCertificates.make(in: scratch, name: "server")
+        let clientCertificates = try await TestCertificates.make(in: scratch, name: "client")
+        let strangerCertificates = try await TestCertificates.make(in: other, name: "stranger")
+        let server = try await AgentHarness(transports: [.tls], tls: try tlsSettings(serverCertificates, requireClientCertificate: true))
+        let client = try await AgentHarness(transports: [.tls], tls: try tlsSettings(clientCertificates))
+        let stranger = try await AgentHarness(
+            transports: [.tls],
+            tls: try SIPTLSSettings(
+                certificateFile: strangerCertificates.certificateFile, keyFile: strangerCertificates.keyFile,
+                caFile: serverCertificates.caFile))
+        defer { Task { await server.shutdown(); await client.shutdown(); await stranger.shutdown() } }
+        let destination = SIPDestination(transport: .tls, host: "127.0.0.1", port: server.port(.tls))
+        let target = SIPURI(secure: true, user: "x", host: "127.0.0.1", port: server.port(.tls))
+
+        let handle = try await client.agent.call(target, via: destination)
+        try await client.recorder.wait(for: "answered") { $0.isAnswered }
+        await client.agent.hangUp(handle)
+
+        do {
+            _ = try await stranger.agent.call(target, via: destination)
+            let failure = try await stranger.recorder.wait(for: "failure") { $0.failedStatus != nil }
+            #expect(failure.failedStatus == 503)
+        } catch let error as SIPTransportError {
+            #expect(error == .connectionClosed)
+        }
+        #expect(await server.recorder.events.filter(\.isIncoming).count == 1, "only the trusted client's call arrived")
+    }
+
     @Test func tlsPeerWithCertificateFromAnotherCAIsRefused() async throws {
         let scratchA = try ScratchDirectory(), scratchB = try ScratchDirectory()
         let server = try await AgentHarness(transports: [.tls], tls: try tlsSettings(try await TestCertificates.make(in: scratchA)))
