@@ -149,6 +149,58 @@ extension SIPUserAgent {
         }
     }
 
+    // MARK: Re-INVITE (RFC 3261 §14)
+
+    /// Sends a re-INVITE with our session description (a session refresh or a codec change).
+    /// On 491 (glare, §14.1) it tries again after the randomized delay, as often as it takes.
+    public func reinvite(_ handle: SIPCallHandle) {
+        guard var call = calls[handle], call.state == .established, var dialog = call.dialog else { return }
+        guard dialog.beginOutgoingInvite() else { return }
+        let via = endpoint.assumeIsolated { $0.makeVia(for: call.flow.transport) }
+        var invite = dialog.makeRequest(.invite, via: via)
+        addBody(to: &invite)
+        call.dialog = dialog
+        calls[handle] = call
+        let sequence = invite.cseq?.sequence ?? dialog.localSequence
+        _ = endpoint.assumeIsolated { endpoint in
+            endpoint.sendRequest(invite, on: call.flow) { [self] _, event in
+                self.assumeIsolated { $0.reinviteEvent(handle, event, sequence: sequence) }
+            }
+        }
+    }
+
+    private func reinviteEvent(_ handle: SIPCallHandle, _ event: SIPClientEvent, sequence: UInt32) {
+        guard var call = calls[handle], var dialog = call.dialog else { return }
+        switch event {
+        case .response(let response, _):
+            guard let code = response.statusCode, code >= 200 else { return }
+            dialog.finishOutgoingInvite(response: response)
+            if (200...299).contains(code) {
+                let via = endpoint.assumeIsolated { $0.makeVia(for: call.flow.transport) }
+                let ack = dialog.makeACK(inviteSequence: sequence, via: via)
+                endpoint.assumeIsolated { $0.send(ack, on: call.flow) }
+                call.dialog = dialog
+                calls[handle] = call
+                emit(.reinvited(handle))
+            } else if code == 491 {
+                var generator = SystemRandomNumberGenerator()
+                let delay = dialog.glareRetryDelay(using: &generator)
+                call.dialog = dialog
+                calls[handle] = call
+                emit(.glare(handle, retryAfter: delay))
+                _ = endpoint.eventLoop.scheduleTask(in: .nanoseconds(delay.nanosecondsValue)) { [self] in
+                    self.assumeIsolated { $0.reinvite(handle) }
+                }
+            } else {
+                call.dialog = dialog
+                calls[handle] = call
+            }
+        case .timedOut, .transportFailed:
+            // §14.1: a re-INVITE that fails this way ends the call.
+            sendBYE(handle)
+        }
+    }
+
     // MARK: Incoming calls (UAS, RFC 3261 §13.3)
 
     func receiveInvite(_ request: SIPMessage, key: SIPTransactionKey, flow: SIPFlow) {

@@ -144,6 +144,10 @@ public enum SIPUserAgentEvent: Sendable, Equatable, CustomStringConvertible {
     case registered(addressOfRecord: String, contact: String)
     case registrationFailed(status: Int)
     case dtmfInfo(SIPCallHandle, body: String)
+    /// Our re-INVITE was accepted.
+    case reinvited(SIPCallHandle)
+    /// Our re-INVITE met the peer's (491); it goes again after `retryAfter`.
+    case glare(SIPCallHandle, retryAfter: Duration)
 
     public var description: String {
         switch self {
@@ -156,6 +160,8 @@ public enum SIPUserAgentEvent: Sendable, Equatable, CustomStringConvertible {
         case .registered(let aor, let contact): "registered \(aor) at \(contact)"
         case .registrationFailed(let status): "registration failed \(status)"
         case .dtmfInfo(let h, let body): "call \(h): INFO \(body)"
+        case .reinvited(let h): "call \(h): re-INVITE accepted"
+        case .glare(let h, let delay): "call \(h): re-INVITE glare (491), retrying in \(delay)"
         }
     }
 }

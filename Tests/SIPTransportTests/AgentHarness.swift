@@ -11,6 +11,7 @@ import Testing
 /// One of the project's user agents on real sockets, with its events recorded for assertions.
 final class AgentHarness: @unchecked Sendable {
     let group: MultiThreadedEventLoopGroup
+    private let ownsGroup: Bool
     let endpoint: SIPEndpoint
     let agent: SIPUserAgent
     let recorder: EventRecorder
@@ -19,9 +20,11 @@ final class AgentHarness: @unchecked Sendable {
     init(
         transports: [SIPTransportProtocol] = [.udp, .tcp], host: String = "127.0.0.1", tls: SIPTLSSettings? = nil,
         timers: SIPTimerSettings = .standard, keepAlivePongTimeout: Duration = .seconds(10),
+        sharing shared: MultiThreadedEventLoopGroup? = nil,
         configure: (inout SIPUserAgent.Configuration) -> Void = { _ in }
     ) async throws {
-        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        group = shared ?? MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        ownsGroup = shared == nil
         var configuration = SIPEndpoint.Configuration()
         configuration.tls = tls
         configuration.timers = timers
@@ -50,7 +53,7 @@ final class AgentHarness: @unchecked Sendable {
 
     func shutdown() async {
         await endpoint.shutdown()
-        try? await group.shutdownGracefully()
+        if ownsGroup { try? await group.shutdownGracefully() }
     }
 }
 

@@ -33,6 +33,35 @@ struct LoopbackCallTests {
         #expect(await caller.agent.activeCallCount == 0)
     }
 
+    /// RFC 3261 §14.1: both sides re-INVITE at once; both get 491 and retry after their
+    /// randomized waits (the caller, who owns the Call-ID, 2.1–4 s; the callee 0–2 s), and both
+    /// re-INVITEs then succeed.
+    @Test func simultaneousReInvitesResolveGlare() async throws {
+        // Both agents on one event loop, so that both re-INVITEs leave in the same loop turn,
+        // before either side has read the other's: true glare, every time.
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let callee = try await AgentHarness(transports: [.udp], sharing: group)
+        let caller = try await AgentHarness(transports: [.udp], sharing: group)
+        defer { Task { await callee.shutdown(); await caller.shutdown(); try? await group.shutdownGracefully() } }
+        let target = SIPURI(user: "callee", host: "127.0.0.1", port: callee.port(.udp))
+        let handle = try await caller.agent.call(target, via: SIPDestination(transport: .udp, host: "127.0.0.1", port: callee.port(.udp)))
+        try await callee.recorder.wait(for: "confirmed") { $0.isConfirmed }
+        guard case .incomingCall(let calleeHandle, _) = try await callee.recorder.wait(for: "incoming", { $0.isIncoming }) else { return }
+        let callerAgent = caller.agent, calleeAgent = callee.agent
+        try await group.next().submit {
+            callerAgent.assumeIsolated { $0.reinvite(handle) }
+            calleeAgent.assumeIsolated { $0.reinvite(calleeHandle) }
+        }.get()
+        let callerGlare = try await caller.recorder.wait(for: "caller 491") { if case .glare = $0 { true } else { false } }
+        let calleeGlare = try await callee.recorder.wait(for: "callee 491") { if case .glare = $0 { true } else { false } }
+        if case .glare(_, let delay) = callerGlare { #expect(delay >= .milliseconds(2100) && delay <= .seconds(4)) }
+        if case .glare(_, let delay) = calleeGlare { #expect(delay <= .seconds(2)) }
+        try await caller.recorder.wait(for: "caller re-INVITE done", timeout: .seconds(8)) { if case .reinvited = $0 { true } else { false } }
+        try await callee.recorder.wait(for: "callee re-INVITE done", timeout: .seconds(8)) { if case .reinvited = $0 { true } else { false } }
+        await caller.agent.hangUp(handle)
+        try await callee.recorder.wait(for: "BYE") { $0.isEnded }
+    }
+
     @Test func registrationWithDigestChallenge() async throws {
         let registrar = try await AgentHarness(transports: [.tcp]) { $0.registrarUsers = ["alice": "s3cret"] }
         let good = try await AgentHarness(transports: [.tcp]) {
