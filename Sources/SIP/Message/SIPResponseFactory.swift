@@ -8,10 +8,9 @@ public enum SIPResponseFactory {
         for index in 0..<request.headers.count {
             let name = request.headers.name(at: index)
             switch name {
-            case .via, .from, .callID, .cseq, .recordRoute:
-                // Record-Route is copied only into 2xx/18x of dialog-creating requests (§12.1.1);
-                // the caller decides by `copyRecordRoute`, so drop it here and add it back there.
-                if name == .recordRoute { continue }
+            case .via, .from, .callID, .cseq:
+                // Record-Route goes only into dialog-creating responses (§12.1.1): the caller
+                // adds it with `copyRecordRoute`.
                 response.headers.add(name, request.headers.value(at: index))
             case .to:
                 let value = request.headers.value(at: index)
