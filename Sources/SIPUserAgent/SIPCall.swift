@@ -22,8 +22,9 @@ struct SIPCall {
     var dialog: SIPDialog?
     /// Outgoing: the INVITE client transaction (for CANCEL). Incoming: the server transaction.
     var inviteTransaction: SIPTransactionKey?
-    /// Incoming: our 2xx, retransmitted until the ACK (RFC 3261 §13.3.1.4).
+    /// Our 2xx to an INVITE or re-INVITE, retransmitted until its ACK (RFC 3261 §13.3.1.4).
     var okResponse: SIPMessage?
+    var okTransaction: SIPTransactionKey?
     var okRetransmitInterval: Duration = .zero
     var okRetransmitTask: Scheduled<Void>?
     var okRetransmitDeadline: NIODeadline?

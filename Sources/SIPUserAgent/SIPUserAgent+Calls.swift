@@ -238,19 +238,25 @@ extension SIPUserAgent {
         ok.headers.add(.allow, validator.allowedMethods.map(\.rawValue).joined(separator: ", "))
         addBody(to: &ok)
         call.state = .answered
-        call.okResponse = ok
-        call.okRetransmitInterval = endpoint.configuration.timers.t1
-        call.okRetransmitDeadline = .now() + .nanoseconds(endpoint.configuration.timers.transactionTimeout.nanosecondsValue)
         calls[handle] = call
         calls[handle]?.dialog?.state = .confirmed
-        respond(ok, to: key)
-        scheduleOKRetransmission(handle)
+        sendOK(ok, to: key, in: handle)
         emit(.answered(handle))
     }
 
-    /// RFC 3261 §13.3.1.4: the UAS core retransmits its 2xx (T1 doubling up to T2) until the
-    /// ACK arrives, and gives up with a BYE after 64·T1. Reliable transports need it too: a
-    /// proxy on the path may be on UDP.
+    /// Sends a 2xx to an INVITE (initial or re-INVITE) and keeps retransmitting it until the
+    /// ACK: RFC 3261 §13.3.1.4, T1 doubling up to T2, a BYE after 64·T1 without ACK. Reliable
+    /// transports need it too: a proxy on the path may be on UDP.
+    private func sendOK(_ ok: SIPMessage, to key: SIPTransactionKey, in handle: SIPCallHandle) {
+        calls[handle]?.okRetransmitTask?.cancel()
+        calls[handle]?.okResponse = ok
+        calls[handle]?.okTransaction = key
+        calls[handle]?.okRetransmitInterval = endpoint.configuration.timers.t1
+        calls[handle]?.okRetransmitDeadline = .now() + .nanoseconds(endpoint.configuration.timers.transactionTimeout.nanosecondsValue)
+        respond(ok, to: key)
+        scheduleOKRetransmission(handle)
+    }
+
     private func scheduleOKRetransmission(_ handle: SIPCallHandle) {
         guard let call = calls[handle] else { return }
         calls[handle]?.okRetransmitTask = endpoint.eventLoop.scheduleTask(in: .nanoseconds(call.okRetransmitInterval.nanosecondsValue)) { [self] in
@@ -259,9 +265,10 @@ extension SIPUserAgent {
     }
 
     private func retransmitOK(_ handle: SIPCallHandle) {
-        guard var call = calls[handle], call.state == .answered, let ok = call.okResponse, let key = call.inviteTransaction else { return }
+        guard var call = calls[handle], let ok = call.okResponse, let key = call.okTransaction else { return }
         if let deadline = call.okRetransmitDeadline, NIODeadline.now() >= deadline {
             logger.warning("no ACK for 2xx within 64·T1; ending the call", metadata: ["call": "\(handle)"])
+            call.okResponse = nil
             call.state = .established
             calls[handle] = call
             sendBYE(handle)
@@ -274,14 +281,21 @@ extension SIPUserAgent {
         scheduleOKRetransmission(handle)
     }
 
+    /// The ACK for our 2xx: it carries the INVITE's CSeq number (§13.2.2.4).
     func receiveACK(_ ack: SIPMessage) {
-        guard let id = SIPDialogID.forReceivedRequest(ack), let handle = callsByDialog[id], var call = calls[handle] else { return }
-        guard call.state == .answered else { return }
+        guard let id = SIPDialogID.forReceivedRequest(ack), let handle = callsByDialog[id], var call = calls[handle],
+            let ok = call.okResponse, ack.cseq?.sequence == ok.cseq?.sequence
+        else { return }
         call.okRetransmitTask?.cancel()
+        call.okResponse = nil
+        call.okTransaction = nil
+        let wasAnswer = call.state == .answered
         call.state = .established
         calls[handle] = call
-        startDurationLimit(handle)
-        emit(.confirmed(handle))
+        if wasAnswer {
+            startDurationLimit(handle)
+            emit(.confirmed(handle))
+        }
     }
 
     func receiveCancel(inviteKey: SIPTransactionKey) {
@@ -321,8 +335,8 @@ extension SIPUserAgent {
             var ok = SIPResponseFactory.response(to: request, status: 200)
             ok.headers.add(.contact, dialog.localContact.description)
             addBody(to: &ok)
-            respond(ok, to: key)
             calls[handle]?.dialog?.answeredIncomingInvite()
+            sendOK(ok, to: key, in: handle)
         case .info:
             respond(SIPResponseFactory.response(to: request, status: 200), to: key)
             emit(.dtmfInfo(handle, body: String(buffer: request.body)))
