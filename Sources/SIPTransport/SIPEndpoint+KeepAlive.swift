@@ -25,7 +25,7 @@ extension SIPEndpoint {
     }
 
     private func scheduleKeepAlive(_ id: UInt64, after delay: Duration) {
-        keepAlives[id]?.task = eventLoop.scheduleTask(in: .nanoseconds(delay.nanoseconds)) { [self] in
+        keepAlives[id]?.task = eventLoop.scheduleTask(in: TimeAmount(delay)) { [self] in
             self.assumeIsolated { $0.keepAliveTick(id) }
         }
     }

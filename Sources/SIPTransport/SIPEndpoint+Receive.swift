@@ -143,15 +143,6 @@ extension SIPEndpoint {
         send(response, on: flow)
     }
 
-    func startServerTransaction(_ request: SIPMessage, key: SIPTransactionKey, flow: SIPFlow, deliver: Bool) {
-        guard deliver else {
-            let reliable = flow.transport.isReliable
-            serverTransactions[key] = ServerTransactionEntry(
-                machine: ServerNonInviteTransaction(request: request, reliable: reliable, timers: configuration.timers), flow: flow)
-            return
-        }
-        startServerTransaction(request, key: key, flow: flow)
-    }
 }
 
 extension String {

@@ -99,7 +99,7 @@ extension SIPEndpoint {
                 entry.handler(self, .response(response, entry.flow))
             case .startTimer(let timer, let duration):
                 clientTransactions[key]?.timers[timer]?.cancel()
-                clientTransactions[key]?.timers[timer] = eventLoop.scheduleTask(in: .nanoseconds(duration.nanoseconds)) { [self] in
+                clientTransactions[key]?.timers[timer] = eventLoop.scheduleTask(in: TimeAmount(duration)) { [self] in
                     self.assumeIsolated { $0.clientTimerFired(key, timer) }
                 }
             case .cancelTimer(let timer):
@@ -147,13 +147,15 @@ extension SIPEndpoint {
         serverTransactions[key]?.machine.request
     }
 
-    func startServerTransaction(_ request: SIPMessage, key: SIPTransactionKey, flow: SIPFlow) {
+    /// `deliver: false` keeps the request from the TU: a CANCEL, which the endpoint answers itself.
+    func startServerTransaction(_ request: SIPMessage, key: SIPTransactionKey, flow: SIPFlow, deliver: Bool = true) {
         let reliable = flow.transport.isReliable
         let machine: any SIPServerTransactionMachine =
             request.method == .invite
             ? ServerInviteTransaction(request: request, reliable: reliable, timers: configuration.timers)
             : ServerNonInviteTransaction(request: request, reliable: reliable, timers: configuration.timers)
         serverTransactions[key] = ServerTransactionEntry(machine: machine, flow: flow)
+        guard deliver else { return }
         let actions = serverTransactions[key]!.machine.start()
         applyServer(actions, key: key)
     }
@@ -169,7 +171,7 @@ extension SIPEndpoint {
                 requestHandler?(self, SIPIncomingRequest(message: message, flow: entry.flow, kind: kind))
             case .startTimer(let timer, let duration):
                 serverTransactions[key]?.timers[timer]?.cancel()
-                serverTransactions[key]?.timers[timer] = eventLoop.scheduleTask(in: .nanoseconds(duration.nanoseconds)) { [self] in
+                serverTransactions[key]?.timers[timer] = eventLoop.scheduleTask(in: TimeAmount(duration)) { [self] in
                     self.assumeIsolated { $0.serverTimerFired(key, timer) }
                 }
             case .cancelTimer(let timer):
@@ -214,9 +216,3 @@ extension SIPEndpoint {
     }
 }
 
-extension Duration {
-    var nanoseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-    }
-}

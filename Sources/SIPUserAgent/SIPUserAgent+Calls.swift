@@ -188,7 +188,7 @@ extension SIPUserAgent {
                 call.dialog = dialog
                 calls[handle] = call
                 emit(.glare(handle, retryAfter: delay))
-                _ = endpoint.eventLoop.scheduleTask(in: .nanoseconds(delay.nanosecondsValue)) { [self] in
+                _ = endpoint.eventLoop.scheduleTask(in: TimeAmount(delay)) { [self] in
                     self.assumeIsolated { $0.reinvite(handle) }
                 }
             } else {
@@ -221,7 +221,7 @@ extension SIPUserAgent {
         ringing.headers.add(.contact, dialog.localContact.description)
         respond(ringing, to: key)
         if let delay = configuration.answerAfter {
-            calls[handle]?.answerTask = endpoint.eventLoop.scheduleTask(in: .nanoseconds(delay.nanosecondsValue)) { [self] in
+            calls[handle]?.answerTask = endpoint.eventLoop.scheduleTask(in: TimeAmount(delay)) { [self] in
                 self.assumeIsolated { $0.answer(handle) }
             }
         }
@@ -252,14 +252,14 @@ extension SIPUserAgent {
         calls[handle]?.okResponse = ok
         calls[handle]?.okTransaction = key
         calls[handle]?.okRetransmitInterval = endpoint.configuration.timers.t1
-        calls[handle]?.okRetransmitDeadline = .now() + .nanoseconds(endpoint.configuration.timers.transactionTimeout.nanosecondsValue)
+        calls[handle]?.okRetransmitDeadline = .now() + TimeAmount(endpoint.configuration.timers.transactionTimeout)
         respond(ok, to: key)
         scheduleOKRetransmission(handle)
     }
 
     private func scheduleOKRetransmission(_ handle: SIPCallHandle) {
         guard let call = calls[handle] else { return }
-        calls[handle]?.okRetransmitTask = endpoint.eventLoop.scheduleTask(in: .nanoseconds(call.okRetransmitInterval.nanosecondsValue)) { [self] in
+        calls[handle]?.okRetransmitTask = endpoint.eventLoop.scheduleTask(in: TimeAmount(call.okRetransmitInterval)) { [self] in
             self.assumeIsolated { $0.retransmitOK(handle) }
         }
     }
@@ -349,7 +349,7 @@ extension SIPUserAgent {
 
     func startDurationLimit(_ handle: SIPCallHandle) {
         guard let limit = configuration.maxCallDuration else { return }
-        calls[handle]?.durationTask = endpoint.eventLoop.scheduleTask(in: .nanoseconds(limit.nanosecondsValue)) { [self] in
+        calls[handle]?.durationTask = endpoint.eventLoop.scheduleTask(in: TimeAmount(limit)) { [self] in
             self.assumeIsolated { agent in
                 agent.logger.info("call reached the duration limit", metadata: ["call": "\(handle)"])
                 agent.sendBYE(handle)
@@ -380,9 +380,3 @@ extension SIPUserAgent {
     public var activeCallCount: Int { calls.count }
 }
 
-extension Duration {
-    var nanosecondsValue: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-    }
-}
