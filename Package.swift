@@ -58,8 +58,22 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // Thin module maps over the C media libraries (pkg-config names, Debian packages).
+        .systemLibrary(name: "CSRTP", pkgConfig: "libsrtp2", providers: [.apt(["libsrtp2-dev"])]),
+        .systemLibrary(name: "COpus", pkgConfig: "opus", providers: [.apt(["libopus-dev"])]),
+        .systemLibrary(name: "CSpanDSP", pkgConfig: "spandsp", providers: [.apt(["libspandsp-dev"])]),
+        // RTP/RTCP, SRTP, codecs, DTMF, jitter buffer, the media bridge and its sockets.
+        .target(
+            name: "Media",
+            dependencies: [
+                "CSRTP", "COpus", "CSpanDSP",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
         // Targets of the later issues, holding for now the pieces they start from.
-        .target(name: "Media", swiftSettings: strictSettings),
         .target(name: "LegacyLinks", swiftSettings: strictSettings),
         .target(name: "CloudUplink", swiftSettings: strictSettings),
         .target(name: "Mesh", swiftSettings: strictSettings),
@@ -114,7 +128,17 @@ let package = Package(
             exclude: ["Scenarios"],
             swiftSettings: strictSettings
         ),
-        .testTarget(name: "MediaTests", dependencies: ["Media"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "MediaTests",
+            dependencies: [
+                "Media", "CSpanDSP", "CSRTP",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .testTarget(name: "LegacyLinksTests", dependencies: ["LegacyLinks"], swiftSettings: strictSettings),
         .testTarget(name: "CloudUplinkTests", dependencies: ["CloudUplink"], swiftSettings: strictSettings),
         .testTarget(name: "MeshTests", dependencies: ["Mesh"], swiftSettings: strictSettings),
