@@ -13,6 +13,9 @@ public struct RTCPReporter: Sendable {
     private var lastSentTimestamp: UInt32 = 0
     private var lastSentAt: UInt64 = 0
     private var lastSenderReportReceived: (compact: UInt32, at: UInt64)?
+    /// Arrival times count from the first packet received, so the conversion to RTP clock units
+    /// cannot overflow.
+    private var receiveEpoch: UInt64?
     /// The latest round-trip time measured from a report block about our SSRC.
     public private(set) var roundTripTime: Duration?
     /// What the peer last reported about our stream.
@@ -35,7 +38,9 @@ public struct RTCPReporter: Sendable {
     /// Records one RTP packet received (arrival converted to the stream's RTP clock here).
     @discardableResult
     public mutating func received(sequenceNumber: UInt16, timestamp: UInt32, ssrc: UInt32, at now: UInt64) -> RTPSequenceTracker.Verdict {
-        let arrival = Int64(truncatingIfNeeded: now / 1000 &* UInt64(clockRate) / 1_000_000)
+        let epoch = receiveEpoch ?? now
+        receiveEpoch = epoch
+        let arrival = Int64(truncatingIfNeeded: (now &- epoch) / 1000 &* UInt64(clockRate) / 1_000_000)
         return receiveStatistics.record(sequenceNumber: sequenceNumber, timestamp: timestamp, ssrc: ssrc, arrival: arrival)
     }
 
