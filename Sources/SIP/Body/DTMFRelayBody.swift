@@ -22,7 +22,7 @@ public struct DTMFRelayBody: Sendable, Equatable {
     public init?(_ text: String) {
         var signal: Character?
         var duration = 250
-        for line in text.split(whereSeparator: { $0 == "\r" || $0 == "\n" }) {
+        for line in text.split(whereSeparator: \.isNewline) {  // "\r\n" is one Character
             guard let equals = line.firstIndex(of: "=") else { continue }
             let key = line[..<equals].trimmingSDPSpaces().lowercased()
             let value = line[line.index(after: equals)...].trimmingSDPSpaces()
