@@ -1,0 +1,377 @@
+public import NIOCore
+
+/// The media between two call legs. Each direction produces one leg's output from the other
+/// leg's input:
+///
+///     socket ─▶ receive(leg X) ─▶ latch check ─▶ SRTP unprotect ─▶ RTP header ─▶ direction X→Y
+///        passthrough:  rewrite SSRC/seq/ts/PT in place ───────────────────────────┐
+///        transcoding:  jitter buffer ─▶ decode/conceal ─▶ resample ─▶ encode ──────┤
+///        telephone-event: relay with clock conversion, or a digit for SIP INFO ───┤
+///                                                        SRTP protect (leg Y) ◀──┘ ─▶ sink
+///
+/// Passthrough when both legs agreed on the same codec and packet time (then only the SRTP
+/// differs: RTP↔SRTP re-encryption), transcoding otherwise. The bridge is confined to one thread
+/// (the event loop of its sockets) like the libsrtp and codec states it owns; times are injected
+/// (nanoseconds), so tests drive it without sockets or clocks.
+public final class MediaBridge {
+    public enum Mode: Sendable, Equatable { case passthrough, transcoding }
+
+    public let mode: Mode
+    public weak var delegate: (any MediaBridgeDelegate)?
+    private unowned let sink: any MediaPacketSink
+    private var legs: [Leg]
+    private var directions: [Direction]  // index = output leg
+    /// One scratch buffer for building output packets (transcoding, DTMF, RTCP).
+    private var scratch = [UInt8](repeating: 0, count: 2048)
+    private var nextReportAt: UInt64
+    public static let reportInterval: UInt64 = 5_000_000_000
+
+    public enum SetupError: Error, Sendable {
+        case srtp(SRTPSession.SetupError)
+        case codec(AudioCodecError)
+    }
+
+    public init(
+        a: MediaLegConfiguration, b: MediaLegConfiguration, jitterBufferMax: Duration = .milliseconds(200),
+        sink: any MediaPacketSink, now: UInt64
+    ) throws(SetupError) {
+        self.sink = sink
+        self.mode = a.codec == b.codec && a.ptime == b.ptime ? .passthrough : .transcoding
+        var legs: [Leg] = []
+        for config in [a, b] {
+            do {
+                legs.append(try Leg(config))
+            } catch {
+                throw .srtp(error)
+            }
+        }
+        var directions: [Direction] = []
+        for output in MediaLegSide.allCases {
+            let input = legs[output.other.rawValue].config
+            do {
+                directions.append(try Direction(input: input, output: legs[output.rawValue].config, mode: mode, jitterBufferMax: jitterBufferMax))
+            } catch {
+                throw .codec(error)
+            }
+        }
+        for side in MediaLegSide.allCases {
+            let stream = directions[side.rawValue].output
+            legs[side.rawValue].reporter = RTCPReporter(ssrc: stream.ssrc, canonicalName: legs[side.rawValue].config.canonicalName, clockRate: stream.clockRate)
+        }
+        self.legs = legs
+        self.directions = directions
+        self.nextReportAt = now + Self.reportInterval
+    }
+
+    /// A leg's counters; late packets are those its input's jitter buffer had to drop.
+    public func counters(_ leg: MediaLegSide) -> MediaLegCounters {
+        var counters = legs[leg.rawValue].counters
+        counters.latePackets = directions[leg.other.rawValue].jitterBuffer?.late ?? 0
+        return counters
+    }
+
+    /// The current added delay of the jitter buffer on the input from `leg` (transcoding only).
+    public func jitterBufferDelay(input leg: MediaLegSide) -> Duration? { directions[leg.other.rawValue].jitterBuffer?.delay }
+    public func receiveStatistics(_ leg: MediaLegSide) -> RTPReceiveStatistics { legs[leg.rawValue].reporter.receiveStatistics }
+    public func roundTripTime(_ leg: MediaLegSide) -> Duration? { legs[leg.rawValue].reporter.roundTripTime }
+    /// The SSRC of what the bridge sends on a leg.
+    public func outputSSRC(_ leg: MediaLegSide) -> UInt32 { directions[leg.rawValue].output.ssrc }
+    /// Where the bridge sends a leg's RTP now (after latching).
+    public func remoteAddress(_ leg: MediaLegSide) -> SocketAddress { legs[leg.rawValue].remote }
+
+    // MARK: - Receive
+
+    /// One datagram that arrived on `leg`'s RTP socket. `buffer` holds it at the start and has
+    /// `SRTPSession.maxTrailer` bytes of room after `length`; it is worked on in place.
+    public func receive(_ buffer: UnsafeMutableRawBufferPointer, length: Int, from source: SocketAddress, on side: MediaLegSide, now: UInt64) {
+        let legIndex = side.rawValue
+        guard Self.sameHost(source, legs[legIndex].config.remote) else {
+            legs[legIndex].counters.wrongSource &+= 1
+            return
+        }
+        let packet = UnsafeMutableRawBufferPointer(rebasing: buffer[..<length])
+        switch RTPDemultiplexer.classify(UnsafeRawBufferPointer(packet)) {
+        case .rtcp:
+            receiveRTCP(buffer, length: length, on: side, now: now)
+            return
+        case .other:
+            legs[legIndex].counters.malformed &+= 1
+            return
+        case .rtp:
+            break
+        }
+        var plainLength = length
+        if let inbound = legs[legIndex].inbound {
+            do {
+                plainLength = try inbound.unprotect(buffer, length: length)
+            } catch {
+                legs[legIndex].count(error)
+                return
+            }
+        }
+        let plain = UnsafeMutableRawBufferPointer(rebasing: buffer[..<plainLength])
+        let header: RTPHeader
+        do {
+            header = try RTPHeader.parse(UnsafeRawBufferPointer(plain))
+        } catch {
+            legs[legIndex].counters.malformed &+= 1
+            return
+        }
+        // Symmetric RTP: answer to where the peer's packets come from (same host as its SDP).
+        if source != legs[legIndex].remote { legs[legIndex].remote = source }
+        legs[legIndex].counters.packetsReceived &+= 1
+        legs[legIndex].counters.bytesReceived &+= UInt64(plainLength)
+        legs[legIndex].reporter.received(sequenceNumber: header.sequenceNumber, timestamp: header.timestamp, ssrc: header.ssrc, at: now)
+
+        let output = side.other
+        let inputConfig = legs[legIndex].config
+        if header.payloadType == inputConfig.payloadType {
+            switch mode {
+            case .passthrough:
+                forwardPassthrough(buffer, header: header, length: plainLength, to: output, payloadType: legs[output.rawValue].config.payloadType, now: now)
+            case .transcoding:
+                let payload = Array(UnsafeRawBufferPointer(rebasing: plain[header.payloadRange(packetLength: plainLength)]))
+                directions[output.rawValue].jitterBuffer?.insert(sequence: header.sequenceNumber, timestamp: header.timestamp, payload: payload, arrival: now)
+                playOut(to: output, now: now)
+            }
+        } else if let pt = inputConfig.telephoneEventPayloadType, header.payloadType == pt {
+            let payload = UnsafeRawBufferPointer(rebasing: plain[header.payloadRange(packetLength: plainLength)])
+            guard let event = TelephoneEvent(payload) else {
+                legs[legIndex].counters.malformed &+= 1
+                return
+            }
+            relayEvent(event, header: header, buffer: buffer, length: plainLength, from: side, now: now)
+        } else {
+            legs[legIndex].counters.unknownPayloadType &+= 1
+        }
+    }
+
+    /// An RTCP datagram (on the RTP socket with rtcp-mux, or on the RTCP socket).
+    public func receiveRTCP(_ buffer: UnsafeMutableRawBufferPointer, length: Int, on side: MediaLegSide, now: UInt64) {
+        let legIndex = side.rawValue
+        var plainLength = length
+        if let inbound = legs[legIndex].inbound {
+            do {
+                plainLength = try inbound.unprotectRTCP(buffer, length: length)
+            } catch {
+                legs[legIndex].count(error)
+                return
+            }
+        }
+        do {
+            let packets = try RTCPPacket.parseCompound(UnsafeRawBufferPointer(rebasing: buffer[..<plainLength]))
+            legs[legIndex].reporter.receive(packets, at: now)
+            legs[legIndex].counters.rtcpReceived &+= 1
+        } catch {
+            legs[legIndex].counters.malformed &+= 1
+        }
+    }
+
+    // MARK: - Passthrough
+
+    /// Rewrites the packet in place for the output leg and sends it: same payload, the output's
+    /// SSRC, mapped sequence number and timestamp, the output's payload type.
+    private func forwardPassthrough(
+        _ buffer: UnsafeMutableRawBufferPointer, header: RTPHeader, length: Int, to output: MediaLegSide, payloadType: UInt8, now: UInt64
+    ) {
+        let o = output.rawValue
+        let (sequence, timestamp) = directions[o].mapPassthrough(header, now: now, frameTicks: legs[o].config.frameTicks)
+        RTPHeader.rewrite(buffer, marker: header.marker, payloadType: payloadType, sequenceNumber: sequence, timestamp: timestamp, ssrc: directions[o].output.ssrc)
+        send(buffer, length: length, on: output, payloadBytes: length - header.headerLength, timestamp: timestamp, now: now)
+    }
+
+    // MARK: - Transcoding
+
+    /// Plays out every frame of the direction into `output` whose time has come.
+    private func playOut(to output: MediaLegSide, now: UInt64) {
+        let o = output.rawValue
+        while let item = directions[o].jitterBuffer?.pop(now: now) {
+            let decoded: Int
+            switch item {
+            case .frame(_, _, let payload):
+                decoded = directions[o].decode(payload)
+            case .lost(_, let next):
+                decoded = directions[o].conceal(next: next)
+                legs[output.other.rawValue].counters.concealedFrames &+= 1
+            }
+            guard decoded > 0 else { continue }
+            directions[o].enqueue(samples: decoded)
+            while directions[o].hasOutputFrame {
+                let payloadLength = scratch.withUnsafeMutableBytes { bytes in
+                    directions[o].encodeFrame(into: UnsafeMutableRawBufferPointer(rebasing: bytes[12...]))
+                }
+                guard payloadLength > 0 else { continue }
+                directions[o].output.catchUp(to: now, frameTicks: legs[o].config.frameTicks)
+                let timestamp = directions[o].output.takeTimestamp(advancingBy: legs[o].config.frameTicks)
+                let sequence = directions[o].output.takeSequence(at: now)
+                let header = RTPHeader(payloadType: legs[o].config.payloadType, sequenceNumber: sequence, timestamp: timestamp, ssrc: directions[o].output.ssrc)
+                scratch.withUnsafeMutableBytes { bytes in
+                    header.writeFixed(into: bytes)
+                    send(bytes, length: 12 + payloadLength, on: output, payloadBytes: payloadLength, timestamp: timestamp, now: now)
+                }
+            }
+        }
+    }
+
+    // MARK: - DTMF
+
+    private func relayEvent(
+        _ event: TelephoneEvent, header: RTPHeader, buffer: UnsafeMutableRawBufferPointer, length: Int, from input: MediaLegSide, now: UInt64
+    ) {
+        let output = input.other
+        let o = output.rawValue
+        let outputConfig = legs[o].config
+        guard let outputPT = outputConfig.telephoneEventPayloadType else {
+            // The other peer takes SIP INFO: report the digit once, at its end.
+            var relay = directions[o].eventRelay
+            if let mapped = relay.relay(event, inputTimestamp: header.timestamp, outputTimestamp: 0), mapped.completesEvent, let digit = event.digit {
+                legs[input.rawValue].counters.dtmfEvents &+= 1
+                let ms = Int(event.duration) * 1000 / legs[input.rawValue].config.codec.rtpClockRate
+                directions[o].eventRelay = relay
+                delegate?.mediaBridge(self, receivedDigit: digit, durationMilliseconds: ms, on: input)
+                return
+            }
+            directions[o].eventRelay = relay
+            return
+        }
+        if mode == .passthrough {
+            // Same codec, same clock: the event packets travel like the audio.
+            if event.isEnd, directions[o].eventRelay.relay(event, inputTimestamp: header.timestamp, outputTimestamp: 0)?.completesEvent == true {
+                legs[input.rawValue].counters.dtmfEvents &+= 1
+            }
+            forwardPassthrough(buffer, header: header, length: length, to: output, payloadType: outputPT, now: now)
+            return
+        }
+        guard let mapped = directions[o].eventRelay.relay(event, inputTimestamp: header.timestamp, outputTimestamp: directions[o].output.nextTimestamp) else { return }
+        if mapped.completesEvent { legs[input.rawValue].counters.dtmfEvents &+= 1 }
+        sendEvent(mapped.event, marker: mapped.marker, timestamp: mapped.timestamp, payloadType: outputPT, on: output, now: now)
+    }
+
+    private func sendEvent(_ event: TelephoneEvent, marker: Bool, timestamp: UInt32, payloadType: UInt8, on output: MediaLegSide, now: UInt64) {
+        let o = output.rawValue
+        let sequence = directions[o].output.takeSequence(at: now)
+        let header = RTPHeader(marker: marker, payloadType: payloadType, sequenceNumber: sequence, timestamp: timestamp, ssrc: directions[o].output.ssrc)
+        scratch.withUnsafeMutableBytes { bytes in
+            header.writeFixed(into: bytes)
+            event.write(into: UnsafeMutableRawBufferPointer(rebasing: bytes[12..<16]))
+            send(bytes, length: 16, on: output, payloadBytes: 4, timestamp: timestamp, now: now)
+        }
+    }
+
+    /// Sends a digit into `leg` (it came from the other leg's SIP INFO). With telephone-event on
+    /// that leg, as RFC 4733 packets paced by `tick`; returns false when the leg has none.
+    @discardableResult
+    public func sendDigit(_ digit: Character, durationMilliseconds: Int, on leg: MediaLegSide, now: UInt64) -> Bool {
+        guard let event = TelephoneEvent.event(for: digit), legs[leg.rawValue].config.telephoneEventPayloadType != nil else { return false }
+        let o = leg.rawValue
+        let config = legs[o].config
+        directions[o].output.catchUp(to: now, frameTicks: config.frameTicks)
+        let clock = config.codec.rtpClockRate
+        directions[o].pendingDigits.append(
+            TelephoneEventGenerator(event: event, duration: durationMilliseconds * clock / 1000, step: config.frameTicks, timestamp: directions[o].output.nextTimestamp))
+        directions[o].nextDigitPacketAt = min(directions[o].nextDigitPacketAt ?? now, now)
+        tick(now: now)
+        return true
+    }
+
+    // MARK: - Timers
+
+    /// Drives what is not driven by arriving packets: jitter-buffer playout, injected digits,
+    /// RTCP reports. The socket layer calls it every few milliseconds.
+    public func tick(now: UInt64) {
+        for output in MediaLegSide.allCases {
+            let o = output.rawValue
+            if mode == .transcoding { playOut(to: output, now: now) }
+            while let due = directions[o].nextDigitPacketAt, due <= now, !directions[o].pendingDigits.isEmpty {
+                guard let pt = legs[o].config.telephoneEventPayloadType, let (event, marker) = directions[o].pendingDigits[0].next() else {
+                    directions[o].pendingDigits.removeFirst()
+                    continue
+                }
+                sendEvent(event, marker: marker, timestamp: directions[o].pendingDigits[0].timestamp, payloadType: pt, on: output, now: now)
+                if directions[o].pendingDigits[0].isFinished { directions[o].pendingDigits.removeFirst() }
+                let step = UInt64(legs[o].config.ptime) * 1_000_000
+                directions[o].nextDigitPacketAt = directions[o].pendingDigits.isEmpty ? nil : due + step
+            }
+        }
+        if now >= nextReportAt {
+            nextReportAt = now + Self.reportInterval
+            for side in MediaLegSide.allCases { sendReport(on: side, now: now) }
+        }
+    }
+
+    private func sendReport(on side: MediaLegSide, now: UInt64) {
+        let i = side.rawValue
+        var report = legs[i].reporter.makeReport(at: now)
+        let length = report.count
+        report += [UInt8](repeating: 0, count: SRTPSession.maxTrailer + 4)
+        var sendLength = length
+        if let outbound = legs[i].outbound {
+            do {
+                sendLength = try report.withUnsafeMutableBytes { try outbound.protectRTCP($0, length: length) }
+            } catch {
+                return
+            }
+        }
+        let destination = legs[i].config.remoteRTCP ?? legs[i].remote
+        report.withUnsafeBytes { sink.send(UnsafeRawBufferPointer(rebasing: $0[..<sendLength]), to: destination, from: side, rtcp: legs[i].config.remoteRTCP != nil) }
+        legs[i].counters.rtcpSent &+= 1
+    }
+
+    // MARK: - Send
+
+    private func send(_ buffer: UnsafeMutableRawBufferPointer, length: Int, on side: MediaLegSide, payloadBytes: Int, timestamp: UInt32, now: UInt64) {
+        let i = side.rawValue
+        var sendLength = length
+        if let outbound = legs[i].outbound {
+            do {
+                sendLength = try outbound.protect(buffer, length: length)
+            } catch {
+                return
+            }
+        }
+        legs[i].reporter.sent(payloadBytes: payloadBytes, timestamp: timestamp, at: now)
+        legs[i].counters.packetsSent &+= 1
+        sink.send(UnsafeRawBufferPointer(rebasing: buffer[..<sendLength]), to: legs[i].remote, from: side, rtcp: false)
+    }
+
+    static func sameHost(_ a: SocketAddress, _ b: SocketAddress) -> Bool {
+        switch (a, b) {
+        case (.v4(let x), .v4(let y)): x.address.sin_addr.s_addr == y.address.sin_addr.s_addr
+        case (.v6(let x), .v6(let y)): withUnsafeBytes(of: x.address.sin6_addr) { xa in withUnsafeBytes(of: y.address.sin6_addr) { ya in xa.elementsEqual(ya) } }
+        default: false
+        }
+    }
+}
+
+extension MediaBridge {
+    /// A leg's socket-facing state: SRTP sessions, the latched peer address, RTCP, counters.
+    struct Leg {
+        let config: MediaLegConfiguration
+        let inbound: SRTPSession?
+        let outbound: SRTPSession?
+        var remote: SocketAddress
+        var reporter: RTCPReporter
+        var counters = MediaLegCounters()
+
+        init(_ config: MediaLegConfiguration) throws(SRTPSession.SetupError) {
+            self.config = config
+            self.remote = config.remote
+            if let keys = config.srtp {
+                inbound = try SRTPSession(key: keys.remote, direction: .inbound)
+                outbound = try SRTPSession(key: keys.local, direction: .outbound)
+            } else {
+                inbound = nil
+                outbound = nil
+            }
+            reporter = RTCPReporter(ssrc: 0, canonicalName: config.canonicalName, clockRate: config.codec.rtpClockRate)
+        }
+
+        mutating func count(_ error: SRTPSession.Failure) {
+            switch error {
+            case .authentication: counters.authenticationFailures &+= 1
+            case .replay: counters.replayed &+= 1
+            case .malformed, .other: counters.malformed &+= 1
+            }
+        }
+    }
+}
