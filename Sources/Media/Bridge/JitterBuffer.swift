@@ -111,9 +111,10 @@ public struct JitterBuffer: Sendable {
         let index = Int(expected) % Self.capacity
         let present = slots[index].map { $0.sequence == expected } ?? false
         guard Int64(now) >= due(expectedTimestamp) else { return nil }
-        // Shrink: a whole stretch where every packet waited over a frame beyond its due time.
+        // Shrink: a whole stretch (50 packets) where every packet would still have been on time
+        // a frame earlier.
         if packetsSinceCheck >= 50 {
-            if minimumWait > frameNanoseconds, offsetNanoseconds >= frameNanoseconds, present {
+            if minimumWait >= frameNanoseconds, offsetNanoseconds >= frameNanoseconds, present {
                 offsetNanoseconds -= frameNanoseconds
                 dropped &+= 1
                 slots[index] = nil
