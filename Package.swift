@@ -113,9 +113,12 @@ let package = Package(
             exclude: ["Fixtures"],
             swiftSettings: strictSettings
         ),
+        // Test support shared by the suites that drive real peers (sipp, stunnel4, ffmpeg, …).
+        .target(name: "PeerTestSupport", path: "Tests/PeerTestSupport", swiftSettings: strictSettings),
         .testTarget(
             name: "SIPTransportTests",
             dependencies: [
+                "PeerTestSupport",
                 "SIP",
                 "SIPTransport",
                 "SIPUserAgent",
@@ -132,7 +135,7 @@ let package = Package(
         .testTarget(
             name: "MediaTests",
             dependencies: [
-                "Media", "CSpanDSP", "CSRTP",
+                "Media", "CSpanDSP", "CSRTP", "PeerTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -1,3 +1,4 @@
+import PeerTestSupport
 import Foundation
 import Testing
 

@@ -1,3 +1,4 @@
+import PeerTestSupport
 import Foundation
 import SIP
 import SIPTransport
@@ -241,15 +242,4 @@ struct SippInteropTests {
         try await Self.expectSuccess(sipp, "lost INVITE", scratch: setup.scratch)
         #expect(Self.retransmissions(line: "----------> INVITE", scratch: setup.scratch) >= 1, "sipp saw our INVITE again")
     }
-}
-
-/// Polls `ss` until something listens on the port (sipp and stunnel take a moment to bind).
-func waitUntilListening(port: Int, udp: Bool, timeout: Duration = .seconds(10)) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        let output = try await runCommand("ss", ["-Hln", udp ? "-u" : "-t"])
-        if output.split(separator: "\n").contains(where: { $0.contains(":\(port) ") }) { return }
-        try await Task.sleep(for: .milliseconds(30))
-    }
-    throw PeerError("nothing listens on port \(port) after \(timeout)")
 }

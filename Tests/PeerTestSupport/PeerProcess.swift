@@ -1,17 +1,16 @@
-import Foundation
-import Testing
+public import Foundation
 
 /// A real program started by a test (sipp, stunnel4, openssl), with its output kept for the
 /// failure message. A program that is missing fails the test with the reason: peers are part of
 /// the suite, installed by scripts/bootstrap.
-final class PeerProcess: @unchecked Sendable {
-    let name: String
-    let process = Process()
+public final class PeerProcess: @unchecked Sendable {
+    public let name: String
+    public let process = Process()
     private let output = Pipe()
     private let lock = NSLock()
     private var collected = Data()
 
-    init(_ executable: String, _ arguments: [String], directory: URL? = nil) throws {
+    public init(_ executable: String, _ arguments: [String], directory: URL? = nil) throws {
         name = executable
         guard let path = PeerProcess.find(executable) else {
             throw PeerError("\(executable) is not installed; run scripts/bootstrap (it installs the test peers)")
@@ -35,7 +34,7 @@ final class PeerProcess: @unchecked Sendable {
         try process.run()
     }
 
-    static func find(_ executable: String) -> String? {
+    public static func find(_ executable: String) -> String? {
         for directory in ["/usr/bin", "/usr/sbin", "/usr/local/bin", "/bin", "/sbin"] {
             let path = directory + "/" + executable
             if FileManager.default.isExecutableFile(atPath: path) { return path }
@@ -43,14 +42,14 @@ final class PeerProcess: @unchecked Sendable {
         return nil
     }
 
-    var text: String {
+    public var text: String {
         lock.lock()
         defer { lock.unlock() }
         return String(decoding: collected, as: UTF8.self)
     }
 
     /// Waits for the program to exit by itself, at most `timeout`; kills it past that.
-    func wait(timeout: Duration) async throws -> Int32 {
+    public func wait(timeout: Duration) async throws -> Int32 {
         let deadline = ContinuousClock.now + timeout
         while process.isRunning {
             if ContinuousClock.now > deadline {
@@ -64,7 +63,7 @@ final class PeerProcess: @unchecked Sendable {
     }
 
     /// Waits until the output contains `marker`.
-    func waitForOutput(_ marker: String, timeout: Duration) async throws {
+    public func waitForOutput(_ marker: String, timeout: Duration) async throws {
         let deadline = ContinuousClock.now + timeout
         while !text.contains(marker) {
             guard process.isRunning else { throw PeerError("\(name) exited before printing '\(marker)':\n\(text)") }
@@ -75,7 +74,7 @@ final class PeerProcess: @unchecked Sendable {
 
     /// Ends the program with SIGKILL: children spawned from a process whose threads block
     /// signals may not see SIGTERM (stunnel4 here), and nothing of theirs needs a clean exit.
-    func stop() {
+    public func stop() {
         if process.isRunning {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
@@ -85,14 +84,14 @@ final class PeerProcess: @unchecked Sendable {
     deinit { stop() }
 }
 
-struct PeerError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
+public struct PeerError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// Runs a command to completion and returns its output; a non-zero exit throws.
 @discardableResult
-func runCommand(_ executable: String, _ arguments: [String], directory: URL? = nil) async throws -> String {
+public func runCommand(_ executable: String, _ arguments: [String], directory: URL? = nil) async throws -> String {
     let peer = try PeerProcess(executable, arguments, directory: directory)
     let status = try await peer.wait(timeout: .seconds(60))
     guard status == 0 else { throw PeerError("\(executable) \(arguments.joined(separator: " ")) exited \(status):\n\(peer.text)") }
@@ -100,17 +99,17 @@ func runCommand(_ executable: String, _ arguments: [String], directory: URL? = n
 }
 
 /// A scratch directory for one test, removed afterwards.
-final class ScratchDirectory: @unchecked Sendable {
-    let url: URL
+public final class ScratchDirectory: @unchecked Sendable {
+    public let url: URL
 
-    init() throws {
+    public init() throws {
         url = FileManager.default.temporaryDirectory.appendingPathComponent("symphony-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     }
 
-    func path(_ name: String) -> String { url.appendingPathComponent(name).path }
+    public func path(_ name: String) -> String { url.appendingPathComponent(name).path }
 
-    func write(_ name: String, _ text: String) throws {
+    public func write(_ name: String, _ text: String) throws {
         try text.write(toFile: path(name), atomically: true, encoding: .utf8)
     }
 
@@ -118,12 +117,12 @@ final class ScratchDirectory: @unchecked Sendable {
 }
 
 /// A CA and a leaf certificate for 127.0.0.1 / ::1 / localhost, made with openssl for one test.
-struct TestCertificates {
-    let caFile: String
-    let certificateFile: String
-    let keyFile: String
+public struct TestCertificates {
+    public let caFile: String
+    public let certificateFile: String
+    public let keyFile: String
 
-    static func make(in scratch: ScratchDirectory, name: String = "server") async throws -> TestCertificates {
+    public static func make(in scratch: ScratchDirectory, name: String = "server") async throws -> TestCertificates {
         let ca = scratch.path("ca.pem"), caKey = scratch.path("ca.key")
         if !FileManager.default.fileExists(atPath: ca) {
             try await runCommand("openssl", [
@@ -147,7 +146,7 @@ struct TestCertificates {
 }
 
 /// A port nobody listens on right now (bound and released), for peers that need one up front.
-func freePort(udp: Bool = false) throws -> Int {
+public func freePort(udp: Bool = false) throws -> Int {
     let fd = socket(AF_INET, udp ? Int32(SOCK_DGRAM.rawValue) : Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw PeerError("socket() failed") }
     defer { close(fd) }
@@ -160,4 +159,15 @@ func freePort(udp: Bool = false) throws -> Int {
     guard bound == 0 else { throw PeerError("bind() failed") }
     _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
     return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// Polls `ss` until something listens on the port (sipp and stunnel take a moment to bind).
+public func waitUntilListening(port: Int, udp: Bool, timeout: Duration = .seconds(10)) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        let output = try await runCommand("ss", ["-Hln", udp ? "-u" : "-t"])
+        if output.split(separator: "\n").contains(where: { $0.contains(":\(port) ") }) { return }
+        try await Task.sleep(for: .milliseconds(30))
+    }
+    throw PeerError("nothing listens on port \(port) after \(timeout)")
 }

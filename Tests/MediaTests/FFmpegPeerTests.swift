@@ -1,0 +1,78 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import PeerTestSupport
+import Testing
+@testable import Media
+
+/// 16-bit mono PCM of a RIFF/WAVE file (the `data` chunk).
+func wavSamples(_ url: URL) throws -> [Int16] {
+    let data = try Data(contentsOf: url)
+    let bytes = [UInt8](data)
+    var offset = 12
+    while offset + 8 <= bytes.count {
+        let id = String(decoding: bytes[offset..<(offset + 4)], as: UTF8.self)
+        let size = Int(bytes[offset + 4]) | Int(bytes[offset + 5]) << 8 | Int(bytes[offset + 6]) << 16 | Int(bytes[offset + 7]) << 24
+        if id == "data" {
+            let end = min(bytes.count, offset + 8 + size)
+            return stride(from: offset + 8, to: end - 1, by: 2).map { Int16(bitPattern: UInt16(bytes[$0]) | UInt16(bytes[$0 + 1]) << 8) }
+        }
+        offset += 8 + size + (size & 1)
+    }
+    throw PeerError("no data chunk in \(url.path)")
+}
+
+/// ffmpeg (Debian 5.1) as an independent receiver: its SRTP and its Opus/G.722 decoders share
+/// no code with libsrtp and spandsp, so it checks what the engine puts on the wire.
+@Suite("ffmpeg receives the engine's SRTP")
+struct FFmpegPeerTests {
+    struct Stream: Sendable, CustomStringConvertible {
+        var codec: AudioCodecKind
+        var payloadType: UInt8
+        var rtpmap: String
+        var description: String { rtpmap }
+    }
+
+    @Test("ffmpeg decodes the bridge's SRTP stream, and the decoded audio holds the tone", arguments: [
+        Stream(codec: .opus, payloadType: 111, rtpmap: "opus/48000/2"),
+        Stream(codec: .g722, payloadType: 9, rtpmap: "G722/8000"),
+    ])
+    func ffmpegReceives(_ stream: Stream) async throws {
+        let scratch = try ScratchDirectory()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let relay = try MediaRelay(group: group, portRange: 22000...22999)
+        let ffmpegPort = try freePort(udp: true) & ~1
+        let key = SRTPKeyMaterial.random(.aesCM128HMACSHA1_80)
+        try scratch.write("stream.sdp", [
+            "v=0", "o=- 1 1 IN IP4 127.0.0.1", "s=symphony-bridge", "c=IN IP4 127.0.0.1", "t=0 0",
+            "m=audio \(ffmpegPort) RTP/SAVP \(stream.payloadType)", "a=rtpmap:\(stream.payloadType) \(stream.rtpmap)",
+            "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:\(Data(key.bytes).base64EncodedString())", "",
+        ].joined(separator: "\r\n"))
+        let ffmpeg = try PeerProcess("ffmpeg", [
+            "-hide_banner", "-nostdin", "-loglevel", "error", "-protocol_whitelist", "file,udp,rtp,srtp,crypto",
+            "-i", scratch.path("stream.sdp"), "-t", "3", "-ac", "1", "-ar", "16000", "-c:a", "pcm_s16le", "-y", scratch.path("out.wav"),
+        ])
+        try await waitUntilListening(port: ffmpegPort, udp: true)
+
+        let phone = try TestPhone(codec: .g722, payloadType: 9)
+        let phoneSocket = try await UDPPeer(group: group)
+        let legA = try await relay.openLeg(host: "127.0.0.1")
+        let legB = try await relay.openLeg(host: "127.0.0.1", on: legA.loop)
+        let bridge = try await relay.bridge(
+            legA, MediaLegConfiguration(codec: .g722, payloadType: 9, dtmf: .sipInfo, remote: phoneSocket.address),
+            legB, MediaLegConfiguration(
+                codec: stream.codec, payloadType: stream.payloadType, dtmf: .sipInfo,
+                remote: try SocketAddress(ipAddress: "127.0.0.1", port: ffmpegPort),
+                srtp: .init(local: key, remote: SRTPKeyMaterial.random(.aesCM128HMACSHA1_80))))
+        try await phoneSocket.stream(try phone.audioPackets(AudioAnalysis.tone(frequency: 1000, dBFS: -15, sampleRate: 16000, seconds: 4.5)), to: legA.localAddress)
+
+        let status = try await ffmpeg.wait(timeout: .seconds(30))
+        #expect(status == 0, "ffmpeg: \(ffmpeg.text)")
+        let pcm = try wavSamples(scratch.url.appendingPathComponent("out.wav"))
+        #expect(pcm.count > 16000 * 2, "ffmpeg decoded \(pcm.count) samples; output: \(ffmpeg.text)")
+        expectTone(pcm, sampleRate: 16000, frequency: 1000, level: -15)
+        await bridge.close()
+        await phoneSocket.close()
+        try await group.shutdownGracefully()
+    }
+}
