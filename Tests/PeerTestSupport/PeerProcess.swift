@@ -35,6 +35,7 @@ public final class PeerProcess: @unchecked Sendable {
     }
 
     public static func find(_ executable: String) -> String? {
+        if executable.contains("/") { return FileManager.default.isExecutableFile(atPath: executable) ? executable : nil }
         for directory in ["/usr/bin", "/usr/sbin", "/usr/local/bin", "/bin", "/sbin"] {
             let path = directory + "/" + executable
             if FileManager.default.isExecutableFile(atPath: path) { return path }
