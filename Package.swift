@@ -92,12 +92,28 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
-        // libFuzzer entry point for the message parser (`make fuzz`); built separately with
-        // -sanitize=fuzzer,address, never part of `swift build`'s default products.
+        // libFuzzer targets (`make fuzz`): the SIP message parser, SDP with offer/answer, and
+        // RTP/RTCP/SRTP through the media bridge; built with -sanitize=fuzzer,address by
+        // scripts/fuzz, as plain replay tools otherwise.
+        .target(name: "FuzzDriver", path: "Fuzz/FuzzDriver", swiftSettings: strictSettings),
         .executableTarget(
             name: "SIPParserFuzzer",
-            dependencies: ["SIP", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["FuzzDriver", "SIP", .product(name: "NIOCore", package: "swift-nio")],
             path: "Fuzz/SIPParserFuzzer",
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "SDPFuzzer",
+            dependencies: ["FuzzDriver", "SIP"],
+            path: "Fuzz/SDPFuzzer",
+            exclude: ["seeds"],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "MediaPacketFuzzer",
+            dependencies: ["FuzzDriver", "Media", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Fuzz/MediaPacketFuzzer",
+            exclude: ["seeds"],
             swiftSettings: strictSettings
         ),
         .target(name: "CMallocCounter", path: "Benchmarks/CMallocCounter"),
