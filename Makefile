@@ -29,8 +29,11 @@ run: bootstrap
 	scripts/run-demo
 
 bench: bootstrap
+	@scripts/bootstrap bench
 	$(SWIFT) build -c release --product SIPBenchmarks
+	$(SWIFT) build -c release --product MediaBenchmarks
 	.build/release/SIPBenchmarks
+	.build/release/MediaBenchmarks
 
 fuzz: bootstrap
 	scripts/fuzz $(FUZZ_RUNS) $(FUZZ_SECONDS)

@@ -123,6 +123,16 @@ let package = Package(
             path: "Benchmarks/SIPBenchmarks",
             swiftSettings: strictSettings
         ),
+        .executableTarget(
+            name: "MediaBenchmarks",
+            dependencies: [
+                "Media", "COpus", "CSRTP", "CSpanDSP",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Benchmarks/MediaBenchmarks",
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "SIPTests",
             dependencies: ["SIP", .product(name: "NIOCore", package: "swift-nio")],
