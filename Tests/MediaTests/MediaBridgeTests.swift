@@ -200,3 +200,35 @@ struct MediaBridgeTests {
         #expect(sr.ssrc == rig.bridge.outputSSRC(.b) && sr.packetCount == 250 && sr.octetCount == 250 * 160)
     }
 }
+
+@Suite("Media bridge: renegotiation")
+struct MediaBridgeRenegotiationTests {
+    @Test("A re-INVITE switching the cloud leg from G.722 to Opus turns passthrough into transcoding; the output stream goes on (same SSRC, next sequence, later timestamps)")
+    func codecChange() throws {
+        let rig = try BridgeRig(legacy: .g722, legacyPT: 9, cloud: .g722, cloudPT: 9)
+        let tone = AudioAnalysis.tone(frequency: 1000, dBFS: -15, sampleRate: 16000, seconds: 1)
+        rig.feed(try rig.legacy.audioPackets(tone), on: .a)
+        let before = try rig.received(on: .b).headers
+        #expect(rig.bridge.mode == .passthrough && before.count == 50)
+
+        // The cloud client re-offers with Opus only (and new keys).
+        let opusPhone = try TestPhone(codec: .opus, payloadType: 111, telephoneEvent: 101, sampleRate: 48000, srtp: .aesCM128HMACSHA1_80,
+                                      peerKey: nil)
+        let bridgeKey = SRTPKeyMaterial.random(.aesCM128HMACSHA1_80)
+        let listener = try TestPhone(codec: .opus, payloadType: 111, telephoneEvent: 101, sampleRate: 48000, srtp: .aesCM128HMACSHA1_80, peerKey: bridgeKey)
+        try rig.bridge.update(.b, to: MediaLegConfiguration(
+            codec: .opus, payloadType: 111, dtmf: .telephoneEvent(payloadType: 101), remote: rig.cloudAddress,
+            srtp: .init(local: bridgeKey, remote: opusPhone.localKey!)), now: rig.now)
+        #expect(rig.bridge.mode == .transcoding)
+        rig.sink.packets[.b] = []
+        rig.feed(try rig.legacy.audioPackets(tone), on: .a)
+        let after = try listener.receive(rig.sink.packets[.b] ?? [])
+        #expect(after.authenticationFailures == 0)
+        expectTone(after.pcm, sampleRate: 48000, frequency: 1000, level: -15)
+        let last = try #require(before.last), first = try #require(after.headers.first)
+        #expect(first.ssrc == last.ssrc)
+        #expect(first.sequenceNumber == last.sequenceNumber &+ 1)
+        #expect(RTPSerialNumber.isNewer(first.timestamp, than: last.timestamp))
+        #expect(first.payloadType == 111)
+    }
+}

@@ -16,7 +16,8 @@ public import NIOCore
 public final class MediaBridge {
     public enum Mode: Sendable, Equatable { case passthrough, transcoding }
 
-    public let mode: Mode
+    public private(set) var mode: Mode
+    private let jitterBufferMax: Duration
     public weak var delegate: (any MediaBridgeDelegate)?
     private unowned let sink: any MediaPacketSink
     private var legs: [Leg]
@@ -36,31 +37,68 @@ public final class MediaBridge {
         sink: any MediaPacketSink, now: UInt64
     ) throws(SetupError) {
         self.sink = sink
-        self.mode = a.codec == b.codec && a.ptime == b.ptime ? .passthrough : .transcoding
-        var legs: [Leg] = []
-        for config in [a, b] {
-            do {
-                legs.append(try Leg(config))
-            } catch {
-                throw .srtp(error)
-            }
+        self.jitterBufferMax = jitterBufferMax
+        let legs = try [Self.makeLeg(a), Self.makeLeg(b)]
+        let mode = Self.mode(a, b)
+        self.mode = mode
+        self.directions = try MediaLegSide.allCases.map { output throws(SetupError) in
+            try Self.makeDirection(into: output, legs: legs, mode: mode, jitterBufferMax: jitterBufferMax, continuing: nil)
         }
+        self.legs = legs
+        self.nextReportAt = now + Self.reportInterval
+        for side in MediaLegSide.allCases { resetReporter(side) }
+    }
+
+    /// Same codec and packet time: only the transport (RTP/SRTP, keys) differs.
+    static func mode(_ a: MediaLegConfiguration, _ b: MediaLegConfiguration) -> Mode {
+        a.codec == b.codec && a.ptime == b.ptime ? .passthrough : .transcoding
+    }
+
+    private static func makeLeg(_ config: MediaLegConfiguration) throws(SetupError) -> Leg {
+        do {
+            return try Leg(config)
+        } catch {
+            throw .srtp(error)
+        }
+    }
+
+    private static func makeDirection(
+        into output: MediaLegSide, legs: [Leg], mode: Mode, jitterBufferMax: Duration, continuing previous: RTPOutputStream?
+    ) throws(SetupError) -> Direction {
+        do {
+            var direction = try Direction(input: legs[output.other.rawValue].config, output: legs[output.rawValue].config, mode: mode, jitterBufferMax: jitterBufferMax)
+            if let previous { direction.output = previous.continued(clockRate: legs[output.rawValue].config.codec.rtpClockRate) }
+            return direction
+        } catch {
+            throw .codec(error)
+        }
+    }
+
+    private func resetReporter(_ side: MediaLegSide) {
+        let stream = directions[side.rawValue].output
+        legs[side.rawValue].reporter = RTCPReporter(ssrc: stream.ssrc, canonicalName: legs[side.rawValue].config.canonicalName, clockRate: stream.clockRate)
+    }
+
+    /// A leg renegotiated (a re-INVITE: another codec, packet time, keys or address). The bridge
+    /// rebuilds what depends on it — possibly switching between passthrough and transcoding — and
+    /// keeps both output streams going: same SSRC, the next sequence number, timestamps moving on
+    /// (RFC 3550 §5.1), so the far ends see one continuous source across the change.
+    public func update(_ side: MediaLegSide, to config: MediaLegConfiguration, now: UInt64) throws(SetupError) {
+        var legs = self.legs
+        var leg = try Self.makeLeg(config)
+        leg.counters = legs[side.rawValue].counters
+        legs[side.rawValue] = leg
+        let mode = Self.mode(legs[0].config, legs[1].config)
         var directions: [Direction] = []
         for output in MediaLegSide.allCases {
-            let input = legs[output.other.rawValue].config
-            do {
-                directions.append(try Direction(input: input, output: legs[output.rawValue].config, mode: mode, jitterBufferMax: jitterBufferMax))
-            } catch {
-                throw .codec(error)
-            }
-        }
-        for side in MediaLegSide.allCases {
-            let stream = directions[side.rawValue].output
-            legs[side.rawValue].reporter = RTCPReporter(ssrc: stream.ssrc, canonicalName: legs[side.rawValue].config.canonicalName, clockRate: stream.clockRate)
+            var previous = self.directions[output.rawValue].output
+            previous.catchUp(to: now, frameTicks: legs[output.rawValue].config.frameTicks)
+            directions.append(try Self.makeDirection(into: output, legs: legs, mode: mode, jitterBufferMax: jitterBufferMax, continuing: previous))
         }
         self.legs = legs
         self.directions = directions
-        self.nextReportAt = now + Self.reportInterval
+        self.mode = mode
+        resetReporter(side)
     }
 
     /// A leg's counters; late packets are those its input's jitter buffer had to drop.

@@ -26,6 +26,15 @@ public struct RTPOutputStream: Sendable, Equatable {
         self.nextTimestamp = timestamp
     }
 
+    /// The same stream (SSRC, next sequence number, timeline) going on at another clock rate, after
+    /// a codec change: timestamps keep moving forward from where they were.
+    public func continued(clockRate: Int) -> RTPOutputStream {
+        var next = RTPOutputStream(clockRate: clockRate, ssrc: ssrc, sequence: nextSequence, timestamp: nextTimestamp)
+        next.lastSentAt = lastSentAt
+        next.packetsSent = packetsSent
+        return next
+    }
+
     /// Takes the sequence number for one packet.
     public mutating func takeSequence(at now: UInt64) -> UInt16 {
         defer { nextSequence &+= 1 }

@@ -158,6 +158,11 @@ public final class MediaBridgeHandle: Sendable {
         try await withBridge { $0.counters(leg) }
     }
 
+    /// A leg was renegotiated (re-INVITE): see `MediaBridge.update`.
+    public func update(_ leg: MediaLegSide, to config: MediaLegConfiguration) async throws {
+        try await box.eventLoop.submit { [box] in try box.value.update(leg, to: config) }.get()
+    }
+
     /// Stops the bridge and closes both legs' sockets.
     public func close() async {
         try? await box.eventLoop.submit { [box] in box.value.stop() }.get()
@@ -185,8 +190,20 @@ final class MediaBridgeBox: MediaPacketSink {
         self.bridge = bridge
         a.handler.value.attach(bridge, side: .a)
         b.handler.value.attach(bridge, side: .b)
-        // Transcoding plays out of a jitter buffer; passthrough only needs the timer for RTCP
-        // and injected digits (paced at the packet time).
+        startTimer()
+    }
+
+    func update(_ leg: MediaLegSide, to config: MediaLegConfiguration) throws {
+        guard let bridge else { return }
+        try bridge.update(leg, to: config, now: MediaClock.now())
+        startTimer()
+    }
+
+    /// Transcoding plays out of a jitter buffer; passthrough only needs the timer for RTCP and
+    /// injected digits (paced at the packet time).
+    private func startTimer() {
+        guard let bridge else { return }
+        timer?.cancel()
         let interval: TimeAmount = bridge.mode == .transcoding ? .milliseconds(5) : .milliseconds(20)
         let loopBound = NIOLoopBound(self, eventLoop: loop)
         timer = loop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
