@@ -182,3 +182,15 @@ struct SDPTests {
         #expect(DTMFRelayBody(signal: "9", duration: 250)?.text == "Signal=9\r\nDuration=250\r\n")
     }
 }
+
+@Suite("SDP line order")
+struct SDPLineOrderTests {
+    @Test("Session and media lines sent out of RFC 4566 order are put in it, so the description round-trips (found by SDPFuzzer)")
+    func outOfOrder() throws {
+        let text = "v=0\r\no=- 1 1 IN IP4 h\r\ns=-\r\nc=IN IP4 h\r\nt=0 0\r\nz=0 0\r\na=x\r\nt=1 2\r\nb=AS:1\r\nm=audio 5 RTP/AVP 0\r\nk=clear:x\r\nb=AS:2\r\ni=info\r\n"
+        let session = try SDPParser.parse(text)
+        #expect(session.otherLines.map(\.type) == ["b", "t", "t", "z"])
+        #expect(session.media[0].otherLines.map(\.type) == ["i", "b", "k"])
+        #expect(try SDPParser.parse(session.serialized) == session)
+    }
+}

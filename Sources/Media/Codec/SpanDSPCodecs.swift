@@ -24,29 +24,26 @@ public final class G722AudioDecoder: AudioDecoder {
     public let kind = AudioCodecKind.g722
     public let sampleRate = 16000
     private let state: OpaquePointer
-    private let plc: UnsafeMutablePointer<plc_state_t>
+    private let plc: SpanDSPConcealment
 
     public init() throws(AudioCodecError) {
-        guard let state = g722_decode_init(nil, 64000, 0), let plc = plc_init(nil) else { throw .create(codec: "G722", status: -1) }
+        guard let state = g722_decode_init(nil, 64000, 0) else { throw .create(codec: "G722", status: -1) }
         self.state = state
-        self.plc = plc
+        self.plc = try SpanDSPConcealment()
     }
 
-    deinit {
-        g722_decode_free(state)
-        plc_free(plc)
-    }
+    deinit { g722_decode_free(state) }
 
     public func decode(_ payload: UnsafeRawBufferPointer, into output: UnsafeMutableBufferPointer<Int16>) throws(AudioCodecError) -> Int {
         guard !payload.isEmpty else { return 0 }
         precondition(output.count >= payload.count * 2)
-        let n = g722_decode(state, output.baseAddress, payload.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(payload.count))
-        plc_rx(plc, output.baseAddress, n)
-        return Int(n)
+        let n = Int(g722_decode(state, output.baseAddress, payload.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(payload.count)))
+        plc.received(UnsafeMutableBufferPointer(rebasing: output[..<n]))
+        return n
     }
 
     public func conceal(into output: UnsafeMutableBufferPointer<Int16>, samples: Int) -> Int {
-        Int(plc_fillin(plc, output.baseAddress, Int32(min(samples, output.count))))
+        plc.fill(UnsafeMutableBufferPointer(rebasing: output[..<min(samples, output.count)]))
     }
 }
 
@@ -77,16 +74,13 @@ public final class G711AudioDecoder: AudioDecoder {
     public let kind: AudioCodecKind
     public let sampleRate = 8000
     private let law: G711Law
-    private let plc: UnsafeMutablePointer<plc_state_t>
+    private let plc: SpanDSPConcealment
 
     public init(law: G711Law) throws(AudioCodecError) {
-        guard let plc = plc_init(nil) else { throw .create(codec: "G711", status: -1) }
         self.law = law
         self.kind = law == .aLaw ? .pcma : .pcmu
-        self.plc = plc
+        self.plc = try SpanDSPConcealment()
     }
-
-    deinit { plc_free(plc) }
 
     public func decode(_ payload: UnsafeRawBufferPointer, into output: UnsafeMutableBufferPointer<Int16>) throws(AudioCodecError) -> Int {
         precondition(output.count >= payload.count)
@@ -94,11 +88,52 @@ public final class G711AudioDecoder: AudioDecoder {
         case .aLaw: for i in 0..<payload.count { output[i] = alaw_to_linear(payload[i]) }
         case .muLaw: for i in 0..<payload.count { output[i] = ulaw_to_linear(payload[i]) }
         }
-        plc_rx(plc, output.baseAddress, Int32(payload.count))
+        plc.received(UnsafeMutableBufferPointer(rebasing: output[..<payload.count]))
         return payload.count
     }
 
     public func conceal(into output: UnsafeMutableBufferPointer<Int16>, samples: Int) -> Int {
-        Int(plc_fillin(plc, output.baseAddress, Int32(min(samples, output.count))))
+        plc.fill(UnsafeMutableBufferPointer(rebasing: output[..<min(samples, output.count)]))
+    }
+}
+
+/// spandsp's packet loss concealment, with a guard around a bug of Debian's spandsp 0.0.6: when
+/// concealment starts, `plc_fillin` rotates its history with an overlapping `memcpy` (undefined
+/// behaviour; fixed upstream in FreeSWITCH's spandsp by memmove) unless the history starts at
+/// offset 0, which it only does after a `plc_rx` of at least `PLC_HISTORY_LEN` (280) samples.
+/// G.722 frames are 320 samples, but G.711's are 160, so before the first concealed frame this
+/// hands spandsp the last 280 samples again: the same history, at offset 0. Found by the
+/// MediaPacketFuzzer under AddressSanitizer.
+final class SpanDSPConcealment {
+    private let state: UnsafeMutablePointer<plc_state_t>
+    static let historyLength = 280  // PLC_HISTORY_LEN = CORRELATION_SPAN + PLC_PITCH_MIN
+    private var history: [Int16] = []
+    private var concealing = false
+
+    init() throws(AudioCodecError) {
+        guard let state = plc_init(nil) else { throw .create(codec: "PLC", status: -1) }
+        self.state = state
+        history.reserveCapacity(2 * Self.historyLength)
+    }
+
+    deinit { plc_free(state) }
+
+    /// A good frame: spandsp smooths its start after a loss and remembers it.
+    func received(_ samples: UnsafeMutableBufferPointer<Int16>) {
+        guard !samples.isEmpty else { return }
+        plc_rx(state, samples.baseAddress, Int32(samples.count))
+        concealing = false
+        history.append(contentsOf: samples)
+        if history.count > Self.historyLength { history.removeFirst(history.count - Self.historyLength) }
+    }
+
+    /// A lost frame, made up from the history.
+    func fill(_ samples: UnsafeMutableBufferPointer<Int16>) -> Int {
+        guard !samples.isEmpty else { return 0 }
+        if !concealing, history.count == Self.historyLength {
+            history.withUnsafeMutableBufferPointer { _ = plc_rx(state, $0.baseAddress, Int32(Self.historyLength)) }
+        }
+        concealing = true
+        return Int(plc_fillin(state, samples.baseAddress, Int32(samples.count)))
     }
 }

@@ -69,6 +69,7 @@ public enum SDPParser {
         }
         // RFC 4566 requires t=; RFC 3264 peers always send "t=0 0". Be liberal and supply it.
         if !sawTime { session.otherLines.append(.init(type: "t", value: "0 0")) }
+        session.otherLines = inGrammarOrder(session.otherLines)
 
         while index < lines.count {
             let mLine = lines[index]
@@ -90,6 +91,7 @@ public enum SDPParser {
                     throw Error(line: line.number, reason: "unexpected \(line.type)= in a media section")
                 }
             }
+            media.otherLines = inGrammarOrder(media.otherLines)
             // RFC 4566 §5.7: every media section needs an address, its own or the session's.
             if media.connection == nil, session.connection == nil {
                 throw Error(line: mLine.number, reason: "no c= for this media section or the session")
@@ -97,6 +99,27 @@ public enum SDPParser {
             session.media.append(media)
         }
         return session
+    }
+
+    /// The order RFC 4566 §5 gives the lines (t= and r= share a rank: each r= belongs to the t=
+    /// before it). Lines a peer sent out of order are put in it, keeping their relative order,
+    /// so that a description always serializes to one that parses back the same.
+    static func rank(_ type: Character) -> Int {
+        switch type {
+        case "i": 0
+        case "u": 1
+        case "e": 2
+        case "p": 3
+        case "b": 5
+        case "t", "r": 6
+        case "z": 7
+        case "k": 8
+        default: 9
+        }
+    }
+
+    static func inGrammarOrder(_ lines: [SDPSession.Line]) -> [SDPSession.Line] {
+        lines.enumerated().sorted { (rank($0.element.type), $0.offset) < (rank($1.element.type), $1.offset) }.map(\.element)
     }
 
     private static func fields(_ value: String) -> [Substring] {
@@ -143,19 +166,19 @@ extension SDPSession {
         var out = "v=0\r\n"
         out += "o=\(origin.username) \(origin.sessionID) \(origin.sessionVersion) \(origin.networkType) \(origin.addressType) \(origin.address)\r\n"
         out += "s=\(sessionName.isEmpty ? "-" : sessionName)\r\n"
-        let order: [Character] = ["i", "u", "e", "p"]
-        for line in otherLines where order.contains(line.type) { out += "\(line.type)=\(line.value)\r\n" }
+        // i= u= e= p=, then c=, then b= t=/r= z= k= (RFC 4566 §5), each in the stored order.
+        let lines = SDPParser.inGrammarOrder(otherLines)
+        for line in lines where SDPParser.rank(line.type) < 4 { out += "\(line.type)=\(line.value)\r\n" }
         if let connection { out += "c=\(connection.networkType) \(connection.addressType) \(connection.address)\r\n" }
-        for type: Character in ["b", "t", "r", "z", "k"] {
-            for line in otherLines where line.type == type { out += "\(line.type)=\(line.value)\r\n" }
-        }
+        for line in lines where SDPParser.rank(line.type) >= 4 { out += "\(line.type)=\(line.value)\r\n" }
         for attribute in attributes { out += attribute.line }
         for section in media {
             let port = section.portCount.map { "\(section.port)/\($0)" } ?? "\(section.port)"
             out += "m=\(section.type) \(port) \(section.proto) \(section.formats.joined(separator: " "))\r\n"
-            for line in section.otherLines where line.type == "i" { out += "i=\(line.value)\r\n" }
+            let lines = SDPParser.inGrammarOrder(section.otherLines)
+            for line in lines where line.type == "i" { out += "i=\(line.value)\r\n" }
             if let c = section.connection { out += "c=\(c.networkType) \(c.addressType) \(c.address)\r\n" }
-            for line in section.otherLines where line.type != "i" { out += "\(line.type)=\(line.value)\r\n" }
+            for line in lines where line.type != "i" { out += "\(line.type)=\(line.value)\r\n" }
             for attribute in section.attributes { out += attribute.line }
         }
         return out
