@@ -71,32 +71,31 @@ public final class SRTPSession {
     /// length. `buffer` must have `maxTrailer` bytes of room after the packet.
     public func protect(_ buffer: UnsafeMutableRawBufferPointer, length: Int) throws(Failure) -> Int {
         precondition(buffer.count >= length + Self.maxTrailer)
-        var len = Int32(length)
-        let status = srtp_protect(session, buffer.baseAddress, &len)
-        try Self.check(status)
-        return Int(len)
+        return try transform(buffer, length: length, with: srtp_protect)
     }
 
     /// Verifies and decrypts the SRTP packet in place; returns the plain RTP length.
     public func unprotect(_ buffer: UnsafeMutableRawBufferPointer, length: Int) throws(Failure) -> Int {
-        var len = Int32(length)
-        let status = srtp_unprotect(session, buffer.baseAddress, &len)
-        try Self.check(status)
-        return Int(len)
+        try transform(buffer, length: length, with: srtp_unprotect)
     }
 
+    /// The same for RTCP; SRTCP adds the 4-byte index and the tag.
     public func protectRTCP(_ buffer: UnsafeMutableRawBufferPointer, length: Int) throws(Failure) -> Int {
         precondition(buffer.count >= length + Self.maxTrailer + 4)
-        var len = Int32(length)
-        let status = srtp_protect_rtcp(session, buffer.baseAddress, &len)
-        try Self.check(status)
-        return Int(len)
+        return try transform(buffer, length: length, with: srtp_protect_rtcp)
     }
 
     public func unprotectRTCP(_ buffer: UnsafeMutableRawBufferPointer, length: Int) throws(Failure) -> Int {
+        try transform(buffer, length: length, with: srtp_unprotect_rtcp)
+    }
+
+    /// One libsrtp call on the packet in place: the new length, or the failure.
+    private func transform(
+        _ buffer: UnsafeMutableRawBufferPointer, length: Int,
+        with function: (srtp_t?, UnsafeMutableRawPointer?, UnsafeMutablePointer<Int32>?) -> srtp_err_status_t
+    ) throws(Failure) -> Int {
         var len = Int32(length)
-        let status = srtp_unprotect_rtcp(session, buffer.baseAddress, &len)
-        try Self.check(status)
+        try Self.check(function(session, buffer.baseAddress, &len))
         return Int(len)
     }
 
