@@ -86,3 +86,9 @@ final class NullSink: MediaPacketSink {
     var count = 0
     func send(_ packet: UnsafeRawBufferPointer, to address: SocketAddress, from leg: MediaLegSide, rtcp: Bool) { count += 1 }
 }
+
+/// Prints a line and flushes, so a long run shows its progress through a pipe.
+func say(_ line: String) {
+    print(line)
+    fflush(nil)
+}

@@ -91,7 +91,10 @@ enum CPUBenchmarks {
                     _ = g722_decode(g722Decoder, &pcmBuffer, p.baseAddress! + 12, Int32(p.count - 12))
                 }
                 let n = out.withUnsafeMutableBufferPointer { o in opus_encode(opusEncoder, pcmBuffer, 320, o.baseAddress! + 12, 1400) }
-                _ = try out.withUnsafeMutableBytes { try protectSession.protect($0, length: 12 + Int(n)) }
+                _ = try out.withUnsafeMutableBytes { raw in
+                    RTPHeader(payloadType: 111, sequenceNumber: UInt16(truncatingIfNeeded: i), timestamp: UInt32(i * 960), ssrc: 1).writeFixed(into: raw)
+                    return try protectSession.protect(raw, length: 12 + Int(n))
+                }
                 // Cloud → legacy: SRTP unprotect, Opus decode, G.722 encode.
                 let opus = cloud.packets[i]
                 let plain = try inBuffer.withUnsafeMutableBytes { raw in

@@ -56,23 +56,30 @@ final class LoadGenerator: @unchecked Sendable {
             guard case .v4(let a) = stream.destination else { fatalError("IPv4 only") }
             return a.address
         }
+        // Calls are not in phase: the streams are spread over the 20 ms in 1 ms slots.
+        let slots = 20
         for tick in 0..<ticks {
-            sleepUntil(start + UInt64(tick) * 20_000_000)
-            for s in 0..<streams.count {
-                let packet = streams[s].packets[tick % streams[s].packets.count]
-                sendTimes[s][tick] = nowNanoseconds()
-                _ = packet.withUnsafeBytes { bytes in
-                    withUnsafePointer(to: &destinations[s]) {
-                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                            sendto(fd, bytes.baseAddress, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                        }
-                    }
+            for slot in 0..<slots {
+                sleepUntil(start + UInt64(tick) * 20_000_000 + UInt64(slot) * 1_000_000)
+                for s in stride(from: slot, to: streams.count, by: slots) {
+                    sendTimes[s][tick] = nowNanoseconds()
+                    send(streams[s].packets[tick % streams[s].packets.count], to: &destinations[s])
                 }
             }
         }
         sleepUntil(nowNanoseconds() + 300_000_000)
         receiving = false
         pthread_join(receiver, nil)
+    }
+
+    private func send(_ packet: [UInt8], to destination: inout sockaddr_in) {
+        _ = packet.withUnsafeBytes { bytes in
+            withUnsafePointer(to: &destination) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    sendto(fd, bytes.baseAddress, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+        }
     }
 
     private func receiveLoop() {

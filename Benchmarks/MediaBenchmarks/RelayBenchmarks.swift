@@ -29,7 +29,8 @@ struct ScenarioTraffic {
         case .relay: cloud = try makeStream(pcm, codec: .g722, payloadType: 9, sampleRate: 16000, key: nil)
         case .rtpToSRTP: cloud = try makeStream(pcm, codec: .g722, payloadType: 9, sampleRate: 16000, key: cloudKey)
         case .transcoding:
-            cloud = try makeStream(pcm, codec: .opus, payloadType: 111, sampleRate: 48000, key: cloudKey, options: .init(opusComplexity: opusComplexity))
+            // 16 kHz PCM into Opus (the RTP clock is 48 kHz regardless): one packet per 20 ms.
+            cloud = try makeStream(pcm, codec: .opus, payloadType: 111, sampleRate: 16000, key: cloudKey, options: .init(opusComplexity: opusComplexity))
         }
     }
 }

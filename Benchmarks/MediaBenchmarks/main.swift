@@ -10,62 +10,75 @@ import Media
 //  3. one-way latency added by the bridge, p50/p99;
 //  4. capacity: the most channels with under 0.1 % lost or late (> 20 ms) packets.
 // Our relay runs on one event-loop thread; the load generator takes the other core.
-// BENCH_SECONDS (default 10) sets the length of the socket runs.
+// BENCH_SECONDS (default 10) sets the length of the socket runs; BENCH_SECTIONS (default
+// "1234") picks sections.
 
 raiseFileLimit()
 let seconds = Int(ProcessInfo.processInfo.environment["BENCH_SECONDS"] ?? "") ?? 10
 let rtpengineComplexity = 10  // rtpengine encodes Opus through ffmpeg's libopus wrapper, whose default is 10
 let productComplexity = AudioCodecOptions().opusComplexity
+let sections = ProcessInfo.processInfo.environment["BENCH_SECTIONS"] ?? "1234"
 
-print("# Media benchmarks — \(ProcessInfo.processInfo.processorCount) CPUs, \(seconds) s socket runs")
+say("# Media benchmarks — \(ProcessInfo.processInfo.processorCount) CPUs, \(seconds) s socket runs")
 
-print("\n## 1. Codec floor vs bridge (in-process, no sockets; median of 5 runs of \(CPUBenchmarks.seconds) s of audio)")
-print("| path | floor µs/channel-s | bridge µs/channel-s | ratio | our work µs/packet |")
-print("|---|---|---|---|---|")
+if sections.contains("1") {
+say("\n## 1. Codec floor vs bridge (in-process, no sockets; median of 5 runs of \(CPUBenchmarks.seconds) s of audio)")
+say("| path | floor µs/channel-s | bridge µs/channel-s | ratio | our work µs/packet |")
+say("|---|---|---|---|---|")
 for (name, figures) in [
     ("passthrough G.722 RTP ↔ G.722 SRTP", try CPUBenchmarks.passthrough(opusComplexity: productComplexity)),
     ("transcoding G.722 RTP ↔ Opus SRTP (complexity \(productComplexity))", try CPUBenchmarks.transcoding(opusComplexity: productComplexity)),
     ("transcoding G.722 RTP ↔ Opus SRTP (complexity \(rtpengineComplexity))", try CPUBenchmarks.transcoding(opusComplexity: rtpengineComplexity)),
 ] {
-    print("| \(name) | \(format(figures.floorMicrosecondsPerChannelSecond)) | \(format(figures.bridgeMicrosecondsPerChannelSecond)) | \(format(figures.ratio, 2)) | \(format(figures.overheadMicrosecondsPerPacket, 2)) |")
+    say("| \(name) | \(format(figures.floorMicrosecondsPerChannelSecond)) | \(format(figures.bridgeMicrosecondsPerChannelSecond)) | \(format(figures.ratio, 2)) | \(format(figures.overheadMicrosecondsPerPacket, 2)) |")
 }
 
-print("\n## 2. CPU per packet over UDP sockets, ours vs rtpengine (20 calls, \(seconds) s, Opus complexity \(rtpengineComplexity))")
-print("| traffic | ours µs/packet | rtpengine µs/packet | ratio | ours lost % | rtpengine returned % |")
-print("|---|---|---|---|---|---|")
+}
+
+if sections.contains("2") {
+say("\n## 2. CPU per packet over UDP sockets, ours vs rtpengine (20 calls, \(seconds) s, Opus complexity \(rtpengineComplexity))")
+say("| traffic | ours µs/packet | rtpengine µs/packet | ratio | ours lost % | rtpengine returned % |")
+say("|---|---|---|---|---|---|")
 for scenario in RelayScenario.allCases {
     let ours = try await OurRelay.run(scenario, channels: 20, seconds: seconds, opusComplexity: rtpengineComplexity)
     let theirs: RelayRun
     do {
         theirs = try RTPEngine.run(scenario, channels: 20, seconds: seconds, opusComplexity: rtpengineComplexity)
     } catch {
-        print("| \(scenario.rawValue) | \(format(ours.cpuMicrosecondsPerPacket, 2)) | rtpengine failed: \(error) | | | |")
+        say("| \(scenario.rawValue) | \(format(ours.cpuMicrosecondsPerPacket, 2)) | rtpengine failed: \(error) | | | |")
         continue
     }
     let returned = Double(theirs.result.received) * 100 / Double(max(1, theirs.result.expected))
-    print("| \(scenario.rawValue) | \(format(ours.cpuMicrosecondsPerPacket, 2)) | \(format(theirs.cpuMicrosecondsPerPacket, 2)) | \(format(ours.cpuMicrosecondsPerPacket / theirs.cpuMicrosecondsPerPacket, 2)) | \(format(ours.result.lostOrLatePercent, 3)) | \(format(returned, 1)) |")
+    say("| \(scenario.rawValue) | \(format(ours.cpuMicrosecondsPerPacket, 2)) | \(format(theirs.cpuMicrosecondsPerPacket, 2)) | \(format(ours.cpuMicrosecondsPerPacket / theirs.cpuMicrosecondsPerPacket, 2)) | \(format(ours.result.lostOrLatePercent, 3)) | \(format(returned, 1)) |")
 }
 
-print("\n## 3. One-way latency through the bridge (10 calls, \(seconds) s; includes the generator's own send/receive)")
-print("| path | p50 µs | p99 µs | max µs |")
-print("|---|---|---|---|")
+}
+
+if sections.contains("3") {
+say("\n## 3. One-way latency through the bridge (10 calls, \(seconds) s; includes the generator's own send/receive)")
+say("| path | p50 µs | p99 µs | max µs |")
+say("|---|---|---|---|")
 for scenario in [RelayScenario.rtpToSRTP, .transcoding] {
     let run = try await OurRelay.run(scenario, channels: 10, seconds: seconds, opusComplexity: productComplexity)
     let l = run.result.latenciesMicroseconds
-    print("| \(scenario.rawValue) | \(format(percentile(l, 0.5))) | \(format(percentile(l, 0.99))) | \(format(l.last ?? .nan)) |")
+    say("| \(scenario.rawValue) | \(format(percentile(l, 0.5))) | \(format(percentile(l, 0.99))) | \(format(l.last ?? .nan)) |")
 }
 
-print("\n## 4. Capacity on one relay thread (under 0.1 % lost or late > 20 ms counts as carried)")
-print("| path | calls | lost+late % | p99 latency µs | relay CPU µs/packet |")
-print("|---|---|---|---|---|")
+}
+
+if sections.contains("4") {
+say("\n## 4. Capacity on one relay thread (under 0.1 % lost or late > 20 ms counts as carried)")
+say("| path | calls | lost+late % | p99 latency µs | relay CPU µs/packet |")
+say("|---|---|---|---|---|")
 for (scenario, counts) in [(RelayScenario.rtpToSRTP, [250, 500, 1000, 1500]), (.transcoding, [50, 100, 150, 200])] {
     var carried = 0
     for channels in counts {
         let run = try await OurRelay.run(scenario, channels: channels, seconds: seconds, opusComplexity: productComplexity)
         let ok = run.result.lostOrLatePercent < 0.1
         if ok { carried = channels }
-        print("| \(scenario.rawValue) | \(channels) | \(format(run.result.lostOrLatePercent, 3)) | \(format(percentile(run.result.latenciesMicroseconds, 0.99))) | \(format(run.cpuMicrosecondsPerPacket, 2)) |")
+        say("| \(scenario.rawValue) | \(channels) | \(format(run.result.lostOrLatePercent, 3)) | \(format(percentile(run.result.latenciesMicroseconds, 0.99))) | \(format(run.cpuMicrosecondsPerPacket, 2)) |")
         if !ok { break }
     }
-    print("| \(scenario.rawValue) | **carried: \(carried)** | | | |")
+    say("| \(scenario.rawValue) | **carried: \(carried)** | | | |")
+}
 }

@@ -1,9 +1,9 @@
 /// An adaptive jitter buffer for one transcoded input (only the transcoding path has one:
 /// passthrough forwards at once and leaves de-jittering to the far end).
 ///
-/// Each packet gets a playout time: its media time on a playout clock anchored at the first
-/// packet, plus an offset. The offset starts at zero, so with a well-behaved sender a packet is
-/// due the moment it arrives and costs no latency. A packet that arrives after its frame was
+/// Each packet gets a playout time: its media time on a playout clock anchored at the fastest
+/// transit seen, plus an offset. The offset starts at zero, so a packet is due the moment it
+/// arrives and costs no latency. A packet that arrives after its frame was
 /// already concealed grows the offset by how late it was (capped at `maxDelay`); when for a long
 /// stretch every packet waited more than a frame, the offset shrinks by one frame at a time, by
 /// dropping one frame. A pure value: times are injected, in nanoseconds.
@@ -92,6 +92,9 @@ public struct JitterBuffer: Sendable {
             return
         }
         slots[index] = Slot(sequence: sequence, timestamp: timestamp, payload: payload)
+        // The anchor follows the fastest transit seen: a packet that arrives before its due time
+        // shows the first packet was slow, and waiting for its timing would only add delay.
+        anchor = min(anchor, now - mediaNanoseconds(timestamp))
         minimumWait = min(minimumWait, due(timestamp) - now)
         packetsSinceCheck += 1
     }

@@ -95,6 +95,7 @@ public final class MediaLegSocket: Sendable {
             DatagramBootstrap(group: loop)
                 .channelOption(.socketOption(.so_reuseaddr), value: 0)
                 .channelOption(.socketOption(.so_rcvbuf), value: 256 * 1024)
+                .channelOption(.maxMessagesPerRead, value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let inbound = handler.value
