@@ -62,15 +62,15 @@ let package = Package(
         .systemLibrary(name: "CSRTP", pkgConfig: "libsrtp2", providers: [.apt(["libsrtp2-dev"])]),
         .systemLibrary(name: "COpus", pkgConfig: "opus", providers: [.apt(["libopus-dev"])]),
         .systemLibrary(name: "CSpanDSP", pkgConfig: "spandsp", providers: [.apt(["libspandsp-dev"])]),
-        // RTP/RTCP, SRTP, codecs, DTMF, jitter buffer, the media bridge and its sockets.
+        .systemLibrary(name: "CEpoll"),
+        // RTP/RTCP, SRTP, codecs, DTMF, jitter buffer, the media bridge and its sockets (its own
+        // epoll thread: the packet path does not go through NIO channels, docs/MEDIA.md).
         .target(
             name: "Media",
             dependencies: [
-                "CSRTP", "COpus", "CSpanDSP",
+                "CSRTP", "COpus", "CSpanDSP", "CEpoll",
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
         ),

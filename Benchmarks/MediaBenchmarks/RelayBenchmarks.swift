@@ -40,19 +40,19 @@ struct RelayRun {
     var result: LoadGenerator.Result
 }
 
-/// Our relay on one event-loop thread, loaded by the generator on the other core.
+/// Our relay on one media thread, loaded by the generator on the other core.
 enum OurRelay {
     static func run(_ scenario: RelayScenario, channels: Int, seconds: Int, opusComplexity: Int) async throws -> RelayRun {
         let traffic = try ScenarioTraffic(scenario, seconds: seconds, opusComplexity: opusComplexity)
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let relay = try MediaRelay(group: group, portRange: 30000...49999)
+        let relay = try MediaRelay(threads: 1, portRange: 30000...49999)
         let generator = LoadGenerator()
         var handles: [MediaBridgeHandle] = []
         var outputOf: [UInt32: Int] = [:]
-        let loop = group.next()
+        var first: MediaLegSocket?
         for _ in 0..<channels {
-            let a = try await relay.openLeg(host: "127.0.0.1", on: loop, rtcp: false)
-            let b = try await relay.openLeg(host: "127.0.0.1", on: loop, rtcp: false)
+            let a = try await relay.openLeg(host: "127.0.0.1", alongside: first, rtcp: false)
+            let b = try await relay.openLeg(host: "127.0.0.1", alongside: a, rtcp: false)
+            first = first ?? a
             let configA = MediaLegConfiguration(codec: .g722, payloadType: 9, dtmf: .telephoneEvent(payloadType: 101), remote: generator.address)
             var configB = MediaLegConfiguration(codec: .g722, payloadType: 9, dtmf: .telephoneEvent(payloadType: 101), remote: generator.address)
             if scenario != .relay { configB.srtp = .init(local: .random(.aesCM128HMACSHA1_80), remote: traffic.cloudKey) }
@@ -69,12 +69,13 @@ enum OurRelay {
             generator.streams.append(.init(destination: b.localAddress, packets: traffic.cloud.packets))
         }
         let ticks = seconds * 50 - 1
-        let cpuBefore = try await loop.submit { threadCPUNanoseconds() }.get()
+        let probe = handles[0]
+        let cpuBefore = try await probe.withBridge { _ in threadCPUNanoseconds() }
         generator.run(ticks: ticks)
-        let cpuAfter = try await loop.submit { threadCPUNanoseconds() }.get()
+        let cpuAfter = try await probe.withBridge { _ in threadCPUNanoseconds() }
         let result = generator.evaluate(outputOf: outputOf, ticks: ticks)
         for handle in handles { await handle.close() }
-        try await group.shutdownGracefully()
+        relay.shutdown()
         let packets = Double(generator.streams.count * ticks)
         return RelayRun(cpuMicrosecondsPerPacket: Double(cpuAfter - cpuBefore) / 1000 / packets, result: result)
     }

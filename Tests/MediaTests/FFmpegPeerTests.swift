@@ -40,7 +40,7 @@ struct FFmpegPeerTests {
     func ffmpegReceives(_ stream: Stream) async throws {
         let scratch = try ScratchDirectory()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let relay = try MediaRelay(group: group, portRange: 22000...22999)
+        let relay = try MediaRelay(portRange: 22000...22999)
         let ffmpegPort = try freePort(udp: true) & ~1
         let key = SRTPKeyMaterial.random(.aesCM128HMACSHA1_80)
         try scratch.write("stream.sdp", [
@@ -57,7 +57,7 @@ struct FFmpegPeerTests {
         let phone = try TestPhone(codec: .g722, payloadType: 9)
         let phoneSocket = try await UDPPeer(group: group)
         let legA = try await relay.openLeg(host: "127.0.0.1")
-        let legB = try await relay.openLeg(host: "127.0.0.1", on: legA.loop)
+        let legB = try await relay.openLeg(host: "127.0.0.1", alongside: legA)
         let bridge = try await relay.bridge(
             legA, MediaLegConfiguration(codec: .g722, payloadType: 9, dtmf: .sipInfo, remote: phoneSocket.address),
             legB, MediaLegConfiguration(
@@ -72,6 +72,7 @@ struct FFmpegPeerTests {
         #expect(pcm.count > 16000 * 2, "ffmpeg decoded \(pcm.count) samples; output: \(ffmpeg.text)")
         expectTone(pcm, sampleRate: 16000, frequency: 1000, level: -15)
         await bridge.close()
+        relay.shutdown()
         await phoneSocket.close()
         try await group.shutdownGracefully()
     }

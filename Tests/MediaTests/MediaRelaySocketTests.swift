@@ -65,7 +65,7 @@ struct MediaRelaySocketTests {
     @Test("A tone and DTMF digits cross every codec path both ways, at the right frequency and level", arguments: paths)
     func path(_ path: Path) async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let relay = try MediaRelay(group: group, portRange: 20000...20999)
+        let relay = try MediaRelay(portRange: 20000...20999)
         let legacyPhone = try TestPhone(codec: .g722, payloadType: 9, telephoneEvent: 101)
         let bridgeKey = path.srtp.map { SRTPKeyMaterial.random($0) }
         let cloudPhone = try TestPhone(codec: path.cloud, payloadType: path.cloudPT, telephoneEvent: 100, sampleRate: path.cloudRate, srtp: path.srtp, peerKey: bridgeKey)
@@ -73,7 +73,7 @@ struct MediaRelaySocketTests {
         let cloudSocket = try await UDPPeer(group: group)
 
         let legA = try await relay.openLeg(host: "127.0.0.1")
-        let legB = try await relay.openLeg(host: "127.0.0.1", on: legA.loop)
+        let legB = try await relay.openLeg(host: "127.0.0.1", alongside: legA)
         #expect(relay.portsInUse == 2 && legA.port != legB.port)
         var configB = MediaLegConfiguration(codec: path.cloud, payloadType: path.cloudPT, dtmf: .telephoneEvent(payloadType: 100), remote: cloudSocket.address)
         if let bridgeKey, let key = cloudPhone.localKey { configB.srtp = .init(local: bridgeKey, remote: key) }
@@ -103,6 +103,7 @@ struct MediaRelaySocketTests {
 
         await bridge.close()
         #expect(relay.portsInUse == 0, "ports go back to the pool when the call ends")
+        relay.shutdown()
         await legacySocket.close()
         await cloudSocket.close()
         try await group.shutdownGracefully()
@@ -113,7 +114,7 @@ struct MediaRelaySocketTests {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         // Someone else holds 21000.
         let squatter = try await DatagramBootstrap(group: group).bind(host: "127.0.0.1", port: 21000).get()
-        let relay = try MediaRelay(group: group, portRange: 21000...21009)
+        let relay = try MediaRelay(portRange: 21000...21009)
         var legs: [MediaLegSocket] = []
         for _ in 0..<4 { legs.append(try await relay.openLeg(host: "127.0.0.1")) }
         #expect(Set(legs.map(\.port)).count == 4)
@@ -122,6 +123,7 @@ struct MediaRelaySocketTests {
         await #expect(throws: MediaRelay.RelayError.self) { _ = try await relay.openLeg(host: "127.0.0.1") }
         for leg in legs { await leg.close() }
         #expect(relay.portsInUse == 0)
+        relay.shutdown()
         try await squatter.close()
         try await group.shutdownGracefully()
     }

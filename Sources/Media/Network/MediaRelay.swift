@@ -1,32 +1,54 @@
 public import NIOCore
-import NIOPosix
 import NIOConcurrencyHelpers
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Owns the RTP sockets of the process: hands out ports from the pool, binds one UDP socket per
 /// leg (RTP, and RTCP on the next port unless rtcp-mux), and puts a `MediaBridge` between the two
-/// legs of a call once offer/answer is done. Both legs of a call live on one event loop, so a
-/// packet goes from one socket through the bridge to the other without a thread hop or a lock.
+/// legs of a call once offer/answer is done. Both legs of a call live on one media I/O thread
+/// (`MediaIOThread`), so a packet goes from one socket through the bridge to the other without a
+/// thread hop or a lock. Calls are spread over the threads round-robin.
 public final class MediaRelay: Sendable {
-    public let group: any EventLoopGroup
+    private let threads: [MediaIOThread]
+    private let nextThread = NIOLockedValueBox(0)
     private let pool: NIOLockedValueBox<RTPPortPool>
+    private let stopped = NIOLockedValueBox(false)
 
-    public enum RelayError: Error, Sendable {
+    public enum RelayError: Error, Sendable, Equatable {
         case noFreePort
-        case notOnSameEventLoop
+        case notOnSameThread
+        case badAddress(String)
+        case socket(Int32)
     }
 
-    public init(group: any EventLoopGroup, portRange: ClosedRange<Int> = 10000...50000) throws(RTPPortPool.PoolError) {
-        self.group = group
+    public init(threads: Int = 1, portRange: ClosedRange<Int> = 10000...50000) throws(RTPPortPool.PoolError) {
         self.pool = NIOLockedValueBox(try RTPPortPool(range: portRange))
+        self.threads = (0..<max(1, threads)).map { MediaIOThread(name: "media-\($0)") }
+    }
+
+    deinit { shutdown() }
+
+    /// Stops the media threads; sockets still open are closed. Idempotent.
+    public func shutdown() {
+        let first = stopped.withLockedValue { was in
+            defer { was = true }
+            return !was
+        }
+        guard first else { return }
+        for thread in threads { thread.shutdown() }
     }
 
     public var portsInUse: Int { pool.withLockedValue { $0.allocatedCount } }
 
-    /// Binds a leg's RTP socket (and RTCP on port + 1) on `host`, on the given event loop (pass
-    /// the loop of the call's other leg, or nil for a new call). Retries on ports another
-    /// process holds.
-    public func openLeg(host: String, on loop: (any EventLoop)? = nil, rtcp: Bool = true) async throws -> MediaLegSocket {
-        let loop = loop ?? group.next()
+    /// Binds a leg's RTP socket (and RTCP on port + 1) on `host`. Pass the call's other leg as
+    /// `alongside` so that both share a thread. Ports another process holds are skipped.
+    public func openLeg(host: String, alongside other: MediaLegSocket? = nil, rtcp: Bool = true) async throws -> MediaLegSocket {
+        let thread = other?.thread ?? threads[nextThread.withLockedValue { n in
+            defer { n = (n + 1) % threads.count }
+            return n
+        }]
         for _ in 0..<64 {
             let port: Int
             do {
@@ -34,14 +56,33 @@ public final class MediaRelay: Sendable {
             } catch {
                 throw RelayError.noFreePort
             }
-            do {
-                let socket = try await MediaLegSocket.bind(host: host, port: port, rtcp: rtcp, on: loop) { [pool] in
+            let rtpFD: Int32
+            switch MediaIOThread.bindUDP(host: host, port: port) {
+            case .success(let fd): rtpFD = fd
+            case .failure(.socket(EADDRINUSE)):
+                pool.withLockedValue { $0.release(port) }
+                continue  // someone else's: try the next one
+            case .failure(let error):
+                pool.withLockedValue { $0.release(port) }
+                throw error
+            }
+            var rtcpFD: Int32?
+            if rtcp {
+                switch MediaIOThread.bindUDP(host: host, port: port + 1) {
+                case .success(let fd): rtcpFD = fd
+                case .failure:
+                    close(rtpFD)
+                    pool.withLockedValue { $0.release(port) }
+                    continue
+                }
+            }
+            let local = try SocketAddress(ipAddress: host, port: port)
+            return try await thread.submit { [pool] in
+                let rtpEntry = thread.register(rtpFD, isRTCP: false)
+                let rtcpEntry = rtcpFD.map { thread.register($0, isRTCP: true) }
+                return MediaLegSocket(localAddress: local, thread: thread, rtpFD: rtpFD, rtcpFD: rtcpFD, entries: (rtpEntry, rtcpEntry)) {
                     pool.withLockedValue { $0.release(port) }
                 }
-                return socket
-            } catch {
-                pool.withLockedValue { $0.release(port) }
-                continue  // in use by someone else: try the next one
             }
         }
         throw RelayError.noFreePort
@@ -52,15 +93,16 @@ public final class MediaRelay: Sendable {
         _ a: MediaLegSocket, _ configA: MediaLegConfiguration, _ b: MediaLegSocket, _ configB: MediaLegConfiguration,
         jitterBufferMax: Duration = .milliseconds(200), delegate: (any MediaBridgeDelegate & Sendable)? = nil
     ) async throws -> MediaBridgeHandle {
-        guard a.loop === b.loop else { throw RelayError.notOnSameEventLoop }
-        let loop = a.loop
-        return try await loop.submit {
-            let box = MediaBridgeBox(a: a, b: b, loop: loop)
+        guard a.thread === b.thread else { throw RelayError.notOnSameThread }
+        let thread = a.thread
+        return try await thread.submit {
+            let box = MediaBridgeBox(a: a, b: b)
             let bridge = try MediaBridge(a: configA, b: configB, jitterBufferMax: jitterBufferMax, sink: box, now: MediaClock.now())
             bridge.delegate = delegate
             box.install(bridge)
-            return MediaBridgeHandle(box: NIOLoopBound(box, eventLoop: loop), a: a, b: b)
-        }.get()
+            thread.add(box)
+            return MediaBridgeHandle(box: box, thread: thread, a: a, b: b)
+        }
     }
 }
 
@@ -69,55 +111,27 @@ enum MediaClock {
     static func now() -> UInt64 { NIODeadline.now().uptimeNanoseconds }
 }
 
-/// One leg's bound sockets.
-public final class MediaLegSocket: Sendable {
+/// One leg's bound sockets. The registration entries are touched only on the leg's thread.
+public final class MediaLegSocket: @unchecked Sendable {
     public let localAddress: SocketAddress
     public var port: Int { localAddress.port ?? 0 }
-    let loop: any EventLoop
-    let rtp: any Channel
-    let rtcp: (any Channel)?
-    let handler: NIOLoopBound<RTPInboundHandler>
+    let thread: MediaIOThread
+    let rtpFD: Int32
+    let rtcpFD: Int32?
+    let entries: (rtp: MediaIOThread.RegisteredSocket, rtcp: MediaIOThread.RegisteredSocket?)
     private let release: @Sendable () -> Void
     private let closed = NIOLockedValueBox(false)
 
-    private init(localAddress: SocketAddress, loop: any EventLoop, rtp: any Channel, rtcp: (any Channel)?, handler: NIOLoopBound<RTPInboundHandler>, release: @escaping @Sendable () -> Void) {
+    init(
+        localAddress: SocketAddress, thread: MediaIOThread, rtpFD: Int32, rtcpFD: Int32?,
+        entries: (rtp: MediaIOThread.RegisteredSocket, rtcp: MediaIOThread.RegisteredSocket?), release: @escaping @Sendable () -> Void
+    ) {
         self.localAddress = localAddress
-        self.loop = loop
-        self.rtp = rtp
-        self.rtcp = rtcp
-        self.handler = handler
+        self.thread = thread
+        self.rtpFD = rtpFD
+        self.rtcpFD = rtcpFD
+        self.entries = entries
         self.release = release
-    }
-
-    static func bind(host: String, port: Int, rtcp wantRTCP: Bool, on loop: any EventLoop, release: @escaping @Sendable () -> Void) async throws -> MediaLegSocket {
-        let handler = try await loop.submit { NIOLoopBound(RTPInboundHandler(), eventLoop: loop) }.get()
-        func bootstrap(rtcp: Bool) -> DatagramBootstrap {
-            DatagramBootstrap(group: loop)
-                .channelOption(.socketOption(.so_reuseaddr), value: 0)
-                .channelOption(.socketOption(.so_rcvbuf), value: 256 * 1024)
-                .channelOption(.maxMessagesPerRead, value: 1)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        let inbound = handler.value
-                        try channel.pipeline.syncOperations.addHandler(rtcp ? RTCPInboundHandler(inbound) as any ChannelHandler : inbound)
-                    }
-                }
-        }
-        let rtp = try await bootstrap(rtcp: false).bind(host: host, port: port).get()
-        var rtcpChannel: (any Channel)?
-        if wantRTCP {
-            do {
-                rtcpChannel = try await bootstrap(rtcp: true).bind(host: host, port: port + 1).get()
-            } catch {
-                try? await rtp.close()
-                throw error
-            }
-        }
-        guard let local = rtp.localAddress else {
-            try? await rtp.close()
-            throw MediaRelay.RelayError.noFreePort
-        }
-        return MediaLegSocket(localAddress: local, loop: loop, rtp: rtp, rtcp: rtcpChannel, handler: handler, release: release)
     }
 
     /// Closes the sockets and gives the port back.
@@ -127,27 +141,36 @@ public final class MediaLegSocket: Sendable {
             return !was
         }
         guard first else { return }
-        try? await rtp.close()
-        try? await rtcp?.close()
+        let (thread, rtp, rtcp) = (self.thread, rtpFD, rtcpFD)
+        try? await thread.submit {
+            thread.unregister(rtp)
+            if let rtcp { thread.unregister(rtcp) }
+        }
         release()
     }
 }
 
-/// A running bridge. Everything on it hops to the bridge's event loop.
-public final class MediaBridgeHandle: Sendable {
-    let box: NIOLoopBound<MediaBridgeBox>
+/// A running bridge. Everything on it hops to the bridge's media thread.
+public final class MediaBridgeHandle: @unchecked Sendable {
+    private let box: MediaBridgeBox
+    private let thread: MediaIOThread
     public let a: MediaLegSocket
     public let b: MediaLegSocket
 
-    init(box: NIOLoopBound<MediaBridgeBox>, a: MediaLegSocket, b: MediaLegSocket) {
+    init(box: MediaBridgeBox, thread: MediaIOThread, a: MediaLegSocket, b: MediaLegSocket) {
         self.box = box
+        self.thread = thread
         self.a = a
         self.b = b
     }
 
-    /// Runs `body` with the bridge on its event loop (statistics, DTMF injection).
+    /// Runs `body` with the bridge on its thread (statistics, DTMF injection).
     public func withBridge<T: Sendable>(_ body: @escaping @Sendable (MediaBridge) -> T) async throws -> T {
-        try await box.eventLoop.submit { [box] in body(box.value.bridge!) }.get()
+        let box = self.box
+        return try await thread.submit {
+            guard let bridge = box.bridge else { throw MediaRelay.RelayError.socket(EBADF) }
+            return body(bridge)
+        }
     }
 
     /// Sends a digit into a leg (it came as SIP INFO on the other one).
@@ -161,123 +184,53 @@ public final class MediaBridgeHandle: Sendable {
 
     /// A leg was renegotiated (re-INVITE): see `MediaBridge.update`.
     public func update(_ leg: MediaLegSide, to config: MediaLegConfiguration) async throws {
-        try await box.eventLoop.submit { [box] in try box.value.update(leg, to: config) }.get()
+        let box = self.box
+        try await thread.submit { try box.bridge?.update(leg, to: config, now: MediaClock.now()) }
     }
 
     /// Stops the bridge and closes both legs' sockets.
     public func close() async {
-        try? await box.eventLoop.submit { [box] in box.value.stop() }.get()
+        let (box, thread) = (self.box, self.thread)
+        try? await thread.submit {
+            box.stop()
+            thread.remove(box)
+        }
         await a.close()
         await b.close()
     }
 }
 
-/// The bridge with its sockets, on their event loop: the `MediaPacketSink` that writes to the
-/// channels, and the timer that ticks the bridge.
+/// The bridge with its sockets, on their thread: the `MediaPacketSink` that writes to them.
 final class MediaBridgeBox: MediaPacketSink {
     private(set) var bridge: MediaBridge?
     private let a: MediaLegSocket
     private let b: MediaLegSocket
-    private let loop: any EventLoop
-    private var timer: RepeatedTask?
 
-    init(a: MediaLegSocket, b: MediaLegSocket, loop: any EventLoop) {
+    init(a: MediaLegSocket, b: MediaLegSocket) {
         self.a = a
         self.b = b
-        self.loop = loop
     }
 
     func install(_ bridge: MediaBridge) {
         self.bridge = bridge
-        a.handler.value.attach(bridge, side: .a)
-        b.handler.value.attach(bridge, side: .b)
-        startTimer()
-    }
-
-    func update(_ leg: MediaLegSide, to config: MediaLegConfiguration) throws {
-        guard let bridge else { return }
-        try bridge.update(leg, to: config, now: MediaClock.now())
-        startTimer()
-    }
-
-    /// Transcoding plays out of a jitter buffer; passthrough only needs the timer for RTCP and
-    /// injected digits (paced at the packet time).
-    private func startTimer() {
-        guard let bridge else { return }
-        timer?.cancel()
-        let interval: TimeAmount = bridge.mode == .transcoding ? .milliseconds(5) : .milliseconds(20)
-        let loopBound = NIOLoopBound(self, eventLoop: loop)
-        timer = loop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
-            loopBound.value.bridge?.tick(now: MediaClock.now())
+        for (socket, side) in [(a, MediaLegSide.a), (b, .b)] {
+            socket.entries.rtp.box = self
+            socket.entries.rtp.side = side
+            socket.entries.rtcp?.box = self
+            socket.entries.rtcp?.side = side
         }
     }
 
     func stop() {
-        timer?.cancel()
-        timer = nil
-        a.handler.value.detach()
-        b.handler.value.detach()
+        for socket in [a, b] {
+            socket.entries.rtp.box = nil
+            socket.entries.rtcp?.box = nil
+        }
         bridge = nil
     }
 
     func send(_ packet: UnsafeRawBufferPointer, to address: SocketAddress, from leg: MediaLegSide, rtcp: Bool) {
         let socket = leg == .a ? a : b
-        let channel = rtcp ? (socket.rtcp ?? socket.rtp) : socket.rtp
-        var buffer = channel.allocator.buffer(capacity: packet.count)
-        buffer.writeBytes(packet)
-        channel.writeAndFlush(AddressedEnvelope(remoteAddress: address, data: buffer), promise: nil)
-    }
-}
-
-/// Thin: copies the datagram into a scratch buffer with room for the SRTP trailer and hands it
-/// to the bridge. Packets before the bridge is attached (early media before the answer) are
-/// dropped.
-final class RTPInboundHandler: ChannelInboundHandler {
-    typealias InboundIn = AddressedEnvelope<ByteBuffer>
-
-    private var bridge: MediaBridge?
-    private var side = MediaLegSide.a
-    private var scratch = [UInt8](repeating: 0, count: 2048 + SRTPSession.maxTrailer)
-    private(set) var droppedBeforeBridge = 0
-
-    func attach(_ bridge: MediaBridge, side: MediaLegSide) {
-        self.bridge = bridge
-        self.side = side
-    }
-
-    func detach() { bridge = nil }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        deliver(unwrapInboundIn(data), rtcp: false)
-    }
-
-    func deliver(_ envelope: AddressedEnvelope<ByteBuffer>, rtcp: Bool) {
-        guard let bridge else {
-            droppedBeforeBridge += 1
-            return
-        }
-        let length = envelope.data.readableBytes
-        guard length > 0, length <= 2048 else { return }
-        let side = self.side
-        scratch.withUnsafeMutableBytes { raw in
-            envelope.data.withUnsafeReadableBytes { raw.copyMemory(from: $0) }
-            if rtcp {
-                bridge.receiveRTCP(raw, length: length, on: side, now: MediaClock.now())
-            } else {
-                bridge.receive(raw, length: length, from: envelope.remoteAddress, on: side, now: MediaClock.now())
-            }
-        }
-    }
-}
-
-/// The RTCP socket of a leg without rtcp-mux: same bridge, RTCP entry point.
-final class RTCPInboundHandler: ChannelInboundHandler {
-    typealias InboundIn = AddressedEnvelope<ByteBuffer>
-    private let rtp: RTPInboundHandler
-
-    init(_ rtp: RTPInboundHandler) { self.rtp = rtp }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        rtp.deliver(unwrapInboundIn(data), rtcp: true)
+        MediaIOThread.send(rtcp ? (socket.rtcpFD ?? socket.rtpFD) : socket.rtpFD, packet, to: address)
     }
 }

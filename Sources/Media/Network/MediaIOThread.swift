@@ -1,0 +1,213 @@
+import CEpoll
+public import NIOCore
+import NIOConcurrencyHelpers
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The media fast path: one thread with its own epoll set over plain non-blocking UDP sockets,
+/// like rtpengine's userspace path. A datagram is read into one scratch buffer, goes through the
+/// bridge and out with `sendto`, with no allocation, no channel pipeline and no thread hop.
+/// (Signalling stays on SwiftNIO; per-packet channel machinery cost about 20 µs a packet here —
+/// see docs/PERFORMANCE.md — which is more than the whole media work.)
+///
+/// Everything on the thread — sockets, bridges, timers — is touched only from it. Other threads
+/// hand it work with `submit`, which queues a closure and wakes the loop through an eventfd.
+final class MediaIOThread: @unchecked Sendable {
+    private let epollFD: Int32
+    private let wakeFD: Int32
+    private var thread = pthread_t()
+    private let inbox = NIOLockedValueBox<[() -> Void]>([])
+    private var running = true
+
+    /// Loop-confined state.
+    private var sockets: [Int32: RegisteredSocket] = [:]
+    private var bridges: [ObjectIdentifier: MediaBridgeBox] = [:]
+    private var scratch = [UInt8](repeating: 0, count: 2048 + SRTPSession.maxTrailer + 16)
+    private static let tickNanoseconds: UInt64 = 5_000_000
+    private var nextTick: UInt64 = 0
+    private var tickCount: UInt64 = 0
+
+    final class RegisteredSocket {
+        weak var box: MediaBridgeBox?
+        var side = MediaLegSide.a
+        let isRTCP: Bool
+        var droppedBeforeBridge = 0
+
+        init(isRTCP: Bool) { self.isRTCP = isRTCP }
+    }
+
+    init(name: String) {
+        epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
+        wakeFD = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
+        precondition(epollFD >= 0 && wakeFD >= 0, "epoll/eventfd: errno \(errno)")
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue
+        event.data.fd = wakeFD
+        epoll_ctl(epollFD, EPOLL_CTL_ADD, wakeFD, &event)
+        let unmanaged = Unmanaged.passRetained(self)
+        pthread_create(&thread, nil, { raw in
+            let me = Unmanaged<MediaIOThread>.fromOpaque(raw!).takeRetainedValue()
+            me.run()
+            return nil
+        }, unmanaged.toOpaque())
+        _ = name
+    }
+
+    /// Runs `body` on the thread and returns its result.
+    func submit<T: Sendable>(_ body: @escaping () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            enqueue {
+                do {
+                    continuation.resume(returning: try body())
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
+        }
+    }
+
+    private func enqueue(_ work: @escaping () -> Void) {
+        inbox.withLockedValue { $0.append(work) }
+        var one: UInt64 = 1
+        _ = write(wakeFD, &one, 8)
+    }
+
+    /// Stops the loop (after the work queued before), closes what is left.
+    func shutdown() {
+        enqueue { [self] in running = false }
+        pthread_join(thread, nil)
+    }
+
+    // MARK: - On the thread
+
+    func register(_ fd: Int32, isRTCP: Bool) -> RegisteredSocket {
+        let entry = RegisteredSocket(isRTCP: isRTCP)
+        sockets[fd] = entry
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue
+        event.data.fd = fd
+        epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event)
+        return entry
+    }
+
+    func unregister(_ fd: Int32) {
+        epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, nil)
+        sockets[fd] = nil
+        close(fd)
+    }
+
+    func add(_ box: MediaBridgeBox) { bridges[ObjectIdentifier(box)] = box }
+    func remove(_ box: MediaBridgeBox) { bridges[ObjectIdentifier(box)] = nil }
+
+    private func run() {
+        var events = [epoll_event](repeating: epoll_event(), count: 64)
+        nextTick = MediaClock.now() + Self.tickNanoseconds
+        while running {
+            let now = MediaClock.now()
+            let timeout = nextTick > now ? Int32((nextTick - now + 999_999) / 1_000_000) : 0
+            let ready = events.withUnsafeMutableBufferPointer { epoll_wait(epollFD, $0.baseAddress, 64, timeout) }
+            if ready > 0 {
+                for i in 0..<Int(ready) {
+                    let fd = events[i].data.fd
+                    if fd == wakeFD {
+                        drainInbox()
+                    } else {
+                        readAll(fd)
+                    }
+                }
+            }
+            let after = MediaClock.now()
+            if after >= nextTick { tick(after) }
+        }
+        for fd in sockets.keys { close(fd) }
+        sockets.removeAll()
+        bridges.removeAll()
+        close(epollFD)
+        close(wakeFD)
+    }
+
+    private func drainInbox() {
+        var count: UInt64 = 0
+        _ = read(wakeFD, &count, 8)
+        let work = inbox.withLockedValue { queue -> [() -> Void] in
+            defer { queue.removeAll(keepingCapacity: true) }
+            return queue
+        }
+        for item in work { item() }
+    }
+
+    /// Transcoding bridges tick every 5 ms (jitter-buffer playout), passthrough ones every 20 ms
+    /// (RTCP and injected digits).
+    private func tick(_ now: UInt64) {
+        tickCount &+= 1
+        let everyone = tickCount % 4 == 0
+        for box in bridges.values {
+            guard let bridge = box.bridge else { continue }
+            if everyone || bridge.mode == .transcoding { bridge.tick(now: now) }
+        }
+        nextTick = now + Self.tickNanoseconds
+    }
+
+    /// Reads what the socket holds (up to 16 datagrams, then lets the others have a turn).
+    private func readAll(_ fd: Int32) {
+        guard let entry = sockets[fd] else { return }
+        var storage = sockaddr_storage()
+        scratch.withUnsafeMutableBytes { buffer in
+            for _ in 0..<16 {
+                var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+                let n = withUnsafeMutablePointer(to: &storage) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(fd, buffer.baseAddress, 2048, Int32(MSG_DONTWAIT), $0, &length) }
+                }
+                guard n > 0 else { return }
+                guard let box = entry.box, let bridge = box.bridge else {
+                    entry.droppedBeforeBridge += 1
+                    continue
+                }
+                let now = MediaClock.now()
+                if entry.isRTCP {
+                    bridge.receiveRTCP(buffer, length: n, on: entry.side, now: now)
+                } else if let source = Self.address(storage) {
+                    bridge.receive(buffer, length: n, from: source, on: entry.side, now: now)
+                }
+            }
+        }
+    }
+
+    /// The peer's address without formatting it as text (NIO's `SocketAddress(sockaddr_in)`
+    /// would, for every packet).
+    private static func address(_ storage: sockaddr_storage) -> SocketAddress? {
+        var storage = storage
+        switch Int32(storage.ss_family) {
+        case AF_INET:
+            return withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { SocketAddress($0.pointee, host: "") } }
+        case AF_INET6:
+            return withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { SocketAddress($0.pointee, host: "") } }
+        default:
+            return nil
+        }
+    }
+
+    /// A bound, non-blocking UDP socket, or the errno.
+    static func bindUDP(host: String, port: Int) -> Result<Int32, MediaRelay.RelayError> {
+        guard let address = try? SocketAddress(ipAddress: host, port: port) else { return .failure(.badAddress(host)) }
+        let family = address.protocol.rawValue
+        let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return .failure(.socket(errno)) }
+        var size: Int32 = 256 * 1024
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, 4)
+        let bound = address.withSockAddr { bind(fd, $0, socklen_t($1)) }
+        guard bound == 0 else {
+            let error = errno
+            close(fd)
+            return .failure(.socket(error))
+        }
+        return .success(fd)
+    }
+
+    /// Sends one datagram; a full socket buffer drops it (UDP), as the kernel would.
+    static func send(_ fd: Int32, _ packet: UnsafeRawBufferPointer, to address: SocketAddress) {
+        _ = address.withSockAddr { sendto(fd, packet.baseAddress, packet.count, Int32(MSG_DONTWAIT), $0, socklen_t($1)) }
+    }
+}
