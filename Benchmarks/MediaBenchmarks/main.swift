@@ -22,14 +22,14 @@ let sections = ProcessInfo.processInfo.environment["BENCH_SECTIONS"] ?? "1234"
 say("# Media benchmarks — \(ProcessInfo.processInfo.processorCount) CPUs, \(seconds) s socket runs")
 
 if sections.contains("1") {
-say("\n## 1. Codec floor vs bridge (in-process, no sockets; median of 5 runs of \(CPUBenchmarks.seconds) s of audio)")
+say("\n## 1. Codec floor vs bridge (in-process, no sockets; median of 7 runs each, floor and bridge in turn, of \(CPUBenchmarks.seconds) s of audio)")
 say("| path | floor µs/channel-s | bridge µs/channel-s | ratio | our work µs/packet |")
 say("|---|---|---|---|---|")
 for (name, figures) in [
     ("passthrough G.722 RTP ↔ G.722 SRTP", try CPUBenchmarks.passthrough(opusComplexity: productComplexity)),
-    ("transcoding G.722 RTP ↔ Opus SRTP (complexity \(productComplexity))", try CPUBenchmarks.transcoding(opusComplexity: productComplexity)),
-    ("transcoding G.722 RTP ↔ Opus SRTP (complexity \(rtpengineComplexity))", try CPUBenchmarks.transcoding(opusComplexity: rtpengineComplexity)),
-] {
+] + (try [1, 3, productComplexity, rtpengineComplexity].map { complexity in
+    ("transcoding G.722 RTP ↔ Opus SRTP (complexity \(complexity))", try CPUBenchmarks.transcoding(opusComplexity: complexity))
+}) {
     say("| \(name) | \(format(figures.floorMicrosecondsPerChannelSecond)) | \(format(figures.bridgeMicrosecondsPerChannelSecond)) | \(format(figures.ratio, 2)) | \(format(figures.overheadMicrosecondsPerPacket, 2)) |")
 }
 
@@ -70,15 +70,20 @@ if sections.contains("4") {
 say("\n## 4. Capacity on one relay thread (under 0.1 % lost or late > 20 ms counts as carried)")
 say("| path | calls | lost+late % | p99 latency µs | relay CPU µs/packet |")
 say("|---|---|---|---|---|")
-for (scenario, counts) in [(RelayScenario.rtpToSRTP, [250, 500, 1000, 1500]), (.transcoding, [50, 100, 150, 200])] {
+for (scenario, complexity, counts) in [
+    (RelayScenario.rtpToSRTP, productComplexity, [100, 200, 300, 400, 500, 750, 1000]),
+    (.transcoding, productComplexity, [20, 30, 40, 50, 75, 100, 150]),
+    (.transcoding, 1, [40, 60, 80, 100, 150]),
+] {
     var carried = 0
+    let name = scenario == .transcoding ? "\(scenario.rawValue) (complexity \(complexity))" : scenario.rawValue
     for channels in counts {
-        let run = try await OurRelay.run(scenario, channels: channels, seconds: seconds, opusComplexity: productComplexity)
+        let run = try await OurRelay.run(scenario, channels: channels, seconds: seconds, opusComplexity: complexity)
         let ok = run.result.lostOrLatePercent < 0.1
         if ok { carried = channels }
-        say("| \(scenario.rawValue) | \(channels) | \(format(run.result.lostOrLatePercent, 3)) | \(format(percentile(run.result.latenciesMicroseconds, 0.99))) | \(format(run.cpuMicrosecondsPerPacket, 2)) |")
+        say("| \(name) | \(channels) | \(format(run.result.lostOrLatePercent, 3)) | \(format(percentile(run.result.latenciesMicroseconds, 0.99))) | \(format(run.cpuMicrosecondsPerPacket, 2)) |")
         if !ok { break }
     }
-    say("| \(scenario.rawValue) | **carried: \(carried)** | | | |")
+    say("| \(name) | **carried: \(carried)** | | | |")
 }
 }
