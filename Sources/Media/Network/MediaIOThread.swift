@@ -76,6 +76,11 @@ final class MediaIOThread: @unchecked Sendable {
 
     /// Stops the loop (after the work queued before), closes what is left.
     func shutdown() {
+        if pthread_equal(pthread_self(), thread) != 0 {
+            running = false  // from the thread itself: it ends after this turn, detached
+            pthread_detach(thread)
+            return
+        }
         enqueue { [self] in running = false }
         pthread_join(thread, nil)
     }
