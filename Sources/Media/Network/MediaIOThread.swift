@@ -103,7 +103,10 @@ final class MediaIOThread: @unchecked Sendable {
         close(fd)
     }
 
-    func add(_ box: MediaBridgeBox) { bridges[ObjectIdentifier(box)] = box }
+    func add(_ box: MediaBridgeBox) {
+        if bridges.isEmpty { nextTick = MediaClock.now() + Self.tickNanoseconds }
+        bridges[ObjectIdentifier(box)] = box
+    }
     func remove(_ box: MediaBridgeBox) { bridges[ObjectIdentifier(box)] = nil }
 
     private func run() {
@@ -111,7 +114,8 @@ final class MediaIOThread: @unchecked Sendable {
         nextTick = MediaClock.now() + Self.tickNanoseconds
         while running {
             let now = MediaClock.now()
-            let timeout = nextTick > now ? Int32((nextTick - now + 999_999) / 1_000_000) : 0
+            // No bridge, no tick: an idle gateway's media thread sleeps until there is work.
+            let timeout = bridges.isEmpty ? -1 : nextTick > now ? Int32((nextTick - now + 999_999) / 1_000_000) : 0
             let ready = events.withUnsafeMutableBufferPointer { epoll_wait(epollFD, $0.baseAddress, 64, timeout) }
             if ready > 0 {
                 for i in 0..<Int(ready) {
