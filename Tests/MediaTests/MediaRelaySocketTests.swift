@@ -127,4 +127,15 @@ struct MediaRelaySocketTests {
         try await squatter.close()
         try await group.shutdownGracefully()
     }
+
+    @Test("After shutdown nothing hangs: closing a leg returns, opening one fails")
+    func shutdown() async throws {
+        let relay = try MediaRelay(portRange: 21100...21199)
+        let leg = try await relay.openLeg(host: "127.0.0.1")
+        relay.shutdown()
+        await leg.close()
+        #expect(relay.portsInUse == 0)
+        await #expect(throws: MediaRelay.RelayError.socket(ESHUTDOWN)) { _ = try await relay.openLeg(host: "127.0.0.1") }
+        #expect(relay.portsInUse == 0, "the refused leg's port went back too")
+    }
 }

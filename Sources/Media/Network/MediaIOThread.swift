@@ -18,7 +18,8 @@ final class MediaIOThread: @unchecked Sendable {
     private let epollFD: Int32
     private let wakeFD: Int32
     private var thread = pthread_t()
-    private let inbox = NIOLockedValueBox<[() -> Void]>([])
+    /// Work for the thread; nil once it has stopped (then `submit` fails at once).
+    private let inbox = NIOLockedValueBox<[() -> Void]?>([])
     private var running = true
 
     /// Loop-confined state.
@@ -58,20 +59,29 @@ final class MediaIOThread: @unchecked Sendable {
     /// Runs `body` on the thread and returns its result.
     func submit<T: Sendable>(_ body: @escaping () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-            enqueue {
+            let queued = enqueue {
                 do {
                     continuation.resume(returning: try body())
                 } catch {
                     continuation.resume(throwing: error)
                 }
             }
+            if !queued { continuation.resume(throwing: MediaRelay.RelayError.socket(ESHUTDOWN)) }
         }
     }
 
-    private func enqueue(_ work: @escaping () -> Void) {
-        inbox.withLockedValue { $0.append(work) }
-        var one: UInt64 = 1
-        _ = write(wakeFD, &one, 8)
+    @discardableResult
+    private func enqueue(_ work: @escaping () -> Void) -> Bool {
+        let queued = inbox.withLockedValue { queue -> Bool in
+            guard queue != nil else { return false }
+            queue!.append(work)
+            return true
+        }
+        if queued {
+            var one: UInt64 = 1
+            _ = write(wakeFD, &one, 8)
+        }
+        return queued
     }
 
     /// Stops the loop (after the work queued before), closes what is left.
@@ -98,8 +108,8 @@ final class MediaIOThread: @unchecked Sendable {
     }
 
     func unregister(_ fd: Int32) {
+        guard sockets.removeValue(forKey: fd) != nil else { return }  // closed already (shutdown)
         epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, nil)
-        sockets[fd] = nil
         close(fd)
     }
 
@@ -130,8 +140,14 @@ final class MediaIOThread: @unchecked Sendable {
             let after = MediaClock.now()
             if after >= nextTick { tick(after) }
         }
+        // Refuse new work; run what was queued meanwhile (it finds the sockets closed).
+        let late = inbox.withLockedValue { queue -> [() -> Void] in
+            defer { queue = nil }
+            return queue ?? []
+        }
         for fd in sockets.keys { close(fd) }
         sockets.removeAll()
+        for item in late { item() }
         bridges.removeAll()
         close(epollFD)
         close(wakeFD)
@@ -141,8 +157,8 @@ final class MediaIOThread: @unchecked Sendable {
         var count: UInt64 = 0
         _ = read(wakeFD, &count, 8)
         let work = inbox.withLockedValue { queue -> [() -> Void] in
-            defer { queue.removeAll(keepingCapacity: true) }
-            return queue
+            defer { queue?.removeAll(keepingCapacity: true) }
+            return queue ?? []
         }
         for item in work { item() }
     }

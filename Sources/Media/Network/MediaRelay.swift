@@ -76,13 +76,20 @@ public final class MediaRelay: Sendable {
                     continue
                 }
             }
-            let local = try SocketAddress(ipAddress: host, port: port)
-            return try await thread.submit { [pool] in
-                let rtpEntry = thread.register(rtpFD, isRTCP: false)
-                let rtcpEntry = rtcpFD.map { thread.register($0, isRTCP: true) }
-                return MediaLegSocket(localAddress: local, thread: thread, rtpFD: rtpFD, rtcpFD: rtcpFD, entries: (rtpEntry, rtcpEntry)) {
-                    pool.withLockedValue { $0.release(port) }
+            do {
+                let local = try SocketAddress(ipAddress: host, port: port)
+                return try await thread.submit { [pool] in
+                    let rtpEntry = thread.register(rtpFD, isRTCP: false)
+                    let rtcpEntry = rtcpFD.map { thread.register($0, isRTCP: true) }
+                    return MediaLegSocket(localAddress: local, thread: thread, rtpFD: rtpFD, rtcpFD: rtcpFD, entries: (rtpEntry, rtcpEntry)) {
+                        pool.withLockedValue { $0.release(port) }
+                    }
                 }
+            } catch {
+                close(rtpFD)
+                if let rtcpFD { close(rtcpFD) }
+                pool.withLockedValue { $0.release(port) }
+                throw error
             }
         }
         throw RelayError.noFreePort
