@@ -11,7 +11,8 @@ import Media
 //  4. capacity: the most channels with under 0.1 % lost or late (> 20 ms) packets.
 // Our relay runs on one event-loop thread; the load generator takes the other core.
 // BENCH_SECONDS (default 10) sets the length of the socket runs; BENCH_SECTIONS (default
-// "1234") picks sections.
+// "1234") picks sections ("S" adds libsrtp's own cost per protect/unprotect, by session count
+// and thread); BENCH_RTPENGINE=0 leaves rtpengine out (for profiling our side).
 
 raiseFileLimit()
 let seconds = Int(ProcessInfo.processInfo.environment["BENCH_SECONDS"] ?? "") ?? 10
@@ -42,6 +43,10 @@ say("|---|---|---|---|---|---|")
 for scenario in RelayScenario.allCases {
     let ours = try await OurRelay.run(scenario, channels: 20, seconds: seconds, opusComplexity: rtpengineComplexity)
     let theirs: RelayRun
+    guard ProcessInfo.processInfo.environment["BENCH_RTPENGINE"] != "0" else {
+        say("| \(scenario.rawValue) | \(format(ours.cpuMicrosecondsPerPacket, 2)) | (skipped) | | \(format(ours.result.lostOrLatePercent, 3)) | |")
+        continue
+    }
     do {
         theirs = try RTPEngine.run(scenario, channels: 20, seconds: seconds, opusComplexity: rtpengineComplexity)
     } catch {
@@ -86,4 +91,50 @@ for (scenario, complexity, counts) in [
     }
     say("| \(name) | **carried: \(carried)** | | | |")
 }
+}
+
+func srtpProbe() throws {
+    for sessionsCount in [1, 40, 400] {
+        let key = SRTPKeyMaterial.random(.aesCM128HMACSHA1_80)
+        let sessions = try (0..<sessionsCount).map { _ in try SRTPSession(key: key, direction: .outbound) }
+        var buffer = [UInt8](repeating: 0, count: 512)
+        let n = 200_000
+        let start = nowNanoseconds()
+        for i in 0..<n {
+            try buffer.withUnsafeMutableBytes { raw in
+                RTPHeader(payloadType: 9, sequenceNumber: UInt16(truncatingIfNeeded: i / sessionsCount), timestamp: 0, ssrc: UInt32(i % sessionsCount)).writeFixed(into: raw)
+                _ = try sessions[i % sessionsCount].protect(raw, length: 172)
+            }
+        }
+        say("SRTP protect, \(sessionsCount) sessions: \(format(Double(nowNanoseconds() - start) / Double(n) / 1000, 2)) µs")
+    }
+}
+if sections.contains("S") {
+    // SRTP protect cost with one session and with many sessions in turn (cache effects), on the
+    // main thread and on a plain pthread (as the media threads are).
+    try srtpProbe()
+    let t = spawnThread { try? srtpProbe() }
+    pthread_join(t, nil)
+    // Unprotect too.
+    let key = SRTPKeyMaterial.random(.aesCM128HMACSHA1_80)
+    let tx = try SRTPSession(key: key, direction: .outbound)
+    var packets: [[UInt8]] = []
+    for i in 0..<50_000 {
+        var b = [UInt8](repeating: 0, count: 512)
+        let n = try b.withUnsafeMutableBytes { raw in
+            RTPHeader(payloadType: 9, sequenceNumber: UInt16(truncatingIfNeeded: i), timestamp: 0, ssrc: 5).writeFixed(into: raw)
+            return try tx.protect(raw, length: 172)
+        }
+        packets.append(Array(b[..<n]))
+    }
+    let rx = try SRTPSession(key: key, direction: .inbound)
+    var buffer = [UInt8](repeating: 0, count: 512)
+    let start = nowNanoseconds()
+    for p in packets {
+        _ = try buffer.withUnsafeMutableBytes { raw in
+            raw.copyMemory(from: UnsafeRawBufferPointer(start: p, count: p.count))
+            return try rx.unprotect(raw, length: p.count)
+        }
+    }
+    say("SRTP unprotect: \(format(Double(nowNanoseconds() - start) / 50_000 / 1000, 2)) µs")
 }
