@@ -193,4 +193,13 @@ struct SDPLineOrderTests {
         #expect(session.media[0].otherLines.map(\.type) == ["i", "b", "k"])
         #expect(try SDPParser.parse(session.serialized) == session)
     }
+
+    @Test("An empty s= reads as \"-\", what we write for it, so it round-trips (found by SDPFuzzer)")
+    func emptySessionName() throws {
+        for text in ["v=0\no=- 1 1 IN IP6 ::1\ns=", "v=0\r\no=- 1 1 IN IP6 ::1\r\ns=\r\n"] {
+            let session = try SDPParser.parse(text)
+            #expect(session.sessionName == "-")
+            #expect(try SDPParser.parse(session.serialized) == session)
+        }
+    }
 }

@@ -47,7 +47,8 @@ public enum SDPParser {
         let origin = try parseOrigin(originLine.value, line: originLine.number)
         guard let name = next("s") else { throw Error(line: originLine.number + 1, reason: "s= expected") }
 
-        var session = SDPSession(origin: origin, sessionName: name.value, otherLines: [])
+        // An empty s= (RFC 4566 §5.3 forbids it) reads as the "-" we would write.
+        var session = SDPSession(origin: origin, sessionName: name.value.isEmpty ? "-" : name.value, otherLines: [])
         var sawTime = false
         while index < lines.count, lines[index].type != "m" {
             let line = lines[index]
