@@ -42,6 +42,8 @@ struct SDPTests {
         ("v=1\r\n", 1, "unsupported version 1"),
         ("v=0\r\no=- 1 IN IP4 h\r\ns=-\r\n", 2, "o= needs 6 fields with a numeric version"),
         ("v=0\r\no=- 1 1 IN IP4 h\r\ns=-\r\nc=IN IP4 h\r\nm=audio x RTP/AVP 0\r\n", 5, "bad port x"),
+        ("v=0\r\no=- 1 1 IN IP4 h\r\ns=-\r\nc=IN IP4 h\r\nm=audio /// RTP/AVP 0\r\n", 5, "bad port ///"),  // SDPFuzzer
+        ("v=0\r\no=- 1 1 IN IP4 h\r\ns=-\r\nc=IN IP4 h\r\nm=audio 5/ RTP/AVP 0\r\n", 5, "bad port count 5/"),
         ("v=0\r\no=- 1 1 IN IP4 h\r\ns=-\r\nm=audio 5 RTP/AVP 0\r\n", 4, "no c= for this media section or the session"),
         ("v=0\r\no=- 1 1 IN IP4 h\r\ns=-\r\nbogus\r\n", 4, "expected <letter>=<value>"),
         ("v=0\r\no=- 1 1 IN IP4 h\r\ns=-\r\nc=IN IPX h\r\n", 4, "unknown address type IPX"),

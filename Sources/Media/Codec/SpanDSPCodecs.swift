@@ -130,8 +130,10 @@ final class SpanDSPConcealment {
     /// A lost frame, made up from the history.
     func fill(_ samples: UnsafeMutableBufferPointer<Int16>) -> Int {
         guard !samples.isEmpty else { return 0 }
-        if !concealing, history.count == Self.historyLength {
-            history.withUnsafeMutableBufferPointer { _ = plc_rx(state, $0.baseAddress, Int32(Self.historyLength)) }
+        if !concealing, !history.isEmpty {
+            // spandsp's history starts as silence: pad a short one the same way.
+            var full = [Int16](repeating: 0, count: Self.historyLength - history.count) + history
+            full.withUnsafeMutableBufferPointer { _ = plc_rx(state, $0.baseAddress, Int32(Self.historyLength)) }
         }
         concealing = true
         return Int(plc_fillin(state, samples.baseAddress, Int32(samples.count)))

@@ -1,5 +1,5 @@
 import CEpoll
-public import NIOCore
+import NIOCore
 import NIOConcurrencyHelpers
 
 #if canImport(Glibc)

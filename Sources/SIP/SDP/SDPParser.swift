@@ -145,7 +145,8 @@ public enum SDPParser {
     static func parseMediaLine(_ value: String, line: Int) throws(Error) -> SDPMedia {
         let f = fields(value)
         guard f.count >= 4 else { throw Error(line: line, reason: "m= needs <media> <port> <proto> <fmt>...") }
-        let portField = f[1].split(separator: "/", maxSplits: 1)
+        // Keep empty pieces: "/" or "///" must fail as a bad port, not index an empty array.
+        let portField = f[1].split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
         guard let port = Int(portField[0]), (0...65535).contains(port) else { throw Error(line: line, reason: "bad port \(f[1])") }
         var count: Int?
         if portField.count == 2 {
