@@ -38,9 +38,9 @@ enum CPUBenchmarks {
             let start = nowNanoseconds()
             for i in 0..<frames {
                 try buffer.withUnsafeMutableBytes { raw in
-                    raw.copyMemory(from: UnsafeRawBufferPointer(start: legacy.packets[i], count: legacy.packets[i].count))
+                    legacy.packets[i].withUnsafeBytes { raw.copyMemory(from: $0) }
                     _ = try protectSession.protect(raw, length: legacy.packets[i].count)
-                    raw.copyMemory(from: UnsafeRawBufferPointer(start: cloud.packets[i], count: cloud.packets[i].count))
+                    cloud.packets[i].withUnsafeBytes { raw.copyMemory(from: $0) }
                     _ = try unprotectSession.unprotect(raw, length: cloud.packets[i].count)
                 }
             }
@@ -97,7 +97,7 @@ enum CPUBenchmarks {
                 // Cloud → legacy: SRTP unprotect, Opus decode, G.722 encode.
                 let opus = cloud.packets[i]
                 let plain = try inBuffer.withUnsafeMutableBytes { raw in
-                    raw.copyMemory(from: UnsafeRawBufferPointer(start: opus, count: opus.count))
+                    opus.withUnsafeBytes { raw.copyMemory(from: $0) }
                     return try unprotectSession.unprotect(raw, length: opus.count)
                 }
                 inBuffer.withUnsafeBufferPointer { p in
@@ -137,9 +137,9 @@ enum CPUBenchmarks {
         let start = nowNanoseconds()
         for i in 0..<legacy.packets.count {
             buffer.withUnsafeMutableBytes { raw in
-                raw.copyMemory(from: UnsafeRawBufferPointer(start: legacy.packets[i], count: legacy.packets[i].count))
+                legacy.packets[i].withUnsafeBytes { raw.copyMemory(from: $0) }
                 bridge.receive(raw, length: legacy.packets[i].count, from: peer, on: .a, now: now)
-                raw.copyMemory(from: UnsafeRawBufferPointer(start: cloud.packets[i], count: cloud.packets[i].count))
+                cloud.packets[i].withUnsafeBytes { raw.copyMemory(from: $0) }
                 bridge.receive(raw, length: cloud.packets[i].count, from: peer, on: .b, now: now)
             }
             now += 20_000_000

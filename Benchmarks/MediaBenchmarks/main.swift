@@ -132,7 +132,7 @@ if sections.contains("S") {
     let start = nowNanoseconds()
     for p in packets {
         _ = try buffer.withUnsafeMutableBytes { raw in
-            raw.copyMemory(from: UnsafeRawBufferPointer(start: p, count: p.count))
+            p.withUnsafeBytes { raw.copyMemory(from: $0) }
             return try rx.unprotect(raw, length: p.count)
         }
     }
