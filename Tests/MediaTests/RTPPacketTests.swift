@@ -117,6 +117,17 @@ struct RTPPacketTests {
         #expect(sr.compactNTP == 0x0304_0506)
     }
 
+    @Test("Text that is not UTF-8 (a CNAME, a BYE reason) is dropped, so what parses re-serializes the same (MediaPacketFuzzer)")
+    func rtcpText() throws {
+        // RR, then BYE with a 3-byte reason that is not UTF-8.
+        let bytes: [UInt8] = [0x80, 201, 0, 1, 0, 0, 0, 1, 0x81, 203, 0, 2, 0, 0, 0, 1, 3, 0xFF, 0xFE, 0xFD]
+        let parsed = try bytes.withUnsafeBytes { try RTCPPacket.parseCompound($0) }
+        #expect(parsed[1] == .goodbye(ssrcs: [1], reason: nil))
+        var again: [UInt8] = []
+        for packet in parsed { packet.serialize(into: &again) }
+        #expect(try again.withUnsafeBytes { try RTCPPacket.parseCompound($0) } == parsed)
+    }
+
     @Test("Malformed RTCP is refused: not starting with SR/RR, bad length, bad version")
     func rtcpMalformed() {
         var sdesOnly: [UInt8] = []

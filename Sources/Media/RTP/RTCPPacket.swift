@@ -171,7 +171,8 @@ extension RTCPPacket {
                     let itemLength = Int(body[o + 1])
                     guard o + 2 + itemLength <= body.count else { throw .badLength }
                     if itemType == 1 {
-                        chunk.canonicalName = String(decoding: body[(o + 2)..<(o + 2 + itemLength)], as: UTF8.self)
+                        // Text items are UTF-8 (§6.5); a CNAME that is not is dropped, not mangled.
+                        chunk.canonicalName = String(validating: body[(o + 2)..<(o + 2 + itemLength)], as: UTF8.self)
                     }
                     o += 2 + itemLength
                 }
@@ -187,7 +188,7 @@ extension RTCPPacket {
             if body.count > o {
                 let length = Int(body[o])
                 guard o + 1 + length <= body.count else { throw .badLength }
-                reason = String(decoding: body[(o + 1)..<(o + 1 + length)], as: UTF8.self)
+                reason = String(validating: body[(o + 1)..<(o + 1 + length)], as: UTF8.self)
             }
             return .goodbye(ssrcs: ssrcs, reason: reason)
         default:
