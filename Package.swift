@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
     ],
     targets: [
         // SIP messages, URIs, headers, transactions, dialogs, digest: pure values, no I/O.
@@ -56,6 +57,13 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: strictSettings
+        ),
+        // TOML configuration files read against a schema: every error with file:line:column, the
+        // key path and what is expected (did-you-mean for unknown keys). Shared by both daemons.
+        .target(
+            name: "TOMLConfig",
+            dependencies: [.product(name: "TOMLKit", package: "TOMLKit")],
             swiftSettings: strictSettings
         ),
         // Thin module maps over the C media libraries (pkg-config names, Debian packages).
@@ -169,6 +177,7 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        .testTarget(name: "TOMLConfigTests", dependencies: ["TOMLConfig"], swiftSettings: strictSettings),
         .testTarget(name: "LegacyLinksTests", dependencies: ["LegacyLinks"], swiftSettings: strictSettings),
         .testTarget(name: "CloudUplinkTests", dependencies: ["CloudUplink"], swiftSettings: strictSettings),
         .testTarget(name: "MeshTests", dependencies: ["Mesh"], swiftSettings: strictSettings),
