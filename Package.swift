@@ -82,6 +82,13 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // The reference cloud core (issue 4): registrar, router, directory, claiming; for now its
+        // client-token (JWT ES256) signer and verifier.
+        .target(
+            name: "CloudCore",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strictSettings
+        ),
         // Targets of the later issues, holding for now the pieces they start from.
         .target(name: "LegacyLinks", swiftSettings: strictSettings),
         .target(name: "CloudUplink", swiftSettings: strictSettings),
@@ -178,6 +185,11 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(name: "TOMLConfigTests", dependencies: ["TOMLConfig"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "CloudCoreTests",
+            dependencies: ["CloudCore", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strictSettings
+        ),
         .testTarget(name: "LegacyLinksTests", dependencies: ["LegacyLinks"], swiftSettings: strictSettings),
         .testTarget(name: "CloudUplinkTests", dependencies: ["CloudUplink"], swiftSettings: strictSettings),
         .testTarget(name: "MeshTests", dependencies: ["Mesh"], swiftSettings: strictSettings),
