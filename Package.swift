@@ -143,7 +143,6 @@ let package = Package(
             dependencies: [
                 "Media", "COpus", "CSRTP", "CSpanDSP",
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Benchmarks/MediaBenchmarks",
             swiftSettings: strictSettings

@@ -23,7 +23,7 @@ enum CPUBenchmarks {
     static let seconds = 10
 
     /// G.722 RTP (legacy) ↔ G.722 SRTP (cloud): passthrough, only SRTP work.
-    static func passthrough(opusComplexity: Int) throws -> Figures {
+    static func passthrough() throws -> Figures {
         let pcm = testSignal(seconds: seconds)
         let cloudKey = SRTPKeyMaterial.random(.aesCM128HMACSHA1_80), bridgeKey = SRTPKeyMaterial.random(.aesCM128HMACSHA1_80)
         let legacy = try makeStream(pcm, codec: .g722, payloadType: 9, sampleRate: 16000, key: nil)

@@ -1,6 +1,5 @@
 import Media
 import NIOCore
-import NIOPosix
 
 #if canImport(Glibc)
 import Glibc

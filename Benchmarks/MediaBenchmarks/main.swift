@@ -27,7 +27,7 @@ say("\n## 1. Codec floor vs bridge (in-process, no sockets; median of 7 runs eac
 say("| path | floor µs/channel-s | bridge µs/channel-s | ratio | our work µs/packet |")
 say("|---|---|---|---|---|")
 for (name, figures) in [
-    ("passthrough G.722 RTP ↔ G.722 SRTP", try CPUBenchmarks.passthrough(opusComplexity: productComplexity)),
+    ("passthrough G.722 RTP ↔ G.722 SRTP", try CPUBenchmarks.passthrough()),
 ] + (try [1, 3, productComplexity, rtpengineComplexity].map { complexity in
     ("transcoding G.722 RTP ↔ Opus SRTP (complexity \(complexity))", try CPUBenchmarks.transcoding(opusComplexity: complexity))
 }) {

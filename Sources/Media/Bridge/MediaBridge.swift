@@ -261,15 +261,11 @@ public final class MediaBridge {
         let outputConfig = legs[o].config
         guard let outputPT = outputConfig.telephoneEventPayloadType else {
             // The other peer takes SIP INFO: report the digit once, at its end.
-            var relay = directions[o].eventRelay
-            if let mapped = relay.relay(event, inputTimestamp: header.timestamp, outputTimestamp: 0), mapped.completesEvent, let digit = event.digit {
-                legs[input.rawValue].counters.dtmfEvents &+= 1
-                let ms = Int(event.duration) * 1000 / legs[input.rawValue].config.codec.rtpClockRate
-                directions[o].eventRelay = relay
-                delegate?.mediaBridge(self, receivedDigit: digit, durationMilliseconds: ms, on: input)
-                return
-            }
-            directions[o].eventRelay = relay
+            let mapped = directions[o].eventRelay.relay(event, inputTimestamp: header.timestamp, outputTimestamp: 0)
+            guard mapped?.completesEvent == true, let digit = event.digit else { return }
+            legs[input.rawValue].counters.dtmfEvents &+= 1
+            let ms = Int(event.duration) * 1000 / legs[input.rawValue].config.codec.rtpClockRate
+            delegate?.mediaBridge(self, receivedDigit: digit, durationMilliseconds: ms, on: input)
             return
         }
         if mode == .passthrough {

@@ -34,12 +34,11 @@ final class MediaIOThread: @unchecked Sendable {
         weak var box: MediaBridgeBox?
         var side = MediaLegSide.a
         let isRTCP: Bool
-        var droppedBeforeBridge = 0
 
         init(isRTCP: Bool) { self.isRTCP = isRTCP }
     }
 
-    init(name: String) {
+    init() {
         epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
         wakeFD = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
         precondition(epollFD >= 0 && wakeFD >= 0, "epoll/eventfd: errno \(errno)")
@@ -53,7 +52,6 @@ final class MediaIOThread: @unchecked Sendable {
             me.run()
             return nil
         }, unmanaged.toOpaque())
-        _ = name
     }
 
     /// Runs `body` on the thread and returns its result.
@@ -186,10 +184,8 @@ final class MediaIOThread: @unchecked Sendable {
                     $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(fd, buffer.baseAddress, 2048, Int32(MSG_DONTWAIT), $0, &length) }
                 }
                 guard n > 0 else { return }
-                guard let box = entry.box, let bridge = box.bridge else {
-                    entry.droppedBeforeBridge += 1
-                    continue
-                }
+                // Before the bridge is in place (media ahead of the answer) packets are dropped.
+                guard let box = entry.box, let bridge = box.bridge else { continue }
                 let now = MediaClock.now()
                 if entry.isRTCP {
                     bridge.receiveRTCP(buffer, length: n, on: entry.side, now: now)

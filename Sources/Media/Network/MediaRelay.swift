@@ -25,7 +25,7 @@ public final class MediaRelay: Sendable {
 
     public init(threads: Int = 1, portRange: ClosedRange<Int> = 10000...50000) throws(RTPPortPool.PoolError) {
         self.pool = NIOLockedValueBox(try RTPPortPool(range: portRange))
-        self.threads = (0..<max(1, threads)).map { MediaIOThread(name: "media-\($0)") }
+        self.threads = (0..<max(1, threads)).map { _ in MediaIOThread() }
     }
 
     deinit { shutdown() }

@@ -24,8 +24,8 @@ public struct DTMFRelayBody: Sendable, Equatable {
         var duration = 250
         for line in text.split(whereSeparator: \.isNewline) {  // "\r\n" is one Character
             guard let equals = line.firstIndex(of: "=") else { continue }
-            let key = line[..<equals].trimmingSDPSpaces().lowercased()
-            let value = line[line.index(after: equals)...].trimmingSDPSpaces()
+            let key = line[..<equals].trimmingCharacters(in: " \t").lowercased()
+            let value = line[line.index(after: equals)...].trimmingCharacters(in: " \t")
             switch key {
             case "signal":
                 guard value.count == 1 else { return nil }

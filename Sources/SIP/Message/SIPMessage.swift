@@ -174,9 +174,9 @@ public struct SIPMessage: Sendable {
     }
 }
 
-extension Substring {
+extension StringProtocol {
     func trimmingCharacters(in set: String) -> String {
-        var slice = self
+        var slice = Substring(self)
         while let first = slice.first, set.contains(first) { slice = slice.dropFirst() }
         while let last = slice.last, set.contains(last) { slice = slice.dropLast() }
         return String(slice)

@@ -261,7 +261,7 @@ public enum SDPOfferAnswer {
             remoteFormatParameters: offered.fmtp(for: best.map.payloadType),
             telephoneEventPayloadType: telephoneEvent?.payloadType, remoteAddress: address, remotePort: offered.port,
             remoteRTCPPort: rtcpMux ? offered.port : rtcpPort(of: offered), rtcpMux: rtcpMux, direction: direction,
-            ptime: offered.attributes(named: "ptime").first.flatMap { Int($0.trimmingSDPSpaces()) }, srtp: srtp)
+            ptime: offered.attributes(named: "ptime").first.flatMap { Int($0.trimmingCharacters(in: " \t")) }, srtp: srtp)
         return .success((section, result))
     }
 
@@ -308,7 +308,7 @@ public enum SDPOfferAnswer {
                 telephoneEventPayloadType: telephoneEvent?.payloadType, remoteAddress: address, remotePort: answered.port,
                 remoteRTCPPort: rtcpMux ? answered.port : rtcpPort(of: answered), rtcpMux: rtcpMux,
                 direction: answered.direction.answer,
-                ptime: answered.attributes(named: "ptime").first.flatMap { Int($0.trimmingSDPSpaces()) }, srtp: srtp)
+                ptime: answered.attributes(named: "ptime").first.flatMap { Int($0.trimmingCharacters(in: " \t")) }, srtp: srtp)
         }
         throw .badAnswer("every stream refused")
     }

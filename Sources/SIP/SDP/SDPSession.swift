@@ -128,7 +128,7 @@ public struct SDPMedia: Sendable, Equatable {
     public func fmtp(for payloadType: Int) -> String? {
         let prefix = "\(payloadType) "
         for value in attributes(named: "fmtp") where value.hasPrefix(prefix) {
-            return String(value.dropFirst(prefix.count)).trimmingSDPSpaces()
+            return String(value.dropFirst(prefix.count)).trimmingCharacters(in: " \t")
         }
         return nil
     }
@@ -192,7 +192,7 @@ public struct SDPRTPMap: Sendable, Equatable {
     public init?(attributeValue: String) {
         let parts = attributeValue.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, let pt = Int(parts[0]), (0...127).contains(pt) else { return nil }
-        let fields = parts[1].trimmingSDPSpaces().split(separator: "/")
+        let fields = parts[1].trimmingCharacters(in: " \t").split(separator: "/")
         guard fields.count >= 2, let clock = Int(fields[1]), clock > 0 else { return nil }
         var channels = 1
         if fields.count >= 3 {
@@ -217,14 +217,5 @@ public struct SDPRTPMap: Sendable, Equatable {
         case 9: SDPRTPMap(payloadType: 9, encoding: "G722", clockRate: 8000)
         default: nil
         }
-    }
-}
-
-extension StringProtocol {
-    func trimmingSDPSpaces() -> String {
-        var view = Substring(self)
-        while let first = view.first, first == " " || first == "\t" { view = view.dropFirst() }
-        while let last = view.last, last == " " || last == "\t" { view = view.dropLast() }
-        return String(view)
     }
 }
