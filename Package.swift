@@ -13,6 +13,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "symphony-bridge", targets: ["BridgeGateway"]),
+        .executable(name: "symphony-cloud-core", targets: ["CloudCoreDaemon"]),
         .library(name: "SIP", targets: ["SIP"]),
         .library(name: "SIPTransport", targets: ["SIPTransport"]),
         .library(name: "SIPUserAgent", targets: ["SIPUserAgent"]),
@@ -24,6 +25,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
     ],
     targets: [
         // SIP messages, URIs, headers, transactions, dialogs, digest: pure values, no I/O.
@@ -43,6 +47,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
@@ -82,11 +87,34 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
-        // The reference cloud core (issue 4): registrar, router, directory, claiming; for now its
-        // client-token (JWT ES256) signer and verifier.
+        // The reference cloud core: directory (SQLite), registrar and location, the request
+        // pipeline of a record-routing forking proxy, call history, claiming and the device CA.
         .target(
             name: "CloudCore",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                "SIP", "SIPTransport", "TOMLConfig",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // The `symphony-cloud-core` executable: run, check-config, admin.
+        .executableTarget(
+            name: "CloudCoreDaemon",
+            dependencies: [
+                "CloudCore", "SIP", "SIPTransport", "TOMLConfig",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSettings
         ),
         // Targets of the later issues, holding for now the pieces they start from.
@@ -186,7 +214,15 @@ let package = Package(
         .testTarget(name: "TOMLConfigTests", dependencies: ["TOMLConfig"], swiftSettings: strictSettings),
         .testTarget(
             name: "CloudCoreTests",
-            dependencies: ["CloudCore", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                "CloudCore", "PeerTestSupport", "SIP", "SIPTransport",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            exclude: ["Scenarios"],
             swiftSettings: strictSettings
         ),
         .testTarget(name: "LegacyLinksTests", dependencies: ["LegacyLinks"], swiftSettings: strictSettings),

@@ -1,4 +1,6 @@
 import NIOCore
+import NIOSSL
+import NIOTLS
 import SIP
 
 /// UDP: each datagram is one message (RFC 3261 §18.3). Thin: hands bytes and the flow to the
@@ -41,11 +43,23 @@ final class SIPStreamHandler: ChannelInboundHandler {
     private let transport: SIPTransportProtocol
     let connectionID: UInt64
     private var flow: SIPFlow?
+    /// The TLS handler below us, asked for the peer's certificate once the handshake is done.
+    private let tls: NIOSSLHandler?
 
-    init(endpoint: SIPEndpoint, transport: SIPTransportProtocol, connectionID: UInt64) {
+    init(endpoint: SIPEndpoint, transport: SIPTransportProtocol, connectionID: UInt64, tls: NIOSSLHandler? = nil) {
         self.endpoint = endpoint
         self.transport = transport
         self.connectionID = connectionID
+        self.tls = tls
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // The certificate was verified against the trust roots in the handshake (a client
+        // certificate only if the policy asked for one); the endpoint keeps it for the TU.
+        if case .handshakeCompleted = event as? TLSUserEvent, let flow, let certificate = tls?.peerCertificate {
+            endpoint.assumeIsolated { $0.peerVerified(flow, certificate: certificate) }
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func channelActive(context: ChannelHandlerContext) {

@@ -15,8 +15,9 @@ struct ClientTransactionEntry {
     var flow: SIPFlow
     var timers: [SIPTransactionTimer: Scheduled<Void>] = [:]
     var handler: SIPEndpoint.ClientHandler
-    /// The TU asked to cancel before any provisional response: send CANCEL on the first one (§9.1).
-    var cancelRequested = false
+    /// The TU asked to cancel before any provisional response: send CANCEL on the first one
+    /// (§9.1), with these extra header fields (a Reason, RFC 3326).
+    var cancelRequested: [(SIPHeaderName, String)]?
 }
 
 struct ServerTransactionEntry {
@@ -63,21 +64,24 @@ extension SIPEndpoint {
 
     /// Cancels a pending INVITE (RFC 3261 §9.1): a CANCEL in its own transaction, once the INVITE
     /// has had a provisional response. The INVITE's final response (487) still arrives.
-    public func cancel(_ inviteKey: SIPTransactionKey) {
+    /// `headers` go into the CANCEL: a proxy cancelling the losers of a fork says why
+    /// (`Reason: SIP;cause=200`, RFC 3326).
+    public func cancel(_ inviteKey: SIPTransactionKey, headers: [(SIPHeaderName, String)] = []) {
         guard var entry = clientTransactions[inviteKey], let invite = entry.machine as? ClientInviteTransaction else { return }
         switch invite.state {
         case .calling:
-            entry.cancelRequested = true
+            entry.cancelRequested = headers
             clientTransactions[inviteKey] = entry
         case .proceeding:
-            sendCancel(for: invite.request, on: entry.flow)
+            sendCancel(for: invite.request, on: entry.flow, headers: headers)
         default:
             return
         }
     }
 
-    private func sendCancel(for invite: SIPMessage, on flow: SIPFlow) {
-        let cancel = SIPACKFactory.cancel(for: invite)
+    private func sendCancel(for invite: SIPMessage, on flow: SIPFlow, headers: [(SIPHeaderName, String)]) {
+        var cancel = SIPACKFactory.cancel(for: invite)
+        for (name, value) in headers { cancel.headers.add(name, value) }
         sendRequest(cancel, on: flow) { endpoint, event in
             if case .response(let response, _) = event, let code = response.statusCode, code >= 300 {
                 endpoint.logger.info("CANCEL refused", metadata: ["status": "\(code)"])
@@ -92,9 +96,9 @@ extension SIPEndpoint {
             case .send(let message):
                 send(message, on: entry.flow)
             case .deliver(let response):
-                if entry.cancelRequested, let code = response.statusCode, code < 200 {
-                    clientTransactions[key]?.cancelRequested = false
-                    sendCancel(for: entry.machine.request, on: entry.flow)
+                if let headers = entry.cancelRequested, let code = response.statusCode, code < 200 {
+                    clientTransactions[key]?.cancelRequested = nil
+                    sendCancel(for: entry.machine.request, on: entry.flow, headers: headers)
                 }
                 entry.handler(self, .response(response, entry.flow))
             case .startTimer(let timer, let duration):
@@ -126,13 +130,15 @@ extension SIPEndpoint {
 
     /// Answers the request of server transaction `key`. Responses go back over the flow the
     /// request came in on (RFC 3261 §18.2.2).
-    public func respond(_ response: SIPMessage, to key: SIPTransactionKey) {
+    /// A proxy relaying a downstream response passes `relayed: true`: no `Server` field is added
+    /// to what another element answered.
+    public func respond(_ response: SIPMessage, to key: SIPTransactionKey, relayed: Bool = false) {
         guard serverTransactions[key] != nil else {
             logger.debug("response for a finished transaction dropped", metadata: ["key": "\(key)"])
             return
         }
         var response = response
-        if !response.headers.contains(.server) { response.headers.add(.server, configuration.productName) }
+        if !relayed, !response.headers.contains(.server) { response.headers.add(.server, configuration.productName) }
         let actions = serverTransactions[key]!.machine.respond(response)
         applyServer(actions, key: key)
     }

@@ -1,7 +1,7 @@
 public import Logging
 public import NIOCore
 import NIOPosix
-import NIOSSL
+public import NIOSSL
 public import SIP
 
 /// A SIP endpoint: the transports (UDP, TCP, TLS listeners and connections), the transaction
@@ -43,6 +43,8 @@ public actor SIPEndpoint {
     var connectionFlows: [UInt64: SIPFlow] = [:]
     private var nextConnectionID: UInt64 = 1
     var keepAlives: [UInt64: KeepAliveState] = [:]
+    /// The verified certificate each TLS peer presented, by connection.
+    var peerCertificates: [UInt64: NIOSSLCertificate] = [:]
 
     // Transactions.
     var clientTransactions: [SIPTransactionKey: ClientTransactionEntry] = [:]
@@ -118,7 +120,7 @@ public actor SIPEndpoint {
         let operations = channel.pipeline.syncOperations
         if let tls { try operations.addHandler(tls) }
         try operations.addHandler(ByteToMessageHandler(SIPStreamDecoder(limits: endpoint.configuration.limits)))
-        try operations.addHandler(SIPStreamHandler(endpoint: endpoint, transport: transport, connectionID: connectionID))
+        try operations.addHandler(SIPStreamHandler(endpoint: endpoint, transport: transport, connectionID: connectionID, tls: tls as? NIOSSLHandler))
     }
 
     func allocateConnectionID() -> UInt64 {
@@ -154,9 +156,26 @@ public actor SIPEndpoint {
         logger.debug("connection up", metadata: ["flow": "\(flow)"])
     }
 
+    func peerVerified(_ flow: SIPFlow, certificate: NIOSSLCertificate) {
+        peerCertificates[flow.connectionID] = certificate
+    }
+
+    /// The certificate the peer of a TLS flow presented and the handshake verified against the
+    /// trust roots; nil for other transports and for TLS clients that sent none.
+    public func peerCertificate(on flow: SIPFlow) -> NIOSSLCertificate? {
+        flow.transport == .tls ? peerCertificates[flow.connectionID] : nil
+    }
+
+    /// Closes a stream flow (say, a peer that abuses it); a no-op for UDP.
+    public func close(_ flow: SIPFlow) {
+        guard flow.transport.isReliable else { return }
+        connections[flow.connectionID]?.close(promise: nil)
+    }
+
     func connectionClosed(_ flow: SIPFlow) {
         connections[flow.connectionID] = nil
         connectionFlows[flow.connectionID] = nil
+        peerCertificates[flow.connectionID] = nil
         if let keepAlive = keepAlives.removeValue(forKey: flow.connectionID) {
             keepAlive.task?.cancel()
             flowFailureHandler?(self, flow, "connection closed")

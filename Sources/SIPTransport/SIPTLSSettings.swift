@@ -7,26 +7,50 @@ public struct SIPTLSSettings: Sendable {
     public var certificateChain: [NIOSSLCertificate]
     public var privateKey: NIOSSLPrivateKey
     public var trustRoots: NIOSSLTrustRoots
-    /// A server refuses peers without a certificate from `trustRoots`.
-    public var requireClientCertificate: Bool
+    /// What a server asks of its clients' certificates.
+    public enum ClientCertificatePolicy: Sendable {
+        /// No client certificate is asked for.
+        case none
+        /// Asked for and verified against `trustRoots` when sent; clients without one connect
+        /// too (the cloud core: gateways present device certificates, softphones do not).
+        case optional
+        /// Peers without a certificate from `trustRoots` are refused in the handshake.
+        case required
+    }
+
+    public var clientCertificates: ClientCertificatePolicy
+    public var requireClientCertificate: Bool { clientCertificates == .required }
 
     public init(
         certificateChain: [NIOSSLCertificate], privateKey: NIOSSLPrivateKey, trustRoots: NIOSSLTrustRoots,
         requireClientCertificate: Bool = false
     ) {
+        self.init(certificateChain: certificateChain, privateKey: privateKey, trustRoots: trustRoots,
+                  clientCertificates: requireClientCertificate ? .required : .none)
+    }
+
+    public init(
+        certificateChain: [NIOSSLCertificate], privateKey: NIOSSLPrivateKey, trustRoots: NIOSSLTrustRoots,
+        clientCertificates: ClientCertificatePolicy
+    ) {
         self.certificateChain = certificateChain
         self.privateKey = privateKey
         self.trustRoots = trustRoots
-        self.requireClientCertificate = requireClientCertificate
+        self.clientCertificates = clientCertificates
     }
 
     /// Loads PEM files: the certificate chain (leaf first), its key, and the CA file to trust.
     public init(certificateFile: String, keyFile: String, caFile: String, requireClientCertificate: Bool = false) throws {
+        try self.init(certificateFile: certificateFile, keyFile: keyFile, caFile: caFile,
+                      clientCertificates: requireClientCertificate ? .required : .none)
+    }
+
+    public init(certificateFile: String, keyFile: String, caFile: String, clientCertificates: ClientCertificatePolicy) throws {
         self.init(
             certificateChain: try NIOSSLCertificate.fromPEMFile(certificateFile),
             privateKey: try NIOSSLPrivateKey(file: keyFile, format: .pem),
             trustRoots: .file(caFile),
-            requireClientCertificate: requireClientCertificate)
+            clientCertificates: clientCertificates)
     }
 
     func makeServerContext() throws -> NIOSSLContext {
@@ -35,7 +59,11 @@ public struct SIPTLSSettings: Sendable {
         configuration.minimumTLSVersion = .tlsv12
         configuration.trustRoots = trustRoots
         // A server cannot check a client's host name; it checks the chain.
-        configuration.certificateVerification = requireClientCertificate ? .noHostnameVerification : .none
+        switch clientCertificates {
+        case .none: configuration.certificateVerification = .none
+        case .optional: configuration.certificateVerification = .optionalVerification
+        case .required: configuration.certificateVerification = .noHostnameVerification
+        }
         return try NIOSSLContext(configuration: configuration)
     }
 

@@ -17,6 +17,14 @@ public enum DigestAlgorithm: String, Sendable, CaseIterable {
     }
 
     public var isSession: Bool { self == .md5Session || self == .sha256Session }
+
+    /// The hash without the -sess variant: what a stored HA1 is computed with.
+    public var base: DigestAlgorithm {
+        switch self {
+        case .md5, .md5Session: .md5
+        case .sha256, .sha256Session: .sha256
+        }
+    }
 }
 
 /// `auth-param` lists: `token "=" ( token / quoted-string )` separated by commas (RFC 3261 §25.1).

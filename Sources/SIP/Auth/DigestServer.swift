@@ -30,6 +30,17 @@ public struct DigestServer: Sendable {
     public func verify(
         _ request: SIPMessage, proxy: Bool = false, password: (String) -> String?, now: UInt64
     ) -> Outcome {
+        verify(request, proxy: proxy, now: now) { username, algorithm in
+            password(username).map { DigestComputation.hash(algorithm, "\(username):\(realm):\($0)") }
+        }
+    }
+
+    /// The same check against stored HA1 values, H(username:realm:password) per base algorithm
+    /// (MD5 or SHA-256), so that a registrar need not keep passwords (Kamailio's `ha1`/`ha1b`
+    /// columns). `ha1` returns nil for an unknown user.
+    public func verify(
+        _ request: SIPMessage, proxy: Bool = false, now: UInt64, ha1: (String, DigestAlgorithm) -> String?
+    ) -> Outcome {
         let header: SIPHeaderName = proxy ? .proxyAuthorization : .authorization
         let values = request.headers.values(header)
         guard !values.isEmpty else { return .challenge(reason: "no credentials", stale: false) }
@@ -45,7 +56,7 @@ public struct DigestServer: Sendable {
                 continue
             }
             guard credentials["realm"] == realm else { continue }
-            switch check(credentials, method: request.method?.rawValue ?? "", password: password, now: now) {
+            switch check(credentials, method: request.method?.rawValue ?? "", ha1: ha1, now: now) {
             case .success(let username): return .authenticated(username: username)
             case .failure(let failure):
                 lastReason = failure.reason
@@ -60,7 +71,7 @@ public struct DigestServer: Sendable {
         var stale = false
     }
 
-    private func check(_ c: DigestParameters, method: String, password: (String) -> String?, now: UInt64) -> Result<String, Failure> {
+    private func check(_ c: DigestParameters, method: String, ha1 storedHA1: (String, DigestAlgorithm) -> String?, now: UInt64) -> Result<String, Failure> {
         guard let username = c["username"], let nonce = c["nonce"], let uri = c["uri"], let response = c["response"] else {
             return .failure(Failure(reason: "credentials lack username, nonce, uri or response"))
         }
@@ -73,7 +84,7 @@ public struct DigestServer: Sendable {
         guard now >= issued, now - issued <= nonceLifetime else {
             return .failure(Failure(reason: "nonce expired", stale: true))
         }
-        guard let secret = password(username) else {
+        guard let base = storedHA1(username, algorithm.base) else {
             return .failure(Failure(reason: "unknown user"))
         }
         let qop = c["qop"]
@@ -81,13 +92,19 @@ public struct DigestServer: Sendable {
         if qop != nil, c["nc"] == nil || c["cnonce"] == nil {
             return .failure(Failure(reason: "qop without nc or cnonce"))
         }
-        let ha1 = DigestComputation.ha1(algorithm, username: username, realm: realm, password: secret, nonce: nonce, cnonce: c["cnonce"])
+        // RFC 7616 §3.4.2: for -sess, HA1 = H(H(user:realm:password):nonce:cnonce).
+        let ha1 = algorithm.isSession ? DigestComputation.hash(algorithm, "\(base):\(nonce):\(c["cnonce"] ?? "")") : base
         let expected = DigestComputation.response(
             algorithm, ha1: ha1, nonce: nonce, method: method, uri: uri, qop: qop, nc: c["nc"], cnonce: c["cnonce"])
         guard DigestComputation.constantTimeEqual(expected, response.lowercased()) else {
             return .failure(Failure(reason: "wrong response digest"))
         }
         return .success(username)
+    }
+
+    /// H(username:realm:password) for a base algorithm: what a user store keeps instead of the password.
+    public static func ha1(_ algorithm: DigestAlgorithm, username: String, realm: String, password: String) -> String {
+        DigestComputation.hash(algorithm.base, "\(username):\(realm):\(password)")
     }
 
     /// A fresh nonce for time `now`.

@@ -1,0 +1,358 @@
+public import Foundation
+public import GRDB
+public import SIP
+
+/// A refusal from the directory, worded for the admin who typed the command.
+public struct DirectoryError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// What a Request-URI user part names.
+public enum Callable: Sendable, Equatable {
+    case user(name: String)
+    case ringGroup(name: String, members: [String], ringSeconds: Int)
+    /// A gateway channel: the device registers `<device>-ch<n>` for each of its channels.
+    case channel(device: String, number: Int)
+}
+
+/// The directory in SQLite (GRDB): companies → projects → sites; users, devices with their
+/// channels, ring groups, forwarding rules, claiming codes, persisted registrations and call
+/// history. Reads are small indexed lookups; SQLite runs in WAL mode so that the call path's
+/// reads never wait for the history writer.
+public final class Directory: Sendable {
+    public let database: any DatabaseWriter
+    /// The digest realm user HA1 values are computed for.
+    public let realm: String
+
+    /// Opens (creating and migrating) the directory at `path`; `nil` keeps it in memory (tests).
+    public init(path: String?, realm: String) throws {
+        var configuration = Configuration()
+        configuration.foreignKeysEnabled = true
+        if let path {
+            try FileManager.default.createDirectory(
+                atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            database = try DatabasePool(path: path, configuration: configuration)
+        } else {
+            database = try DatabaseQueue(configuration: configuration)
+        }
+        self.realm = realm
+        try DirectorySchema.migrator().migrate(database)
+    }
+
+    // MARK: Companies, projects, sites
+
+    @discardableResult
+    public func createCompany(_ name: String) throws -> Int64 {
+        try insert("company", ["name": name], what: "company \(name)")
+    }
+
+    @discardableResult
+    public func createProject(_ name: String, company: String) throws -> Int64 {
+        let companyID = try id(of: "company", named: company)
+        return try insert("project", ["companyId": companyID, "name": name], what: "project \(company)/\(name)")
+    }
+
+    @discardableResult
+    public func createSite(_ name: String, company: String, project: String, timeZone: String = "UTC") throws -> Int64 {
+        guard TimeZone(identifier: timeZone) != nil else { throw DirectoryError("unknown time zone \(timeZone) (an IANA name like Europe/Berlin)") }
+        let projectID = try database.read { db in
+            try Int64.fetchOne(db, sql: """
+                SELECT project.id FROM project JOIN company ON company.id = project.companyId
+                WHERE company.name = ? AND project.name = ?
+                """, arguments: [company, project])
+        }
+        guard let projectID else { throw DirectoryError("no project \(company)/\(project)") }
+        return try insert("site", ["projectId": projectID, "name": name, "timeZone": timeZone], what: "site \(name)")
+    }
+
+    // MARK: Users
+
+    /// A user with a password for SIP digest; only the HA1 values for the realm are stored.
+    @discardableResult
+    public func createUser(_ name: String, site: String, password: String?, displayName: String? = nil) throws -> Int64 {
+        try checkCallableName(name)
+        let siteID = try id(of: "site", named: site)
+        return try insert("user", [
+            "siteId": siteID, "name": name, "displayName": displayName,
+            "ha1Md5": password.map { DigestServer.ha1(.md5, username: name, realm: realm, password: $0) },
+            "ha1Sha256": password.map { DigestServer.ha1(.sha256, username: name, realm: realm, password: $0) },
+        ], what: "user \(name)")
+    }
+
+    /// The stored H(user:realm:password) for `algorithm`'s base hash; nil for unknown users and
+    /// users without a password.
+    public func ha1(user: String, algorithm: DigestAlgorithm) -> String? {
+        let column = algorithm.base == .md5 ? "ha1Md5" : "ha1Sha256"
+        return try? database.read { db in try String.fetchOne(db, sql: "SELECT \(column) FROM user WHERE name = ?", arguments: [user]) }
+    }
+
+    public func userExists(_ name: String) -> Bool {
+        (try? database.read { db in try Bool.fetchOne(db, sql: "SELECT 1 FROM user WHERE name = ?", arguments: [name]) }) != nil
+    }
+
+    // MARK: Devices and channels
+
+    /// A gateway with channels 1…`channels`, each callable as `<device>-ch<n>`.
+    @discardableResult
+    public func createDevice(_ name: String, site: String, channels: Int = 14) throws -> Int64 {
+        guard (1...14).contains(channels) else { throw DirectoryError("a device has 1 to 14 channels, not \(channels)") }
+        guard !name.contains("-ch"), name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }) else {
+            throw DirectoryError("device name \(name): letters, digits, '-', '_' and '.' only, and no '-ch'")
+        }
+        try checkCallableName(name)
+        let siteID = try id(of: "site", named: site)
+        return try database.write { db in
+            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM device WHERE name = ?", arguments: [name]) == nil else {
+                throw DirectoryError("device \(name) exists already")
+            }
+            try db.execute(sql: "INSERT INTO device (siteId, name) VALUES (?, ?)", arguments: [siteID, name])
+            let id = db.lastInsertedRowID
+            for number in 1...channels {
+                try db.execute(sql: "INSERT INTO channel (deviceId, number) VALUES (?, ?)", arguments: [id, number])
+            }
+            return id
+        }
+    }
+
+    public func deviceExists(_ name: String) -> Bool {
+        (try? database.read { db in try Bool.fetchOne(db, sql: "SELECT 1 FROM device WHERE name = ?", arguments: [name]) }) != nil
+    }
+
+    /// Notes a successful claim: when, and the serial number of the certificate issued.
+    public func markClaimed(device: String, serial: String, at date: Date) throws {
+        try database.write { db in
+            try db.execute(sql: "UPDATE device SET claimedAt = ?, certificateSerial = ? WHERE name = ?", arguments: [date.timeIntervalSince1970, serial, device])
+        }
+    }
+
+    // MARK: Ring groups
+
+    /// `members` are callable names (users or device channels), rung in parallel, in this order
+    /// when more than 32 would ring at once.
+    @discardableResult
+    public func createRingGroup(_ name: String, site: String, members: [String], ringSeconds: Int = 30) throws -> Int64 {
+        try checkCallableName(name)
+        guard (5...300).contains(ringSeconds) else { throw DirectoryError("ring time \(ringSeconds) s: 5 to 300") }
+        for member in members {
+            switch try callable(named: member) {
+            case .user?, .channel?: break
+            case .ringGroup?: throw DirectoryError("ring group member \(member) is a ring group; members are users or channels")
+            case nil: throw DirectoryError("ring group member \(member) is not a user or channel")
+            }
+        }
+        let siteID = try id(of: "site", named: site)
+        return try database.write { db in
+            try db.execute(sql: "INSERT INTO ringGroup (siteId, name, ringSeconds) VALUES (?, ?, ?)", arguments: [siteID, name, ringSeconds])
+            let id = db.lastInsertedRowID
+            for (position, member) in members.enumerated() {
+                try db.execute(sql: "INSERT INTO ringGroupMember (groupId, position, member) VALUES (?, ?, ?)", arguments: [id, position, member])
+            }
+            return id
+        }
+    }
+
+    // MARK: Lookup
+
+    /// What `name` (a Request-URI user part) calls, or nil.
+    public func callable(named name: String) throws -> Callable? {
+        try database.read { db in
+            if try Bool.fetchOne(db, sql: "SELECT 1 FROM user WHERE name = ?", arguments: [name]) != nil {
+                return .user(name: name)
+            }
+            if let row = try Row.fetchOne(db, sql: "SELECT id, ringSeconds FROM ringGroup WHERE name = ?", arguments: [name]) {
+                let members = try String.fetchAll(
+                    db, sql: "SELECT member FROM ringGroupMember WHERE groupId = ? ORDER BY position", arguments: [row["id"] as Int64])
+                return .ringGroup(name: name, members: members, ringSeconds: row["ringSeconds"])
+            }
+            if let (device, number) = Self.channelParts(name),
+                try Bool.fetchOne(db, sql: """
+                    SELECT 1 FROM channel JOIN device ON device.id = channel.deviceId WHERE device.name = ? AND channel.number = ?
+                    """, arguments: [device, number]) != nil
+            {
+                return .channel(device: device, number: number)
+            }
+            return nil
+        }
+    }
+
+    /// `gw1-ch3` → ("gw1", 3).
+    public static func channelParts(_ name: String) -> (device: String, number: Int)? {
+        guard let range = name.range(of: "-ch", options: .backwards), let number = Int(name[range.upperBound...]), (1...14).contains(number) else { return nil }
+        return (String(name[..<range.lowerBound]), number)
+    }
+
+    public static func channelName(device: String, number: Int) -> String { "\(device)-ch\(number)" }
+
+    // MARK: Forwarding rules
+
+    /// Replaces a user's rules (at most 20, checked with `ForwardingRule.validate`).
+    public func setForwardingRules(_ rules: [ForwardingRule], user: String) throws {
+        do { try ForwardingRule.validate(rules) } catch { throw DirectoryError("forwarding rules of \(user): \(error)") }
+        for rule in rules {
+            switch rule.target {
+            case .user(let name) where !userExists(name): throw DirectoryError("forwarding target user \(name) does not exist")
+            case .ringGroup(let name):
+                guard case .ringGroup? = try callable(named: name) else { throw DirectoryError("forwarding target ring group \(name) does not exist") }
+            default: break
+            }
+        }
+        let userID = try id(of: "user", named: user)
+        try database.write { db in
+            try db.execute(sql: "DELETE FROM forwardingRule WHERE userId = ?", arguments: [userID])
+            for (position, rule) in rules.enumerated() {
+                let (kind, value) = rule.target.stored
+                try db.execute(
+                    sql: """
+                        INSERT INTO forwardingRule (userId, position, weekdays, dateFrom, dateTo, timeStart, timeEnd, timeZone, targetKind, targetValue)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        """,
+                    arguments: [
+                        userID, position, rule.weekdays.sorted().map(String.init).joined(separator: ","),
+                        rule.dates.map { $0.lowerBound.text }, rule.dates.map { $0.upperBound.text },
+                        rule.timeOfDay?.start, rule.timeOfDay?.end, rule.timeZone, kind, value,
+                    ])
+            }
+        }
+    }
+
+    public func forwardingRules(user: String) throws -> [ForwardingRule] {
+        try database.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT forwardingRule.* FROM forwardingRule JOIN user ON user.id = forwardingRule.userId
+                WHERE user.name = ? ORDER BY position
+                """, arguments: [user])
+        }.compactMap { row -> ForwardingRule? in
+            guard let target = ForwardingRule.Target(stored: row["targetKind"], value: row["targetValue"]) else { return nil }
+            let weekdays = Set((row["weekdays"] as String).split(separator: ",").compactMap { Int($0) })
+            var dates: ClosedRange<ForwardingRule.Day>?
+            if let from = ForwardingRule.Day(text: row["dateFrom"]), let to = ForwardingRule.Day(text: row["dateTo"]), from <= to { dates = from...to }
+            var time: (Int, Int)?
+            if let start = row["timeStart"] as Int?, let end = row["timeEnd"] as Int? { time = (start, end) }
+            return ForwardingRule(weekdays: weekdays, dates: dates, timeOfDay: time, timeZone: row["timeZone"], target: target)
+        }
+    }
+
+    // MARK: Listing and deleting (admin)
+
+    public enum Kind: String, Sendable, CaseIterable {
+        case company, project, site, user, device, ringGroup = "ring-group"
+
+        var table: String { self == .ringGroup ? "ringGroup" : rawValue }
+    }
+
+    /// Rows of one kind as text columns, for `admin list`.
+    public func list(_ kind: Kind) throws -> [[String]] {
+        let sql: String
+        switch kind {
+        case .company: sql = "SELECT name FROM company ORDER BY name"
+        case .project: sql = "SELECT company.name, project.name FROM project JOIN company ON company.id = companyId ORDER BY 1, 2"
+        case .site: sql = "SELECT site.name, company.name || '/' || project.name, timeZone FROM site JOIN project ON project.id = projectId JOIN company ON company.id = companyId ORDER BY 1"
+        case .user: sql = "SELECT user.name, site.name, coalesce(displayName, ''), CASE WHEN ha1Md5 IS NULL THEN 'token only' ELSE 'digest+token' END FROM user JOIN site ON site.id = siteId ORDER BY 1"
+        case .device: sql = "SELECT device.name, site.name, (SELECT count(*) FROM channel WHERE deviceId = device.id), CASE WHEN claimedAt IS NULL THEN 'unclaimed' ELSE 'claimed' END FROM device JOIN site ON site.id = siteId ORDER BY 1"
+        case .ringGroup: sql = "SELECT ringGroup.name, site.name, ringSeconds, (SELECT group_concat(member, ',') FROM (SELECT member FROM ringGroupMember WHERE groupId = ringGroup.id ORDER BY position)) FROM ringGroup JOIN site ON site.id = siteId ORDER BY 1"
+        }
+        return try database.read { db in
+            try Row.fetchAll(db, sql: sql).map { row in (0..<row.count).map { index in (row[index] as DatabaseValue).description(unquoted: true) } }
+        }
+    }
+
+    /// Deletes one entry by name (projects as `company/project`); what it owns goes with it.
+    public func delete(_ kind: Kind, name: String) throws {
+        let changes = try database.write { db -> Int in
+            if kind == .project {
+                let parts = name.split(separator: "/", maxSplits: 1).map(String.init)
+                guard parts.count == 2 else { throw DirectoryError("a project is named company/project") }
+                try db.execute(sql: "DELETE FROM project WHERE name = ? AND companyId = (SELECT id FROM company WHERE name = ?)", arguments: [parts[1], parts[0]])
+            } else {
+                try db.execute(sql: "DELETE FROM \(kind.table) WHERE name = ?", arguments: [name])
+            }
+            return db.changesCount
+        }
+        guard changes > 0 else { throw DirectoryError("no \(kind.rawValue) \(name)") }
+    }
+
+    // MARK: Helpers
+
+    private func id(of table: String, named name: String) throws -> Int64 {
+        guard let id = try database.read({ db in try Int64.fetchOne(db, sql: "SELECT id FROM \(table) WHERE name = ?", arguments: [name]) }) else {
+            throw DirectoryError("no \(table) \(name)")
+        }
+        return id
+    }
+
+    private func insert(_ table: String, _ values: [String: (any DatabaseValueConvertible)?], what: String) throws -> Int64 {
+        let columns = values.keys.sorted()
+        do {
+            return try database.write { db in
+                try db.execute(
+                    sql: "INSERT INTO \(table) (\(columns.joined(separator: ", "))) VALUES (\(columns.map { _ in "?" }.joined(separator: ", ")))",
+                    arguments: StatementArguments(columns.map { values[$0]! }))
+                return db.lastInsertedRowID
+            }
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+            throw DirectoryError("\(what) exists already")
+        }
+    }
+
+    /// Users, ring groups and devices share the Request-URI namespace.
+    private func checkCallableName(_ name: String) throws {
+        guard !name.isEmpty, name.count <= 64, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) else {
+            throw DirectoryError("name \(name.isEmpty ? "''" : name): 1 to 64 ASCII letters, digits, '-', '_' or '.'")
+        }
+        let taken = try database.read { db in
+            try Bool.fetchOne(db, sql: """
+                SELECT 1 FROM user WHERE name = ?1 UNION ALL SELECT 1 FROM ringGroup WHERE name = ?1 UNION ALL SELECT 1 FROM device WHERE name = ?1
+                """, arguments: [name]) != nil
+        }
+        if taken || Self.channelParts(name) != nil { throw DirectoryError("name \(name) is taken (users, ring groups and devices share one namespace)") }
+    }
+}
+
+extension DatabaseValue {
+    func description(unquoted: Bool) -> String {
+        switch storage {
+        case .null: ""
+        case .int64(let value): String(value)
+        case .double(let value): String(value)
+        case .string(let value): value
+        case .blob(let data): "<\(data.count) bytes>"
+        }
+    }
+}
+
+extension ForwardingRule.Target {
+    var stored: (kind: String, value: String) {
+        switch self {
+        case .user(let name): ("user", name)
+        case .ringGroup(let name): ("ring-group", name)
+        case .uri(let uri): ("uri", uri)
+        case .reject(let status): ("reject", String(status))
+        }
+    }
+
+    init?(stored kind: String, value: String) {
+        switch kind {
+        case "user": self = .user(value)
+        case "ring-group": self = .ringGroup(value)
+        case "uri": self = .uri(value)
+        case "reject": guard let status = Int(value) else { return nil }; self = .reject(status)
+        default: return nil
+        }
+    }
+}
+
+extension ForwardingRule.Day {
+    /// `2026-12-24`.
+    public var text: String {
+        String(format: "%04d-%02d-%02d", year, month, day)
+    }
+
+    public init?(text: String?) {
+        guard let parts = text?.split(separator: "-").compactMap({ Int($0) }), parts.count == 3,
+            (1...12).contains(parts[1]), (1...31).contains(parts[2])
+        else { return nil }
+        self.init(year: parts[0], month: parts[1], day: parts[2])
+    }
+}

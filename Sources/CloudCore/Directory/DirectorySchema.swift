@@ -1,0 +1,65 @@
+import GRDB
+
+/// The directory's tables (SQLite, WAL), created and upgraded by named migrations.
+///
+/// Companies own projects, projects own sites; users, devices (gateways, with their channels as
+/// callable endpoints) and ring groups belong to a site. Every callable name — a user, a ring
+/// group, a device channel (`<device>-ch<n>`) — is one namespace, so a Request-URI user part
+/// names exactly one thing.
+enum DirectorySchema {
+    static func migrator() -> DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE company (
+                  id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+                CREATE TABLE project (
+                  id INTEGER PRIMARY KEY, companyId INTEGER NOT NULL REFERENCES company(id) ON DELETE CASCADE,
+                  name TEXT NOT NULL, UNIQUE(companyId, name));
+                CREATE TABLE site (
+                  id INTEGER PRIMARY KEY, projectId INTEGER NOT NULL REFERENCES project(id) ON DELETE CASCADE,
+                  name TEXT NOT NULL UNIQUE, timeZone TEXT NOT NULL DEFAULT 'UTC');
+                CREATE TABLE user (
+                  id INTEGER PRIMARY KEY, siteId INTEGER NOT NULL REFERENCES site(id) ON DELETE CASCADE,
+                  name TEXT NOT NULL UNIQUE, displayName TEXT,
+                  ha1Md5 TEXT, ha1Sha256 TEXT);
+                CREATE TABLE device (
+                  id INTEGER PRIMARY KEY, siteId INTEGER NOT NULL REFERENCES site(id) ON DELETE CASCADE,
+                  name TEXT NOT NULL UNIQUE, claimedAt DOUBLE, certificateSerial TEXT);
+                CREATE TABLE channel (
+                  deviceId INTEGER NOT NULL REFERENCES device(id) ON DELETE CASCADE,
+                  number INTEGER NOT NULL CHECK (number BETWEEN 1 AND 14), label TEXT,
+                  PRIMARY KEY (deviceId, number));
+                CREATE TABLE ringGroup (
+                  id INTEGER PRIMARY KEY, siteId INTEGER NOT NULL REFERENCES site(id) ON DELETE CASCADE,
+                  name TEXT NOT NULL UNIQUE, ringSeconds INTEGER NOT NULL DEFAULT 30);
+                CREATE TABLE ringGroupMember (
+                  groupId INTEGER NOT NULL REFERENCES ringGroup(id) ON DELETE CASCADE,
+                  position INTEGER NOT NULL, member TEXT NOT NULL,
+                  PRIMARY KEY (groupId, position));
+                CREATE TABLE forwardingRule (
+                  userId INTEGER NOT NULL REFERENCES user(id) ON DELETE CASCADE,
+                  position INTEGER NOT NULL, weekdays TEXT NOT NULL DEFAULT '',
+                  dateFrom TEXT, dateTo TEXT, timeStart INTEGER, timeEnd INTEGER,
+                  timeZone TEXT NOT NULL, targetKind TEXT NOT NULL, targetValue TEXT NOT NULL,
+                  PRIMARY KEY (userId, position));
+                CREATE TABLE claimingCode (
+                  codeHash TEXT PRIMARY KEY, deviceId INTEGER NOT NULL REFERENCES device(id) ON DELETE CASCADE,
+                  createdAt DOUBLE NOT NULL, expiresAt DOUBLE NOT NULL, usedAt DOUBLE, usedBy TEXT);
+                CREATE TABLE registration (
+                  addressOfRecord TEXT NOT NULL, contact TEXT NOT NULL,
+                  instance TEXT, regId INTEGER, expiresAt DOUBLE NOT NULL,
+                  callId TEXT NOT NULL, cseq INTEGER NOT NULL,
+                  transport TEXT NOT NULL, remote TEXT NOT NULL, localAddress TEXT NOT NULL, principal TEXT NOT NULL,
+                  PRIMARY KEY (addressOfRecord, contact));
+                CREATE TABLE callRecord (
+                  id INTEGER PRIMARY KEY, callId TEXT NOT NULL, caller TEXT NOT NULL, callee TEXT NOT NULL,
+                  target TEXT NOT NULL, channel TEXT, answeredBy TEXT,
+                  startedAt DOUBLE NOT NULL, answeredAt DOUBLE, endedAt DOUBLE NOT NULL,
+                  durationSeconds DOUBLE NOT NULL, status TEXT NOT NULL, reason TEXT);
+                CREATE INDEX callRecord_startedAt ON callRecord(startedAt);
+                """)
+        }
+        return migrator
+    }
+}

@@ -1,0 +1,282 @@
+import Foundation
+import NIOCore
+import SIP
+import SIPTransport
+
+/// One INVITE the proxy forked: the caller's server transaction, a client transaction per
+/// branch, and the fork's response context.
+struct ProxiedCall {
+    var invite: SIPMessage
+    var callerFlow: SIPFlow
+    var fork: ForkedInvite
+    var branchKeys: [SIPTransactionKey?]
+    var branchNames: [String]
+    var branchFlows: [SIPFlow?]
+    var finalResponses: [SIPMessage?]
+    var ringTimer: Scheduled<Void>?
+    var startedAt: Double
+    var target: String
+    var channel: String?
+    var caller: String
+    var callee: String
+}
+
+extension CloudCoreProxy {
+    // MARK: Location and relay for INVITE
+
+    func routeInvite(_ request: SIPMessage, key: SIPTransactionKey, flow: SIPFlow, principal: Principal) {
+        guard case .sip(let requestURI)? = request.requestURI, let calleeUser = requestURI.user.map(SIPURI.unescaped),
+            let callerUser = request.from?.sipURI?.user.map(SIPURI.unescaped)
+        else {
+            reply(request, key: key, status: 404)
+            return
+        }
+        // A principal calls as itself: no From spoofing.
+        guard principal.owns(callerUser) else {
+            statistics.forbidden += 1
+            logger.notice("refused: From does not match the authenticated principal", metadata: ["principal": "\(principal)", "from": "\(callerUser)"])
+            reply(request, key: key, status: 403)
+            return
+        }
+        let now = clock()
+        let plan: CallTargetResolver.Plan
+        do {
+            plan = try resolver.plan(for: calleeUser, at: Date(timeIntervalSince1970: now))
+        } catch {
+            logger.error("directory lookup failed", metadata: ["error": "\(error)"])
+            reply(request, key: key, status: 500)
+            return
+        }
+        let callerChannel = Directory.channelParts(callerUser) != nil ? callerUser : nil
+        let calleeChannel = Directory.channelParts(calleeUser) != nil ? calleeUser : nil
+        var call = ProxiedCall(
+            invite: request, callerFlow: flow, fork: ForkedInvite(branchCount: 0), branchKeys: [], branchNames: [], branchFlows: [],
+            finalResponses: [], startedAt: now, target: calleeUser, channel: calleeChannel ?? callerChannel,
+            caller: callerUser, callee: calleeUser)
+
+        var targets: [(name: String, uri: SIPURI, flow: SIPFlow?)] = []
+        switch plan {
+        case .reject(let status, let reason, let target):
+            call.target = target
+            reply(request, key: key, status: status, reason: reason)
+            record(call, status: status, cancelled: false, answeredAt: nil, answeredBy: nil, endedAt: now, reason: reason)
+            return
+        case .external(let uri, let target):
+            call.target = target
+            guard let parsed = try? SIPURIParser.parseSIP(uri) else {
+                reply(request, key: key, status: 480)
+                return
+            }
+            targets = [(uri, parsed, nil)]
+        case .ring(let aors, let ringSeconds, let target):
+            call.target = target
+            for aor in aors {
+                for binding in bindings(for: aor, now: now) where targets.count < settings.maxBranches {
+                    guard case .sip(var uri) = binding.contact.uri else { continue }
+                    if binding.addressOfRecord != aor { uri.user = aor }  // a channel reached through its device's binding
+                    let alive = endpoint.assumeIsolated { $0.isAlive(binding.flow) }
+                    // RFC 5626 §5.3: an outbound binding is only reachable over its flow.
+                    if !alive, binding.isOutbound { continue }
+                    targets.append((aor, uri, alive ? binding.flow : nil))
+                }
+            }
+            guard !targets.isEmpty else {
+                reply(request, key: key, status: 480, reason: "Temporarily Unavailable")
+                record(call, status: 480, cancelled: false, answeredAt: nil, answeredBy: nil, endedAt: now, reason: "nobody registered")
+                return
+            }
+            call.ringTimer = endpoint.eventLoop.scheduleTask(in: .seconds(Int64(ringSeconds))) { [self] in
+                self.assumeIsolated { $0.ringTimeout(key) }
+            }
+        }
+        statistics.callsRouted += 1
+        call.fork = ForkedInvite(branchCount: targets.count)
+        call.branchKeys = Array(repeating: nil, count: targets.count)
+        call.branchNames = targets.map(\.name)
+        call.branchFlows = targets.map(\.flow)
+        call.finalResponses = Array(repeating: nil, count: targets.count)
+        calls[key] = call
+        logger.info("call", metadata: ["call-id": "\(request.callID ?? "")", "from": "\(callerUser)", "to": "\(call.target)", "branches": "\(targets.count)"])
+        for (index, target) in targets.enumerated() {
+            startBranch(index, of: key, uri: target.uri, flow: target.flow)
+        }
+    }
+
+    /// The AOR's bindings; a channel without its own registration is reached through the
+    /// registration of its device.
+    func bindings(for aor: String, now: Double) -> [LocationBinding] {
+        let own = location.lookup(aor, now: now)
+        if own.isEmpty, let device = Directory.channelParts(aor)?.device { return location.lookup(device, now: now) }
+        return own
+    }
+
+    /// §16.6: copy, new Request-URI, Max-Forwards less one, Record-Route, our Via; send.
+    private func startBranch(_ index: Int, of key: SIPTransactionKey, uri: SIPURI, flow: SIPFlow?) {
+        guard let call = calls[key] else { return }
+        var request = call.invite
+        request.startLine = .request(SIPRequestLine(method: .invite, uri: .sip(uri)))
+        request.headers.set(.maxForwards, String(max(0, (request.maxForwards ?? 70) - 1)))
+        request.headers.remove(.proxyAuthorization)  // credentials were for us (§22.3)
+        if let flow {
+            sendBranch(index, of: key, request: request, on: flow)
+            return
+        }
+        let prepared = request
+        Task { [self] in
+            do {
+                let resolved = try await endpoint.flow(to: Self.destination(of: uri))
+                sendBranch(index, of: key, request: prepared, on: resolved)
+            } catch {
+                logger.notice("branch unreachable", metadata: ["uri": "\(uri)", "error": "\(error)"])
+                branchEvent(key, index: index, event: .transportFailed)
+            }
+        }
+    }
+
+    private func sendBranch(_ index: Int, of key: SIPTransactionKey, request: SIPMessage, on outFlow: SIPFlow) {
+        guard let call = calls[key] else { return }
+        var request = request
+        addRecordRoute(&request, incoming: call.callerFlow, outgoing: outFlow)
+        let forwarded = request
+        let branchKey = endpoint.assumeIsolated { endpoint in
+            var withVia = forwarded
+            withVia.headers.prepend(.via, endpoint.makeVia(for: outFlow.transport).description)
+            return endpoint.sendRequest(withVia, on: outFlow) { [self] _, event in
+                self.assumeIsolated { $0.branchEvent(key, index: index, event: event) }
+            }
+        }
+        calls[key]?.branchKeys[index] = branchKey
+        calls[key]?.branchFlows[index] = outFlow
+        // The caller cancelled, or another branch answered, while we were connecting.
+        if let state = calls[key]?.fork, state.finished || state.callerCancelled, let branchKey {
+            endpoint.assumeIsolated { $0.cancel(branchKey) }
+        }
+    }
+
+    static func destination(of uri: SIPURI) -> SIPDestination {
+        let transport: SIPTransportProtocol = uri.isSecure ? .tls : (uri.transport.flatMap { SIPTransportProtocol(token: $0) } ?? .udp)
+        return SIPDestination(transport: transport, host: uri.host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port: uri.port)
+    }
+
+    /// §16.6 step 4: Record-Route, twice when the request changes transport (the caller and the
+    /// callee each reach us over their own; the top entry faces the callee).
+    func addRecordRoute(_ request: inout SIPMessage, incoming: SIPFlow, outgoing: SIPFlow) {
+        let inbound = recordRouteURI(for: incoming)
+        let outbound = recordRouteURI(for: outgoing)
+        if inbound != outbound { request.headers.prepend(.recordRoute, "<\(inbound)>") }
+        request.headers.prepend(.recordRoute, "<\(outbound)>")
+    }
+
+    func recordRouteURI(for flow: SIPFlow) -> String {
+        let address = endpoint.assumeIsolated { $0.advertised[flow.transport] } ?? flow.local
+        let host = address.protocol == .inet6 ? "[\(address.hostText)]" : address.hostText
+        return "sip:\(host):\(address.port ?? flow.transport.defaultPort);transport=\(flow.transport.rawValue.lowercased());lr;\(Self.routeMarker)"
+    }
+
+    // MARK: Responses on the branches
+
+    func branchEvent(_ key: SIPTransactionKey, index: Int, event: SIPClientEvent) {
+        guard var call = calls[key] else {
+            // The call is over; a late 2xx still goes to the caller (§16.7 step 5).
+            return
+        }
+        var response: SIPMessage
+        switch event {
+        case .response(let message, _):
+            response = message
+        case .timedOut:
+            response = SIPResponseFactory.response(to: call.invite, status: 408)
+        case .transportFailed:
+            response = SIPResponseFactory.response(to: call.invite, status: 503)
+        }
+        let status = response.statusCode ?? 500
+        if case .response = event { Self.removeTopVia(&response) }
+        if status >= 200 { call.finalResponses[index] = response }
+        let actions = call.fork.response(status, on: index)
+        calls[key] = call
+        if status >= 200, status < 300, call.fork.answeredBranch == index { answered(key, branch: index, response: response) }
+        perform(actions, key: key, current: (index, response))
+    }
+
+    func ringTimeout(_ key: SIPTransactionKey) {
+        guard var call = calls[key] else { return }
+        let actions = call.fork.ringTimerFired()
+        calls[key] = call
+        perform(actions, key: key)
+    }
+
+    func callerCancelled(_ key: SIPTransactionKey) {
+        guard var call = calls[key] else { return }
+        let actions = call.fork.callerCancel()
+        calls[key] = call
+        perform(actions, key: key)
+    }
+
+    /// `current` is the response that caused the actions: what a relay of its branch sends.
+    private func perform(_ actions: [ForkedInvite.Action], key: SIPTransactionKey, current: (branch: Int, response: SIPMessage)? = nil) {
+        guard let call = calls[key] else { return }
+        for action in actions {
+            switch action {
+            case .relay(let branch, let status):
+                guard var response = current?.branch == branch ? current?.response : call.finalResponses[branch] else { continue }
+                if status == 503 {
+                    // §16.7 step 6: a 503 from downstream goes up as 500.
+                    response.startLine = .response(SIPStatusLine(statusCode: 500, reasonPhrase: "Server Internal Error"))
+                }
+                relayResponse(response, key: key, call: call)
+                if status >= 300, !call.fork.branches.contains(where: { if case .final(200...299) = $0 { true } else { false } }) {
+                    callFailed(key, status: status)
+                }
+            case .reply(let status, let reason):
+                reply(call.invite, key: key, status: status, reason: reason)
+                callFailed(key, status: status)
+            case .cancel(let branches, let reason):
+                let headers: [(SIPHeaderName, String)] = reason.headerValue.map { [(.reason, $0)] } ?? []
+                for branch in branches {
+                    guard let branchKey = call.branchKeys[branch] else { continue }
+                    endpoint.assumeIsolated { $0.cancel(branchKey, headers: headers) }
+                }
+            }
+        }
+    }
+
+    func relayResponse(_ response: SIPMessage, key: SIPTransactionKey, call: ProxiedCall) {
+        endpoint.assumeIsolated { endpoint in
+            if endpoint.request(of: key) != nil {
+                endpoint.respond(response, to: key, relayed: true)
+            } else if let code = response.statusCode, (200...299).contains(code) {
+                // The server transaction ended (Timer L): 2xx go statelessly (§16.7 step 10).
+                endpoint.send(response, on: call.callerFlow)
+            }
+        }
+    }
+
+    /// The call failed or was cancelled: record it and forget it.
+    private func callFailed(_ key: SIPTransactionKey, status: Int) {
+        guard let call = calls.removeValue(forKey: key) else { return }
+        call.ringTimer?.cancel()
+        record(call, status: status, cancelled: call.fork.callerCancelled, answeredAt: nil, answeredBy: nil, endedAt: clock(),
+               reason: call.fork.timedOut ? "no answer" : nil)
+    }
+
+    static func removeTopVia(_ message: inout SIPMessage) {
+        guard let index = message.headers.indices(of: .via).first else { return }
+        var scanner = message.headers.scanner(at: index)
+        guard let vias = try? SIPVia.parseList(&scanner), vias.count > 1 else {
+            message.headers.remove(at: index)
+            return
+        }
+        message.headers.replaceValue(at: index, with: vias.dropFirst().map(\.description).joined(separator: ", "))
+    }
+
+    func record(_ call: ProxiedCall, status: Int, cancelled: Bool, answeredAt: Double?, answeredBy: String?, endedAt: Double, reason: String?) {
+        let record = CallRecord(
+            callId: call.invite.callID ?? "", caller: call.caller, callee: call.callee, target: call.target, channel: call.channel,
+            answeredBy: answeredBy, startedAt: call.startedAt, answeredAt: answeredAt, endedAt: endedAt,
+            status: DialStatus(finalStatus: status, callerCancelled: cancelled), reason: reason)
+        let logger = logger
+        directory.recordCall(record) { error in
+            if let error { logger.error("call record not written", metadata: ["error": "\(error)"]) }
+        }
+    }
+}

@@ -1,0 +1,246 @@
+public import Foundation
+public import Logging
+import NIOCore
+import NIOSSL
+public import SIP
+public import SIPTransport
+
+/// The cloud core's SIP side: registrar and record-routing forking proxy on one `SIPEndpoint`.
+///
+/// Every request goes through the stages of Kamailio's default route, in its order
+/// (../shared/STYLE.md): sanity → flood control → CANCEL → (retransmissions, absorbed by the
+/// transaction layer) → in-dialog → authentication → record-route → registrar → location →
+/// relay. The proxy shares the endpoint's executor (its event loop), like `SIPUserAgent`, so the
+/// two call each other synchronously and keep one order of events.
+///
+/// It never touches media: SDP (with its SDES keys) passes end to end over TLS.
+public actor CloudCoreProxy {
+    public nonisolated let endpoint: SIPEndpoint
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { endpoint.unownedExecutor }
+
+    public struct Settings: Sendable {
+        /// The SIP domain of every address of record.
+        public var domain = "symphony.local"
+        public var realm = "symphony"
+        public var maxCallDuration: Duration = .seconds(600)
+        /// How long a user's contacts ring before the caller gets 480 (ring groups have their own).
+        public var ringSeconds = 30
+        /// At most this many branches ring at once (the product's ring-group limit).
+        public var maxBranches = 32
+        public var minExpires: UInt32 = 60
+        public var maxExpires: UInt32 = 3600
+        public var defaultExpires: UInt32 = 600
+        /// Requests without valid credentials, per source address.
+        public var unauthenticatedRate = 20.0
+        public var unauthenticatedBurst = 40.0
+        /// Bindings are written back to SQLite this often.
+        public var writeBackInterval: Duration = .seconds(1)
+        public var tokens: ClientTokenVerifier?
+
+        public init() {}
+    }
+
+    public let settings: Settings
+    let directory: Directory
+    let logger: Logger
+    /// Seconds since 1970 (injectable for tests of time-dependent routing).
+    let clock: @Sendable () -> Double
+    let authenticator: RequestAuthenticator
+    let resolver: CallTargetResolver
+    var location = LocationService()
+    /// Which principal registered over each flow (rebuilt from the bindings at housekeeping).
+    var flowPrincipals: [SIPFlow: Principal] = [:]
+    var limiter: SourceRateLimiter
+    var calls: [SIPTransactionKey: ProxiedCall] = [:]
+    var dialogs: [String: ProxiedDialog] = [:]
+    var housekeeping: RepeatedTask?
+    /// Counters for status and tests.
+    public internal(set) var statistics = Statistics()
+
+    public struct Statistics: Sendable, Equatable {
+        public var registrations = 0
+        public var challenges = 0
+        public var forbidden = 0
+        public var rateLimited = 0
+        public var callsRouted = 0
+        public var callsAnswered = 0
+        public var callsEndedByLimit = 0
+    }
+
+    /// A marker parameter on our Record-Route URIs: a Route carrying it is ours to pop.
+    static let routeMarker = "symcore"
+
+    public init(endpoint: SIPEndpoint, directory: Directory, settings: Settings, logger: Logger = Logger(label: "cloud-core"),
+                clock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }) {
+        self.endpoint = endpoint
+        self.directory = directory
+        self.settings = settings
+        self.logger = logger
+        self.clock = clock
+        self.limiter = SourceRateLimiter(rate: settings.unauthenticatedRate, burst: settings.unauthenticatedBurst)
+        self.authenticator = RequestAuthenticator(
+            directory: directory, digest: DigestServer(realm: settings.realm, algorithms: [.sha256, .md5]), tokens: settings.tokens)
+        self.resolver = CallTargetResolver(directory: directory, maxBranches: settings.maxBranches, userRingSeconds: settings.ringSeconds)
+    }
+
+    /// Loads the registrations kept across a restart, installs the proxy as the endpoint's
+    /// transaction user and starts the housekeeping timer (expiry, write-back).
+    public func start() throws {
+        location.restore(try directory.loadRegistrations(), now: clock())
+        houseKeep()
+        logger.info("registrations restored", metadata: ["bindings": "\(location.count)"])
+        endpoint.assumeIsolated { endpoint in
+            endpoint.setRequestHandler { [self] _, request in
+                self.assumeIsolated { $0.receive(request) }
+            }
+        }
+        let interval = TimeAmount(settings.writeBackInterval)
+        housekeeping = endpoint.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in
+            self.assumeIsolated { $0.houseKeep() }
+        }
+    }
+
+    /// Stops timers and writes the bindings back; calls in progress get BYE.
+    public func stop() {
+        housekeeping?.cancel()
+        housekeeping = nil
+        for callID in Array(dialogs.keys) { endDialog(callID, reason: "core shutting down", sendBye: true) }
+        flushRegistrations()
+    }
+
+    func houseKeep() {
+        location.expire(now: clock())
+        var index: [SIPFlow: Principal] = [:]
+        for list in location.bindings.values {
+            for binding in list { index[binding.flow] = Principal(binding.principal) }
+        }
+        flowPrincipals = index
+        flushRegistrations()
+    }
+
+    func flushRegistrations() {
+        let changes = location.takeChanges()
+        guard !changes.isEmpty else { return }
+        let directory = directory
+        let logger = logger
+        directory.database.asyncWriteWithoutTransaction { _ in
+            do { try directory.saveRegistrations(changes) } catch { logger.error("registrations not saved", metadata: ["error": "\(error)"]) }
+        }
+    }
+
+    /// The live contacts of an AOR (tests and status).
+    public func contacts(of aor: String) -> [LocationBinding] { location.lookup(aor, now: clock()) }
+    public var activeDialogs: Int { dialogs.count }
+
+    // MARK: The request pipeline
+
+    func receive(_ incoming: SIPIncomingRequest) {
+        let request = incoming.message
+        switch incoming.kind {
+        case .ackFor2xx:
+            // An ACK for a 2xx belongs to a dialog we record-routed: relay it statelessly.
+            routeInDialog(request, key: nil, flow: incoming.flow)
+        case .cancel(let inviteKey):
+            // The endpoint answered the CANCEL 200 already (§9.2, §16.10).
+            callerCancelled(inviteKey)
+        case .transaction(let key):
+            pipeline(request, key: key, flow: incoming.flow)
+        }
+    }
+
+    private func pipeline(_ request: SIPMessage, key: SIPTransactionKey, flow: SIPFlow) {
+        // 1. Sanity (RFC 3261 §16.3): Max-Forwards, and the headers routing needs.
+        guard let method = request.method, request.callID != nil, request.from != nil, request.to != nil else {
+            reply(request, key: key, status: 400, reason: "Missing From, To or Call-ID")
+            return
+        }
+        if let hops = request.maxForwards, hops <= 0, method != .register, method != .options {
+            reply(request, key: key, status: 483)
+            return
+        }
+        if let proxyRequire = request.headers[.proxyRequire] {
+            // §16.3 step 5: we support no extension a proxy must understand.
+            var response = SIPResponseFactory.response(to: request, status: 420, toTag: SIPIdentifiers.tag())
+            response.headers.add(.unsupported, proxyRequire)
+            endpoint.assumeIsolated { $0.respond(response, to: key) }
+            return
+        }
+        // 2. In-dialog requests follow their Route set (loose routing, §16.4).
+        if request.to?.tag != nil {
+            routeInDialog(request, key: key, flow: flow)
+            return
+        }
+        // OPTIONS to the core itself (keepalive probes of peers): answered without credentials.
+        if method == .options, request.requestURI?.sipURI?.user == nil {
+            var ok = SIPResponseFactory.response(to: request, status: 200, toTag: SIPIdentifiers.tag())
+            ok.headers.add(.allow, "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE")
+            endpoint.assumeIsolated { $0.respond(ok, to: key) }
+            return
+        }
+        // 3. Authentication (with flood control for whoever cannot authenticate).
+        guard let principal = authenticate(request, key: key, flow: flow) else { return }
+        // 4. Registrar.
+        if method == .register {
+            register(request, key: key, flow: flow, principal: principal)
+            return
+        }
+        // 5. Location and relay.
+        switch method {
+        case .invite:
+            routeInvite(request, key: key, flow: flow, principal: principal)
+        case .options, .message:
+            reply(request, key: key, status: 405)
+        default:
+            reply(request, key: key, status: 405)
+        }
+    }
+
+    /// Runs the authentication stage; answers the request itself and returns nil when it is
+    /// not authenticated.
+    private func authenticate(_ request: SIPMessage, key: SIPTransactionKey, flow: SIPFlow) -> Principal? {
+        let now = clock()
+        let certificate = endpoint.assumeIsolated { $0.peerCertificate(on: flow) }
+        var outcome = authenticator.authenticate(request, peerCertificate: certificate, now: now)
+        // A request other than REGISTER over a flow a principal registered on is that principal's
+        // (RFC 5626: the flow was authenticated when the binding was made).
+        if case .challenge = outcome, request.method != .register, let owner = registeredPrincipal(on: flow) {
+            outcome = .authenticated(owner, how: "registered flow")
+        }
+        let source = flow.remote.hostText
+        switch outcome {
+        case .authenticated(let principal, _):
+            return principal
+        case .challenge(let reason, let stale):
+            guard limiter.allow(source, now: now) else {
+                statistics.rateLimited += 1
+                logger.debug("flood control: request dropped", metadata: ["source": "\(source)"])
+                return nil
+            }
+            statistics.challenges += 1
+            logger.info("challenge", metadata: ["method": "\(request.method?.rawValue ?? "?")", "reason": "\(reason)", "flow": "\(flow)"])
+            var response = authenticator.digest.challengeResponse(
+                to: request, stale: stale, proxy: request.method != .register, toTag: SIPIdentifiers.tag(), now: UInt64(now))
+            if settings.tokens != nil {
+                // RFC 8898 §2.1: Bearer as a further scheme a client may use.
+                response.headers.add(request.method == .register ? .wwwAuthenticate : .proxyAuthenticate, "Bearer realm=\"\(settings.realm)\"")
+            }
+            endpoint.assumeIsolated { $0.respond(response, to: key) }
+            return nil
+        case .forbidden(let reason):
+            _ = limiter.allow(source, now: now)
+            statistics.forbidden += 1
+            logger.notice("refused", metadata: ["method": "\(request.method?.rawValue ?? "?")", "reason": "\(reason)", "flow": "\(flow)"])
+            reply(request, key: key, status: 403)
+            return nil
+        }
+    }
+
+    func registeredPrincipal(on flow: SIPFlow) -> Principal? {
+        flowPrincipals[flow]
+    }
+
+    func reply(_ request: SIPMessage, key: SIPTransactionKey, status: Int, reason: String? = nil) {
+        let response = SIPResponseFactory.response(to: request, status: status, reason: reason, toTag: SIPIdentifiers.tag())
+        endpoint.assumeIsolated { $0.respond(response, to: key) }
+    }
+}

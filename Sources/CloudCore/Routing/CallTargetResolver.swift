@@ -1,0 +1,49 @@
+import Foundation
+
+/// The location stage: what a call to a Request-URI user part rings. A user's forwarding rules
+/// (first match, evaluated in each rule's zone) apply first, then the user's contacts; a ring
+/// group rings its members' contacts in parallel, at most `maxBranches` at once; a channel
+/// rings the gateway's registration for it.
+struct CallTargetResolver {
+    let directory: Directory
+    let maxBranches: Int
+    let userRingSeconds: Int
+
+    enum Plan: Equatable {
+        /// Ring these AORs' contacts (channel AORs may fall back to their device's).
+        case ring(aors: [String], ringSeconds: Int, target: String)
+        /// Relay to a URI outside the directory (a forwarding rule's `uri` target).
+        case external(uri: String, target: String)
+        case reject(status: Int, reason: String, target: String)
+    }
+
+    func plan(for name: String, at now: Date) throws -> Plan {
+        switch try directory.callable(named: name) {
+        case nil:
+            return .reject(status: 404, reason: "Not Found", target: name)
+        case .channel(let device, let number)?:
+            return .ring(aors: [Directory.channelName(device: device, number: number)], ringSeconds: userRingSeconds, target: "channel:\(name)")
+        case .ringGroup(let group, let members, let seconds)?:
+            return .ring(aors: members, ringSeconds: seconds, target: "ring-group:\(group)")
+        case .user(let user)?:
+            // Forwarding applies once: the user a rule sends the call to rings directly, so that
+            // two users forwarding to each other cannot loop.
+            guard let rule = ForwardingRule.firstMatch(try directory.forwardingRules(user: user), at: now) else {
+                return .ring(aors: [user], ringSeconds: userRingSeconds, target: "user:\(user)")
+            }
+            switch rule.target {
+            case .user(let other):
+                return .ring(aors: [other], ringSeconds: userRingSeconds, target: "user:\(user)→user:\(other)")
+            case .ringGroup(let group):
+                guard case .ringGroup(_, let members, let seconds)? = try directory.callable(named: group) else {
+                    return .reject(status: 480, reason: "Temporarily Unavailable", target: "user:\(user)→ring-group:\(group)")
+                }
+                return .ring(aors: members, ringSeconds: seconds, target: "user:\(user)→ring-group:\(group)")
+            case .uri(let uri):
+                return .external(uri: uri, target: "user:\(user)→\(uri)")
+            case .reject(let status):
+                return .reject(status: status, reason: status == 486 ? "Busy Here" : "Do Not Disturb", target: "user:\(user)→reject")
+            }
+        }
+    }
+}
