@@ -1,8 +1,86 @@
 import ArgumentParser
+import CloudCore
+import Foundation
+import Logging
+import ServiceLifecycle
+import TOMLConfig
 
+/// `symphony-cloud-core`: the reference cloud core and its admin tools.
 @main
 struct CloudCoreCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "symphony-cloud-core",
-        abstract: "The Symphony reference cloud core: SIPS registrar and call router.")
+        abstract: "The Symphony reference cloud core: SIPS registrar, call router, claiming and call history.",
+        version: "0.1.0",
+        subcommands: [RunCommand.self, CheckConfigCommand.self, AdminCommand.self])
+}
+
+/// Where the config lives unless `--config` says otherwise.
+let defaultConfigFile = "/etc/symphony-bridge/cloud-core.toml"
+
+/// Loads the config or exits 78 with every problem listed.
+func loadConfiguration(_ file: String) throws -> CloudCoreConfiguration {
+    do {
+        return try CloudCoreConfiguration.load(file: file)
+    } catch {
+        FileHandle.standardError.write(Data((error.description + "\n").utf8))
+        throw ExitCode(ConfigErrors.exitStatus)
+    }
+}
+
+func makeLogger(level: String) -> Logger {
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = Logger.Level(rawValue: level) ?? .info
+        return handler
+    }
+    return Logger(label: "symphony-cloud-core")
+}
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Run the cloud core until SIGTERM or SIGINT.")
+
+    @Option(help: "The configuration file.")
+    var config = defaultConfigFile
+
+    func run() async throws {
+        let configuration = try loadConfiguration(config)
+        let logger = makeLogger(level: configuration.logLevel)
+        let group = ServiceGroup(configuration: .init(
+            services: [CloudCoreService(configuration: configuration, logger: logger)],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
+
+/// The core as a swift-service-lifecycle service: `run` returns once a graceful shutdown has
+/// ended the calls and closed the listeners.
+struct CloudCoreService: Service {
+    let configuration: CloudCoreConfiguration
+    let logger: Logger
+
+    func run() async throws {
+        let server = try await CloudCoreServer.start(configuration, logger: logger)
+        try? await gracefulShutdown()
+        await server.shutdown()
+    }
+}
+
+struct CheckConfigCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-config", abstract: "Check a configuration file: exit 0, or 78 with file:line:column for every problem.")
+
+    @Argument(help: "The configuration file.")
+    var file: String
+
+    func run() throws {
+        let configuration = try loadConfiguration(file)
+        if let seed = configuration.seedFile {
+            do { _ = try ConfigDocument(contentsOfFile: seed) } catch {
+                FileHandle.standardError.write(Data((error.description + "\n").utf8))
+                throw ExitCode(ConfigErrors.exitStatus)
+            }
+        }
+        print("\(file): OK")
+    }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import TOMLKit
 
 /// One problem in a configuration file, said the way ARCHITECTURE.md asks:
@@ -56,6 +57,15 @@ public final class ConfigDocument {
             throw ConfigErrors(errors: [ConfigError(file: file, line: 1, column: 1, keyPath: "", message: "\(error)")])
         }
         self.root = ConfigTable(table, path: "", document: self)
+    }
+
+    /// Reads and parses a file; an unreadable file is one error at 1:1.
+    public convenience init(contentsOfFile file: String) throws(ConfigErrors) {
+        let text: String
+        do { text = try String(contentsOfFile: file, encoding: .utf8) } catch {
+            throw ConfigErrors(errors: [ConfigError(file: file, line: 1, column: 1, keyPath: "", message: "cannot read the file: \(error.localizedDescription)")])
+        }
+        try self.init(text: text, file: file)
     }
 
     func record(_ path: String, _ message: String, atValue: Bool = true, tablePath: String? = nil) {

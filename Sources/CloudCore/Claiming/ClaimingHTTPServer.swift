@@ -1,0 +1,96 @@
+import Foundation
+import Logging
+public import NIOCore
+import NIOHTTP1
+import NIOPosix
+public import NIOSSL
+
+/// The HTTPS listener for claiming: one route, `POST /v1/claim`, JSON in and out, bodies up to
+/// 64 KiB, one request per connection. Thin: the work is `ClaimingService`'s.
+public final class ClaimingHTTPServer: Sendable {
+    let service: ClaimingService
+    public let channel: any Channel
+
+    public static func start(
+        service: ClaimingService, tls: NIOSSLContext, address: SocketAddress, group: any EventLoopGroup
+    ) async throws -> ClaimingHTTPServer {
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let operations = channel.pipeline.syncOperations
+                    try operations.addHandler(NIOSSLServerHandler(context: tls))
+                    try operations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try operations.addHandler(ClaimingHTTPHandler(service: service))
+                }
+            }
+            .bind(to: address).get()
+        return ClaimingHTTPServer(service: service, channel: channel)
+    }
+
+    init(service: ClaimingService, channel: any Channel) {
+        self.service = service
+        self.channel = channel
+    }
+
+    public var localAddress: SocketAddress? { channel.localAddress }
+
+    public func shutdown() async {
+        try? await channel.close()
+    }
+}
+
+final class ClaimingHTTPHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    static let maxBody = 64 * 1024
+    let service: ClaimingService
+    var head: HTTPRequestHead?
+    var body: [UInt8] = []
+    var tooLarge = false
+
+    init(service: ClaimingService) {
+        self.service = service
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+            body = []
+        case .body(var buffer):
+            if body.count + buffer.readableBytes > Self.maxBody { tooLarge = true } else { body += buffer.readBytes(length: buffer.readableBytes) ?? [] }
+        case .end:
+            guard let head else { return }
+            let source = context.channel.remoteAddress?.ipAddress ?? "?"
+            let (status, json) = answer(head, source: source)
+            write(context, status: status, json: json)
+        }
+    }
+
+    private func answer(_ head: HTTPRequestHead, source: String) -> (HTTPResponseStatus, [String: String]) {
+        guard head.uri == "/v1/claim" else { return (.notFound, ["error": "no such endpoint; POST /v1/claim"]) }
+        guard head.method == .POST else { return (.methodNotAllowed, ["error": "use POST"]) }
+        guard !tooLarge else { return (.payloadTooLarge, ["error": "body over 64 KiB"]) }
+        switch service.claim(body, source: source) {
+        case .success(let response):
+            return (.ok, ["device": response.device, "certificate": response.certificate, "ca": response.ca,
+                          "sip_server": response.sipServer, "domain": response.domain])
+        case .failure(let error):
+            return (HTTPResponseStatus(statusCode: error.httpStatus), ["error": error.description])
+        }
+    }
+
+    private func write(_ context: ChannelHandlerContext, status: HTTPResponseStatus, json: [String: String]) {
+        let data = (try? JSONSerialization.data(withJSONObject: json, options: [.sortedKeys])) ?? Data("{}".utf8)
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "application/json")
+        headers.add(name: "Content-Length", value: String(data.count))
+        headers.add(name: "Connection", value: "close")
+        if status == .tooManyRequests { headers.add(name: "Retry-After", value: "60") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: data)))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in context.close(promise: nil) }
+    }
+}

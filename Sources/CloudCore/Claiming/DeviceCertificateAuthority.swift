@@ -1,0 +1,136 @@
+public import Crypto
+public import Foundation
+import SwiftASN1
+public import X509
+
+/// The core's own certificate authority (swift-certificates): it signs the core's SIPS server
+/// certificate and the device certificates gateways claim with a CSR. Its key is P-256 and stays
+/// in the state directory (mode 0600).
+public struct DeviceCertificateAuthority: Sendable {
+    public let certificate: Certificate
+    private let keyBytes: Data
+
+    public enum AuthorityError: Error, Sendable, Equatable, CustomStringConvertible {
+        case unreadable(String)
+        case badRequest(String)
+
+        public var description: String {
+            switch self {
+            case .unreadable(let what): "certificate authority: \(what)"
+            case .badRequest(let what): "certificate request refused: \(what)"
+            }
+        }
+    }
+
+    var key: P256.Signing.PrivateKey { try! P256.Signing.PrivateKey(rawRepresentation: keyBytes) }
+
+    public init(certificate: Certificate, key: P256.Signing.PrivateKey) {
+        self.certificate = certificate
+        self.keyBytes = key.rawRepresentation
+    }
+
+    /// Loads the CA from its two PEM files, or creates both (10 years) when neither exists.
+    public static func loadOrCreate(certificateFile: String, keyFile: String, commonName: String = "Symphony Cloud Core CA", now: Date = Date()) throws -> Self {
+        let manager = FileManager.default
+        if manager.fileExists(atPath: certificateFile) || manager.fileExists(atPath: keyFile) {
+            do {
+                let certificate = try Certificate(pemEncoded: try String(contentsOfFile: certificateFile, encoding: .utf8))
+                let key = try P256.Signing.PrivateKey(pemRepresentation: try String(contentsOfFile: keyFile, encoding: .utf8))
+                guard certificate.publicKey == Certificate.PublicKey(key.publicKey) else {
+                    throw AuthorityError.unreadable("\(keyFile) does not belong to \(certificateFile)")
+                }
+                return Self(certificate: certificate, key: key)
+            } catch let error as AuthorityError {
+                throw error
+            } catch {
+                throw AuthorityError.unreadable("\(certificateFile) / \(keyFile): \(error)")
+            }
+        }
+        let key = P256.Signing.PrivateKey()
+        let name = try DistinguishedName {
+            CommonName(commonName)
+            OrganizationName("Symphony Bridge")
+        }
+        let certificate = try Certificate(
+            version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: .init(key.publicKey),
+            notValidBefore: now.addingTimeInterval(-300), notValidAfter: now.addingTimeInterval(3650 * 86400),
+            issuer: name, subject: name, signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0))
+                Critical(KeyUsage(keyCertSign: true, cRLSign: true))
+                SubjectKeyIdentifier(hash: Certificate.PublicKey(key.publicKey))
+            },
+            issuerPrivateKey: .init(key))
+        try SecretFile.write(key.pemRepresentation, to: keyFile)
+        try SecretFile.write(try certificate.serializeAsPEM().pemString, to: certificateFile, mode: 0o644)
+        return Self(certificate: certificate, key: key)
+    }
+
+    public var pem: String { (try? certificate.serializeAsPEM().pemString) ?? "" }
+
+    /// A leaf certificate for `publicKey`: the core's server certificate (names and IP
+    /// addresses in subjectAltName) or a device certificate (client and server use: gateways also
+    /// answer mesh calls with it).
+    public func issue(
+        commonName: String, publicKey: Certificate.PublicKey, dnsNames: [String] = [], ipAddresses: [String] = [],
+        validDays: Int, now: Date = Date()
+    ) throws -> Certificate {
+        var names: [GeneralName] = dnsNames.map { .dnsName($0) }
+        for ip in ipAddresses {
+            if let bytes = IPAddressBytes(ip) { names.append(.ipAddress(ASN1OctetString(contentBytes: bytes[...]))) }
+        }
+        let subject = try DistinguishedName {
+            CommonName(commonName)
+            OrganizationName("Symphony Bridge")
+        }
+        let sanNames = names
+        return try Certificate(
+            version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: publicKey,
+            notValidBefore: now.addingTimeInterval(-300), notValidAfter: now.addingTimeInterval(Double(validDays) * 86400),
+            issuer: certificate.subject, subject: subject, signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.notCertificateAuthority)
+                Critical(KeyUsage(digitalSignature: true, keyEncipherment: true))
+                try ExtendedKeyUsage([.serverAuth, .clientAuth])
+                if !sanNames.isEmpty { SubjectAlternativeNames(sanNames) }
+                AuthorityKeyIdentifier(keyIdentifier: try? certificate.extensions.subjectKeyIdentifier?.keyIdentifier)
+            },
+            issuerPrivateKey: .init(key))
+    }
+
+    /// Signs a device's CSR (PEM). The request must carry a valid self-signature; its subject is
+    /// ignored: the certificate names the device the claiming code was made for.
+    public func signDeviceRequest(_ csrPEM: String, device: String, validDays: Int, now: Date = Date()) throws(AuthorityError) -> Certificate {
+        let request: CertificateSigningRequest
+        do { request = try CertificateSigningRequest(pemEncoded: csrPEM) } catch { throw .badRequest("not a PEM certificate signing request") }
+        guard request.publicKey.isValidSignature(request.signature, for: request) else { throw .badRequest("the CSR's signature does not verify") }
+        do {
+            return try issue(commonName: device, publicKey: request.publicKey, dnsNames: [device], validDays: validDays, now: now)
+        } catch {
+            throw .badRequest("cannot sign: \(error)")
+        }
+    }
+}
+
+/// 4 or 16 bytes of an IP literal.
+private func IPAddressBytes(_ text: String) -> [UInt8]? {
+    var v4 = in_addr()
+    if inet_pton(AF_INET, text, &v4) == 1 { return withUnsafeBytes(of: v4) { Array($0) } }
+    var v6 = in6_addr()
+    if inet_pton(AF_INET6, text, &v6) == 1 { return withUnsafeBytes(of: v6) { Array($0) } }
+    return nil
+}
+
+/// Files that hold keys: written with mode 0600 from the start (never world-readable, not even
+/// for a moment), in a directory created 0700 when missing.
+public enum SecretFile {
+    public static func write(_ text: String, to path: String, mode: Int = 0o600) throws {
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty, !FileManager.default.fileExists(atPath: directory) {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        }
+        let created = FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: mode])
+        guard created else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path]) }
+        try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: path)
+    }
+}

@@ -1,0 +1,173 @@
+public import Foundation
+public import Logging
+public import NIOCore
+public import NIOPosix
+import NIOSSL
+import Crypto
+import SIP
+public import SIPTransport
+import X509
+
+/// The whole cloud core assembled from its configuration: directory, CA and certificates,
+/// token key, the SIP endpoint with its listeners, the proxy, the claiming endpoint and the
+/// retention job. `symphony-cloud-core run` and the tests start it the same way.
+public final class CloudCoreServer: Sendable {
+    public let configuration: CloudCoreConfiguration
+    public let directory: Directory
+    public let authority: DeviceCertificateAuthority
+    public let endpoint: SIPEndpoint
+    public let proxy: CloudCoreProxy
+    public let claiming: ClaimingHTTPServer?
+    public let tokenSigner: ClientTokenSigner
+    /// The bound addresses (port 0 in the config picks a free one).
+    public let sipAddresses: [SIPTransportProtocol: SocketAddress]
+    let retention: RepeatedTask
+    let logger: Logger
+
+    public static func start(
+        _ configuration: CloudCoreConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }
+    ) async throws -> CloudCoreServer {
+        let c = configuration
+        try FileManager.default.createDirectory(atPath: c.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let directory = try Directory(path: c.directoryFile, realm: c.realm)
+        if let seed = c.seedFile {
+            let summary = try DirectorySeed.load(file: seed, into: directory)
+            logger.info(summary.loaded ? "directory seeded" : "directory not empty; seed skipped", metadata: ["file": "\(seed)", "entries": "\(summary.entries)"])
+        }
+        let authority = try DeviceCertificateAuthority.loadOrCreate(certificateFile: c.resolvedCACertificateFile, keyFile: c.resolvedCAKeyFile)
+        let (certificatePEM, keyPEM) = try Self.serverIdentity(c, authority: authority)
+        let tokenKey = try Self.tokenKey(c.resolvedTokenKeyFile)
+
+        let eventLoop = group.next()
+        var endpointConfiguration = SIPEndpoint.Configuration()
+        endpointConfiguration.productName = "symphony-cloud-core"
+        endpointConfiguration.tls = SIPTLSSettings(
+            certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(certificatePEM.utf8)),
+            privateKey: try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem),
+            trustRoots: .certificates(try NIOSSLCertificate.fromPEMBytes(Array(authority.pem.utf8))),
+            clientCertificates: .optional)
+        let endpoint = try SIPEndpoint(eventLoop: eventLoop, configuration: endpointConfiguration, logger: logger)
+        var addresses: [SIPTransportProtocol: SocketAddress] = [:]
+        for listen in c.tlsListen {
+            let bound = try await endpoint.listen(.tls, on: try SocketAddress(ipAddress: listen.host, port: listen.port))
+            addresses[.tls] = addresses[.tls] ?? bound
+        }
+        if let udp = c.labUDP { addresses[.udp] = try await endpoint.listen(.udp, on: try SocketAddress(ipAddress: udp.host, port: udp.port)) }
+        if let tcp = c.labTCP { addresses[.tcp] = try await endpoint.listen(.tcp, on: try SocketAddress(ipAddress: tcp.host, port: tcp.port)) }
+
+        var settings = CloudCoreProxy.Settings()
+        settings.domain = c.domain
+        settings.realm = c.realm
+        settings.maxCallDuration = .seconds(c.maxCallSeconds)
+        settings.ringSeconds = c.ringSeconds
+        settings.maxBranches = c.maxParallel
+        settings.minExpires = UInt32(c.minExpires)
+        settings.maxExpires = UInt32(c.maxExpires)
+        settings.defaultExpires = UInt32(c.defaultExpires)
+        settings.unauthenticatedRate = Double(c.unauthenticatedPerSecond)
+        settings.unauthenticatedBurst = Double(c.unauthenticatedBurst)
+        settings.tokens = ClientTokenVerifier(key: tokenKey.publicKey, audience: c.tokenAudience)
+        let proxy = CloudCoreProxy(endpoint: endpoint, directory: directory, settings: settings, logger: logger, clock: { clock().timeIntervalSince1970 })
+        try await proxy.start()
+
+        var claiming: ClaimingHTTPServer?
+        if let listen = c.claimingListen {
+            let sipPort = addresses[.tls]?.port ?? 5061
+            let service = ClaimingService(
+                directory: directory, authority: authority, validDays: c.deviceCertificateDays,
+                sipServer: "sips:\(c.advertise.contains(":") ? "[\(c.advertise)]" : c.advertise):\(sipPort)", domain: c.domain,
+                attemptsPerMinute: c.claimingAttemptsPerMinute, logger: logger, clock: clock)
+            var tls = TLSConfiguration.makeServerConfiguration(
+                certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(certificatePEM.utf8)).map { .certificate($0) },
+                privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem)))
+            tls.minimumTLSVersion = .tlsv12
+            claiming = try await ClaimingHTTPServer.start(
+                service: service, tls: try NIOSSLContext(configuration: tls),
+                address: try SocketAddress(ipAddress: listen.host, port: listen.port), group: group)
+        }
+        let retentionDays = c.retentionDays
+        let retention = eventLoop.scheduleRepeatedTask(initialDelay: .seconds(5), delay: .seconds(Int64(c.purgeIntervalSeconds))) { _ in
+            let cutoff = clock().addingTimeInterval(-Double(retentionDays) * 86400)
+            directory.database.asyncWriteWithoutTransaction { db in
+                do {
+                    try db.execute(sql: "DELETE FROM callRecord WHERE startedAt < ?", arguments: [cutoff.timeIntervalSince1970])
+                    if db.changesCount > 0 { logger.info("call records purged", metadata: ["rows": "\(db.changesCount)", "retention_days": "\(retentionDays)"]) }
+                } catch {
+                    logger.error("call record purge failed", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+        logger.notice("cloud core ready", metadata: [
+            "sip": "\(addresses.map { "\($0.key.rawValue.lowercased()) \($0.value.displayText)" }.sorted().joined(separator: ", "))",
+            "claiming": "\(claiming?.localAddress?.displayText ?? "off")",
+        ])
+        return CloudCoreServer(
+            configuration: c, directory: directory, authority: authority, endpoint: endpoint, proxy: proxy, claiming: claiming,
+            tokenSigner: ClientTokenSigner(key: tokenKey), sipAddresses: addresses, retention: retention, logger: logger)
+    }
+
+    init(
+        configuration: CloudCoreConfiguration, directory: Directory, authority: DeviceCertificateAuthority, endpoint: SIPEndpoint,
+        proxy: CloudCoreProxy, claiming: ClaimingHTTPServer?, tokenSigner: ClientTokenSigner, sipAddresses: [SIPTransportProtocol: SocketAddress],
+        retention: RepeatedTask, logger: Logger
+    ) {
+        self.configuration = configuration
+        self.directory = directory
+        self.authority = authority
+        self.endpoint = endpoint
+        self.proxy = proxy
+        self.claiming = claiming
+        self.tokenSigner = tokenSigner
+        self.sipAddresses = sipAddresses
+        self.retention = retention
+        self.logger = logger
+    }
+
+    /// Ends calls with BYE, writes registrations back, closes every listener.
+    public func shutdown() async {
+        retention.cancel()
+        await proxy.stop()
+        await claiming?.shutdown()
+        // Give the BYEs and the registration write-back a moment on the wire and the disk.
+        try? await Task.sleep(for: .milliseconds(200))
+        await endpoint.shutdown()
+        logger.notice("cloud core stopped")
+    }
+
+    /// The SIPS server identity: the configured files, or a certificate our CA issues for the
+    /// advertised name (kept in the state directory and reused while it is valid for that name).
+    static func serverIdentity(_ c: CloudCoreConfiguration, authority: DeviceCertificateAuthority) throws -> (certificate: String, key: String) {
+        let certificateFile = c.resolvedCertificateFile, keyFile = c.resolvedKeyFile
+        if let certificate = try? String(contentsOfFile: certificateFile, encoding: .utf8), let key = try? String(contentsOfFile: keyFile, encoding: .utf8) {
+            if c.certificateFile != nil { return (certificate, key) }
+            // Our own: reuse it if it still names the advertised host.
+            if let parsed = try? Certificate(pemEncoded: certificate), parsed.notValidAfter > Date().addingTimeInterval(30 * 86400),
+                let names = try? parsed.extensions.subjectAlternativeNames, "\(names)".contains(c.advertise)
+            {
+                return (certificate, key)
+            }
+        } else if c.certificateFile != nil {
+            throw DirectoryError("cannot read \(certificateFile) or \(keyFile)")
+        }
+        let key = P256.Signing.PrivateKey()
+        let isIP = (try? SocketAddress(ipAddress: c.advertise, port: 0)) != nil
+        let certificate = try authority.issue(
+            commonName: c.advertise, publicKey: .init(key.publicKey),
+            dnsNames: isIP ? ["localhost"] : [c.advertise, "localhost"], ipAddresses: isIP ? [c.advertise, "127.0.0.1", "::1"] : ["127.0.0.1", "::1"],
+            validDays: 825)
+        let certificatePEM = try certificate.serializeAsPEM().pemString + "\n"
+        try SecretFile.write(key.pemRepresentation, to: keyFile)
+        try SecretFile.write(certificatePEM, to: certificateFile, mode: 0o644)
+        return (certificatePEM, key.pemRepresentation)
+    }
+
+    static func tokenKey(_ file: String) throws -> P256.Signing.PrivateKey {
+        if let text = try? String(contentsOfFile: file, encoding: .utf8) {
+            return try P256.Signing.PrivateKey(pemRepresentation: text)
+        }
+        let key = P256.Signing.PrivateKey()
+        try SecretFile.write(key.pemRepresentation, to: file)
+        return key
+    }
+}

@@ -1,0 +1,179 @@
+public import Foundation
+public import TOMLConfig
+
+/// `cloud-core.toml`, read against its schema (docs/CONFIG.md; the commented example is
+/// `etc/cloud-core.toml`). Every default is what a production core would want; a lab setup
+/// turns on the plain UDP/TCP listeners explicitly.
+public struct CloudCoreConfiguration: Sendable, Equatable {
+    public struct HostPort: Sendable, Equatable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+        /// `host:port` or `[v6]:port`.
+        public init?(_ text: String) {
+            if text.hasPrefix("["), let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":"),
+                let port = Int(text[text.index(close, offsetBy: 2)...])
+            {
+                host = String(text[text.index(after: text.startIndex)..<close])
+                self.port = port
+            } else if let colon = text.lastIndex(of: ":"), !text[..<colon].contains(":"), let port = Int(text[text.index(after: colon)...]) {
+                host = String(text[..<colon])
+                self.port = port
+            } else {
+                return nil
+            }
+            guard !host.isEmpty, (0...65535).contains(port) else { return nil }
+        }
+    }
+
+    // [core]
+    public var domain = "symphony.local"
+    public var realm = "symphony"
+    public var stateDirectory = "/var/lib/symphony-bridge/cloud-core"
+    public var logLevel = "info"
+    public var seedFile: String?
+    // [sip]
+    public var tlsListen: [HostPort] = [HostPort("0.0.0.0:5061")!]
+    /// The host name or address put in Via, Record-Route and the certificate (what peers reach).
+    public var advertise = "127.0.0.1"
+    public var labUDP: HostPort?
+    public var labTCP: HostPort?
+    public var certificateFile: String?
+    public var keyFile: String?
+    // [ca]
+    public var caCertificateFile: String?
+    public var caKeyFile: String?
+    public var deviceCertificateDays = 825
+    // [claiming]
+    public var claimingListen: HostPort? = HostPort("0.0.0.0:8443")
+    public var claimingCodeLifetimeSeconds = 7 * 86400
+    public var claimingAttemptsPerMinute = 10
+    // [tokens]
+    public var tokenAudience = "symphony-cloud-core"
+    public var tokenKeyFile: String?
+    public var tokenLifetimeSeconds = 3600
+    // [calls]
+    public var maxCallSeconds = 600
+    public var ringSeconds = 30
+    public var maxParallel = 32
+    // [registrar]
+    public var minExpires = 60
+    public var maxExpires = 3600
+    public var defaultExpires = 600
+    // [records]
+    public var retentionDays = 180
+    public var purgeIntervalSeconds = 3600
+    // [limits]
+    public var unauthenticatedPerSecond = 20
+    public var unauthenticatedBurst = 40
+
+    public init() {}
+
+    /// Files under the state directory unless the config names them.
+    public var directoryFile: String { "\(stateDirectory)/directory.sqlite" }
+    public var resolvedCACertificateFile: String { caCertificateFile ?? "\(stateDirectory)/ca.pem" }
+    public var resolvedCAKeyFile: String { caKeyFile ?? "\(stateDirectory)/ca-key.pem" }
+    public var resolvedCertificateFile: String { certificateFile ?? "\(stateDirectory)/server.pem" }
+    public var resolvedKeyFile: String { keyFile ?? "\(stateDirectory)/server-key.pem" }
+    public var resolvedTokenKeyFile: String { tokenKeyFile ?? "\(stateDirectory)/token-key.pem" }
+
+    public static func load(file: String) throws(ConfigErrors) -> CloudCoreConfiguration {
+        try read(try ConfigDocument(contentsOfFile: file))
+    }
+
+    public static func parse(_ text: String, file: String) throws(ConfigErrors) -> CloudCoreConfiguration {
+        try read(try ConfigDocument(text: text, file: file))
+    }
+
+    static func read(_ document: ConfigDocument) throws(ConfigErrors) -> CloudCoreConfiguration {
+        var c = CloudCoreConfiguration()
+        let root = document.root!
+        func hostPort(_ table: ConfigTable, _ key: String) -> HostPort? {
+            guard let text = table.string(key) else { return nil }
+            guard let value = HostPort(text) else {
+                table.reject(key, "expected \"host:port\" (IPv6 as \"[::1]:5061\"), found \"\(text)\"")
+                return nil
+            }
+            return value
+        }
+        if let core = root.table("core") {
+            c.domain = core.string("domain") ?? c.domain
+            c.realm = core.string("realm") ?? c.realm
+            c.stateDirectory = core.string("state_dir") ?? c.stateDirectory
+            c.logLevel = core.string("log_level", oneOf: ["trace", "debug", "info", "notice", "warning", "error", "critical"]) ?? c.logLevel
+            c.seedFile = core.string("seed_file")
+            core.finish()
+        }
+        if let sip = root.table("sip") {
+            if let list = sip.stringArray("tls_listen") {
+                var parsed: [HostPort] = []
+                for text in list {
+                    if let value = HostPort(text) { parsed.append(value) } else { sip.reject("tls_listen", "expected \"host:port\" entries, found \"\(text)\"") }
+                }
+                c.tlsListen = parsed
+            }
+            c.advertise = sip.string("advertise") ?? c.advertise
+            c.labUDP = hostPort(sip, "lab_udp_listen")
+            c.labTCP = hostPort(sip, "lab_tcp_listen")
+            c.certificateFile = sip.string("certificate_file")
+            c.keyFile = sip.string("key_file")
+            if (c.certificateFile == nil) != (c.keyFile == nil) {
+                sip.reject(c.certificateFile == nil ? "key_file" : "certificate_file", "certificate_file and key_file go together")
+            }
+            if c.tlsListen.isEmpty, c.labUDP == nil, c.labTCP == nil { sip.reject("tls_listen", "no listener: name at least one address") }
+            sip.finish()
+        }
+        if let ca = root.table("ca") {
+            c.caCertificateFile = ca.string("certificate_file")
+            c.caKeyFile = ca.string("key_file")
+            c.deviceCertificateDays = ca.int("device_certificate_days", in: 1...3650) ?? c.deviceCertificateDays
+            ca.finish()
+        }
+        if let claiming = root.table("claiming") {
+            if let text = claiming.string("listen") {
+                if text.isEmpty { c.claimingListen = nil } else if let value = HostPort(text) { c.claimingListen = value } else {
+                    claiming.reject("listen", "expected \"host:port\" or \"\" (no claiming endpoint), found \"\(text)\"")
+                }
+            }
+            c.claimingCodeLifetimeSeconds = claiming.int("code_lifetime_s", in: 60...(90 * 86400)) ?? c.claimingCodeLifetimeSeconds
+            c.claimingAttemptsPerMinute = claiming.int("attempts_per_minute", in: 1...600) ?? c.claimingAttemptsPerMinute
+            claiming.finish()
+        }
+        if let tokens = root.table("tokens") {
+            c.tokenAudience = tokens.string("audience") ?? c.tokenAudience
+            c.tokenKeyFile = tokens.string("key_file")
+            c.tokenLifetimeSeconds = tokens.int("lifetime_s", in: 60...(30 * 86400)) ?? c.tokenLifetimeSeconds
+            tokens.finish()
+        }
+        if let calls = root.table("calls") {
+            c.maxCallSeconds = calls.int("max_call_s", in: 1...86400) ?? c.maxCallSeconds
+            c.ringSeconds = calls.int("ring_s", in: 5...300) ?? c.ringSeconds
+            c.maxParallel = calls.int("max_parallel", in: 1...32) ?? c.maxParallel
+            calls.finish()
+        }
+        if let registrar = root.table("registrar") {
+            c.minExpires = registrar.int("min_expires_s", in: 1...86400) ?? c.minExpires
+            c.maxExpires = registrar.int("max_expires_s", in: 1...86400) ?? c.maxExpires
+            c.defaultExpires = registrar.int("default_expires_s", in: 1...86400) ?? c.defaultExpires
+            if c.minExpires > c.maxExpires { registrar.reject("min_expires_s", "must not be above max_expires_s (\(c.maxExpires))") }
+            if !(c.minExpires...max(c.minExpires, c.maxExpires)).contains(c.defaultExpires) {
+                registrar.reject("default_expires_s", "must lie between min_expires_s and max_expires_s")
+            }
+            registrar.finish()
+        }
+        if let records = root.table("records") {
+            c.retentionDays = records.int("retention_days", in: 1...3650) ?? c.retentionDays
+            c.purgeIntervalSeconds = records.int("purge_interval_s", in: 1...86400) ?? c.purgeIntervalSeconds
+            records.finish()
+        }
+        if let limits = root.table("limits") {
+            c.unauthenticatedPerSecond = limits.int("unauthenticated_per_s", in: 1...100_000) ?? c.unauthenticatedPerSecond
+            c.unauthenticatedBurst = limits.int("unauthenticated_burst", in: 1...100_000) ?? c.unauthenticatedBurst
+            limits.finish()
+        }
+        root.finish()
+        try document.validate()
+        return c
+    }
+}
