@@ -224,7 +224,6 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
-            exclude: ["Scenarios"],
             swiftSettings: strictSettings
         ),
         .testTarget(name: "LegacyLinksTests", dependencies: ["LegacyLinks"], swiftSettings: strictSettings),

@@ -41,6 +41,7 @@ public struct CloudCoreConfiguration: Sendable, Equatable {
     public var labTCP: HostPort?
     public var certificateFile: String?
     public var keyFile: String?
+    public var digestAlgorithms = ["SHA-256", "MD5"]
     // [ca]
     public var caCertificateFile: String?
     public var caKeyFile: String?
@@ -120,6 +121,14 @@ public struct CloudCoreConfiguration: Sendable, Equatable {
             c.keyFile = sip.string("key_file")
             if (c.certificateFile == nil) != (c.keyFile == nil) {
                 sip.reject(c.certificateFile == nil ? "key_file" : "certificate_file", "certificate_file and key_file go together")
+            }
+            if let algorithms = sip.stringArray("digest_algorithms") {
+                let known = ["SHA-256", "MD5"]
+                if algorithms.isEmpty || !algorithms.allSatisfy(known.contains) {
+                    sip.reject("digest_algorithms", "a non-empty list of \"SHA-256\" and \"MD5\"")
+                } else {
+                    c.digestAlgorithms = algorithms
+                }
             }
             if c.tlsListen.isEmpty, c.labUDP == nil, c.labTCP == nil { sip.reject("tls_listen", "no listener: name at least one address") }
             sip.finish()

@@ -74,10 +74,11 @@ extension CloudCoreProxy {
                 for binding in bindings(for: aor, now: now) where targets.count < settings.maxBranches {
                     guard case .sip(var uri) = binding.contact.uri else { continue }
                     if binding.addressOfRecord != aor { uri.user = aor }  // a channel reached through its device's binding
-                    let alive = endpoint.assumeIsolated { $0.isAlive(binding.flow) }
-                    // RFC 5626 §5.3: an outbound binding is only reachable over its flow.
-                    if !alive, binding.isOutbound { continue }
-                    targets.append((aor, uri, alive ? binding.flow : nil))
+                    switch route(to: binding, uri: uri) {
+                    case .flow(let flow): targets.append((aor, uri, flow))
+                    case .contact: targets.append((aor, uri, nil))
+                    case .unreachable: continue
+                    }
                 }
             }
             guard !targets.isEmpty else {
@@ -100,6 +101,20 @@ extension CloudCoreProxy {
         for (index, target) in targets.enumerated() {
             startBranch(index, of: key, uri: target.uri, flow: target.flow)
         }
+    }
+
+    enum BindingRoute { case flow(SIPFlow), contact, unreachable }
+
+    /// Where a request for a binding goes (the NAT-detection stage's decision): an RFC 5626
+    /// binding only over its flow (§5.3); another binding over the flow it registered on while
+    /// that flow lives and speaks the contact's transport — the client's own TLS connection, or
+    /// the address its UDP packets really came from (behind NAT the Contact is often
+    /// unreachable) — and to its Contact URI otherwise (a third-party registration, a Contact
+    /// asking for another transport, a flow gone after a restart).
+    func route(to binding: LocationBinding, uri: SIPURI) -> BindingRoute {
+        let alive = endpoint.assumeIsolated { $0.isAlive(binding.flow) }
+        if binding.isOutbound { return alive ? .flow(binding.flow) : .unreachable }
+        return alive && binding.flow.transport == Self.destination(of: uri).transport ? .flow(binding.flow) : .contact
     }
 
     /// The AOR's bindings; a channel without its own registration is reached through the

@@ -1,5 +1,6 @@
 public import Foundation
 public import Logging
+import GRDB
 import NIOCore
 import NIOSSL
 public import SIP
@@ -36,6 +37,8 @@ public actor CloudCoreProxy {
         /// Bindings are written back to SQLite this often.
         public var writeBackInterval: Duration = .seconds(1)
         public var tokens: ClientTokenVerifier?
+        /// Digest algorithms challenged with, preferred first (RFC 8760 §2.4).
+        public var digestAlgorithms: [DigestAlgorithm] = [.sha256, .md5]
 
         public init() {}
     }
@@ -79,7 +82,7 @@ public actor CloudCoreProxy {
         self.clock = clock
         self.limiter = SourceRateLimiter(rate: settings.unauthenticatedRate, burst: settings.unauthenticatedBurst)
         self.authenticator = RequestAuthenticator(
-            directory: directory, digest: DigestServer(realm: settings.realm, algorithms: [.sha256, .md5]), tokens: settings.tokens)
+            directory: directory, digest: DigestServer(realm: settings.realm, algorithms: settings.digestAlgorithms), tokens: settings.tokens)
         self.resolver = CallTargetResolver(directory: directory, maxBranches: settings.maxBranches, userRingSeconds: settings.ringSeconds)
     }
 
@@ -121,11 +124,10 @@ public actor CloudCoreProxy {
     func flushRegistrations() {
         let changes = location.takeChanges()
         guard !changes.isEmpty else { return }
-        let directory = directory
         let logger = logger
-        directory.database.asyncWriteWithoutTransaction { _ in
-            do { try directory.saveRegistrations(changes) } catch { logger.error("registrations not saved", metadata: ["error": "\(error)"]) }
-        }
+        directory.database.asyncWrite({ db in try Directory.saveRegistrations(changes, in: db) }, completion: { _, result in
+            if case .failure(let error) = result { logger.error("registrations not saved", metadata: ["error": "\(error)"]) }
+        })
     }
 
     /// The live contacts of an AOR (tests and status).

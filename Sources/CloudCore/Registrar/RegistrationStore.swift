@@ -9,7 +9,11 @@ import SIPTransport
 extension Directory {
     public func saveRegistrations(_ changes: [(aor: String, bindings: [LocationBinding])]) throws {
         guard !changes.isEmpty else { return }
-        try database.write { db in
+        try database.write { db in try Self.saveRegistrations(changes, in: db) }
+    }
+
+    /// Inside a write the caller opened (the proxy's asynchronous write-back).
+    static func saveRegistrations(_ changes: [(aor: String, bindings: [LocationBinding])], in db: Database) throws {
             for change in changes {
                 try db.execute(sql: "DELETE FROM registration WHERE addressOfRecord = ?", arguments: [change.aor])
                 for binding in change.bindings {
@@ -25,7 +29,6 @@ extension Directory {
                         ])
                 }
             }
-        }
     }
 
     /// Stored bindings; stream flows come back with connection id 0 (their connection is gone).
