@@ -1,0 +1,236 @@
+@testable import CloudCore
+import Foundation
+import NIOCore
+import NIOPosix
+import NIOSSL
+import PeerTestSupport
+import SIP
+import SIPTransport
+import Testing
+
+/// Claiming over HTTPS (curl as the client), then the claimed gateway on mutual TLS: its
+/// registration with RFC 5626 flows, keepalive pongs, a call arriving over its own flow; refusals
+/// for certificates of another CA and for deleted devices; registrations kept across a restart;
+/// malformed requests.
+@Suite("Claiming and devices", .serialized)
+struct ClaimingAndDeviceTests {
+    /// POSTs a claim with curl (a real HTTPS client verifying the core's certificate).
+    static func claim(_ core: CoreHarness, code: String, csr: String) async throws -> (status: Int, body: [String: String]) {
+        let body = try JSONEncoder().encode(ClaimRequest(code: code, csr: csr))
+        let file = core.scratch.path("claim-\(UUID().uuidString).json")
+        try body.write(to: URL(fileURLWithPath: file))
+        let port = core.server.claiming?.localAddress?.port ?? 0
+        let output = try await runCommand("curl", [
+            "-sS", "--cacert", core.server.configuration.resolvedCACertificateFile, "-X", "POST", "-H", "Content-Type: application/json",
+            "--data-binary", "@\(file)", "-w", "\n%{http_code}", "https://127.0.0.1:\(port)/v1/claim",
+        ])
+        let lines = output.split(separator: "\n")
+        let status = Int(lines.last ?? "") ?? 0
+        let json = lines.dropLast().joined(separator: "\n")
+        let decoded = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: String] ?? [:]
+        return (status, decoded)
+    }
+
+    /// A P-256 key and CSR made by openssl, as a gateway would.
+    static func makeCSR(in scratch: ScratchDirectory, name: String = "device") async throws -> (key: String, csr: String) {
+        let key = scratch.path("\(name).key"), csr = scratch.path("\(name).csr")
+        _ = try await runCommand("openssl", [
+            "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=ignored-by-the-core",
+            "-keyout", key, "-out", csr,
+        ])
+        return (key, try String(contentsOfFile: csr, encoding: .utf8))
+    }
+
+    @Test func claimingWithGoodUsedExpiredAndForgedCodes() async throws {
+        let core = try await CoreHarness.start()
+        let (_, csr) = try await Self.makeCSR(in: core.scratch)
+        let code = try core.directory.createClaimingCode(device: "gw1", lifetime: 600)
+
+        let good = try await Self.claim(core, code: code, csr: csr)
+        #expect(good.status == 200, "\(good)")
+        #expect(good.body["device"] == "gw1")
+        #expect(good.body["sip_server"] == "sips:127.0.0.1:\(core.port(.tls))")
+        let certificate = try NIOSSLCertificate(bytes: Array((good.body["certificate"] ?? "").utf8), format: .pem)
+        #expect(RequestAuthenticator.deviceName(of: certificate) == "gw1", "the name comes from the code, not from the CSR")
+        // The certificate chains to the CA the core sent along.
+        try core.scratch.write("device.pem", good.body["certificate"] ?? "")
+        try core.scratch.write("ca-from-claim.pem", good.body["ca"] ?? "")
+        let verified = try await runCommand("openssl", ["verify", "-CAfile", core.scratch.path("ca-from-claim.pem"), core.scratch.path("device.pem")])
+        #expect(verified.contains("OK"))
+
+        let used = try await Self.claim(core, code: code, csr: csr)
+        #expect(used.status == 410 && used.body["error"] == "claiming code already used")
+
+        let forged = try await Self.claim(core, code: "ABCD-EFGH-JKLM-NPQR", csr: csr)
+        #expect(forged.status == 403 && forged.body["error"] == "unknown claiming code")
+
+        let shortLived = try core.directory.createClaimingCode(device: "gw1", lifetime: 1, now: Date().addingTimeInterval(-5))
+        let expired = try await Self.claim(core, code: shortLived, csr: csr)
+        #expect(expired.status == 410 && expired.body["error"] == "claiming code expired")
+
+        let fresh = try core.directory.createClaimingCode(device: "gw1", lifetime: 600)
+        let badCSR = try await Self.claim(core, code: fresh, csr: "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n")
+        #expect(badCSR.status == 400)
+        #expect(try await Self.claim(core, code: fresh, csr: csr).status == 200, "a broken CSR did not burn the code")
+        await core.stop()
+    }
+
+    @Test func claimingIsRateLimitedPerSource() async throws {
+        let core = try await CoreHarness.start { $0.claimingAttemptsPerMinute = 3 }
+        let (_, csr) = try await Self.makeCSR(in: core.scratch)
+        var statuses: [Int] = []
+        for _ in 0..<5 { statuses.append(try await Self.claim(core, code: "WRONG-CODE", csr: csr).status) }
+        #expect(statuses == [403, 403, 403, 429, 429])
+        await core.stop()
+    }
+
+    // MARK: The gateway on mutual TLS
+
+    /// A SIP client endpoint with a TLS identity, and the requests that reach it.
+    final class Client: @unchecked Sendable {
+        let endpoint: SIPEndpoint
+        let requests: AsyncStream<SIPIncomingRequest>
+
+        init(tls: SIPTLSSettings?) async throws {
+            var configuration = SIPEndpoint.Configuration()
+            configuration.tls = tls
+            endpoint = try SIPEndpoint(eventLoop: MultiThreadedEventLoopGroup.singleton.next(), configuration: configuration)
+            let (stream, continuation) = AsyncStream.makeStream(of: SIPIncomingRequest.self)
+            requests = stream
+            try await endpoint.listen(.udp, on: SocketAddress(ipAddress: "127.0.0.1", port: 0))
+            await endpoint.setRequestHandler { endpoint, request in
+                continuation.yield(request)
+                if case .transaction(let key) = request.kind, request.message.method == .invite {
+                    endpoint.respond(SIPResponseFactory.response(to: request.message, status: 486, toTag: "gw"), to: key)
+                }
+            }
+        }
+
+        /// Sends a request and returns its final response (or the failure as 408/503).
+        func send(_ request: SIPMessage, to destination: SIPDestination) async throws -> (SIPMessage?, SIPFlow?) {
+            let flow = try await endpoint.flow(to: destination)
+            return await withCheckedContinuation { continuation in
+                endpoint.eventLoop.execute {
+                    self.endpoint.assumeIsolated { endpoint in
+                        _ = endpoint.sendRequest(request, on: flow) { _, event in
+                            switch event {
+                            case .response(let response, _) where (response.statusCode ?? 0) >= 200: continuation.resume(returning: (response, flow))
+                            case .response: break
+                            case .timedOut, .transportFailed: continuation.resume(returning: (nil, flow))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    static func register(_ aor: String, instance: String?, expires: Int = 300) throws -> SIPMessage {
+        var request = SIPMessage.request(.register, .sip(try SIPURIParser.parseSIP("sips:symphony.local")))
+        request.headers.add(.from, "<sips:\(aor)@symphony.local>;tag=\(SIPIdentifiers.tag())")
+        request.headers.add(.to, "<sips:\(aor)@symphony.local>")
+        request.headers.add(.callID, SIPIdentifiers.callID(host: "gw"))
+        request.headers.add(.cseq, "1 REGISTER")
+        request.headers.add(.maxForwards, "70")
+        let outbound = instance.map { ";+sip.instance=\"<urn:uuid:\($0)>\";reg-id=1" } ?? ""
+        request.headers.add(.contact, "<sips:\(aor)@127.0.0.1:5999;transport=tls;ob>\(outbound)")
+        request.headers.add(.supported, "outbound, path")
+        request.headers.add(.expires, String(expires))
+        return request
+    }
+
+    static func deviceTLS(_ core: CoreHarness) async throws -> SIPTLSSettings {
+        let (keyFile, csr) = try await makeCSR(in: core.scratch, name: "gw1")
+        let code = try core.directory.createClaimingCode(device: "gw1", lifetime: 600)
+        let claimed = try await claim(core, code: code, csr: csr)
+        try #require(claimed.status == 200)
+        try core.scratch.write("gw1.pem", claimed.body["certificate"]!)
+        try core.scratch.write("gw1-ca.pem", claimed.body["ca"]!)
+        return try SIPTLSSettings(certificateFile: core.scratch.path("gw1.pem"), keyFile: keyFile, caFile: core.scratch.path("gw1-ca.pem"))
+    }
+
+    @Test func aClaimedGatewayRegistersItsChannelsOverAnOutboundFlowAndGetsCallsOnIt() async throws {
+        let core = try await CoreHarness.start()
+        let client = try await Client(tls: try await Self.deviceTLS(core))
+        let destination = SIPDestination(transport: .tls, host: "127.0.0.1", port: core.port(.tls))
+        let (response, flow) = try await client.send(try Self.register("gw1-ch3", instance: "6c4b1f7e-0000-4000-8000-000000000001"), to: destination)
+        #expect(response?.statusCode == 200)
+        // RFC 5626 §6: the registrar kept the flow and says so.
+        #expect(response?.tokens(.require).contains("outbound") == true)
+        let bindings = await core.server.proxy.contacts(of: "gw1-ch3")
+        #expect(bindings.count == 1 && bindings.first?.isOutbound == true && bindings.first?.principal == "device:gw1")
+        // A device cannot register another device's channels, nor a user.
+        #expect(try await client.send(try Self.register("gw2-ch1", instance: nil), to: destination).0?.statusCode == 403)
+        #expect(try await client.send(try Self.register("alice", instance: nil), to: destination).0?.statusCode == 403)
+
+        // Keepalive (RFC 5626 §4.4.1): our ping gets the core's pong, so the flow stays up.
+        let flowUp = try #require(flow)
+        await client.endpoint.startKeepAlive(on: flowUp, every: .milliseconds(300))
+        try await Task.sleep(for: .milliseconds(1200))
+        #expect(await client.endpoint.isAlive(flowUp))
+
+        // A call to the channel reaches the gateway over its own TLS flow (its Contact is not
+        // even listening), and the gateway's 486 goes back to the caller.
+        let setup = CloudCoreSippTests.Setup(core: core, path: .udp)
+        let caller = try await setup.caller(.failure(486), callee: "gw1-ch3")
+        var iterator = client.requests.makeAsyncIterator()
+        let invite = await iterator.next()
+        #expect(invite?.message.method == .invite && invite?.flow == flowUp)
+        #expect(invite?.message.headers.values(.recordRoute).count == 2, "double Record-Route: UDP in, TLS out")
+        try await caller.expectSuccess()
+        #expect(try await core.records().first?.channel == "gw1-ch3")
+        await client.endpoint.shutdown()
+        await core.stop()
+    }
+
+    @Test func certificatesOfAnotherCAAndDeletedDevicesAreRefused() async throws {
+        let core = try await CoreHarness.start()
+        let destination = SIPDestination(transport: .tls, host: "127.0.0.1", port: core.port(.tls))
+        // Another CA: the handshake fails (the client trusts the core, the core not the client).
+        let foreign = try await TestCertificates.make(in: core.scratch, name: "gw1")
+        let stranger = try await Client(tls: SIPTLSSettings(
+            certificateChain: try NIOSSLCertificate.fromPEMFile(foreign.certificateFile), privateKey: try NIOSSLPrivateKey(file: foreign.keyFile, format: .pem),
+            trustRoots: .file(core.server.configuration.resolvedCACertificateFile)))
+        let refused = try? await stranger.send(try Self.register("gw1-ch1", instance: nil), to: destination)
+        #expect(refused?.0 == nil, "no response over a refused handshake")
+        #expect(await core.server.proxy.contacts(of: "gw1-ch1").isEmpty)
+        await stranger.endpoint.shutdown()
+
+        // A genuine certificate of a device that was deleted since: 403.
+        let client = try await Client(tls: try await Self.deviceTLS(core))
+        try core.directory.delete(.device, name: "gw1")
+        #expect(try await client.send(try Self.register("gw1-ch1", instance: nil), to: destination).0?.statusCode == 403)
+        #expect(await core.server.proxy.statistics.forbidden == 1)
+        await client.endpoint.shutdown()
+        await core.stop()
+    }
+
+    @Test func registrationsAreKeptAcrossARestart() async throws {
+        let core = try await CoreHarness.start()
+        let setup = CloudCoreSippTests.Setup(core: core, path: .udp)
+        try await setup.register("alice", contact: "sip:alice@127.0.0.1:5998", fromPort: try freePort(udp: true), viaUDP: true)
+        try await core.eventually("write-back") { (try? core.directory.loadRegistrations().count) == 1 }
+        await core.stop()
+        let restarted = try await CloudCoreServer.start(core.server.configuration, logger: .init(label: "restart"))
+        let contacts = await restarted.proxy.contacts(of: "alice")
+        #expect(contacts.map(\.contact.uri.description) == ["sip:alice@127.0.0.1:5998"])
+        #expect(contacts.first?.principal == "user:alice")
+        await restarted.shutdown()
+    }
+
+    @Test func malformedRequestsGet400AndTheCoreKeepsServing() async throws {
+        let core = try await CoreHarness.start()
+        let garbage = "REGISTER sip:symphony.local SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5555;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: x\r\nCSeq: one REGISTER\r\nContent-Length: 0\r\n\r\n"
+        let answer = try await runCommand("python3", ["-c", """
+            import socket
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)
+            s.sendto(bytes(\(Array(garbage.utf8))), ("127.0.0.1", \(core.port(.udp))))
+            print(s.recv(4096).decode().split("\\r\\n")[0])
+            """])
+        #expect(answer.hasPrefix("SIP/2.0 400"))
+        let setup = CloudCoreSippTests.Setup(core: core, path: .udp)
+        try await setup.register("bob", contact: "sip:bob@127.0.0.1:5997", fromPort: try freePort(udp: true), viaUDP: true)
+        #expect(await core.server.proxy.contacts(of: "bob").count == 1)
+        await core.stop()
+    }
+}
