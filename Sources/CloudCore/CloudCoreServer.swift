@@ -68,6 +68,7 @@ public final class CloudCoreServer: Sendable {
         settings.unauthenticatedRate = Double(c.unauthenticatedPerSecond)
         settings.unauthenticatedBurst = Double(c.unauthenticatedBurst)
         settings.digestAlgorithms = c.digestAlgorithms.compactMap { DigestAlgorithm(parameter: $0) }
+        settings.bearerChallenge = c.bearerChallenge
         settings.tokens = ClientTokenVerifier(key: tokenKey.publicKey, audience: c.tokenAudience)
         let proxy = CloudCoreProxy(endpoint: endpoint, directory: directory, settings: settings, logger: logger, clock: { clock().timeIntervalSince1970 })
         try await proxy.start()

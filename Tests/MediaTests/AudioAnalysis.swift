@@ -1,5 +1,6 @@
 import CSpanDSP
 import Foundation
+import PeerTestSupport
 
 /// Measuring audio in tests: tones in, frequency and level out, DTMF through spandsp's own
 /// generator and detector (an implementation independent of the code under test).
@@ -10,27 +11,10 @@ enum AudioAnalysis {
         return (0..<count).map { Int16((amplitude * sin(2 * .pi * frequency * Double($0) / Double(sampleRate))).rounded()) }
     }
 
-    /// RMS level in dB relative to full scale (`tone` makes sines of exactly that RMS).
-    static func level(_ samples: ArraySlice<Int16>) -> Double {
-        guard !samples.isEmpty else { return -200 }
-        let sum = samples.reduce(0.0) { $0 + Double($1) * Double($1) }
-        return 10 * log10(max(sum / Double(samples.count), 1e-20) / (32767.0 * 32767.0))
-    }
+    static func level(_ samples: ArraySlice<Int16>) -> Double { ToneMeasurement.level(samples) }
 
-    /// Frequency from zero crossings with linear interpolation: exact enough for a clean tone.
     static func frequency(_ samples: ArraySlice<Int16>, sampleRate: Int) -> Double {
-        var crossings: [Double] = []
-        var last: Int16 = samples.first ?? 0
-        var index = 0
-        for sample in samples.dropFirst() {
-            if last < 0 && sample >= 0 {
-                crossings.append(Double(index) + Double(-Int(last)) / Double(Int(sample) - Int(last)))
-            }
-            last = sample
-            index += 1
-        }
-        guard crossings.count >= 2 else { return 0 }
-        return Double(crossings.count - 1) / ((crossings.last! - crossings.first!) / Double(sampleRate))
+        ToneMeasurement.frequency(samples, sampleRate: sampleRate)
     }
 
     /// The share of the signal's power at `frequency` (Goertzel): near 1 for a pure tone.

@@ -5,23 +5,6 @@ import PeerTestSupport
 import Testing
 @testable import Media
 
-/// 16-bit mono PCM of a RIFF/WAVE file (the `data` chunk).
-func wavSamples(_ url: URL) throws -> [Int16] {
-    let data = try Data(contentsOf: url)
-    let bytes = [UInt8](data)
-    var offset = 12
-    while offset + 8 <= bytes.count {
-        let id = String(decoding: bytes[offset..<(offset + 4)], as: UTF8.self)
-        let size = Int(bytes[offset + 4]) | Int(bytes[offset + 5]) << 8 | Int(bytes[offset + 6]) << 16 | Int(bytes[offset + 7]) << 24
-        if id == "data" {
-            let end = min(bytes.count, offset + 8 + size)
-            return stride(from: offset + 8, to: end - 1, by: 2).map { Int16(bitPattern: UInt16(bytes[$0]) | UInt16(bytes[$0 + 1]) << 8) }
-        }
-        offset += 8 + size + (size & 1)
-    }
-    throw PeerError("no data chunk in \(url.path)")
-}
-
 /// ffmpeg (Debian 5.1) as an independent receiver: its SRTP and its Opus/G.722 decoders share
 /// no code with libsrtp and spandsp, so it checks what the engine puts on the wire.
 @Suite("ffmpeg receives the engine's SRTP")

@@ -41,7 +41,9 @@ public struct CloudCoreConfiguration: Sendable, Equatable {
     public var labTCP: HostPort?
     public var certificateFile: String?
     public var keyFile: String?
-    public var digestAlgorithms = ["SHA-256", "MD5"]
+    /// MD5 only by default: Debian 12's baresip (libre 1.x) fails the whole registration on any
+    /// challenge whose algorithm it does not know (SHA-256), whatever its position (docs/CLOUD-CORE.md).
+    public var digestAlgorithms = ["MD5"]
     // [ca]
     public var caCertificateFile: String?
     public var caKeyFile: String?
@@ -54,6 +56,7 @@ public struct CloudCoreConfiguration: Sendable, Equatable {
     public var tokenAudience = "symphony-cloud-core"
     public var tokenKeyFile: String?
     public var tokenLifetimeSeconds = 3600
+    public var bearerChallenge = false
     // [calls]
     public var maxCallSeconds = 600
     public var ringSeconds = 30
@@ -153,6 +156,7 @@ public struct CloudCoreConfiguration: Sendable, Equatable {
             c.tokenAudience = tokens.string("audience") ?? c.tokenAudience
             c.tokenKeyFile = tokens.string("key_file")
             c.tokenLifetimeSeconds = tokens.int("lifetime_s", in: 60...(30 * 86400)) ?? c.tokenLifetimeSeconds
+            c.bearerChallenge = tokens.bool("bearer_challenge") ?? c.bearerChallenge
             tokens.finish()
         }
         if let calls = root.table("calls") {

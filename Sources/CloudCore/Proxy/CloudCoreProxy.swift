@@ -37,8 +37,12 @@ public actor CloudCoreProxy {
         /// Bindings are written back to SQLite this often.
         public var writeBackInterval: Duration = .seconds(1)
         public var tokens: ClientTokenVerifier?
+        /// Adds `WWW-Authenticate: Bearer` beside the digest challenges (RFC 8898 §2.1). Off by
+        /// default: libre (baresip) fails a registration outright on a challenge scheme it does
+        /// not know; token clients send their Bearer credentials without being asked.
+        public var bearerChallenge = false
         /// Digest algorithms challenged with, preferred first (RFC 8760 §2.4).
-        public var digestAlgorithms: [DigestAlgorithm] = [.sha256, .md5]
+        public var digestAlgorithms: [DigestAlgorithm] = [.md5]
 
         public init() {}
     }
@@ -222,7 +226,7 @@ public actor CloudCoreProxy {
             logger.info("challenge", metadata: ["method": "\(request.method?.rawValue ?? "?")", "reason": "\(reason)", "flow": "\(flow)"])
             var response = authenticator.digest.challengeResponse(
                 to: request, stale: stale, proxy: request.method != .register, toTag: SIPIdentifiers.tag(), now: UInt64(now))
-            if settings.tokens != nil {
+            if settings.tokens != nil, settings.bearerChallenge {
                 // RFC 8898 §2.1: Bearer as a further scheme a client may use.
                 response.headers.add(request.method == .register ? .wwwAuthenticate : .proxyAuthenticate, "Bearer realm=\"\(settings.realm)\"")
             }
