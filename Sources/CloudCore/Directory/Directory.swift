@@ -25,6 +25,18 @@ public final class Directory: Sendable {
     public let database: any DatabaseWriter
     /// The digest realm user HA1 values are computed for.
     public let realm: String
+    let credentials = DirectoryCache<String?>()
+    let existence = DirectoryCache<Bool>()
+    let callables = DirectoryCache<Callable?>()
+    let rules = DirectoryCache<[ForwardingRule]>()
+
+    /// After a change through this process: forget what the caches remember.
+    func changed() {
+        credentials.removeAll()
+        existence.removeAll()
+        callables.removeAll()
+        rules.removeAll()
+    }
 
     /// Opens (creating and migrating) the directory at `path`; `nil` keeps it in memory (tests).
     public init(path: String?, realm: String) throws {
@@ -83,13 +95,19 @@ public final class Directory: Sendable {
 
     /// The stored H(user:realm:password) for `algorithm`'s base hash; nil for unknown users and
     /// users without a password.
+    /// On the call path: a prepared statement from the connection's cache, one indexed lookup.
     public func ha1(user: String, algorithm: DigestAlgorithm) -> String? {
-        let column = algorithm.base == .md5 ? "ha1Md5" : "ha1Sha256"
-        return try? database.read { db in try String.fetchOne(db, sql: "SELECT \(column) FROM user WHERE name = ?", arguments: [user]) }
+        let md5 = algorithm.base == .md5
+        return credentials.value((md5 ? "m:" : "s:") + user) {
+            let sql = md5 ? "SELECT ha1Md5 FROM user WHERE name = ?" : "SELECT ha1Sha256 FROM user WHERE name = ?"
+            return try? database.read { db in try String.fetchOne(db.cachedStatement(sql: sql), arguments: [user]) }
+        }
     }
 
     public func userExists(_ name: String) -> Bool {
-        (try? database.read { db in try Bool.fetchOne(db, sql: "SELECT 1 FROM user WHERE name = ?", arguments: [name]) }) != nil
+        existence.value("u:" + name) {
+            (try? database.read { db in try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM user WHERE name = ?"), arguments: [name]) }) != nil
+        }
     }
 
     // MARK: Devices and channels
@@ -103,6 +121,7 @@ public final class Directory: Sendable {
         }
         try checkCallableName(name)
         let siteID = try id(of: "site", named: site)
+        defer { changed() }
         return try database.write { db in
             guard try Bool.fetchOne(db, sql: "SELECT 1 FROM device WHERE name = ?", arguments: [name]) == nil else {
                 throw DirectoryError("device \(name) exists already")
@@ -117,7 +136,9 @@ public final class Directory: Sendable {
     }
 
     public func deviceExists(_ name: String) -> Bool {
-        (try? database.read { db in try Bool.fetchOne(db, sql: "SELECT 1 FROM device WHERE name = ?", arguments: [name]) }) != nil
+        existence.value("d:" + name) {
+            (try? database.read { db in try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM device WHERE name = ?"), arguments: [name]) }) != nil
+        }
     }
 
     /// Notes a successful claim: when, and the serial number of the certificate issued.
@@ -143,6 +164,7 @@ public final class Directory: Sendable {
             }
         }
         let siteID = try id(of: "site", named: site)
+        defer { changed() }
         return try database.write { db in
             try db.execute(sql: "INSERT INTO ringGroup (siteId, name, ringSeconds) VALUES (?, ?, ?)", arguments: [siteID, name, ringSeconds])
             let id = db.lastInsertedRowID
@@ -157,6 +179,10 @@ public final class Directory: Sendable {
 
     /// What `name` (a Request-URI user part) calls, or nil.
     public func callable(named name: String) throws -> Callable? {
+        try callables.value(name) { try loadCallable(named: name) }
+    }
+
+    private func loadCallable(named name: String) throws -> Callable? {
         try database.read { db in
             if try Bool.fetchOne(db, sql: "SELECT 1 FROM user WHERE name = ?", arguments: [name]) != nil {
                 return .user(name: name)
@@ -199,6 +225,7 @@ public final class Directory: Sendable {
             }
         }
         let userID = try id(of: "user", named: user)
+        defer { changed() }
         try database.write { db in
             try db.execute(sql: "DELETE FROM forwardingRule WHERE userId = ?", arguments: [userID])
             for (position, rule) in rules.enumerated() {
@@ -218,6 +245,10 @@ public final class Directory: Sendable {
     }
 
     public func forwardingRules(user: String) throws -> [ForwardingRule] {
+        try rules.value(user) { try loadForwardingRules(user: user) }
+    }
+
+    private func loadForwardingRules(user: String) throws -> [ForwardingRule] {
         try database.read { db in
             try Row.fetchAll(db, sql: """
                 SELECT forwardingRule.* FROM forwardingRule JOIN user ON user.id = forwardingRule.userId
@@ -260,6 +291,7 @@ public final class Directory: Sendable {
 
     /// Deletes one entry by name (projects as `company/project`); what it owns goes with it.
     public func delete(_ kind: Kind, name: String) throws {
+        defer { changed() }
         let changes = try database.write { db -> Int in
             if kind == .project {
                 let parts = name.split(separator: "/", maxSplits: 1).map(String.init)
@@ -284,6 +316,7 @@ public final class Directory: Sendable {
 
     private func insert(_ table: String, _ values: [String: (any DatabaseValueConvertible)?], what: String) throws -> Int64 {
         let columns = values.keys.sorted()
+        defer { changed() }
         do {
             return try database.write { db in
                 try db.execute(

@@ -17,10 +17,8 @@ extension CloudCoreProxy {
             reply(request, key: key, status: 403)
             return
         }
-        if case .user = principal, !directory.userExists(aor) {
-            reply(request, key: key, status: 404)
-            return
-        }
+        // The principal was authenticated against the directory a moment ago: a user principal
+        // owning `aor` means the user exists (digest found its HA1, a token its subject).
         let now = clock()
         let headerExpires = request.expires
         switch request.contactHeader {

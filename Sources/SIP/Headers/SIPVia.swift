@@ -30,7 +30,7 @@ public struct SIPVia: Hashable, Sendable, CustomStringConvertible {
     public var hasRFC3261Branch: Bool { branch?.hasPrefix(Self.magicCookie) ?? false }
 
     public var sentBy: String {
-        let hostText = host.contains(":") ? "[\(host)]" : host
+        let hostText = host.utf8.contains(UInt8(ascii: ":")) ? "[\(host)]" : host
         return port.map { "\(hostText):\($0)" } ?? hostText
     }
 

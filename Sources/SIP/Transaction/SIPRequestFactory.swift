@@ -36,11 +36,19 @@ public enum SIPIdentifiers {
     public static func tag() -> String { random(12) }
     public static func callID(host: String) -> String { random(20) + "@" + host }
 
-    /// `count` characters of [0-9a-z].
+    /// `count` characters of [0-9a-z]. Each 64-bit draw from the CSPRNG gives 12 characters
+    /// (36^12 < 2^64; the bias is below 2^-62), so a tag costs one getrandom call, not twelve.
     public static func random(_ count: Int) -> String {
         var generator = SystemRandomNumberGenerator()
-        let alphabet = Array("0123456789abcdefghijklmnopqrstuvwxyz".utf8)
-        let bytes = (0..<count).map { _ in alphabet[Int(generator.next(upperBound: UInt32(alphabet.count)))] }
-        return String(decoding: bytes, as: UTF8.self)
+        return String(unsafeUninitializedCapacity: count) { buffer in
+            var value: UInt64 = 0
+            for index in 0..<count {
+                if index % 12 == 0 { value = generator.next() }
+                let digit = UInt8(value % 36)
+                value /= 36
+                buffer[index] = digit < 10 ? 0x30 + digit : 0x61 + digit - 10
+            }
+            return count
+        }
     }
 }
