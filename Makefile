@@ -32,8 +32,10 @@ bench: bootstrap
 	@scripts/bootstrap bench
 	$(SWIFT) build -c release --product SIPBenchmarks
 	$(SWIFT) build -c release --product MediaBenchmarks
+	$(SWIFT) build -c release --product symphony-cloud-core
 	.build/release/SIPBenchmarks
 	.build/release/MediaBenchmarks
+	@if [ "$${BENCH_SIGNALLING:-1}" != 0 ]; then scripts/bench-signalling; fi
 
 fuzz: bootstrap
 	scripts/fuzz $(FUZZ_RUNS) $(FUZZ_SECONDS)
