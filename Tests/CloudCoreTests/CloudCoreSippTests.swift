@@ -74,21 +74,8 @@ struct CloudCoreSippTests {
             case .tcp: return "127.0.0.1:\(core.port(.tcp))"
             case .tls:
                 let port = try freePort()
-                let name = "client-\(tunnels.count)"
-                try scratch.write("\(name).conf", """
-                    foreground = yes
-                    pid =
-                    [sipp-to-core]
-                    client = yes
-                    accept = 127.0.0.1:\(port)
-                    connect = 127.0.0.1:\(core.port(.tls))
-                    CAfile = \(core.server.configuration.resolvedCACertificateFile)
-                    verifyChain = yes
-                    checkIP = 127.0.0.1
-
-                    """)
-                tunnels.append(try PeerProcess("stunnel4", [scratch.path("\(name).conf")], directory: scratch.url))
-                try await waitUntilListening(port: port, udp: false)
+                tunnels.append(try await Stunnel.client(
+                    accept: port, connect: core.port(.tls), caFile: core.server.configuration.resolvedCACertificateFile, in: scratch))
                 return "127.0.0.1:\(port)"
             }
         }
@@ -107,18 +94,9 @@ struct CloudCoreSippTests {
                     commonName: "callee", publicKey: .init(key.publicKey), ipAddresses: ["127.0.0.1"], validDays: 1)
                 try scratch.write("callee-\(index).pem", try certificate.serializeAsPEM().pemString + "\n")
                 try scratch.write("callee-\(index).key", key.pemRepresentation + "\n")
-                try scratch.write("server-\(index).conf", """
-                    foreground = yes
-                    pid =
-                    [core-to-sipp]
-                    accept = 127.0.0.1:\(port)
-                    connect = 127.0.0.1:\(sippPort)
-                    cert = \(scratch.path("callee-\(index).pem"))
-                    key = \(scratch.path("callee-\(index).key"))
-
-                    """)
-                tunnels.append(try PeerProcess("stunnel4", [scratch.path("server-\(index).conf")], directory: scratch.url))
-                try await waitUntilListening(port: port, udp: false)
+                tunnels.append(try await Stunnel.server(
+                    accept: port, connect: sippPort, certificate: scratch.path("callee-\(index).pem"), key: scratch.path("callee-\(index).key"),
+                    in: scratch))
                 contact = "sip:\(aor)@127.0.0.1:\(port);transport=tls"
             }
             // UDP: from the callee's own port, which the registering sipp lets go of before the

@@ -66,9 +66,11 @@ final class CoreHarness: @unchecked Sendable {
         throw PeerError("timed out waiting for \(what)")
     }
 
-    func records() async throws -> [CallRecord] {
-        // Records are written on GRDB's writer queue; give it a moment.
-        try await Task.sleep(for: .milliseconds(100))
+    /// The call records, once at least `count` are written (the proxy writes them in batches
+    /// every second, on GRDB's writer queue).
+    func records(atLeast count: Int = 1) async throws -> [CallRecord] {
+        let directory = directory
+        try await eventually("\(count) call record(s)") { ((try? directory.callRecords().count) ?? 0) >= count }
         return try directory.callRecords()
     }
 }

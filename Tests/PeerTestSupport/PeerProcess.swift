@@ -172,3 +172,36 @@ public func waitUntilListening(port: Int, udp: Bool, timeout: Duration = .second
     }
     throw PeerError("nothing listens on port \(port) after \(timeout)")
 }
+
+/// stunnel4 in front of a TCP-only peer (Debian's sipp has no TLS): a client tunnel that takes
+/// plain TCP on `accept` and speaks TLS to `connect`, verifying the server against `caFile`
+/// (`checkIP 127.0.0.1`), or a server tunnel that takes TLS on `accept` with `certificate`/`key`
+/// and speaks plain TCP to `connect`. Returns once the tunnel listens.
+public enum Stunnel {
+    public static func client(accept: Int, connect: Int, caFile: String, in scratch: ScratchDirectory) async throws -> PeerProcess {
+        try await start("client-\(accept)", """
+            client = yes
+            accept = 127.0.0.1:\(accept)
+            connect = 127.0.0.1:\(connect)
+            CAfile = \(caFile)
+            verifyChain = yes
+            checkIP = 127.0.0.1
+            """, accept: accept, in: scratch)
+    }
+
+    public static func server(accept: Int, connect: Int, certificate: String, key: String, in scratch: ScratchDirectory) async throws -> PeerProcess {
+        try await start("server-\(accept)", """
+            accept = 127.0.0.1:\(accept)
+            connect = 127.0.0.1:\(connect)
+            cert = \(certificate)
+            key = \(key)
+            """, accept: accept, in: scratch)
+    }
+
+    private static func start(_ name: String, _ service: String, accept: Int, in scratch: ScratchDirectory) async throws -> PeerProcess {
+        try scratch.write("stunnel-\(name).conf", "foreground = yes\npid =\n[\(name)]\n\(service)\n")
+        let tunnel = try PeerProcess("stunnel4", [scratch.path("stunnel-\(name).conf")], directory: scratch.url)
+        try await waitUntilListening(port: accept, udp: false)
+        return tunnel
+    }
+}

@@ -64,20 +64,7 @@ struct SippInteropTests {
         if path == .tls {
             // sipp (TCP) → stunnel client (verifies our certificate) → our TLS listener.
             let port = try freePort()
-            try scratch.write("client.conf", """
-                foreground = yes
-                pid =
-                [sipp-to-bridge]
-                client = yes
-                accept = 127.0.0.1:\(port)
-                connect = 127.0.0.1:\(agent.port(.tls))
-                CAfile = \(certificates!.caFile)
-                verifyChain = yes
-                checkIP = 127.0.0.1
-
-                """)
-            setup.tunnel = try PeerProcess("stunnel4", [scratch.path("client.conf")], directory: scratch.url)
-            try await waitUntilListening(port: port, udp: false)
+            setup.tunnel = try await Stunnel.client(accept: port, connect: agent.port(.tls), caFile: certificates!.caFile, in: scratch)
             setup.remotePort = port
         }
         return setup
@@ -186,19 +173,9 @@ struct SippInteropTests {
         try await waitUntilListening(port: sippPort, udp: path == .udp)
         guard path == .tls, let certificates = setup.certificates else { return (sipp, sippPort) }
         let port = try freePort()
-        try setup.scratch.write("server.conf", """
-            foreground = yes
-            pid =
-            [bridge-to-sipp]
-            accept = 127.0.0.1:\(port)
-            connect = 127.0.0.1:\(sippPort)
-            cert = \(certificates.certificateFile)
-            key = \(certificates.keyFile)
-
-            """)
         setup.tunnel?.stop()
-        setup.tunnel = try PeerProcess("stunnel4", [setup.scratch.path("server.conf")], directory: setup.scratch.url)
-        try await waitUntilListening(port: port, udp: false)
+        setup.tunnel = try await Stunnel.server(
+            accept: port, connect: sippPort, certificate: certificates.certificateFile, key: certificates.keyFile, in: setup.scratch)
         return (sipp, port)
     }
 

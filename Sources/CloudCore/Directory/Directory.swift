@@ -42,6 +42,9 @@ public final class Directory: Sendable {
     public init(path: String?, realm: String) throws {
         var configuration = Configuration()
         configuration.foreignKeysEnabled = true
+        // WAL with synchronous=NORMAL: commits do not wait for fsync of the log (a power cut may
+        // lose the last second of writes, never corrupt the file) — SQLite's advice for WAL.
+        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
         if let path {
             try FileManager.default.createDirectory(
                 atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)

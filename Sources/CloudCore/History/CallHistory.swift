@@ -61,7 +61,16 @@ extension Directory {
     /// Writes a record on the database's own writer queue; the caller (the SIP event loop) does
     /// not wait. A failing disk is logged by `completion`, never stops the call path.
     public func recordCall(_ record: CallRecord, completion: @escaping @Sendable ((any Error)?) -> Void = { _ in }) {
-        database.asyncWrite({ db in try record.insert(db) }, completion: { _, result in
+        recordCalls([record], completion: completion)
+    }
+
+    /// Several records in one transaction: the proxy collects a second's worth and writes them
+    /// together, so that a busy core does one commit a second, not one a call.
+    public func recordCalls(_ records: [CallRecord], completion: @escaping @Sendable ((any Error)?) -> Void = { _ in }) {
+        guard !records.isEmpty else { return completion(nil) }
+        database.asyncWrite({ db in
+            for record in records { try record.insert(db) }
+        }, completion: { _, result in
             if case .failure(let error) = result { completion(error) } else { completion(nil) }
         })
     }

@@ -33,9 +33,7 @@ extension CloudCoreProxy {
         }
         // A principal calls as itself: no From spoofing.
         guard principal.owns(callerUser) else {
-            statistics.forbidden += 1
-            logger.notice("refused: From does not match the authenticated principal", metadata: ["principal": "\(principal)", "from": "\(callerUser)"])
-            reply(request, key: key, status: 403)
+            forbid(request, key: key, "\(principal) calls as \(callerUser)", flow: flow)
             return
         }
         let now = clock()
@@ -285,13 +283,21 @@ extension CloudCoreProxy {
     }
 
     func record(_ call: ProxiedCall, status: Int, cancelled: Bool, answeredAt: Double?, answeredBy: String?, endedAt: Double, reason: String?) {
-        let record = CallRecord(
+        pendingRecords.append(CallRecord(
             callId: call.invite.callID ?? "", caller: call.caller, callee: call.callee, target: call.target, channel: call.channel,
             answeredBy: answeredBy, startedAt: call.startedAt, answeredAt: answeredAt, endedAt: endedAt,
-            status: DialStatus(finalStatus: status, callerCancelled: cancelled), reason: reason)
+            status: DialStatus(finalStatus: status, callerCancelled: cancelled), reason: reason))
+    }
+
+    /// Writes the records collected since the last time, in one transaction off the event loop
+    /// (housekeeping, every second, and at stop). A failing disk is logged; calls go on.
+    func flushRecords() {
+        guard !pendingRecords.isEmpty else { return }
+        let records = pendingRecords
+        pendingRecords = []
         let logger = logger
-        directory.recordCall(record) { error in
-            if let error { logger.error("call record not written", metadata: ["error": "\(error)"]) }
+        directory.recordCalls(records) { error in
+            if let error { logger.error("call records not written", metadata: ["error": "\(error)", "records": "\(records.count)"]) }
         }
     }
 }

@@ -12,9 +12,7 @@ extension CloudCoreProxy {
         // §10.3 step 3 and 6: the AOR must be ours and the principal must own it.
         let aor = SIPURI.unescaped(user)
         guard principal.owns(aor) else {
-            statistics.forbidden += 1
-            logger.notice("refused: REGISTER for an address the principal does not own", metadata: ["principal": "\(principal)", "aor": "\(aor)"])
-            reply(request, key: key, status: 403)
+            forbid(request, key: key, "\(principal) does not own \(aor)", flow: flow)
             return
         }
         // The principal was authenticated against the directory a moment ago: a user principal

@@ -60,6 +60,8 @@ public actor CloudCoreProxy {
     var limiter: SourceRateLimiter
     var calls: [SIPTransactionKey: ProxiedCall] = [:]
     var dialogs: [String: ProxiedDialog] = [:]
+    /// Call records not yet written (`flushRecords`).
+    var pendingRecords: [CallRecord] = []
     var housekeeping: RepeatedTask?
     /// Counters for status and tests.
     public internal(set) var statistics = Statistics()
@@ -113,6 +115,7 @@ public actor CloudCoreProxy {
         housekeeping = nil
         for callID in Array(dialogs.keys) { endDialog(callID, reason: "core shutting down", sendBye: true) }
         flushRegistrations()
+        flushRecords()
     }
 
     func houseKeep() {
@@ -123,6 +126,7 @@ public actor CloudCoreProxy {
         }
         flowPrincipals = index
         flushRegistrations()
+        flushRecords()
     }
 
     func flushRegistrations() {
@@ -234,15 +238,20 @@ public actor CloudCoreProxy {
             return nil
         case .forbidden(let reason):
             _ = limiter.allow(source, now: now)
-            statistics.forbidden += 1
-            logger.notice("refused", metadata: ["method": "\(request.method?.rawValue ?? "?")", "reason": "\(reason)", "flow": "\(flow)"])
-            reply(request, key: key, status: 403)
+            forbid(request, key: key, reason, flow: flow)
             return nil
         }
     }
 
     func registeredPrincipal(on flow: SIPFlow) -> Principal? {
         flowPrincipals[flow]
+    }
+
+    /// A bare 403: the reason goes to the log only, never to the peer.
+    func forbid(_ request: SIPMessage, key: SIPTransactionKey, _ reason: String, flow: SIPFlow) {
+        statistics.forbidden += 1
+        logger.notice("refused", metadata: ["method": "\(request.method?.rawValue ?? "?")", "reason": "\(reason)", "flow": "\(flow)"])
+        reply(request, key: key, status: 403)
     }
 
     func reply(_ request: SIPMessage, key: SIPTransactionKey, status: Int, reason: String? = nil) {
