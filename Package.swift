@@ -218,6 +218,7 @@ let package = Package(
             name: "CloudCoreTests",
             dependencies: [
                 "CloudCore", "PeerTestSupport", "SIP", "SIPTransport",
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "NIOCore", package: "swift-nio"),

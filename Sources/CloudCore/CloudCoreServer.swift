@@ -89,7 +89,9 @@ public final class CloudCoreServer: Sendable {
                 address: try SocketAddress(ipAddress: listen.host, port: listen.port), group: group)
         }
         let retentionDays = c.retentionDays
-        let retention = eventLoop.scheduleRepeatedTask(initialDelay: .seconds(5), delay: .seconds(Int64(c.purgeIntervalSeconds))) { _ in
+        // First run soon after start (a core that restarts often still purges), then every interval.
+        let firstPurge = TimeAmount.seconds(Int64(min(5, c.purgeIntervalSeconds)))
+        let retention = eventLoop.scheduleRepeatedTask(initialDelay: firstPurge, delay: .seconds(Int64(c.purgeIntervalSeconds))) { _ in
             let cutoff = clock().addingTimeInterval(-Double(retentionDays) * 86400)
             directory.database.asyncWriteWithoutTransaction { db in
                 do {

@@ -1,5 +1,6 @@
 @testable import CloudCore
 import Foundation
+import GRDB
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -216,6 +217,25 @@ struct ClaimingAndDeviceTests {
         #expect(contacts.map(\.contact.uri.description) == ["sip:alice@127.0.0.1:5998"])
         #expect(contacts.first?.principal == "user:alice")
         await restarted.shutdown()
+    }
+
+    /// The periodic job runs on the core's clock: 175 days ahead, a call from 10 days ago is
+    /// past the 180 days and goes; one from yesterday stays.
+    @Test func theRetentionJobPurgesOnTheCoresClock() async throws {
+        let now = Date().timeIntervalSince1970
+        let core = try await CoreHarness.start(configure: { $0.purgeIntervalSeconds = 1 }, clock: { Date(timeIntervalSince1970: now + 175 * 86400) }, before: { directory in
+            for (id, age) in [("old", 10.0), ("recent", 1.0)] {
+                let start = now - age * 86400
+                try directory.database.write { db in
+                    try CallRecord(
+                        callId: id, caller: "bob", callee: "alice", target: "user:alice", channel: nil, answeredBy: nil,
+                        startedAt: start, answeredAt: nil, endedAt: start + 30, status: .missed, reason: nil
+                    ).insert(db)
+                }
+            }
+        })
+        try await core.eventually("the purge") { (try? core.directory.callRecords().map(\.callId)) == ["recent"] }
+        await core.stop()
     }
 
     @Test func malformedRequestsGet400AndTheCoreKeepsServing() async throws {

@@ -13,7 +13,11 @@ final class CoreHarness: @unchecked Sendable {
     let server: CloudCoreServer
     var directory: Directory { server.directory }
 
-    static func start(configure: (inout CloudCoreConfiguration) -> Void = { _ in }) async throws -> CoreHarness {
+    /// `before` runs on the directory before the core opens it; `clock` is the core's.
+    static func start(
+        configure: (inout CloudCoreConfiguration) -> Void = { _ in },
+        clock: @escaping @Sendable () -> Date = { Date() }, before: (Directory) throws -> Void = { _ in }
+    ) async throws -> CoreHarness {
         let scratch = try ScratchDirectory()
         var c = CloudCoreConfiguration()
         c.stateDirectory = scratch.path("state")
@@ -24,10 +28,12 @@ final class CoreHarness: @unchecked Sendable {
         // Debian's sipp 3.6 speaks MD5 digest only.
         c.digestAlgorithms = ["MD5"]
         configure(&c)
-        try Self.populate(Directory(path: c.directoryFile, realm: c.realm))
+        let directory = try Directory(path: c.directoryFile, realm: c.realm)
+        try Self.populate(directory)
+        try before(directory)
         var logger = Logger(label: "cloud-core-test")
         logger.logLevel = ProcessInfo.processInfo.environment["CORE_TEST_LOG"] != nil ? .debug : .warning
-        let server = try await CloudCoreServer.start(c, logger: logger)
+        let server = try await CloudCoreServer.start(c, logger: logger, clock: clock)
         return CoreHarness(scratch: scratch, server: server)
     }
 
