@@ -195,6 +195,9 @@ public final class ConfigTable {
         return out
     }
 
+    /// Whether the file sets `key` (without asking for its value).
+    public func has(_ key: String) -> Bool { table[key] != nil }
+
     /// Records an error on a key the schema read (a rule across keys, say min > max).
     public func reject(_ key: String, _ message: String) {
         document.record(child(key), message)

@@ -205,3 +205,13 @@ public enum Stunnel {
         return tunnel
     }
 }
+
+/// One of the project's executables, built next to the test bundle in the build folder.
+public func builtExecutable(_ name: String) throws -> String {
+    let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for folder in [bundle, bundle.deletingLastPathComponent()] {
+        let candidate = folder.appendingPathComponent(name).path
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+    }
+    throw PeerError("\(name) is not built next to the tests (\(bundle.path)); `make test` builds it")
+}

@@ -6,15 +6,7 @@ import Testing
 /// input, exit status 0 or 65.
 @Suite("sip-check command")
 struct SIPCheckCommandTests {
-    /// The executable sits next to the test bundle in the build folder.
-    static func binary() throws -> String {
-        let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        for folder in [bundle, bundle.deletingLastPathComponent()] {
-            let candidate = folder.appendingPathComponent("symphony-bridge").path
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        }
-        throw PeerError("symphony-bridge is not built next to the tests (\(bundle.path)); `make test` builds it")
-    }
+    static func binary() throws -> String { try builtExecutable("symphony-bridge") }
 
     static func fixture(_ name: String) -> String {
         let tests = #filePath.split(separator: "/", omittingEmptySubsequences: false).dropLast(2).joined(separator: "/")

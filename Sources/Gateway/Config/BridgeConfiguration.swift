@@ -1,0 +1,273 @@
+public import Foundation
+import LegacyLinks
+public import TOMLConfig
+
+/// `bridge.toml`, read against its schema (../shared/ARCHITECTURE.md "Config"; the commented
+/// example is `etc/bridge.toml`, the rules docs/CONFIG.md). Product limits are enforced here:
+/// at most 14 channels, calls of at most 600 s, SRTP ports within 10000–50000.
+public struct BridgeConfiguration: Sendable, Equatable {
+    public struct Endpoint: Sendable, Equatable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+    }
+
+    public enum LegacyTransport: String, Sendable, Equatable { case udp, tcp }
+    public enum RingMode: String, Sendable, Equatable { case parallel, chain }
+
+    public struct Channel: Sendable, Equatable {
+        public var index: Int
+        /// What legacy stations dial to reach the channel.
+        public var number: String
+        /// The one cloud call target: a user or a ring group of the cloud directory.
+        public var cloudTarget: String
+        /// Legacy stations rung (in parallel) when the cloud calls the channel: numbers at the
+        /// legacy server, or SIP URIs of stations.
+        public var legacyTargets: [String]
+        /// Numbers of mesh stations on the site, for the fallback.
+        public var meshTargets: [String]
+        public var ring: RingMode
+        public var ringSeconds: Int
+        public var maxCallSeconds: Int
+        public var enabled: Bool
+    }
+
+    // [gateway]
+    public var gatewayID = ""
+    public var site: String?
+    public var stateDirectory = "/var/lib/symphony-bridge"
+    public var logLevel = "info"
+    // [legacy]
+    public var legacyListen = Endpoint(host: "0.0.0.0", port: 5060)
+    public var legacyTransport = LegacyTransport.udp
+    public var legacyServer: Endpoint?
+    public var legacyCodecs = ["G722", "PCMA", "PCMU"]
+    public var optionsIntervalSeconds = 30
+    // [cloud]
+    public var cloudServer: Endpoint?
+    public var cloudCAFile: String?
+    public var claimURL: String?
+    public var claimCode: String?
+    public var cloudCodecs = ["opus", "G722", "PCMA", "PCMU"]
+    public var srtpSuites = ["AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32"]
+    public var keepaliveSeconds = 25
+    // [media]
+    public var rtpPortMin = 10000
+    public var rtpPortMax = 50000
+    public var jitterMaxMilliseconds = 120
+    public var opusComplexity = 5
+    // [[channel]]
+    public var channels: [Channel] = []
+    // [mesh]
+    public var meshEnabled = false
+    public var meshInterfaces: [String] = []
+    public var fallbackAfterMilliseconds = 2000
+    // [mqtt]
+    public var mqttHost: String?
+    public var mqttPort = 1883
+    public var mqttTLS = false
+    public var mqttUsername: String?
+    public var mqttPasswordFile: String?
+    public var topicPrefix = "symphony-bridge"
+    public var homeAssistantDiscovery = false
+    // [records]
+    public var retentionDays = 180
+
+    public static let knownLegacyCodecs = ["G722", "PCMA", "PCMU"]
+    public static let knownCloudCodecs = ["opus", "G722", "PCMA", "PCMU"]
+    public static let knownSRTPSuites = ["AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32", "AEAD_AES_128_GCM"]
+
+    public init() {}
+
+    public static func load(file: String) throws(ConfigErrors) -> BridgeConfiguration {
+        try read(try ConfigDocument(contentsOfFile: file))
+    }
+
+    public static func parse(_ text: String, file: String) throws(ConfigErrors) -> BridgeConfiguration {
+        try read(try ConfigDocument(text: text, file: file))
+    }
+
+    static func read(_ document: ConfigDocument) throws(ConfigErrors) -> BridgeConfiguration {
+        var c = BridgeConfiguration()
+        let root = document.root!
+
+        let gateway = root.table("gateway", required: true)
+        if let gateway {
+            if let id = gateway.string("id", required: true) {
+                if isName(id) { c.gatewayID = id } else { gateway.reject("id", "\"\(id)\": letters, digits, '-', '_' and '.' (it names the device and the MQTT topics)") }
+            }
+            c.site = gateway.string("site")
+            c.stateDirectory = gateway.string("state_dir") ?? c.stateDirectory
+            c.logLevel = gateway.string("log_level", oneOf: ["trace", "debug", "info", "notice", "warning", "error", "critical"]) ?? c.logLevel
+            gateway.finish()
+        }
+
+        if let legacy = root.table("legacy") {
+            c.legacyListen = endpoint(legacy, "listen", defaultPort: 5060) ?? c.legacyListen
+            if let transport = legacy.string("transport", oneOf: ["udp", "tcp"]) { c.legacyTransport = LegacyTransport(rawValue: transport)! }
+            c.legacyServer = endpoint(legacy, "server", defaultPort: 5060)
+            c.legacyCodecs = codecs(legacy, "codecs", known: knownLegacyCodecs) ?? c.legacyCodecs
+            c.optionsIntervalSeconds = legacy.int("options_interval_s", in: 0...3600) ?? c.optionsIntervalSeconds
+            legacy.finish()
+        }
+
+        let cloud = root.table("cloud", required: true)
+        if let cloud {
+            c.cloudServer = endpoint(cloud, "server", defaultPort: 5061, required: true)
+            c.cloudCAFile = cloud.string("ca_file")
+            if let url = cloud.string("claim_url") {
+                if url.hasPrefix("https://"), URL(string: url)?.host != nil { c.claimURL = url } else { cloud.reject("claim_url", "\"\(url)\": an https:// URL") }
+            }
+            c.claimCode = cloud.string("claim_code")
+            if c.claimCode != nil, c.claimURL == nil { cloud.reject("claim_code", "a claiming code needs claim_url") }
+            c.cloudCodecs = codecs(cloud, "codecs", known: knownCloudCodecs) ?? c.cloudCodecs
+            if let suites = cloud.stringArray("srtp") {
+                if suites.isEmpty || !suites.allSatisfy(knownSRTPSuites.contains) {
+                    cloud.reject("srtp", "a non-empty list of \(knownSRTPSuites.map { "\"\($0)\"" }.joined(separator: ", ")) (the cloud leg is never plain RTP)")
+                } else {
+                    c.srtpSuites = suites
+                }
+            }
+            c.keepaliveSeconds = cloud.int("keepalive_s", in: 1...3600) ?? c.keepaliveSeconds
+            cloud.finish()
+        }
+
+        if let media = root.table("media") {
+            // Product limit: SRTP media ports within 10000–50000.
+            c.rtpPortMin = media.int("rtp_port_min", in: 10000...50000) ?? c.rtpPortMin
+            c.rtpPortMax = media.int("rtp_port_max", in: 10000...50000) ?? c.rtpPortMax
+            if c.rtpPortMax - c.rtpPortMin < 2 * 14 * 2 {
+                media.reject("rtp_port_max", "leaves \(max(0, c.rtpPortMax - c.rtpPortMin + 1)) ports above rtp_port_min (\(c.rtpPortMin)); 14 channels need at least 56 (two legs, RTP and RTCP)")
+            }
+            c.jitterMaxMilliseconds = media.int("jitter_max_ms", in: 20...1000) ?? c.jitterMaxMilliseconds
+            c.opusComplexity = media.int("opus_complexity", in: 0...10) ?? c.opusComplexity
+            media.finish()
+        }
+
+        var planned: [ChannelPlan.Channel] = []
+        for table in root.tables("channel", required: true) {
+            guard let index = table.int("index", in: ChannelPlan.channelRange, required: true) else { table.finish(); continue }
+            let number = table.string("number", required: true) ?? ""
+            let cloudTarget = table.string("cloud_target", required: true) ?? ""
+            if !cloudTarget.isEmpty, !isName(cloudTarget) { table.reject("cloud_target", "\"\(cloudTarget)\": a user or ring group name of the cloud directory") }
+            let legacyTargets = table.stringArray("legacy_targets", required: true) ?? []
+            if table.has("legacy_targets"), legacyTargets.isEmpty { table.reject("legacy_targets", "at least one legacy station to ring") }
+            for target in legacyTargets where !isLegacyTarget(target) {
+                table.reject("legacy_targets", "\"\(target)\": a number (0-9, *, #) at the legacy server or a sip: URI")
+            }
+            let meshTargets = table.stringArray("mesh_targets") ?? []
+            for target in meshTargets where !isNumber(target) { table.reject("mesh_targets", "\"\(target)\": the number of a mesh station (0-9, *, #)") }
+            let ring = table.string("ring", oneOf: ["parallel", "chain"]).flatMap(RingMode.init) ?? .parallel
+            let ringSeconds = table.int("ring_s", in: 5...300) ?? 30
+            // Product limit: calls of at most 10 minutes.
+            let maxCall = table.int("max_call_s", in: 10...600) ?? 600
+            let enabled = table.bool("enabled") ?? true
+            table.finish()
+            c.channels.append(Channel(
+                index: index, number: number, cloudTarget: cloudTarget, legacyTargets: legacyTargets, meshTargets: meshTargets,
+                ring: ring, ringSeconds: ringSeconds, maxCallSeconds: maxCall, enabled: enabled))
+            planned.append(ChannelPlan.Channel(index: index, number: number, enabled: enabled))
+            // The plan's rules (unique index, dialable and unique number), each at its key.
+            do { _ = try ChannelPlan(planned) } catch {
+                switch error {
+                case .duplicateIndex, .indexOutOfRange: table.reject("index", error.description)
+                case .badNumber, .duplicateNumber: table.reject("number", error.description)
+                }
+                planned.removeLast()
+            }
+        }
+
+        if let mesh = root.table("mesh") {
+            c.meshEnabled = mesh.bool("enabled") ?? c.meshEnabled
+            c.meshInterfaces = mesh.stringArray("interfaces") ?? c.meshInterfaces
+            if c.meshEnabled, c.meshInterfaces.isEmpty { mesh.reject(mesh.has("interfaces") ? "interfaces" : "enabled", "the mesh needs at least one interface") }
+            c.fallbackAfterMilliseconds = mesh.int("fallback_after_ms", in: 100...60000) ?? c.fallbackAfterMilliseconds
+            mesh.finish()
+        }
+
+        if let mqtt = root.table("mqtt") {
+            c.mqttHost = mqtt.string("host")
+            c.mqttTLS = mqtt.bool("tls") ?? c.mqttTLS
+            c.mqttPort = mqtt.int("port", in: 1...65535) ?? (c.mqttTLS ? 8883 : 1883)
+            c.mqttUsername = mqtt.string("username")
+            c.mqttPasswordFile = mqtt.string("password_file")
+            if c.mqttPasswordFile != nil, c.mqttUsername == nil { mqtt.reject("password_file", "a password file needs a username") }
+            if let prefix = mqtt.string("topic_prefix") {
+                if prefix.isEmpty || prefix.contains("#") || prefix.contains("+") || prefix.hasSuffix("/") {
+                    mqtt.reject("topic_prefix", "\"\(prefix)\": a topic without wildcards (#, +) or a trailing /")
+                } else {
+                    c.topicPrefix = prefix
+                }
+            }
+            c.homeAssistantDiscovery = mqtt.bool("ha_discovery") ?? c.homeAssistantDiscovery
+            mqtt.finish()
+        }
+
+        if let records = root.table("records") {
+            c.retentionDays = records.int("retention_days", in: 1...180) ?? c.retentionDays
+            records.finish()
+        }
+        root.finish()
+        try document.validate()
+        return c
+    }
+
+    // MARK: Value rules
+
+    private static func endpoint(_ table: ConfigTable, _ key: String, defaultPort: Int, required: Bool = false) -> Endpoint? {
+        guard var text = table.string(key, required: required) else { return nil }
+        for scheme in ["sips:", "sip:"] where text.hasPrefix(scheme) { text.removeFirst(scheme.count) }
+        var host = text
+        var port = defaultPort
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { return bad(table, key, text) }
+            host = String(text[text.index(after: text.startIndex)..<close])
+            let rest = text[text.index(after: close)...]
+            if !rest.isEmpty {
+                guard rest.hasPrefix(":"), let p = Int(rest.dropFirst()) else { return bad(table, key, text) }
+                port = p
+            }
+        } else if let colon = text.lastIndex(of: ":") {
+            guard !text[..<colon].contains(":"), let p = Int(text[text.index(after: colon)...]) else { return bad(table, key, text) }
+            host = String(text[..<colon])
+            port = p
+        }
+        guard !host.isEmpty, (1...65535).contains(port), !host.contains("%") else {
+            // A zone id never goes into configuration or SIP (the interface names it).
+            return bad(table, key, text)
+        }
+        return Endpoint(host: host, port: port)
+    }
+
+    private static func bad(_ table: ConfigTable, _ key: String, _ text: String) -> Endpoint? {
+        table.reject(key, "\"\(text)\": expected host, host:port or [IPv6]:port (no zone id)")
+        return nil
+    }
+
+    private static func codecs(_ table: ConfigTable, _ key: String, known: [String]) -> [String]? {
+        guard let list = table.stringArray(key) else { return nil }
+        let unknown = list.filter { !known.contains($0) }
+        guard list.isEmpty == false, unknown.isEmpty, Set(list).count == list.count else {
+            table.reject(key, "a non-empty list without repeats, in order of preference, of \(known.map { "\"\($0)\"" }.joined(separator: ", "))")
+            return nil
+        }
+        return list
+    }
+
+    static func isName(_ text: String) -> Bool {
+        (1...64).contains(text.count) && text.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }
+    }
+
+    static func isNumber(_ text: String) -> Bool {
+        (1...32).contains(text.utf8.count) && text.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || $0 == UInt8(ascii: "*") || $0 == UInt8(ascii: "#") }
+    }
+
+    static func isLegacyTarget(_ text: String) -> Bool {
+        isNumber(text) || ((text.hasPrefix("sip:") || text.hasPrefix("sips:")) && text.contains("@") && !text.contains(" "))
+    }
+}

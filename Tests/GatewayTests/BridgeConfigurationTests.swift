@@ -1,0 +1,102 @@
+import Foundation
+import Gateway
+import TOMLConfig
+import Testing
+
+/// `bridge.toml`: the shipped example is valid, and each kind of mistake is named with
+/// file:line:column, the key path and what is expected.
+@Suite("bridge.toml")
+struct BridgeConfigurationTests {
+    static let example = #filePath.split(separator: "/").dropLast(3).joined(separator: "/")
+
+    @Test func theShippedExampleIsValid() throws {
+        let c = try BridgeConfiguration.load(file: "/" + Self.example + "/etc/bridge.toml")
+        #expect(c.gatewayID == "gw1" && c.channels.count == 2)
+        #expect(c.cloudServer == .init(host: "cloud.example.net", port: 5061))
+        #expect(c.channels[0].legacyTargets == ["101", "102"] && c.channels[0].ring == .parallel)
+        #expect(c.channels[1].maxCallSeconds == 600 && c.channels[1].ringSeconds == 30)
+        #expect(c.rtpPortMin == 10000 && c.rtpPortMax == 50000)
+    }
+
+    static let minimal = """
+        [gateway]
+        id = "gw1"
+
+        [cloud]
+        server = "127.0.0.1:5061"
+
+        [[channel]]
+        index = 1
+        number = "801"
+        cloud_target = "alice"
+        legacy_targets = ["101"]
+        """
+
+    @Test func aMinimalFileTakesTheDefaults() throws {
+        let c = try BridgeConfiguration.parse(Self.minimal, file: "bridge.toml")
+        #expect(c.legacyListen.port == 5060 && c.legacyTransport == .udp)
+        #expect(c.cloudCodecs == ["opus", "G722", "PCMA", "PCMU"] && c.srtpSuites.first == "AES_CM_128_HMAC_SHA1_80")
+        #expect(c.retentionDays == 180 && c.mqttHost == nil && !c.meshEnabled)
+    }
+
+    /// Each mistake, the text it is made in, and the message expected (as a suffix of one line).
+    @Test(arguments: [
+        ("[gateway]\nid = \"gw1\"\nsite = \"x\"\nlog_levle = \"info\"\n", "bridge.toml:4:1: gateway.log_levle: unknown key (did you mean \"log_level\"?)"),
+        ("[gateway]\nid = \"gw 1\"\n", "bridge.toml:2:6: gateway.id: \"gw 1\": letters, digits, '-', '_' and '.' (it names the device and the MQTT topics)"),
+        ("[media]\nrtp_port_min = 5000\n", "bridge.toml:2:16: media.rtp_port_min: 5000 is out of range (expected 10000...50000)"),
+        ("[media]\nrtp_port_min = 20000\nrtp_port_max = 20010\n", "bridge.toml:3:16: media.rtp_port_max: leaves 11 ports above rtp_port_min (20000); 14 channels need at least 56 (two legs, RTP and RTCP)"),
+        ("[legacy]\ntransport = \"tls\"\n", "bridge.toml:2:13: legacy.transport: \"tls\" is not one of \"udp\", \"tcp\""),
+        ("[legacy]\ncodecs = [\"G722\", \"G729\"]\n", "bridge.toml:2:10: legacy.codecs: a non-empty list without repeats, in order of preference, of \"G722\", \"PCMA\", \"PCMU\""),
+        ("[legacy]\nserver = \"[fe80::1%eth0]:5060\"\n", "bridge.toml:2:10: legacy.server: \"[fe80::1%eth0]:5060\": expected host, host:port or [IPv6]:port (no zone id)"),
+        ("[records]\nretention_days = 365\n", "bridge.toml:2:18: records.retention_days: 365 is out of range (expected 1...180)"),
+        ("[mqtt]\ntopic_prefix = \"site/#\"\n", "bridge.toml:2:16: mqtt.topic_prefix: \"site/#\": a topic without wildcards (#, +) or a trailing /"),
+        ("[mesh]\nenabled = true\n", "bridge.toml:2:11: mesh.enabled: the mesh needs at least one interface"),
+        ("[cloud2]\nx = 1\n", "bridge.toml:1:1: cloud2: unknown key (did you mean \"cloud\"?)"),
+    ])
+    func eachMistakeIsNamedWhereItIs(_ extra: String, _ expected: String) {
+        let text = extra + "\n" + Self.minimal.replacingOccurrences(of: extra.hasPrefix("[gateway]") ? "[gateway]\nid = \"gw1\"\n" : "\u{0}", with: "")
+        #expect {
+            try BridgeConfiguration.parse(text, file: "bridge.toml")
+        } throws: { error in
+            guard let errors = error as? ConfigErrors, errors.errors.contains(where: { $0.description == expected }) else {
+                Issue.record("expected \(expected), got \(error)")
+                return false
+            }
+            return true
+        }
+    }
+
+    @Test func channelMistakesPointAtTheChannel() {
+        let text = Self.minimal + """
+
+            [[channel]]
+            index = 1
+            number = "801"
+            cloud_target = "bob"
+            legacy_targets = []
+            max_call_s = 900
+            ring = "sequential"
+            """
+        #expect {
+            try BridgeConfiguration.parse(text, file: "bridge.toml")
+        } throws: { error in
+            let lines = "\(error)".split(separator: "\n").map(String.init)
+            let expected = [
+                "bridge.toml:13:9: channel[1].index: channel 1 is defined twice",
+                "bridge.toml:16:18: channel[1].legacy_targets: at least one legacy station to ring",
+                "bridge.toml:17:14: channel[1].max_call_s: 900 is out of range (expected 10...600)",
+                "bridge.toml:18:8: channel[1].ring: \"sequential\" is not one of \"parallel\", \"chain\"",
+            ]
+            for line in expected where !lines.contains(line) { Issue.record("missing \(line) in \(lines)") }
+            return true
+        }
+    }
+
+    @Test func missingSectionsAreNamed() {
+        #expect {
+            try BridgeConfiguration.parse("[gateway]\nid = \"gw1\"\n", file: "bridge.toml")
+        } throws: { error in
+            "\(error)".contains("cloud: missing") && "\(error)".contains("channel: missing")
+        }
+    }
+}
