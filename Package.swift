@@ -124,7 +124,23 @@ let package = Package(
         .target(name: "Gateway", dependencies: ["TOMLConfig", "LegacyLinks"], swiftSettings: strictSettings),
         // Targets of the later issues, holding for now the pieces they start from.
         .target(name: "LegacyLinks", swiftSettings: strictSettings),
-        .target(name: "CloudUplink", swiftSettings: strictSettings),
+        // The gateway's cloud side: claiming (HTTPS + CSR), mutual-TLS SIPS registration of the
+        // channels over an RFC 5626 flow, keepalive and reconnect.
+        .target(
+            name: "CloudUplink",
+            dependencies: [
+                "SIP", "SIPTransport",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .target(name: "Mesh", swiftSettings: strictSettings),
         // The `symphony-bridge` executable.
         .executableTarget(
@@ -233,7 +249,11 @@ let package = Package(
         ),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "TOMLConfig", "PeerTestSupport"], swiftSettings: strictSettings),
         .testTarget(name: "LegacyLinksTests", dependencies: ["LegacyLinks"], swiftSettings: strictSettings),
-        .testTarget(name: "CloudUplinkTests", dependencies: ["CloudUplink"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "CloudUplinkTests",
+            dependencies: ["CloudUplink", "CloudCore", "PeerTestSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSettings
+        ),
         .testTarget(name: "MeshTests", dependencies: ["Mesh"], swiftSettings: strictSettings),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,104 @@
+public import Foundation
+public import NIOCore
+import NIOHTTP1
+public import NIOPosix
+import NIOSSL
+
+/// Claims the gateway: POSTs the claiming code and a CSR to the cloud's claiming endpoint over
+/// HTTPS (certificate verification on: against `caFile` when given, else the system's roots) and
+/// returns the answer. One request, one connection; NIO's HTTP/1.1 codec, no HTTP client library.
+public enum ClaimingClient {
+    public static func claim(
+        url: String, code: String, csrPEM: String, caFile: String?, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        timeout: Duration = .seconds(15)
+    ) async throws(ClaimingError) -> ClaimAnswer {
+        guard let parsed = URL(string: url), parsed.scheme == "https", let host = parsed.host else {
+            throw .unreachable("claim_url \(url) is not an https URL")
+        }
+        let port = parsed.port ?? 443
+        let path = parsed.path.isEmpty ? "/" : parsed.path
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        if let caFile { tls.trustRoots = .file(caFile) }
+        let body: [UInt8]
+        do {
+            body = Array(try JSONSerialization.data(withJSONObject: ["code": code, "csr": csrPEM]))
+        } catch {
+            throw .unreachable("cannot encode the request")
+        }
+        let (status, answer): (Int, [UInt8])
+        do {
+            let context = try NIOSSLContext(configuration: tls)
+            let isIP = (try? SocketAddress(ipAddress: host, port: port)) != nil
+            let loop = group.next()
+            let response = loop.makePromise(of: (Int, [UInt8]).self)
+            let collector = ResponseCollector(response)
+            let channel = try await ClientBootstrap(group: loop)
+                .connectTimeout(TimeAmount(timeout))
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let operations = channel.pipeline.syncOperations
+                        try operations.addHandler(try NIOSSLClientHandler(context: context, serverHostname: isIP ? nil : host))
+                        try operations.addHTTPClientHandlers()
+                        try operations.addHandler(collector)
+                    }
+                }
+                .connect(host: host, port: port).get()
+            var headers = HTTPHeaders()
+            headers.add(name: "Host", value: host)
+            headers.add(name: "Content-Type", value: "application/json")
+            headers.add(name: "Content-Length", value: String(body.count))
+            headers.add(name: "Connection", value: "close")
+            channel.write(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .POST, uri: path, headers: headers)), promise: nil)
+            channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil)
+            channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+            (status, answer) = try await response.futureResult.get()
+            try? await channel.close()
+        } catch let error as ClaimingError {
+            throw error
+        } catch {
+            throw .unreachable("\(url): \(error)")
+        }
+        guard status == 200 else {
+            let reason = (try? JSONSerialization.jsonObject(with: Data(answer))) as? [String: String]
+            throw .refused(status: status, reason: reason?["error"] ?? String(decoding: answer.prefix(200), as: UTF8.self))
+        }
+        do {
+            return try JSONDecoder().decode(ClaimAnswer.self, from: Data(answer))
+        } catch {
+            throw .badAnswer("\(error)")
+        }
+    }
+}
+
+/// Collects one HTTP response (status and body) and fulfils the promise with it; a connection
+/// that ends first, or an error, fails it.
+final class ResponseCollector: ChannelInboundHandler {
+    typealias InboundIn = HTTPClientResponsePart
+
+    private var status = 0
+    private var body: [UInt8] = []
+    private let promise: EventLoopPromise<(Int, [UInt8])>
+
+    init(_ promise: EventLoopPromise<(Int, [UInt8])>) {
+        self.promise = promise
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head): status = Int(head.status.code)
+        case .body(var buffer): body += buffer.readBytes(length: buffer.readableBytes) ?? []
+        case .end: promise.succeed((status, body))
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        promise.fail(ClaimingError.unreachable("the connection closed before an answer"))
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        promise.fail(error)
+        context.close(promise: nil)
+    }
+}
