@@ -251,7 +251,12 @@ let package = Package(
         .testTarget(name: "LegacyLinksTests", dependencies: ["LegacyLinks"], swiftSettings: strictSettings),
         .testTarget(
             name: "CloudUplinkTests",
-            dependencies: ["CloudUplink", "CloudCore", "PeerTestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "CloudUplink", "CloudCore", "PeerTestSupport", "SIP", "SIPTransport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(name: "MeshTests", dependencies: ["Mesh"], swiftSettings: strictSettings),

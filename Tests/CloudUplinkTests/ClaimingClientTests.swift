@@ -11,6 +11,11 @@ import Testing
 @Suite("Claiming client", .serialized)
 struct ClaimingClientTests {
     static func core(_ scratch: ScratchDirectory) async throws -> CloudCoreServer {
+        try await startCore(try await coreConfiguration(scratch))
+    }
+
+    /// A core's configuration in `scratch`, its directory made with company, site and device gw1.
+    static func coreConfiguration(_ scratch: ScratchDirectory) async throws -> CloudCoreConfiguration {
         var c = CloudCoreConfiguration()
         c.stateDirectory = scratch.path("core")
         c.tlsListen = [.init("127.0.0.1:0")!]
@@ -20,9 +25,13 @@ struct ClaimingClientTests {
         try directory.createProject("hq", company: "acme")
         try directory.createSite("lobby", company: "acme", project: "hq")
         try directory.createDevice("gw1", site: "lobby")
+        return c
+    }
+
+    static func startCore(_ configuration: CloudCoreConfiguration) async throws -> CloudCoreServer {
         var logger = Logger(label: "core")
         logger.logLevel = .warning
-        return try await CloudCoreServer.start(c, logger: logger)
+        return try await CloudCoreServer.start(configuration, logger: logger)
     }
 
     @Test func aGoodCodeGivesAStoredIdentityThatIsReused() async throws {

@@ -1,0 +1,209 @@
+public import Foundation
+public import Logging
+import NIOCore
+public import SIP
+public import SIPTransport
+
+/// Where the uplink stands, for status (MQTT `cloud` topic) and for the router.
+public enum UplinkStatus: Sendable, Equatable, CustomStringConvertible {
+    case connecting
+    /// Every channel is registered over `flow`.
+    case registered(flow: SIPFlow)
+    /// The last attempt failed; the next one comes after `retryIn`.
+    case down(reason: String, retryIn: Duration)
+    case stopped
+
+    public var description: String {
+        switch self {
+        case .connecting: "connecting"
+        case .registered(let flow): "registered over \(flow)"
+        case .down(let reason, let retry): "down (\(reason)); retry in \(retry)"
+        case .stopped: "stopped"
+        }
+    }
+}
+
+/// The gateway's registration at the cloud: one mutual-TLS flow to the cloud's SIPS address,
+/// every channel registered over it as an RFC 5626 binding (`+sip.instance`, `reg-id`, `ob`), CRLF
+/// keepalives on it, refresh before expiry, and — when the flow fails, a registration is refused
+/// or times out — a new flow after a jittered backoff (RFC 5626 §4.5). Shares the endpoint's
+/// executor, as the other transaction users do.
+public actor CloudRegistration {
+    public nonisolated let endpoint: SIPEndpoint
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { endpoint.unownedExecutor }
+
+    public struct Settings: Sendable {
+        public var server: SIPDestination
+        public var domain: String
+        /// The AORs to register: `<device>-ch<n>` for each channel.
+        public var addressesOfRecord: [String]
+        /// RFC 5626 instance id (a UUID kept in the state directory).
+        public var instance: String
+        public var expires: UInt32 = 600
+        public var keepAlive: Duration = .seconds(25)
+        public var backoff = ReconnectBackoff(base: .seconds(2), ceiling: .seconds(60))
+
+        public init(server: SIPDestination, domain: String, addressesOfRecord: [String], instance: String) {
+            self.server = server
+            self.domain = domain
+            self.addressesOfRecord = addressesOfRecord
+            self.instance = instance
+        }
+    }
+
+    var settings: Settings
+    let logger: Logger
+    public private(set) var status: UplinkStatus = .stopped
+    private var flow: SIPFlow?
+    private var timer: Scheduled<Void>?
+    private var attempt = 0
+    private var callIDs: [String: (callID: String, cseq: UInt32)] = [:]
+    private let statusContinuation: AsyncStream<UplinkStatus>.Continuation
+    /// Every status change, in order.
+    public nonisolated let statusChanges: AsyncStream<UplinkStatus>
+
+    public init(endpoint: SIPEndpoint, settings: Settings, logger: Logger = Logger(label: "cloud-uplink")) {
+        self.endpoint = endpoint
+        self.settings = settings
+        self.logger = logger
+        (statusChanges, statusContinuation) = AsyncStream.makeStream(of: UplinkStatus.self)
+    }
+
+    /// Starts connecting; returns at once.
+    public func start() {
+        endpoint.assumeIsolated { endpoint in
+            endpoint.setFlowFailureHandler { [self] _, flow, reason in
+                self.assumeIsolated { $0.flowFailed(flow, reason: reason) }
+            }
+        }
+        connect()
+    }
+
+    /// Unregisters (best effort) and stops.
+    public func stop() {
+        timer?.cancel()
+        timer = nil
+        if let flow {
+            endpoint.assumeIsolated { $0.stopKeepAlive(on: flow) }
+            for aor in settings.addressesOfRecord { sendRegister(aor, expires: 0, on: flow) { _ in } }
+        }
+        flow = nil
+        attempt += 1
+        set(.stopped)
+    }
+
+    private func set(_ new: UplinkStatus) {
+        guard new != status else { return }
+        status = new
+        logger.info("cloud uplink \(new)")
+        statusContinuation.yield(new)
+    }
+
+    private func connect() {
+        attempt += 1
+        let current = attempt
+        set(.connecting)
+        Task { [self] in
+            do {
+                let flow = try await endpoint.flow(to: settings.server)
+                registerAll(on: flow, attempt: current)
+            } catch {
+                failed("cannot connect to \(settings.server): \(error)", attempt: current)
+            }
+        }
+    }
+
+    private var roundPending = 0
+    private var roundFailure: String?
+
+    private func registerAll(on flow: SIPFlow, attempt current: Int) {
+        guard current == attempt else { return }
+        self.flow = flow
+        roundPending = settings.addressesOfRecord.count
+        roundFailure = nil
+        for aor in settings.addressesOfRecord {
+            sendRegister(aor, expires: settings.expires, on: flow) { [self] problem in
+                self.assumeIsolated { $0.registered(aor, problem: problem, flow: flow, attempt: current) }
+            }
+        }
+    }
+
+    /// One answer of a registration round; the last one decides the round.
+    private func registered(_ aor: String, problem: String?, flow: SIPFlow, attempt current: Int) {
+        guard current == attempt else { return }
+        if let problem { roundFailure = roundFailure ?? "\(aor): \(problem)" }
+        roundPending -= 1
+        guard roundPending == 0 else { return }
+        if let failure = roundFailure {
+            endpoint.assumeIsolated { $0.close(flow) }
+            failed(failure, attempt: current)
+            return
+        }
+        settings.backoff.reset()
+        let interval = settings.keepAlive
+        endpoint.assumeIsolated { $0.startKeepAlive(on: flow, every: interval) }
+        set(.registered(flow: flow))
+        // Refresh at 80 % of the lifetime (RFC 3261 §10.2.4 leaves the margin to us).
+        timer?.cancel()
+        timer = endpoint.eventLoop.scheduleTask(in: TimeAmount(.seconds(Double(settings.expires) * 0.8))) { [self] in
+            self.assumeIsolated { $0.refresh(attempt: current) }
+        }
+    }
+
+    private func refresh(attempt current: Int) {
+        guard current == attempt, let flow else { return }
+        registerAll(on: flow, attempt: current)
+    }
+
+    func flowFailed(_ failedFlow: SIPFlow, reason: String) {
+        guard failedFlow == flow else { return }
+        failed("flow failed: \(reason)", attempt: attempt)
+    }
+
+    private func failed(_ reason: String, attempt current: Int) {
+        guard current == attempt else { return }
+        flow = nil
+        timer?.cancel()
+        var generator = SystemRandomNumberGenerator()
+        let delay = settings.backoff.nextDelay(using: &generator)
+        logger.warning("cloud uplink failed", metadata: ["reason": "\(reason)", "retry_in": "\(delay)"])
+        set(.down(reason: reason, retryIn: delay))
+        timer = endpoint.eventLoop.scheduleTask(in: TimeAmount(delay)) { [self] in
+            self.assumeIsolated { uplink in
+                guard uplink.attempt == current else { return }
+                uplink.connect()
+            }
+        }
+    }
+
+    /// One REGISTER; `done` gets nil for a 2xx, else what went wrong.
+    private func sendRegister(_ aor: String, expires: UInt32, on flow: SIPFlow, done: @escaping @Sendable (String?) -> Void) {
+        var state = callIDs[aor] ?? (SIPIdentifiers.callID(host: settings.domain), 0)
+        state.cseq += 1
+        callIDs[aor] = state
+        let host = settings.domain
+        let uri = SIPURI(secure: true, host: host)
+        var request = SIPMessage.request(.register, .sip(uri))
+        request.headers.add(.maxForwards, "70")
+        request.headers.add(.from, "<sips:\(aor)@\(host)>;tag=\(SIPIdentifiers.tag())")
+        request.headers.add(.to, "<sips:\(aor)@\(host)>")
+        request.headers.add(.callID, state.callID)
+        request.headers.add(.cseq, "\(state.cseq) REGISTER")
+        let local = flow.local
+        let localHost = local.protocol == .inet6 ? "[\(local.hostText)]" : local.hostText
+        request.headers.add(.contact, "<sips:\(aor)@\(localHost):\(local.port ?? 5061);transport=tls;ob>;+sip.instance=\"<urn:uuid:\(settings.instance)>\";reg-id=1")
+        request.headers.add(.supported, "outbound, path")
+        request.headers.add(.expires, String(expires))
+        endpoint.assumeIsolated { endpoint in
+            _ = endpoint.sendRequest(request, on: flow) { _, event in
+                switch event {
+                case .response(let response, _):
+                    guard let code = response.statusCode, code >= 200 else { return }
+                    done((200...299).contains(code) ? nil : "\(code) \(response.statusLine?.reasonPhrase ?? "")")
+                case .timedOut: done("timed out")
+                case .transportFailed: done("transport failed")
+                }
+            }
+        }
+    }
+}
