@@ -123,7 +123,16 @@ let package = Package(
         // (bridge.toml) and, with the gateway issue, the channel router and call records.
         .target(name: "Gateway", dependencies: ["TOMLConfig", "LegacyLinks"], swiftSettings: strictSettings),
         // Targets of the later issues, holding for now the pieces they start from.
-        .target(name: "LegacyLinks", swiftSettings: strictSettings),
+        // The SIP trunk to the legacy intercom server: channel plan, OPTIONS supervision.
+        .target(
+            name: "LegacyLinks",
+            dependencies: [
+                "SIP", "SIPTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
         // The gateway's cloud side: claiming (HTTPS + CSR), mutual-TLS SIPS registration of the
         // channels over an RFC 5626 flow, keepalive and reconnect.
         .target(
@@ -248,7 +257,15 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "TOMLConfig", "PeerTestSupport"], swiftSettings: strictSettings),
-        .testTarget(name: "LegacyLinksTests", dependencies: ["LegacyLinks"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "LegacyLinksTests",
+            dependencies: [
+                "LegacyLinks", "PeerTestSupport", "SIP", "SIPTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "CloudUplinkTests",
             dependencies: [
