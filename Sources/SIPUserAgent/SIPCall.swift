@@ -33,6 +33,12 @@ struct SIPCall {
     /// Outgoing: the ACK we sent for the 2xx, repeated when the 2xx is.
     var ack: SIPMessage?
     var authenticated = false
+    /// This call's own body (SDP), instead of the agent's configured one: what a back-to-back
+    /// leg offers or answers with.
+    var localBody: SIPMessageBody?
+    /// The peer's body: from its INVITE (incoming) or its 2xx, or a provisional response with a
+    /// body (early media) (outgoing).
+    var remoteBody: SIPMessageBody?
 
     func cancelTimers() {
         okRetransmitTask?.cancel()
@@ -48,4 +54,21 @@ public struct SIPRegistrationBinding: Sendable, Equatable {
     public var callID: String
     public var cseq: UInt32
     public var flow: SIPFlow
+}
+
+/// A message body with its type, as a call's session description travels.
+public struct SIPMessageBody: Sendable, Equatable {
+    public var contentType: String
+    public var text: String
+
+    public init(contentType: String, text: String) {
+        self.contentType = contentType
+        self.text = text
+    }
+
+    /// The body of a message, if it has one.
+    public init?(_ message: SIPMessage) {
+        guard message.body.readableBytes > 0 else { return nil }
+        self.init(contentType: message.contentType ?? "application/octet-stream", text: String(buffer: message.body))
+    }
 }

@@ -6,14 +6,26 @@ extension SIPUserAgent {
     // MARK: Outgoing calls (UAC, RFC 3261 §13.2)
 
     /// Calls `target` (a SIP URI) through `destination`. The call's progress arrives as events.
+    /// `from` replaces the agent's own user in From and Contact (a gateway calls as one of its
+    /// channels); `body` replaces the configured session description for this call.
     @discardableResult
-    public func call(_ target: SIPURI, via destination: SIPDestination) async throws -> SIPCallHandle {
+    public func call(_ target: SIPURI, via destination: SIPDestination, from user: String? = nil, body: SIPMessageBody? = nil) async throws -> SIPCallHandle {
         let flow = try await endpoint.flow(to: destination)
-        return startCall(target, on: flow)
+        return startCall(target, on: flow, from: user, body: body)
     }
 
-    func startCall(_ target: SIPURI, on flow: SIPFlow) -> SIPCallHandle {
+    /// The same over a flow that exists (a registration's flow to the cloud, RFC 5626 §5.3).
+    @discardableResult
+    public func call(_ target: SIPURI, on flow: SIPFlow, from user: String? = nil, body: SIPMessageBody? = nil) -> SIPCallHandle {
+        startCall(target, on: flow, from: user, body: body)
+    }
+
+    func startCall(_ target: SIPURI, on flow: SIPFlow, from user: String? = nil, body: SIPMessageBody? = nil) -> SIPCallHandle {
         var from = localAddressOfRecord
+        if let user, case .sip(var uri) = from.uri {
+            uri.user = user
+            from.uri = .sip(uri)
+        }
         from.tag = SIPIdentifiers.tag()
         var invite = SIPMessage.request(.invite, .sip(target))
         invite.headers.add(.maxForwards, "70")
@@ -21,12 +33,14 @@ extension SIPUserAgent {
         invite.headers.add(.to, SIPNameAddress(uri: target).description)
         invite.headers.add(.callID, SIPIdentifiers.callID(host: configuration.domain))
         invite.headers.add(.cseq, "1 INVITE")
-        invite.headers.add(.contact, contact(for: flow.transport).description)
+        invite.headers.add(.contact, contact(for: flow.transport, user: user).description)
         invite.headers.add(.allow, validator.allowedMethods.map(\.rawValue).joined(separator: ", "))
         invite.headers.add(.userAgent, endpoint.configuration.productName)
-        addBody(to: &invite)
+        addBody(to: &invite, body)
         let handle = newHandle()
-        calls[handle] = SIPCall(handle: handle, direction: .outgoing, state: .calling, flow: flow, invite: invite)
+        var call = SIPCall(handle: handle, direction: .outgoing, state: .calling, flow: flow, invite: invite)
+        call.localBody = body
+        calls[handle] = call
         sendInvite(handle)
         return handle
     }
@@ -56,10 +70,13 @@ extension SIPUserAgent {
             case 100:
                 return
             case 101...199:
+                if let body = SIPMessageBody(response) { call.remoteBody = body }  // early media
                 if call.state == .calling {
                     call.state = .ringing
                     calls[handle] = call
                     emit(.ringing(handle))
+                } else {
+                    calls[handle] = call
                 }
             case 200...299:
                 receiveInviteOK(handle, response, flow: flow)
@@ -105,6 +122,7 @@ extension SIPUserAgent {
         call.ack = ack
         call.dialog = dialog
         call.state = .established
+        if let body = SIPMessageBody(response) { call.remoteBody = body }
         calls[handle] = call
         callsByDialog[dialog.id] = handle
         startDurationLimit(handle)
@@ -211,6 +229,7 @@ extension SIPUserAgent {
             return
         }
         var call = SIPCall(handle: handle, direction: .incoming, state: .ringing, flow: flow, invite: request)
+        call.remoteBody = SIPMessageBody(request)
         call.dialog = dialog
         call.inviteTransaction = key
         calls[handle] = call
@@ -227,16 +246,18 @@ extension SIPUserAgent {
         }
     }
 
-    /// Answers an incoming call with 200 and our session description.
-    public func answer(_ handle: SIPCallHandle) {
+    /// Answers an incoming call with 200 and our session description (`body` for this call, else
+    /// the configured one).
+    public func answer(_ handle: SIPCallHandle, body: SIPMessageBody? = nil) {
         guard var call = calls[handle], call.direction == .incoming, call.state == .ringing, let key = call.inviteTransaction,
             let dialog = call.dialog
         else { return }
+        if let body { call.localBody = body }
         var ok = SIPResponseFactory.response(to: call.invite, status: 200, toTag: dialog.id.localTag)
         SIPResponseFactory.copyRecordRoute(from: call.invite, into: &ok)
         ok.headers.add(.contact, dialog.localContact.description)
         ok.headers.add(.allow, validator.allowedMethods.map(\.rawValue).joined(separator: ", "))
-        addBody(to: &ok)
+        addBody(to: &ok, call.localBody)
         call.state = .answered
         calls[handle] = call
         calls[handle]?.dialog?.state = .confirmed
@@ -365,11 +386,28 @@ extension SIPUserAgent {
         emit(.ended(handle, reason: reason))
     }
 
-    func addBody(to message: inout SIPMessage) {
-        guard let description = configuration.sessionDescription else { return }
-        message.headers.set(.contentType, description.contentType)
-        message.body = ByteBuffer(string: description.body)
+    func addBody(to message: inout SIPMessage, _ body: SIPMessageBody? = nil) {
+        let chosen = body ?? configuration.sessionDescription.map { SIPMessageBody(contentType: $0.contentType, text: $0.body) }
+        guard let chosen else { return }
+        message.headers.set(.contentType, chosen.contentType)
+        message.body = ByteBuffer(string: chosen.text)
     }
+
+    /// Refuses an incoming call before it is answered (486 for a busy channel, 480, 603, …).
+    public func reject(_ handle: SIPCallHandle, status: Int) {
+        guard let call = calls[handle], call.direction == .incoming, call.state == .ringing, let key = call.inviteTransaction,
+            let dialog = call.dialog
+        else { return }
+        respond(SIPResponseFactory.response(to: call.invite, status: status, toTag: dialog.id.localTag), to: key)
+        endCall(handle, reason: "rejected \(status)")
+    }
+
+    /// The peer's session description: its offer (incoming) or its answer (outgoing, from the
+    /// 2xx or from early media).
+    public func remoteBody(of handle: SIPCallHandle) -> SIPMessageBody? { calls[handle]?.remoteBody }
+
+    /// The INVITE that began the call (incoming: as received; outgoing: as sent).
+    public func invite(of handle: SIPCallHandle) -> SIPMessage? { calls[handle]?.invite }
 
     func newHandle() -> SIPCallHandle {
         defer { nextHandle += 1 }

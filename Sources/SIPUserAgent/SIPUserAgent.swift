@@ -73,9 +73,9 @@ public actor SIPUserAgent {
     }
 
     /// Our Contact for a flow: the advertised address of its transport.
-    func contact(for transport: SIPTransportProtocol) -> SIPNameAddress {
+    func contact(for transport: SIPTransportProtocol, user: String? = nil) -> SIPNameAddress {
         let address = endpoint.assumeIsolated { $0.advertised[transport] ?? $0.advertised[.udp] }
-        var uri = SIPURI(secure: transport == .tls, user: configuration.user, host: address?.hostText ?? "127.0.0.1", port: address?.port)
+        var uri = SIPURI(secure: transport == .tls, user: user ?? configuration.user, host: address?.hostText ?? "127.0.0.1", port: address?.port)
         if transport == .tcp { uri.parameters.set("transport", "tcp") }
         return SIPNameAddress(uri: uri)
     }
