@@ -121,7 +121,11 @@ let package = Package(
         ),
         // The gateway's logic, apart from its executable so that tests reach it: configuration
         // (bridge.toml) and, with the gateway issue, the channel router and call records.
-        .target(name: "Gateway", dependencies: ["TOMLConfig", "LegacyLinks"], swiftSettings: strictSettings),
+        .target(
+            name: "Gateway",
+            dependencies: ["TOMLConfig", "LegacyLinks", "SIP", "Media", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strictSettings
+        ),
         // Targets of the later issues, holding for now the pieces they start from.
         // The SIP trunk to the legacy intercom server: channel plan, OPTIONS supervision.
         .target(
@@ -256,7 +260,11 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
-        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "TOMLConfig", "PeerTestSupport"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "GatewayTests",
+            dependencies: ["Gateway", "TOMLConfig", "PeerTestSupport", "SIP", "Media", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "LegacyLinksTests",
             dependencies: [
