@@ -123,7 +123,11 @@ let package = Package(
         // (bridge.toml) and, with the gateway issue, the channel router and call records.
         .target(
             name: "Gateway",
-            dependencies: ["TOMLConfig", "LegacyLinks", "SIP", "Media", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "TOMLConfig", "LegacyLinks", "SIP", "Media",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
             swiftSettings: strictSettings
         ),
         // Targets of the later issues, holding for now the pieces they start from.
