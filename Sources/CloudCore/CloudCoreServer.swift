@@ -57,7 +57,6 @@ public final class CloudCoreServer: Sendable {
         if let tcp = c.labTCP { addresses[.tcp] = try await endpoint.listen(.tcp, on: try SocketAddress(ipAddress: tcp.host, port: tcp.port)) }
 
         var settings = CloudCoreProxy.Settings()
-        settings.domain = c.domain
         settings.realm = c.realm
         settings.maxCallDuration = .seconds(c.maxCallSeconds)
         settings.ringSeconds = c.ringSeconds
@@ -95,8 +94,8 @@ public final class CloudCoreServer: Sendable {
             let cutoff = clock().addingTimeInterval(-Double(retentionDays) * 86400)
             directory.database.asyncWriteWithoutTransaction { db in
                 do {
-                    try db.execute(sql: "DELETE FROM callRecord WHERE startedAt < ?", arguments: [cutoff.timeIntervalSince1970])
-                    if db.changesCount > 0 { logger.info("call records purged", metadata: ["rows": "\(db.changesCount)", "retention_days": "\(retentionDays)"]) }
+                    let removed = try Directory.purgeCallRecords(startedBefore: cutoff, in: db)
+                    if removed > 0 { logger.info("call records purged", metadata: ["rows": "\(removed)", "retention_days": "\(retentionDays)"]) }
                 } catch {
                     logger.error("call record purge failed", metadata: ["error": "\(error)"])
                 }

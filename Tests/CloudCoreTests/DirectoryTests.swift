@@ -76,7 +76,7 @@ struct DirectoryTests {
         let directory = try Self.demo()
         try directory.createRingGroup("night", site: "lobby", members: ["bob"])
         try directory.setForwardingRules([try ForwardingRule(text: "time=18:00-08:00 tz=Europe/Berlin target=ring-group:night")], user: "alice")
-        let resolver = CallTargetResolver(directory: directory, maxBranches: 32, userRingSeconds: 30)
+        let resolver = CallTargetResolver(directory: directory, userRingSeconds: 30)
         // 2026-10-24 is CEST (UTC+2), 2026-10-26 is CET (UTC+1): 17:30 UTC is 19:30 then 18:30 local.
         let saturdayEvening = Date(timeIntervalSince1970: 1_792_863_000)  // 2026-10-24T17:30:00Z
         let mondayMorning = Date(timeIntervalSince1970: 1_792_999_800)  // 2026-10-26T07:30:00Z = 08:30 CET

@@ -83,14 +83,13 @@ struct RequestAuthenticator: Sendable {
                 return .forbidden(reason: "bearer token refused: \(error)")
             }
         }
-        let hasDigest = request.headers.values(header).contains { $0.lowercased().hasPrefix("digest") }
         switch digest.verify(request, proxy: proxy, now: UInt64(now), ha1: { directory.ha1(user: $0, algorithm: $1) }) {
         case .authenticated(let username):
             return .authenticated(.user(username), how: "digest")
         case .challenge(let reason, let stale):
             // A wrong password is a challenge again (the UA may have a stale nonce or try the
             // next algorithm); the pipeline rate-limits such sources.
-            return hasDigest && !stale ? .challenge(reason: reason, stale: false) : .challenge(reason: reason, stale: stale)
+            return .challenge(reason: reason, stale: stale)
         }
     }
 }

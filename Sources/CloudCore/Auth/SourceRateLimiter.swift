@@ -25,8 +25,6 @@ public struct SourceRateLimiter: Sendable {
         return allowed
     }
 
-    public var trackedSources: Int { buckets.count }
-
     /// Forgets full buckets now and then, so that a scan from many addresses does not grow memory.
     private mutating func sweep(now: Double) {
         guard now - lastSweep >= 10 else { return }

@@ -8,7 +8,6 @@ public import NIOSSL
 /// The HTTPS listener for claiming: one route, `POST /v1/claim`, JSON in and out, bodies up to
 /// 64 KiB, one request per connection. Thin: the work is `ClaimingService`'s.
 public final class ClaimingHTTPServer: Sendable {
-    let service: ClaimingService
     public let channel: any Channel
 
     public static func start(
@@ -25,11 +24,10 @@ public final class ClaimingHTTPServer: Sendable {
                 }
             }
             .bind(to: address).get()
-        return ClaimingHTTPServer(service: service, channel: channel)
+        return ClaimingHTTPServer(channel: channel)
     }
 
-    init(service: ClaimingService, channel: any Channel) {
-        self.service = service
+    init(channel: any Channel) {
         self.channel = channel
     }
 

@@ -5,27 +5,8 @@ public import TOMLConfig
 /// `etc/cloud-core.toml`). Every default is what a production core would want; a lab setup
 /// turns on the plain UDP/TCP listeners explicitly.
 public struct CloudCoreConfiguration: Sendable, Equatable {
-    public struct HostPort: Sendable, Equatable, CustomStringConvertible {
-        public var host: String
-        public var port: Int
-        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
-
-        /// `host:port` or `[v6]:port`.
-        public init?(_ text: String) {
-            if text.hasPrefix("["), let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":"),
-                let port = Int(text[text.index(close, offsetBy: 2)...])
-            {
-                host = String(text[text.index(after: text.startIndex)..<close])
-                self.port = port
-            } else if let colon = text.lastIndex(of: ":"), !text[..<colon].contains(":"), let port = Int(text[text.index(after: colon)...]) {
-                host = String(text[..<colon])
-                self.port = port
-            } else {
-                return nil
-            }
-            guard !host.isEmpty, (0...65535).contains(port) else { return nil }
-        }
-    }
+    /// `host:port` (IPv6 as `[::1]:5061`); the port is required.
+    public typealias HostPort = TOMLConfig.HostPort
 
     // [core]
     public var domain = "symphony.local"

@@ -288,7 +288,7 @@ public final class Directory: Sendable {
         case .ringGroup: sql = "SELECT ringGroup.name, site.name, ringSeconds, (SELECT group_concat(member, ',') FROM (SELECT member FROM ringGroupMember WHERE groupId = ringGroup.id ORDER BY position)) FROM ringGroup JOIN site ON site.id = siteId ORDER BY 1"
         }
         return try database.read { db in
-            try Row.fetchAll(db, sql: sql).map { row in (0..<row.count).map { index in (row[index] as DatabaseValue).description(unquoted: true) } }
+            try Row.fetchAll(db, sql: sql).map { row in (0..<row.count).map { index in (row[index] as DatabaseValue).text } }
         }
     }
 
@@ -347,7 +347,8 @@ public final class Directory: Sendable {
 }
 
 extension DatabaseValue {
-    func description(unquoted: Bool) -> String {
+    /// The value as a table cell: empty for NULL, strings without quotes.
+    var text: String {
         switch storage {
         case .null: ""
         case .int64(let value): String(value)

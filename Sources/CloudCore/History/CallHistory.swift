@@ -78,10 +78,13 @@ extension Directory {
     /// Deletes records that started before `cutoff`; returns how many.
     @discardableResult
     public func purgeCallRecords(startedBefore cutoff: Date) throws -> Int {
-        try database.write { db in
-            try db.execute(sql: "DELETE FROM callRecord WHERE startedAt < ?", arguments: [cutoff.timeIntervalSince1970])
-            return db.changesCount
-        }
+        try database.write { db in try Self.purgeCallRecords(startedBefore: cutoff, in: db) }
+    }
+
+    /// Inside a write the caller opened (the core's periodic job, on GRDB's writer queue).
+    static func purgeCallRecords(startedBefore cutoff: Date, in db: Database) throws -> Int {
+        try db.execute(sql: "DELETE FROM callRecord WHERE startedAt < ?", arguments: [cutoff.timeIntervalSince1970])
+        return db.changesCount
     }
 
     public func callRecords() throws -> [CallRecord] {

@@ -20,7 +20,6 @@ struct ProxiedDialog {
     var answeredAt: Double
     var answeredBy: String
     var limitTimer: Scheduled<Void>?
-    var cleanup: Scheduled<Void>?
 }
 
 extension CloudCoreProxy {

@@ -20,8 +20,6 @@ public actor CloudCoreProxy {
     public nonisolated var unownedExecutor: UnownedSerialExecutor { endpoint.unownedExecutor }
 
     public struct Settings: Sendable {
-        /// The SIP domain of every address of record.
-        public var domain = "symphony.local"
         public var realm = "symphony"
         public var maxCallDuration: Duration = .seconds(600)
         /// How long a user's contacts ring before the caller gets 480 (ring groups have their own).
@@ -89,7 +87,7 @@ public actor CloudCoreProxy {
         self.limiter = SourceRateLimiter(rate: settings.unauthenticatedRate, burst: settings.unauthenticatedBurst)
         self.authenticator = RequestAuthenticator(
             directory: directory, digest: DigestServer(realm: settings.realm, algorithms: settings.digestAlgorithms), tokens: settings.tokens)
-        self.resolver = CallTargetResolver(directory: directory, maxBranches: settings.maxBranches, userRingSeconds: settings.ringSeconds)
+        self.resolver = CallTargetResolver(directory: directory, userRingSeconds: settings.ringSeconds)
     }
 
     /// Loads the registrations kept across a restart, installs the proxy as the endpoint's
@@ -195,13 +193,10 @@ public actor CloudCoreProxy {
             return
         }
         // 5. Location and relay.
-        switch method {
-        case .invite:
+        if method == .invite {
             routeInvite(request, key: key, flow: flow, principal: principal)
-        case .options, .message:
-            reply(request, key: key, status: 405)
-        default:
-            reply(request, key: key, status: 405)
+        } else {
+            reply(request, key: key, status: 405)  // docs/CLOUD-CORE.md: no other out-of-dialog methods
         }
     }
 

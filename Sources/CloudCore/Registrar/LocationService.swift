@@ -87,21 +87,6 @@ public struct LocationService: Sendable {
         return removed
     }
 
-    /// A flow failed (RFC 5626 §4.4.1 / §5.4): bindings over it can no longer be reached.
-    @discardableResult
-    public mutating func flowFailed(_ flow: SIPFlow) -> Int {
-        guard flow.transport.isReliable else { return 0 }
-        var removed = 0
-        for (aor, list) in bindings {
-            let kept = list.filter { $0.flow != flow }
-            guard kept.count != list.count else { continue }
-            removed += list.count - kept.count
-            bindings[aor] = kept.isEmpty ? nil : kept
-            changed.insert(aor)
-        }
-        return removed
-    }
-
     /// The AORs changed since the last call, with their current bindings (empty: delete).
     public mutating func takeChanges() -> [(aor: String, bindings: [LocationBinding])] {
         defer { changed = [] }

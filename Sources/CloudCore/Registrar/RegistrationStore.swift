@@ -3,6 +3,7 @@ import GRDB
 import NIOCore
 import SIP
 import SIPTransport
+import TOMLConfig
 
 /// Registrations kept across a restart: the location service's changes written back to SQLite
 /// (off the SIP event loop), and loaded again at start-up.
@@ -50,18 +51,7 @@ extension Directory {
 extension SocketAddress {
     /// Parses `1.2.3.4:5060` or `[::1]:5060` (the form `displayText` writes).
     init?(displayText text: String) {
-        let host: Substring
-        let port: Substring
-        if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
-            host = text[text.index(after: text.startIndex)..<close]
-            port = text[text.index(after: close)...].dropFirst()
-        } else if let colon = text.lastIndex(of: ":") {
-            host = text[..<colon]
-            port = text[text.index(after: colon)...]
-        } else {
-            return nil
-        }
-        guard let number = Int(port), let address = try? SocketAddress(ipAddress: String(host), port: number) else { return nil }
+        guard let parsed = HostPort(text), let address = try? SocketAddress(ipAddress: parsed.host, port: parsed.port) else { return nil }
         self = address
     }
 }

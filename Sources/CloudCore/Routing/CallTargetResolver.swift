@@ -2,11 +2,10 @@ import Foundation
 
 /// The location stage: what a call to a Request-URI user part rings. A user's forwarding rules
 /// (first match, evaluated in each rule's zone) apply first, then the user's contacts; a ring
-/// group rings its members' contacts in parallel, at most `maxBranches` at once; a channel
+/// group rings its members' contacts in parallel (the proxy caps the branches); a channel
 /// rings the gateway's registration for it.
 struct CallTargetResolver {
     let directory: Directory
-    let maxBranches: Int
     let userRingSeconds: Int
 
     enum Plan: Equatable {

@@ -6,16 +6,8 @@ public import TOMLConfig
 /// example is `etc/bridge.toml`, the rules docs/CONFIG.md). Product limits are enforced here:
 /// at most 14 channels, calls of at most 600 s, SRTP ports within 10000–50000.
 public struct BridgeConfiguration: Sendable, Equatable {
-    public struct Endpoint: Sendable, Equatable, CustomStringConvertible {
-        public var host: String
-        public var port: Int
-        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
-
-        public init(host: String, port: Int) {
-            self.host = host
-            self.port = port
-        }
-    }
+    /// host, host:port or [IPv6]:port; the port defaults per key.
+    public typealias Endpoint = HostPort
 
     public enum LegacyTransport: String, Sendable, Equatable { case udp, tcp }
     public enum RingMode: String, Sendable, Equatable { case parallel, chain }
@@ -222,31 +214,11 @@ public struct BridgeConfiguration: Sendable, Equatable {
     private static func endpoint(_ table: ConfigTable, _ key: String, defaultPort: Int, required: Bool = false) -> Endpoint? {
         guard var text = table.string(key, required: required) else { return nil }
         for scheme in ["sips:", "sip:"] where text.hasPrefix(scheme) { text.removeFirst(scheme.count) }
-        var host = text
-        var port = defaultPort
-        if text.hasPrefix("[") {
-            guard let close = text.firstIndex(of: "]") else { return bad(table, key, text) }
-            host = String(text[text.index(after: text.startIndex)..<close])
-            let rest = text[text.index(after: close)...]
-            if !rest.isEmpty {
-                guard rest.hasPrefix(":"), let p = Int(rest.dropFirst()) else { return bad(table, key, text) }
-                port = p
-            }
-        } else if let colon = text.lastIndex(of: ":") {
-            guard !text[..<colon].contains(":"), let p = Int(text[text.index(after: colon)...]) else { return bad(table, key, text) }
-            host = String(text[..<colon])
-            port = p
+        guard let endpoint = HostPort(text, defaultPort: defaultPort), endpoint.port > 0 else {
+            table.reject(key, "\"\(text)\": expected host, host:port or [IPv6]:port (no zone id)")
+            return nil
         }
-        guard !host.isEmpty, (1...65535).contains(port), !host.contains("%") else {
-            // A zone id never goes into configuration or SIP (the interface names it).
-            return bad(table, key, text)
-        }
-        return Endpoint(host: host, port: port)
-    }
-
-    private static func bad(_ table: ConfigTable, _ key: String, _ text: String) -> Endpoint? {
-        table.reject(key, "\"\(text)\": expected host, host:port or [IPv6]:port (no zone id)")
-        return nil
+        return endpoint
     }
 
     private static func codecs(_ table: ConfigTable, _ key: String, known: [String]) -> [String]? {
