@@ -124,9 +124,12 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: [
-                "TOMLConfig", "LegacyLinks", "SIP", "Media",
+                "TOMLConfig", "LegacyLinks", "CloudUplink", "SIP", "SIPTransport", "SIPUserAgent", "Media",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
         ),
@@ -170,6 +173,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
@@ -267,6 +271,17 @@ let package = Package(
         .testTarget(
             name: "GatewayTests",
             dependencies: ["Gateway", "TOMLConfig", "PeerTestSupport", "SIP", "Media", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strictSettings
+        ),
+        // The whole call path on loopback: baresip stations and clients, the gateway, the core.
+        .testTarget(
+            name: "GatewayEndToEndTests",
+            dependencies: [
+                "Gateway", "CloudCore", "CloudUplink", "PeerTestSupport", "SIP", "SIPTransport", "SIPUserAgent", "Media",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Gateway
 
 /// `symphony-bridge`: the gateway daemon and its tools.
 @main
@@ -7,12 +8,12 @@ struct SymphonyBridgeCommand: AsyncParsableCommand {
         commandName: "symphony-bridge",
         abstract: "Gateway between legacy SIP intercom servers and cloud call services.",
         version: BuildInfo.version,
-        subcommands: [VersionCommand.self, CheckConfigCommand.self, SIPCheckCommand.self, SIPAgentCommand.self]
+        subcommands: [VersionCommand.self, CheckConfigCommand.self, RunCommand.self, SIPCheckCommand.self, SIPAgentCommand.self]
     )
 }
 
 enum BuildInfo {
-    static let version = "0.1.0"
+    static let version = GatewayVersion.current
 }
 
 struct VersionCommand: ParsableCommand {

@@ -75,6 +75,13 @@ public actor SIPEndpoint {
         }
     }
 
+    /// Sets (or replaces) the TLS identity after start: a gateway has its device certificate
+    /// only once it is claimed. New connections and listeners use it; existing ones keep theirs.
+    public func useTLS(_ tls: SIPTLSSettings) throws {
+        serverContext = try tls.makeServerContext()
+        clientContext = try tls.makeClientContext()
+    }
+
     // MARK: Listening
 
     /// Binds a listener and returns the bound address (port 0 picks a free port).

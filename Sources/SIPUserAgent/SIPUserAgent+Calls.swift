@@ -33,7 +33,7 @@ extension SIPUserAgent {
         invite.headers.add(.to, SIPNameAddress(uri: target).description)
         invite.headers.add(.callID, SIPIdentifiers.callID(host: configuration.domain))
         invite.headers.add(.cseq, "1 INVITE")
-        invite.headers.add(.contact, contact(for: flow.transport, user: user).description)
+        invite.headers.add(.contact, contact(for: flow, user: user).description)
         invite.headers.add(.allow, validator.allowedMethods.map(\.rawValue).joined(separator: ", "))
         invite.headers.add(.userAgent, endpoint.configuration.productName)
         addBody(to: &invite, body)
@@ -70,14 +70,16 @@ extension SIPUserAgent {
             case 100:
                 return
             case 101...199:
-                if let body = SIPMessageBody(response) { call.remoteBody = body }  // early media
-                if call.state == .calling {
-                    call.state = .ringing
-                    calls[handle] = call
-                    emit(.ringing(handle))
-                } else {
-                    calls[handle] = call
+                var early = false
+                if let body = SIPMessageBody(response), body != call.remoteBody {  // early media
+                    call.remoteBody = body
+                    early = true
                 }
+                let first = call.state == .calling
+                if first { call.state = .ringing }
+                calls[handle] = call
+                if first { emit(.ringing(handle)) }
+                if early { emit(.earlyMedia(handle)) }
             case 200...299:
                 receiveInviteOK(handle, response, flow: flow)
             case 401, 407:
@@ -112,7 +114,7 @@ extension SIPUserAgent {
             endpoint.assumeIsolated { $0.send(ack, on: call.flow) }
             return
         }
-        guard var dialog = SIPDialog(uacRequest: call.invite, response: response, localContact: contact(for: flow.transport)) else {
+        guard var dialog = SIPDialog(uacRequest: call.invite, response: response, localContact: contact(for: flow)) else {
             return
         }
         dialog.confirm(with: response)
@@ -129,14 +131,16 @@ extension SIPUserAgent {
         emit(.answered(handle))
     }
 
-    /// Ends a call: CANCEL before the answer, BYE after (RFC 3261 §15).
-    public func hangUp(_ handle: SIPCallHandle) {
+    /// Ends a call: CANCEL before the answer, BYE after (RFC 3261 §15). `reason` is an RFC 3326
+    /// Reason header value for the CANCEL ("SIP;cause=200;text=\"Call completed elsewhere\"").
+    public func hangUp(_ handle: SIPCallHandle, reason: String? = nil) {
         guard let call = calls[handle] else { return }
         switch (call.direction, call.state) {
         case (.outgoing, .calling), (.outgoing, .ringing):
             if let key = call.inviteTransaction {
                 calls[handle]?.state = .ending
-                endpoint.assumeIsolated { $0.cancel(key) }
+                let headers: [(SIPHeaderName, String)] = reason.map { [(.reason, $0)] } ?? []
+                endpoint.assumeIsolated { $0.cancel(key, headers: headers) }
             }
         case (.incoming, .calling), (.incoming, .ringing):
             if let key = call.inviteTransaction {
@@ -224,7 +228,7 @@ extension SIPUserAgent {
     func receiveInvite(_ request: SIPMessage, key: SIPTransactionKey, flow: SIPFlow) {
         let handle = newHandle()
         let tag = SIPIdentifiers.tag()
-        guard let dialog = SIPDialog(uasRequest: request, localTag: tag, localContact: contact(for: flow.transport), early: true) else {
+        guard let dialog = SIPDialog(uasRequest: request, localTag: tag, localContact: contact(for: flow), early: true) else {
             respond(SIPResponseFactory.response(to: request, status: 400, toTag: tag), to: key)
             return
         }
@@ -236,14 +240,29 @@ extension SIPUserAgent {
         callsByDialog[dialog.id] = handle
         callsByServerTransaction[key] = handle
         emit(.incomingCall(handle, from: request.from?.uri.description ?? "?"))
-        var ringing = SIPResponseFactory.response(to: request, status: 180, toTag: tag)
-        ringing.headers.add(.contact, dialog.localContact.description)
-        respond(ringing, to: key)
+        if configuration.ringOnIncoming { ring(handle) }
         if let delay = configuration.answerAfter {
             calls[handle]?.answerTask = endpoint.eventLoop.scheduleTask(in: TimeAmount(delay)) { [self] in
                 self.assumeIsolated { $0.answer(handle) }
             }
         }
+    }
+
+    /// Tells the caller the call rings: 180, or 183 Session Progress with our session description
+    /// when `body` carries early media (RFC 3261 §13.3.1.1; the same description goes in the 2xx).
+    public func ring(_ handle: SIPCallHandle, status: Int = 180, body: SIPMessageBody? = nil) {
+        guard var call = calls[handle], call.direction == .incoming, call.state == .ringing, let key = call.inviteTransaction,
+            let dialog = call.dialog
+        else { return }
+        var response = SIPResponseFactory.response(to: call.invite, status: status, toTag: dialog.id.localTag)
+        response.headers.add(.contact, dialog.localContact.description)
+        if let body {
+            call.localBody = body
+            calls[handle] = call
+            SIPResponseFactory.copyRecordRoute(from: call.invite, into: &response)
+            addBody(to: &response, body)
+        }
+        respond(response, to: key)
     }
 
     /// Answers an incoming call with 200 and our session description (`body` for this call, else
@@ -391,6 +410,18 @@ extension SIPUserAgent {
         guard let chosen else { return }
         message.headers.set(.contentType, chosen.contentType)
         message.body = ByteBuffer(string: chosen.text)
+    }
+
+    /// Sends an INFO in the call's dialog (a DTMF digit as `application/dtmf-relay` for a peer
+    /// without telephone-event; RFC 6086 for the method).
+    public func sendInfo(_ handle: SIPCallHandle, body: SIPMessageBody) {
+        guard var call = calls[handle], call.state == .established || call.state == .answered, var dialog = call.dialog else { return }
+        let via = endpoint.assumeIsolated { $0.makeVia(for: call.flow.transport) }
+        var info = dialog.makeRequest(.info, via: via)
+        addBody(to: &info, body)
+        call.dialog = dialog
+        calls[handle] = call
+        _ = endpoint.assumeIsolated { $0.sendRequest(info, on: call.flow) { _, _ in } }
     }
 
     /// Refuses an incoming call before it is answered (486 for a busy channel, 480, 603, …).

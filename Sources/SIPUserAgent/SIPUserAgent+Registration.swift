@@ -89,7 +89,7 @@ extension SIPUserAgent {
         request.headers.add(.from, aor.description)
         request.headers.add(.callID, SIPIdentifiers.callID(host: configuration.domain))
         request.headers.add(.cseq, "1 REGISTER")
-        request.headers.add(.contact, contact(for: flow.transport).description)
+        request.headers.add(.contact, contact(for: flow).description)
         request.headers.add(.expires, String(expires))
         return await withCheckedContinuation { continuation in
             sendRegister(request, on: flow, attempt: 0, continuation: continuation)

@@ -24,6 +24,9 @@ public actor SIPUserAgent {
         public var registrarAlgorithms: [DigestAlgorithm] = [.sha256, .md5]
         /// Incoming INVITEs: ring (180) at once, answer (200) after `answerAfter`; nil never answers.
         public var answerAfter: Duration? = .milliseconds(100)
+        /// Send 180 as soon as an INVITE arrives. A back-to-back agent turns it off and rings
+        /// (`ring`) when its other leg does, so that the caller hears the callee's progress.
+        public var ringOnIncoming = true
         /// The SDP (or other body) we offer and answer with.
         public var sessionDescription: (contentType: String, body: String)?
         /// Calls end with BYE after this long (the product's duration limit); nil for none.
@@ -72,11 +75,19 @@ public actor SIPUserAgent {
         eventContinuation.yield(event)
     }
 
-    /// Our Contact for a flow: the advertised address of its transport.
-    func contact(for transport: SIPTransportProtocol, user: String? = nil) -> SIPNameAddress {
-        let address = endpoint.assumeIsolated { $0.advertised[transport] ?? $0.advertised[.udp] }
+    /// Our Contact for a flow: the advertised address of its transport, else (a client-only
+    /// transport, as the TLS flow to the cloud) the flow's own local address, else the UDP one.
+    func contact(for flow: SIPFlow, user: String? = nil) -> SIPNameAddress {
+        let transport = flow.transport
+        let address = endpoint.assumeIsolated { endpoint in
+            endpoint.advertised[transport] ?? (flow.local.port.map { $0 > 0 } == true ? flow.local : endpoint.advertised[.udp])
+        }
         var uri = SIPURI(secure: transport == .tls, user: user ?? configuration.user, host: address?.hostText ?? "127.0.0.1", port: address?.port)
         if transport == .tcp { uri.parameters.set("transport", "tcp") }
+        if transport == .tls, endpoint.assumeIsolated({ $0.advertised[.tls] == nil }) {
+            // Reachable only over this flow (RFC 5626 §5.4).
+            uri.parameters.set("ob", nil)
+        }
         return SIPNameAddress(uri: uri)
     }
 
@@ -137,6 +148,8 @@ public actor SIPUserAgent {
 public enum SIPUserAgentEvent: Sendable, Equatable, CustomStringConvertible {
     case incomingCall(SIPCallHandle, from: String)
     case ringing(SIPCallHandle)
+    /// A provisional response brought the callee's session description (early media, 183).
+    case earlyMedia(SIPCallHandle)
     case answered(SIPCallHandle)
     case confirmed(SIPCallHandle)
     case ended(SIPCallHandle, reason: String)
@@ -153,6 +166,7 @@ public enum SIPUserAgentEvent: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .incomingCall(let h, let from): "call \(h): incoming from \(from)"
         case .ringing(let h): "call \(h): ringing"
+        case .earlyMedia(let h): "call \(h): early media"
         case .answered(let h): "call \(h): answered"
         case .confirmed(let h): "call \(h): confirmed (ACK)"
         case .ended(let h, let reason): "call \(h): ended (\(reason))"

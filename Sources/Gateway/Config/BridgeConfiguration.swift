@@ -27,6 +27,21 @@ public struct BridgeConfiguration: Sendable, Equatable {
         public var ringSeconds: Int
         public var maxCallSeconds: Int
         public var enabled: Bool
+
+        public init(
+            index: Int, number: String, cloudTarget: String, legacyTargets: [String], meshTargets: [String] = [], ring: RingMode = .parallel,
+            ringSeconds: Int = 30, maxCallSeconds: Int = 600, enabled: Bool = true
+        ) {
+            self.index = index
+            self.number = number
+            self.cloudTarget = cloudTarget
+            self.legacyTargets = legacyTargets
+            self.meshTargets = meshTargets
+            self.ring = ring
+            self.ringSeconds = ringSeconds
+            self.maxCallSeconds = maxCallSeconds
+            self.enabled = enabled
+        }
     }
 
     // [gateway]
@@ -151,6 +166,9 @@ public struct BridgeConfiguration: Sendable, Equatable {
             if table.has("legacy_targets"), legacyTargets.isEmpty { table.reject("legacy_targets", "at least one legacy station to ring") }
             for target in legacyTargets where !isLegacyTarget(target) {
                 table.reject("legacy_targets", "\"\(target)\": a number (0-9, *, #) at the legacy server or a sip: URI")
+            }
+            if c.legacyServer == nil, let number = legacyTargets.first(where: isNumber) {
+                table.reject("legacy_targets", "\"\(number)\" is a number at the legacy server, but [legacy] names no server (set server, or give the station's sip: URI)")
             }
             let meshTargets = table.stringArray("mesh_targets") ?? []
             for target in meshTargets where !isNumber(target) { table.reject("mesh_targets", "\"\(target)\": the number of a mesh station (0-9, *, #)") }

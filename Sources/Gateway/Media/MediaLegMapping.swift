@@ -47,10 +47,12 @@ public enum MediaLegMapping {
                 throw .badKey(srtp.suite)
             }
         }
-        return MediaLegConfiguration(
+        var config = MediaLegConfiguration(
             codec: codec(negotiated.codec), payloadType: UInt8(clamping: negotiated.payloadType),
             dtmf: negotiated.telephoneEventPayloadType.map { .telephoneEvent(payloadType: UInt8(clamping: $0)) } ?? .sipInfo,
             remote: remote, remoteRTCP: rtcp, srtp: keys, ptime: negotiated.ptime ?? 20, codecOptions: codecOptions, canonicalName: canonicalName)
+        if let rate = negotiated.telephoneEventClockRate, rate != config.codec.rtpClockRate { config.telephoneEventClockRate = rate }
+        return config
     }
 
     /// Passthrough needs the same codec on both legs (payload types and SRTP may differ: the

@@ -264,12 +264,12 @@ public final class MediaBridge {
             let mapped = directions[o].eventRelay.relay(event, inputTimestamp: header.timestamp, outputTimestamp: 0)
             guard mapped?.completesEvent == true, let digit = event.digit else { return }
             legs[input.rawValue].counters.dtmfEvents &+= 1
-            let ms = Int(event.duration) * 1000 / legs[input.rawValue].config.codec.rtpClockRate
+            let ms = Int(event.duration) * 1000 / legs[input.rawValue].config.eventClockRate
             delegate?.mediaBridge(self, receivedDigit: digit, durationMilliseconds: ms, on: input)
             return
         }
-        if mode == .passthrough {
-            // Same codec, same clock: the event packets travel like the audio.
+        if mode == .passthrough, legs[input.rawValue].config.eventClockRate == outputConfig.eventClockRate {
+            // Same codec, same clocks: the event packets travel like the audio.
             if event.isEnd, directions[o].eventRelay.relay(event, inputTimestamp: header.timestamp, outputTimestamp: 0)?.completesEvent == true {
                 legs[input.rawValue].counters.dtmfEvents &+= 1
             }
@@ -300,9 +300,9 @@ public final class MediaBridge {
         let o = leg.rawValue
         let config = legs[o].config
         directions[o].output.catchUp(to: now, frameTicks: config.frameTicks)
-        let clock = config.codec.rtpClockRate
-        directions[o].pendingDigits.append(
-            TelephoneEventGenerator(event: event, duration: durationMilliseconds * clock / 1000, step: config.frameTicks, timestamp: directions[o].output.nextTimestamp))
+        let clock = config.eventClockRate
+        directions[o].pendingDigits.append(TelephoneEventGenerator(
+            event: event, duration: durationMilliseconds * clock / 1000, step: clock * config.ptime / 1000, timestamp: directions[o].output.nextTimestamp))
         directions[o].nextDigitPacketAt = min(directions[o].nextDigitPacketAt ?? now, now)
         tick(now: now)
         return true

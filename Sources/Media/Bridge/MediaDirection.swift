@@ -24,7 +24,7 @@ extension MediaBridge {
 
         init(input: MediaLegConfiguration, output: MediaLegConfiguration, mode: Mode, jitterBufferMax: Duration) throws(AudioCodecError) {
             self.output = RTPOutputStream(clockRate: output.codec.rtpClockRate)
-            self.eventRelay = TelephoneEventRelay(inputClockRate: input.codec.rtpClockRate, outputClockRate: output.codec.rtpClockRate)
+            self.eventRelay = TelephoneEventRelay(inputClockRate: input.eventClockRate, outputClockRate: output.eventClockRate)
             guard mode == .transcoding else {
                 decoder = nil
                 encoder = nil

@@ -34,6 +34,9 @@ public struct MediaLegConfiguration: Sendable {
     public var codec: AudioCodecKind
     public var payloadType: UInt8
     public var dtmf: DTMFTransport
+    /// The telephone-event's RTP clock when it is not the codec's (Opus with
+    /// telephone-event/8000): event durations count in it.
+    public var telephoneEventClockRate: Int?
     /// Where the peer said (in SDP) it receives RTP. Packets are accepted only from this IP;
     /// the port latches to where they come from (symmetric RTP).
     public var remote: SocketAddress
@@ -62,6 +65,9 @@ public struct MediaLegConfiguration: Sendable {
     }
 
     var frameTicks: Int { codec.timestampTicks(milliseconds: ptime) }
+
+    /// The clock event durations count in.
+    var eventClockRate: Int { telephoneEventClockRate ?? codec.rtpClockRate }
 
     var telephoneEventPayloadType: UInt8? {
         if case .telephoneEvent(let pt) = dtmf { return pt }

@@ -101,6 +101,10 @@ public struct SDPNegotiatedAudio: Sendable, Equatable {
     /// The peer's fmtp for the codec, if any (a hint: RFC 7587 §7).
     public var remoteFormatParameters: String?
     public var telephoneEventPayloadType: Int?
+    /// The telephone-event's clock rate. It should be the codec's (RFC 4733 §2.1, and we offer one
+    /// per clock rate); peers that pair Opus with telephone-event/8000 (baresip 1.0, many
+    /// phones) are taken as they are.
+    public var telephoneEventClockRate: Int?
     public var remoteAddress: String
     public var remotePort: Int
     public var remoteRTCPPort: Int
@@ -239,8 +243,7 @@ public enum SDPOfferAnswer {
             guard srtp != nil else { return .failure("no usable a=crypto line") }
         }
 
-        let telephoneEvent = policy.telephoneEvent
-            ? formats.first { $0.isEncoding("telephone-event") && $0.clockRate == best.codec.clockRate } : nil
+        let telephoneEvent = policy.telephoneEvent ? preferredTelephoneEvent(formats, clockRate: best.codec.clockRate) : nil
         let rtcpMux = policy.rtcpMux && offered.hasAttribute("rtcp-mux")
         var section = SDPMedia(type: "audio", port: port, proto: offered.proto, formats: [String(best.map.payloadType)])
         section.attributes.append(SDPAttribute("rtpmap", best.map.attributeValue))
@@ -259,10 +262,18 @@ public enum SDPOfferAnswer {
         let result = SDPNegotiatedAudio(
             mediaIndex: index, codec: best.codec, payloadType: best.map.payloadType,
             remoteFormatParameters: offered.fmtp(for: best.map.payloadType),
-            telephoneEventPayloadType: telephoneEvent?.payloadType, remoteAddress: address, remotePort: offered.port,
+            telephoneEventPayloadType: telephoneEvent?.payloadType, telephoneEventClockRate: telephoneEvent?.clockRate,
+            remoteAddress: address, remotePort: offered.port,
             remoteRTCPPort: rtcpMux ? offered.port : rtcpPort(of: offered), rtcpMux: rtcpMux, direction: direction,
             ptime: offered.attributes(named: "ptime").first.flatMap { Int($0.trimmingCharacters(in: " \t")) }, srtp: srtp)
         return .success((section, result))
+    }
+
+    /// The telephone-event at the codec's clock rate, else (a peer that ignores RFC 4733 §2.1)
+    /// the first one offered.
+    private static func preferredTelephoneEvent(_ formats: [SDPRTPMap], clockRate: Int) -> SDPRTPMap? {
+        let events = formats.filter { $0.isEncoding("telephone-event") }
+        return events.first { $0.clockRate == clockRate } ?? events.first
     }
 
     /// The peer's RTCP port: `a=rtcp` (RFC 3605) or the RTP port + 1.
@@ -290,7 +301,7 @@ public enum SDPOfferAnswer {
                 }
             }
             guard let (codec, payloadType) = chosen else { throw .badAnswer("no offered codec in the answer") }
-            let telephoneEvent = answered.payloadFormats.first { $0.isEncoding("telephone-event") && $0.clockRate == codec.clockRate }
+            let telephoneEvent = preferredTelephoneEvent(answered.payloadFormats, clockRate: codec.clockRate)
             var srtp: SDPNegotiatedAudio.SRTP?
             if ours.proto.hasPrefix("RTP/SAVP") {
                 guard let value = answered.attributes(named: "crypto").first, let theirs = SDPCryptoAttribute(attributeValue: value) else {
@@ -305,7 +316,8 @@ public enum SDPOfferAnswer {
             let rtcpMux = answered.hasAttribute("rtcp-mux") && ours.hasAttribute("rtcp-mux")
             return SDPNegotiatedAudio(
                 mediaIndex: index, codec: codec, payloadType: payloadType, remoteFormatParameters: answered.fmtp(for: payloadType),
-                telephoneEventPayloadType: telephoneEvent?.payloadType, remoteAddress: address, remotePort: answered.port,
+                telephoneEventPayloadType: telephoneEvent?.payloadType, telephoneEventClockRate: telephoneEvent?.clockRate,
+                remoteAddress: address, remotePort: answered.port,
                 remoteRTCPPort: rtcpMux ? answered.port : rtcpPort(of: answered), rtcpMux: rtcpMux,
                 direction: answered.direction.answer,
                 ptime: answered.attributes(named: "ptime").first.flatMap { Int($0.trimmingCharacters(in: " \t")) }, srtp: srtp)

@@ -1,4 +1,4 @@
-import CloudCore
+import SIP
 import Testing
 
 /// The fork's response context (RFC 3261 §16.7) on its own: which response the caller gets and

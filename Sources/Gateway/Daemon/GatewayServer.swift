@@ -1,0 +1,273 @@
+public import CloudUplink
+public import Foundation
+public import LegacyLinks
+public import Logging
+public import Media
+public import NIOCore
+public import SIPTransport
+public import SIPUserAgent
+
+/// The running gateway: the legacy trunk's SIP endpoint and user agent, the cloud side's (claimed
+/// identity, mutual-TLS registration of the channels), the media relay, the channel router and the
+/// call records, wired together from a `BridgeConfiguration`. `symphony-bridge run` is this under
+/// swift-service-lifecycle; the end-to-end tests start it in-process.
+public final class GatewayServer: Sendable {
+    public let configuration: BridgeConfiguration
+    public let router: ChannelRouter
+    public let legacyEndpoint: SIPEndpoint
+    public let cloudEndpoint: SIPEndpoint
+    public let relay: MediaRelay
+    public let records: GatewayCallRecords
+    public let trunk: LegacyTrunk?
+    /// Where the legacy side listens (the bound port, also when the config says port 0).
+    public let legacyAddress: SocketAddress
+    let logger: Logger
+    private let uplink = UplinkBox()
+
+    public enum StartError: Error, CustomStringConvertible {
+        case stateDirectory(String, String)
+        case legacyListen(String, String)
+
+        public var description: String {
+            switch self {
+            case .stateDirectory(let path, let reason): "state directory \(path): \(reason)"
+            case .legacyListen(let address, let reason): "cannot listen for the legacy trunk on \(address): \(reason)"
+            }
+        }
+    }
+
+    /// Starts everything that needs no cloud at once (legacy listener, router, records), then
+    /// claims the gateway if it has no identity yet, and registers its channels. A refused claim
+    /// leaves the gateway up (legacy calls get 503, the log says why) without retrying the code.
+    public static func start(
+        _ config: BridgeConfiguration, group: any EventLoopGroup, logger: Logger = Logger(label: "symphony-bridge"),
+        claimRetry: ReconnectBackoff = ReconnectBackoff(base: .seconds(2), ceiling: .seconds(300))
+    ) async throws -> GatewayServer {
+        do {
+            try FileManager.default.createDirectory(atPath: config.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw StartError.stateDirectory(config.stateDirectory, "\(error)")
+        }
+        let loop = group.next()
+        var sipConfiguration = SIPEndpoint.Configuration()
+        sipConfiguration.productName = "symphony-bridge/\(GatewayVersion.current)"
+        let legacyEndpoint = try SIPEndpoint(eventLoop: loop, configuration: sipConfiguration, logger: component(logger, "sip-legacy"))
+        let cloudEndpoint = try SIPEndpoint(eventLoop: loop, configuration: sipConfiguration, logger: component(logger, "sip-cloud"))
+        let legacyAddress: SocketAddress
+        do {
+            let address = try SocketAddress(ipAddress: config.legacyListen.host, port: config.legacyListen.port)
+            legacyAddress = try await legacyEndpoint.listen(config.legacyTransport == .tcp ? .tcp : .udp, on: address)
+        } catch {
+            throw StartError.legacyListen("\(config.legacyListen)", "\(error)")
+        }
+
+        var legacyAgent = SIPUserAgent.Configuration()
+        legacyAgent.user = config.gatewayID
+        legacyAgent.domain = config.legacyServer?.host ?? legacyAddress.hostText ?? "localhost"
+        legacyAgent.answerAfter = nil
+        legacyAgent.ringOnIncoming = false
+        let legacyUA = SIPUserAgent(endpoint: legacyEndpoint, configuration: legacyAgent, logger: component(logger, "legacy-ua"))
+        var cloudAgent = legacyAgent
+        cloudAgent.domain = "localhost"  // replaced by the claimed domain in From; see `ChannelRouter.Settings.domain`
+        let cloudUA = SIPUserAgent(endpoint: cloudEndpoint, configuration: cloudAgent, logger: component(logger, "cloud-ua"))
+        await legacyUA.attach()
+        await cloudUA.attach()
+
+        let relay = try MediaRelay(threads: 1, portRange: config.rtpPortMin...config.rtpPortMax)
+        let records = try GatewayCallRecords(path: config.stateDirectory + "/calls.sqlite")
+        let identity = try? DeviceIdentity.load(from: config.stateDirectory)
+        let policies = ChannelRouter.Settings.policies(config)
+        var settings = ChannelRouter.Settings(
+            channels: config.channels, device: identity?.device ?? config.gatewayID, domain: identity?.domain ?? "localhost",
+            legacyPolicy: policies.legacy, cloudPolicy: policies.cloud)
+        settings.legacyServer = config.legacyServer.map { SIPDestination(transport: config.legacyTransport == .tcp ? .tcp : .udp, host: $0.host, port: $0.port) }
+        settings.legacyTransport = config.legacyTransport == .tcp ? .tcp : .udp
+        settings.legacyMediaAddress = LocalMediaAddress.isWildcard(config.legacyListen.host) ? nil : config.legacyListen.host
+        settings.codecOptions = AudioCodecOptions(opusComplexity: config.opusComplexity)
+        settings.jitterBufferMax = .milliseconds(config.jitterMaxMilliseconds)
+        let router = ChannelRouter(legacy: legacyUA, cloud: cloudUA, settings: settings, relay: relay, records: records, logger: component(logger, "router"))
+        await router.start()
+
+        var trunk: LegacyTrunk?
+        if let server = settings.legacyServer, config.optionsIntervalSeconds > 0 {
+            trunk = LegacyTrunk(endpoint: legacyEndpoint, server: server, interval: .seconds(config.optionsIntervalSeconds), user: config.gatewayID, logger: component(logger, "legacy-trunk"))
+            await trunk?.start()
+        }
+        let gateway = GatewayServer(
+            configuration: config, router: router, legacyEndpoint: legacyEndpoint, cloudEndpoint: cloudEndpoint, relay: relay,
+            records: records, trunk: trunk, legacyAddress: legacyAddress, logger: logger)
+        logger.notice("legacy trunk listening", metadata: ["address": "\(config.legacyTransport.rawValue):\(legacyAddress)", "channels": "\(config.channels.count)"])
+        gateway.scheduleRetention(on: loop)
+        Task { await gateway.connectCloud(identity: identity, retry: claimRetry) }
+        return gateway
+    }
+
+    private init(
+        configuration: BridgeConfiguration, router: ChannelRouter, legacyEndpoint: SIPEndpoint, cloudEndpoint: SIPEndpoint, relay: MediaRelay,
+        records: GatewayCallRecords, trunk: LegacyTrunk?, legacyAddress: SocketAddress, logger: Logger
+    ) {
+        self.configuration = configuration
+        self.router = router
+        self.legacyEndpoint = legacyEndpoint
+        self.cloudEndpoint = cloudEndpoint
+        self.relay = relay
+        self.records = records
+        self.trunk = trunk
+        self.legacyAddress = legacyAddress
+        self.logger = logger
+    }
+
+    /// The uplink's registration, once the gateway has an identity.
+    public var registration: CloudRegistration? { uplink.registration }
+
+    /// Claims (when needed), then registers the channels and keeps the router's cloud flow current.
+    private func connectCloud(identity stored: DeviceIdentity?, retry: ReconnectBackoff) async {
+        var identity = stored
+        var backoff = retry
+        while identity == nil {
+            switch await claim() {
+            case .success(let claimed):
+                identity = claimed
+            case .failure(let error):
+                if case .unreachable = error {} else {
+                    logger.error("claiming refused: \(error). The gateway stays up without the cloud; put a new claim_code in the config and restart or reload.")
+                    uplink.set(status: "claim refused: \(error)")
+                    return
+                }
+                var generator = SystemRandomNumberGenerator()
+                let delay = backoff.nextDelay(using: &generator)
+                logger.warning("claiming failed: \(error); retrying in \(delay)")
+                uplink.set(status: "claim failed: \(error)")
+                try? await Task.sleep(for: delay)
+                if uplink.stopped { return }
+            }
+        }
+        guard let identity else { return }
+        if identity.device != configuration.gatewayID {
+            logger.notice("the cloud knows this gateway as \"\(identity.device)\" (config id \"\(configuration.gatewayID)\"); its channels register as \(identity.device)-ch<n>")
+        }
+        await router.setIdentity(device: identity.device, domain: identity.domain)
+        do {
+            try await cloudEndpoint.useTLS(SIPTLSSettings(
+                certificateFile: identity.certificateFile, keyFile: identity.keyFile, caFile: configuration.cloudCAFile ?? identity.caFile))
+        } catch {
+            logger.error("the device identity in \(configuration.stateDirectory) cannot be loaded: \(error)")
+            uplink.set(status: "identity unusable: \(error)")
+            return
+        }
+        guard let server = configuration.cloudServer else { return }
+        var settings = CloudRegistration.Settings(
+            server: SIPDestination(transport: .tls, host: server.host, port: server.port), domain: identity.domain,
+            addressesOfRecord: configuration.channels.filter(\.enabled).map { "\(identity.device)-ch\($0.index)" },
+            instance: Self.instanceID(in: configuration.stateDirectory))
+        settings.keepAlive = .seconds(configuration.keepaliveSeconds)
+        let registration = CloudRegistration(endpoint: cloudEndpoint, settings: settings, logger: component(logger, "cloud-uplink"))
+        guard uplink.install(registration) else { return }
+        let router = self.router
+        Task {
+            for await status in registration.statusChanges {
+                if case .registered(let flow) = status { await router.setCloudFlow(flow) } else { await router.setCloudFlow(nil) }
+            }
+        }
+        await registration.start()
+    }
+
+    private func claim() async -> Result<DeviceIdentity, ClaimingError> {
+        guard let url = configuration.claimURL, let code = configuration.claimCode else {
+            return .failure(.notClaimed)
+        }
+        do {
+            let (key, csr) = try DeviceIdentity.makeKeyAndRequest(hint: configuration.gatewayID)
+            let answer = try await ClaimingClient.claim(url: url, code: code, csrPEM: csr, caFile: configuration.cloudCAFile)
+            let identity = try DeviceIdentity.store(key: key, answer: answer, in: configuration.stateDirectory)
+            logger.notice("claimed as \(identity.device) at \(identity.domain); identity stored in \(configuration.stateDirectory)")
+            return .success(identity)
+        } catch let error as ClaimingError {
+            return .failure(error)
+        } catch {
+            return .failure(.unreachable("\(error)"))
+        }
+    }
+
+    /// The RFC 5626 instance id: made once, kept in the state directory.
+    static func instanceID(in stateDirectory: String) -> String {
+        let path = stateDirectory + "/instance-id"
+        if let text = try? String(contentsOfFile: path, encoding: .utf8), UUID(uuidString: text.trimmingCharacters(in: .whitespacesAndNewlines)) != nil {
+            return text.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+        }
+        let id = UUID().uuidString.lowercased()
+        FileManager.default.createFile(atPath: path, contents: Data((id + "\n").utf8), attributes: [.posixPermissions: 0o600])
+        return id
+    }
+
+    /// Deletes call records past the retention once at start and then every hour.
+    private func scheduleRetention(on loop: any EventLoop) {
+        let (records, days, logger) = (records, configuration.retentionDays, logger)
+        uplink.retention = loop.scheduleRepeatedTask(initialDelay: .seconds(5), delay: .hours(1)) { _ in
+            do {
+                let removed = try records.purge(retentionDays: days, now: Date())
+                if removed > 0 { logger.info("retention: \(removed) call records older than \(days) days deleted") }
+            } catch {
+                logger.error("retention job failed: \(error)")
+            }
+        }
+    }
+
+    /// Ends calls (BYE/CANCEL), unregisters, stops supervision and closes sockets.
+    public func stop() async {
+        uplink.stop()
+        await router.shutdown()
+        if let registration = uplink.registration { await registration.stop() }
+        await trunk?.stop()
+        // Let the BYEs and REGISTERs leave before the sockets close.
+        try? await Task.sleep(for: .milliseconds(300))
+        await legacyEndpoint.shutdown()
+        await cloudEndpoint.shutdown()
+        relay.shutdown()
+    }
+}
+
+/// One logger for the whole gateway (one handler, one level), each part named in its metadata.
+func component(_ logger: Logger, _ name: String) -> Logger {
+    var logger = logger
+    logger[metadataKey: "component"] = "\(name)"
+    return logger
+}
+
+/// The gateway's version, for User-Agent, `version` and MQTT `info`.
+public enum GatewayVersion {
+    public static let current = "0.5.0"
+}
+
+/// The mutable bits of the running gateway, behind a lock.
+final class UplinkBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _registration: CloudRegistration?
+    private var _status: String?
+    private var _stopped = false
+    private var _retention: RepeatedTask?
+
+    var registration: CloudRegistration? { lock.withLock { _registration } }
+    var stopped: Bool { lock.withLock { _stopped } }
+    var retention: RepeatedTask? {
+        get { lock.withLock { _retention } }
+        set { lock.withLock { _retention = newValue } }
+    }
+
+    func install(_ registration: CloudRegistration) -> Bool {
+        lock.withLock {
+            guard !_stopped else { return false }
+            _registration = registration
+            return true
+        }
+    }
+
+    func set(status: String) { lock.withLock { _status = status } }
+
+    func stop() {
+        lock.withLock {
+            _stopped = true
+            _retention?.cancel()
+        }
+    }
+}

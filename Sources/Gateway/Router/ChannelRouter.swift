@@ -1,0 +1,470 @@
+public import Foundation
+public import Logging
+public import Media
+import NIOCore
+public import SIP
+public import SIPTransport
+public import SIPUserAgent
+
+/// The channel router: binds a legacy leg to a cloud leg, one call per channel.
+///
+/// - legacy → cloud: an INVITE for a channel's number calls the channel's one cloud target over
+///   the registered TLS flow, as the channel's AOR (`<device>-ch<n>`);
+/// - cloud → legacy: an INVITE for `<device>-ch<n>` rings every legacy target of the channel in
+///   parallel; the first to answer gets the call, the others are cancelled (`BridgedCall`);
+/// - media: a legacy RTP leg and a cloud SRTP leg on one media thread with a `MediaBridge`
+///   between them (passthrough when both legs agreed on one codec, transcoding otherwise);
+///   digits cross as RFC 4733 events, or as SIP INFO for a leg without telephone-event;
+/// - every call ends in a record (`GatewayCallRecords`).
+///
+/// Both user agents, and so the router, run on one event loop: the router calls them
+/// synchronously (`assumeIsolated`), and their events reach it in order.
+public actor ChannelRouter {
+    public nonisolated let legacy: SIPUserAgent
+    public nonisolated let cloud: SIPUserAgent
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { legacy.endpoint.unownedExecutor }
+
+    public struct Settings: Sendable {
+        public var channels: [BridgeConfiguration.Channel]
+        /// The gateway's device name at the cloud: its channels register as `<device>-ch<n>`.
+        public var device: String
+        /// The cloud's SIP domain (targets are `sips:<target>@<domain>`).
+        public var domain: String
+        /// The legacy intercom server: numbers in `legacy_targets` are called there.
+        public var legacyServer: SIPDestination?
+        public var legacyTransport: SIPTransportProtocol = .udp
+        /// The address in our legacy SDP; nil picks the source address toward the peer.
+        public var legacyMediaAddress: String?
+        public var legacyPolicy: SDPAudioPolicy
+        public var cloudPolicy: SDPAudioPolicy
+        public var codecOptions = AudioCodecOptions()
+        public var jitterBufferMax: Duration = .milliseconds(120)
+
+        public init(channels: [BridgeConfiguration.Channel], device: String, domain: String, legacyPolicy: SDPAudioPolicy, cloudPolicy: SDPAudioPolicy) {
+            self.channels = channels
+            self.device = device
+            self.domain = domain
+            self.legacyPolicy = legacyPolicy
+            self.cloudPolicy = cloudPolicy
+        }
+
+        /// The SDP policies a `bridge.toml` asks for: G.722 first and plain RTP on the legacy
+        /// side; SDES-SRTP only, in the configured suite order, on the cloud side.
+        public static func policies(_ config: BridgeConfiguration) -> (legacy: SDPAudioPolicy, cloud: SDPAudioPolicy) {
+            let legacy = SDPAudioPolicy(codecs: config.legacyCodecs.compactMap(codec), srtp: .off, rtcpMux: false)
+            let suites = config.srtpSuites.map { (name: $0, keyLength: $0.hasPrefix("AEAD") ? 28 : 30) }
+            let cloud = SDPAudioPolicy(codecs: config.cloudCodecs.compactMap(codec), srtp: .required, cryptoSuites: suites)
+            return (legacy, cloud)
+        }
+
+        static func codec(_ name: String) -> SDPAudioCodec? {
+            switch name.lowercased() {
+            case "opus": .opus
+            case "g722": .g722
+            case "pcma": .pcma
+            case "pcmu": .pcmu
+            default: nil
+            }
+        }
+    }
+
+    /// What the router reports (status topics, tests).
+    public enum Event: Sendable, Equatable {
+        case channelBusy(channel: Int, direction: BridgedCall.Direction)
+        case channelConnected(channel: Int, codec: String)
+        case channelIdle(channel: Int, outcome: BridgedCall.Outcome, reason: String)
+        case digit(channel: Int, digit: Character, fromLegacy: Bool)
+        case refused(status: Int, reason: String)
+    }
+
+    private(set) var settings: Settings
+    let relay: MediaRelay
+    let records: GatewayCallRecords?
+    let logger: Logger
+    let now: @Sendable () -> Double
+    var cloudFlow: SIPFlow?
+    var calls: [Int: ActiveCall] = [:]
+    private var busyChannels: [Int: Int] = [:]
+    var legs: [LegKey: (call: Int, branch: Int?)] = [:]
+    private var nextID = 1
+    private var started = false
+    let eventContinuation: AsyncStream<Event>.Continuation
+    public nonisolated let events: AsyncStream<Event>
+
+    struct LegKey: Hashable {
+        let cloudSide: Bool
+        let handle: SIPCallHandle
+    }
+
+    struct ActiveCall {
+        var state: BridgedCall
+        let channel: BridgeConfiguration.Channel
+        let inbound: SIPCallHandle
+        var branches: [SIPCallHandle?] = []
+        var closedByUs: Set<Int> = []  // branch indices; -1 the inbound leg
+        var targets: [String] = []
+        var legacyLeg: MediaLegSocket?
+        var cloudLeg: MediaLegSocket?
+        var inboundAnswer: SIPMessageBody?
+        var outboundOffer: SDPSession?
+        var inboundLeg: MediaLegConfiguration?
+        var bridge: MediaBridgeHandle?
+        var bridgedBranch: Int?
+        /// The bridge's delegate (it holds it weakly): digits for a leg that takes SIP INFO.
+        var digitForwarder: DigitForwarder?
+        let startedAt: Double
+        var answeredAt: Double?
+        var peer: String
+        var codec: String?
+        var ringTimer: Scheduled<Void>?
+        var durationTimer: Scheduled<Void>?
+
+        var direction: BridgedCall.Direction { state.direction }
+        var inboundIsCloud: Bool { direction == .cloudToLegacy }
+    }
+
+    public init(
+        legacy: SIPUserAgent, cloud: SIPUserAgent, settings: Settings, relay: MediaRelay, records: GatewayCallRecords?,
+        logger: Logger = Logger(label: "router"), now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }
+    ) {
+        precondition(legacy.endpoint.eventLoop === cloud.endpoint.eventLoop, "both user agents must share one event loop")
+        self.legacy = legacy
+        self.cloud = cloud
+        self.settings = settings
+        self.relay = relay
+        self.records = records
+        self.logger = logger
+        self.now = now
+        (events, eventContinuation) = AsyncStream.makeStream(of: Event.self)
+    }
+
+    /// Takes both user agents' calls. Returns at once; events are handled until `shutdown`.
+    public func start() {
+        guard !started else { return }
+        started = true
+        for (agent, cloudSide) in [(legacy, false), (cloud, true)] {
+            Task { [self] in
+                for await event in agent.events { await self.handle(event, cloudSide: cloudSide) }
+            }
+        }
+    }
+
+    /// The flow calls to the cloud go over (the registration's), or nil while the uplink is down.
+    public func setCloudFlow(_ flow: SIPFlow?) {
+        cloudFlow = flow
+    }
+
+    /// The name and domain the cloud gave this gateway when it was claimed.
+    public func setIdentity(device: String, domain: String) {
+        settings.device = device
+        settings.domain = domain
+    }
+
+    /// The media counters of the call on `channel` (legacy leg, cloud leg), once it is bridged.
+    public func mediaCounters(channel: Int) async -> (legacy: MediaLegCounters, cloud: MediaLegCounters)? {
+        guard let id = busyChannels[channel], let bridge = calls[id]?.bridge else { return nil }
+        guard let legacy = try? await bridge.counters(.a), let cloud = try? await bridge.counters(.b) else { return nil }
+        return (legacy, cloud)
+    }
+
+    /// Channels with a call, for status and tests.
+    public var busyChannelIndices: [Int] { busyChannels.keys.sorted() }
+
+    /// Ends every call (shutdown): CANCEL or 503 before an answer, BYE after.
+    public func shutdown() async {
+        for id in calls.keys.sorted() {
+            guard var call = calls[id] else { continue }
+            let actions = call.state.abort(status: 503, reason: "gateway shutting down")
+            calls[id] = call
+            await perform(actions, call: id)
+        }
+    }
+
+    // MARK: Events from the user agents
+
+    func handle(_ event: SIPUserAgentEvent, cloudSide: Bool) async {
+        switch event {
+        case .incomingCall(let handle, _):
+            await incoming(handle, cloudSide: cloudSide)
+        case .ringing(let handle):
+            await outbound(handle, cloudSide: cloudSide) { state, branch in state.outboundRinging(branch, early: false) }
+        case .earlyMedia(let handle):
+            await outbound(handle, cloudSide: cloudSide) { state, branch in state.outboundRinging(branch, early: true) }
+        case .answered(let handle):
+            await outbound(handle, cloudSide: cloudSide) { state, branch in state.outboundAnswered(branch) }
+        case .failed(let handle, let status):
+            await outbound(handle, cloudSide: cloudSide) { state, branch in state.outboundFailed(branch, status: status) }
+        case .ended(let handle, _):
+            await ended(handle, cloudSide: cloudSide)
+        case .dtmfInfo(let handle, let body):
+            await digitByInfo(handle, cloudSide: cloudSide, body: body)
+        default:
+            return
+        }
+    }
+
+    private func outbound(
+        _ handle: SIPCallHandle, cloudSide: Bool, _ transition: (inout BridgedCall, Int) -> [BridgedCall.Action]
+    ) async {
+        guard let (id, branch) = legs[LegKey(cloudSide: cloudSide, handle: handle)], let branch, var call = calls[id],
+            call.inboundIsCloud != cloudSide
+        else { return }
+        let actions = transition(&call.state, branch)
+        calls[id] = call
+        await perform(actions, call: id)
+    }
+
+    private func ended(_ handle: SIPCallHandle, cloudSide: Bool) async {
+        guard let (id, branch) = legs[LegKey(cloudSide: cloudSide, handle: handle)], var call = calls[id] else { return }
+        let index = branch ?? -1
+        guard !call.closedByUs.contains(index) else { return }
+        let actions: [BridgedCall.Action]
+        if branch == nil {
+            call.closedByUs.insert(-1)  // it is gone; nothing more to send it
+            actions = call.state.inboundEnded()
+        } else if let branch, branch == call.state.connectedBranch {
+            call.closedByUs.insert(branch)
+            actions = call.state.outboundEnded(branch)
+        } else {
+            return  // a failed branch: its `.failed` follows
+        }
+        calls[id] = call
+        await perform(actions, call: id)
+    }
+
+    // MARK: A new call
+
+    private func incoming(_ handle: SIPCallHandle, cloudSide: Bool) async {
+        let agent = cloudSide ? cloud : legacy
+        guard let invite = on(agent, { $0.invite(of: handle) }), case .sip(let uri)? = invite.requestURI else { return }
+        let user = uri.user ?? ""
+        let channel: BridgeConfiguration.Channel?
+        if cloudSide {
+            let prefix = settings.device + "-ch"
+            channel = user.hasPrefix(prefix) ? Int(user.dropFirst(prefix.count)).flatMap { index in settings.channels.first { $0.index == index } } : nil
+        } else {
+            channel = settings.channels.first { $0.number == user }
+        }
+        let caller = invite.from?.uri.description ?? "?"
+        guard let channel else {
+            refuse(agent, handle, 404, "no channel has the number \"\(user)\" (from \(caller))")
+            return
+        }
+        guard channel.enabled else {
+            refuse(agent, handle, 480, "channel \(channel.index) is disabled (from \(caller))")
+            return
+        }
+        if busyChannels[channel.index] != nil {
+            // One call per channel (../shared/ARCHITECTURE.md).
+            refuse(agent, handle, 486, "channel \(channel.index) is busy (from \(caller))")
+            return
+        }
+        let direction: BridgedCall.Direction = cloudSide ? .cloudToLegacy : .legacyToCloud
+        let flow = cloudFlow
+        if direction == .legacyToCloud, flow == nil || !flowAlive(flow!) {
+            refuse(agent, handle, 503, "channel \(channel.index): the cloud is unreachable (not registered)")
+            return
+        }
+        let targets = direction == .legacyToCloud ? [channel.cloudTarget] : channel.legacyTargets
+        let id = nextID
+        nextID += 1
+        var call = ActiveCall(
+            state: BridgedCall(channel: channel.index, direction: direction, branches: targets.count), channel: channel, inbound: handle,
+            startedAt: now(), peer: direction == .legacyToCloud ? channel.cloudTarget : caller)
+        call.targets = targets
+        call.branches = Array(repeating: nil, count: targets.count)
+        calls[id] = call
+        busyChannels[channel.index] = id
+        legs[LegKey(cloudSide: cloudSide, handle: handle)] = (id, nil)
+        logger.info("call", metadata: ["channel": "\(channel.index)", "direction": "\(direction)", "from": "\(caller)", "to": "\(targets.joined(separator: ","))"])
+        eventContinuation.yield(.channelBusy(channel: channel.index, direction: direction))
+
+        // Media first: our answer to the caller's offer and our offer to the callees.
+        do {
+            try await prepareMedia(id, offer: on(agent) { $0.remoteBody(of: handle) })
+        } catch {
+            logger.warning("call refused: \(error)", metadata: ["channel": "\(channel.index)"])
+            guard var call = calls[id] else { return }
+            let actions = call.state.abort(status: 488, reason: "\(error)")
+            calls[id] = call
+            await perform(actions, call: id)
+            return
+        }
+        guard let ready = calls[id], ready.state.phase == .routing, let offer = ready.outboundOffer else { return }
+        let body = SIPMessageBody(contentType: "application/sdp", text: offer.serialized)
+        calls[id]?.ringTimer = legacy.endpoint.eventLoop.scheduleTask(in: .seconds(Int64(channel.ringSeconds))) { [self] in
+            Task { await self.ringTimedOut(id) }
+        }
+        if direction == .legacyToCloud {
+            let target = SIPURI(secure: true, user: channel.cloudTarget, host: settings.domain)
+            let user = "\(settings.device)-ch\(channel.index)"
+            let placed = on(cloud) { $0.call(target, on: flow!, from: user, body: body) }
+            attach(placed, cloudSide: true, call: id, branch: 0)
+        } else {
+            for (branch, target) in targets.enumerated() {
+                guard let (uri, destination) = legacyDestination(target) else {
+                    await failBranch(id, branch, status: 404)
+                    continue
+                }
+                do {
+                    let placed = try await legacy.call(uri, via: destination, from: channel.number, body: body)
+                    attach(placed, cloudSide: false, call: id, branch: branch)
+                } catch {
+                    logger.warning("legacy target unreachable: \(error)", metadata: ["channel": "\(channel.index)", "target": "\(target)"])
+                    await failBranch(id, branch, status: 503)
+                }
+            }
+        }
+    }
+
+    private func attach(_ handle: SIPCallHandle, cloudSide: Bool, call id: Int, branch: Int) {
+        guard calls[id] != nil else {
+            // The caller left while we were placing this leg.
+            on(cloudSide ? cloud : legacy) { $0.hangUp(handle) }
+            return
+        }
+        calls[id]?.branches[branch] = handle
+        legs[LegKey(cloudSide: cloudSide, handle: handle)] = (id, branch)
+        if calls[id]?.state.phase != .routing {
+            calls[id]?.closedByUs.insert(branch)
+            on(cloudSide ? cloud : legacy) { $0.hangUp(handle) }
+        }
+    }
+
+    private func failBranch(_ id: Int, _ branch: Int, status: Int) async {
+        guard var call = calls[id] else { return }
+        let actions = call.state.outboundFailed(branch, status: status)
+        calls[id] = call
+        await perform(actions, call: id)
+    }
+
+    private func refuse(_ agent: SIPUserAgent, _ handle: SIPCallHandle, _ status: Int, _ reason: String) {
+        logger.notice("call refused with \(status): \(reason)")
+        on(agent) { $0.reject(handle, status: status) }
+        eventContinuation.yield(.refused(status: status, reason: reason))
+    }
+
+    /// A legacy target: a number at the legacy server, or a station's own SIP URI.
+    func legacyDestination(_ target: String) -> (SIPURI, SIPDestination)? {
+        if target.hasPrefix("sip:") || target.hasPrefix("sips:") {
+            guard let uri = try? SIPURIParser.parseSIP(target) else { return nil }
+            let transport: SIPTransportProtocol = (uri.parameters.value("transport") ?? nil)?.lowercased() == "tcp" ? .tcp : settings.legacyTransport
+            return (uri, SIPDestination(transport: transport, host: uri.host, port: uri.port ?? 5060))
+        }
+        guard let server = settings.legacyServer else { return nil }
+        var uri = SIPURI(user: target, host: server.host.contains(":") ? "[\(server.host)]" : server.host, port: server.port)
+        if server.transport == .tcp { uri.parameters.set("transport", "tcp") }
+        return (uri, server)
+    }
+
+    /// Runs `body` on a user agent synchronously: it shares our executor (the event loop).
+    func on<T: Sendable>(_ agent: SIPUserAgent, _ body: (isolated SIPUserAgent) -> T) -> T {
+        agent.assumeIsolated(body)
+    }
+
+    func flowAlive(_ flow: SIPFlow) -> Bool {
+        cloud.endpoint.assumeIsolated { $0.isAlive(flow) }
+    }
+
+    // MARK: Timers
+
+    private func ringTimedOut(_ id: Int) async {
+        guard var call = calls[id] else { return }
+        let actions = call.state.ringTimeout()
+        calls[id] = call
+        if !actions.isEmpty { logger.info("no answer within \(call.channel.ringSeconds) s", metadata: ["channel": "\(call.channel.index)"]) }
+        await perform(actions, call: id)
+    }
+
+    private func durationReached(_ id: Int) async {
+        guard var call = calls[id] else { return }
+        let actions = call.state.durationLimit()
+        calls[id] = call
+        if !actions.isEmpty { logger.notice("call reached max_call_s (\(call.channel.maxCallSeconds) s); BYE on both legs", metadata: ["channel": "\(call.channel.index)"]) }
+        await perform(actions, call: id)
+    }
+
+    // MARK: Doing what the call state says
+
+    func perform(_ actions: [BridgedCall.Action], call id: Int) async {
+        for action in actions {
+            guard let call = calls[id] else { return }
+            let inboundAgent = call.inboundIsCloud ? cloud : legacy
+            let outboundAgent = call.inboundIsCloud ? legacy : cloud
+            switch action {
+            case .ringInbound(let early):
+                let body = early == nil ? nil : call.inboundAnswer
+                on(inboundAgent) { $0.ring(call.inbound, status: body == nil ? 180 : 183, body: body) }
+            case .earlyMedia(let branch):
+                do { try await connectMedia(id, branch: branch) } catch {
+                    logger.warning("early media not bridged: \(error)", metadata: ["channel": "\(call.channel.index)"])
+                }
+            case .answerInbound(let branch):
+                do {
+                    try await connectMedia(id, branch: branch)
+                } catch {
+                    logger.warning("the callee's answer cannot be bridged: \(error)", metadata: ["channel": "\(call.channel.index)"])
+                    guard var failing = calls[id] else { return }
+                    failing.closedByUs.insert(-1)
+                    let abort = failing.state.abort(status: 488, reason: "media: \(error)")
+                    calls[id] = failing
+                    on(inboundAgent) { $0.reject(call.inbound, status: 488) }
+                    await perform(abort.filter { if case .hangUpInbound = $0 { false } else { true } }, call: id)
+                    return
+                }
+                guard let current = calls[id], current.state.phase == .connected else { return }
+                on(inboundAgent) { $0.answer(call.inbound, body: current.inboundAnswer) }
+                calls[id]?.answeredAt = now()
+                calls[id]?.ringTimer?.cancel()
+                calls[id]?.durationTimer = legacy.endpoint.eventLoop.scheduleTask(in: .seconds(Int64(call.channel.maxCallSeconds))) { [self] in
+                    Task { await self.durationReached(id) }
+                }
+                if call.direction == .cloudToLegacy { calls[id]?.peer = call.targets[branch] + " ← " + call.peer }
+                eventContinuation.yield(.channelConnected(channel: call.channel.index, codec: calls[id]?.codec ?? "?"))
+                logger.info("connected", metadata: ["channel": "\(call.channel.index)", "codec": "\(calls[id]?.codec ?? "?")"])
+            case .rejectInbound(let status):
+                calls[id]?.closedByUs.insert(-1)
+                on(inboundAgent) { $0.reject(call.inbound, status: status) }
+            case .cancel(let branches, let reason):
+                for branch in branches {
+                    guard let handle = call.branches[branch] else { continue }
+                    calls[id]?.closedByUs.insert(branch)
+                    on(outboundAgent) { $0.hangUp(handle, reason: reason.headerValue) }
+                }
+            case .hangUpOutbound(let branch):
+                guard let handle = call.branches[branch] else { continue }
+                calls[id]?.closedByUs.insert(branch)
+                on(outboundAgent) { $0.hangUp(handle) }
+            case .hangUpInbound:
+                guard !call.closedByUs.contains(-1) else { continue }
+                calls[id]?.closedByUs.insert(-1)
+                on(inboundAgent) { $0.hangUp(call.inbound) }
+            case .finish(let outcome, let reason):
+                await finish(id, outcome: outcome, reason: reason)
+            }
+        }
+    }
+
+    private func finish(_ id: Int, outcome: BridgedCall.Outcome, reason: String) async {
+        guard let call = calls.removeValue(forKey: id) else { return }
+        call.ringTimer?.cancel()
+        call.durationTimer?.cancel()
+        if busyChannels[call.channel.index] == id { busyChannels[call.channel.index] = nil }
+        legs = legs.filter { $0.value.call != id }
+        let ended = now()
+        logger.info("call ended", metadata: ["channel": "\(call.channel.index)", "outcome": "\(outcome.rawValue)", "reason": "\(reason)"])
+        eventContinuation.yield(.channelIdle(channel: call.channel.index, outcome: outcome, reason: reason))
+        records?.record(GatewayCallRecord(
+            startedAt: call.startedAt, answeredAt: call.answeredAt, endedAt: ended,
+            direction: call.direction == .legacyToCloud ? .legacyToCloud : .cloudToLegacy, channel: call.channel.index, peer: call.peer,
+            status: GatewayCallRecord.Status(rawValue: outcome.rawValue) ?? .failed, codec: call.codec, reason: reason)) { [logger] error in
+            if let error { logger.error("call record not written: \(error)") }
+        }
+        if let bridge = call.bridge {
+            await bridge.close()
+        } else {
+            await call.legacyLeg?.close()
+            await call.cloudLeg?.close()
+        }
+    }
+}

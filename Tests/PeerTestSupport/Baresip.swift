@@ -1,0 +1,85 @@
+public import Foundation
+
+/// One baresip 1.0 (Debian's `baresip-core`) with its own config directory: it plays a WAV into
+/// every call (module aufile), dumps what it decodes (module sndfile, `snd/…-dec.wav`), answers by
+/// itself when the account says `answermode=auto`, and takes commands during a call over
+/// ctrl_tcp (netstring JSON) — `/sndcode 5` sends a DTMF digit, as a door opener would.
+public final class Baresip: @unchecked Sendable {
+    public let name: String
+    public let directory: String
+    /// Where it listens for SIP (UDP and TCP; TLS too when it has a certificate).
+    public let sipPort: Int
+    public let controlPort: Int
+    public private(set) var process: PeerProcess?
+
+    /// - Parameters:
+    ///   - modules: codec and media modules beyond aufile, sndfile and ctrl_tcp (`g722.so`,
+    ///     `opus.so`, `srtp.so`, …).
+    ///   - account: the account line (`<sip:door@127.0.0.1>;regint=0;answermode=auto;…`).
+    ///   - tone: the WAV played into calls; its rate and channels must suit the codec (16 kHz
+    ///     mono for G.722, 48 kHz stereo for Opus).
+    public init(
+        _ name: String, in scratch: ScratchDirectory, modules: [String], account: String, tone: String, caFile: String? = nil,
+        rtpPorts: ClosedRange<Int>
+    ) throws {
+        self.name = name
+        directory = scratch.path("baresip-\(name)")
+        sipPort = try freePort()
+        controlPort = try freePort()
+        try FileManager.default.createDirectory(atPath: directory + "/snd", withIntermediateDirectories: true)
+        var config = """
+            poll_method epoll
+            sip_listen 127.0.0.1:\(sipPort)
+            net_interface 127.0.0.1
+            module_path /usr/lib/baresip/modules
+
+            """
+        if let caFile { config += "sip_cafile \(caFile)\n" }
+        for module in modules + ["aufile.so", "sndfile.so"] { config += "module \(module)\n" }
+        config += """
+            module_app account.so
+            module_app menu.so
+            module_app ctrl_tcp.so
+            ctrl_tcp_listen 127.0.0.1:\(controlPort)
+            audio_source aufile,\(tone)
+            audio_player aufile,/dev/null
+            snd_path \(directory)/snd
+            rtp_ports \(rtpPorts.lowerBound)-\(rtpPorts.upperBound)
+
+            """
+        try config.write(toFile: directory + "/config", atomically: true, encoding: .utf8)
+        try (account + "\n").write(toFile: directory + "/accounts", atomically: true, encoding: .utf8)
+    }
+
+    /// Starts it for `seconds`; `command` runs at start (`/dial sip:…`).
+    public func start(seconds: Int, command: String? = nil) throws {
+        var arguments = ["-f", directory, "-t", String(seconds)]
+        if let command { arguments += ["-e", command] }
+        process = try PeerProcess("baresip", arguments, directory: URL(fileURLWithPath: directory))
+    }
+
+    public var output: String { process?.text ?? "" }
+
+    public func stop() { process?.stop() }
+
+    /// A menu command over ctrl_tcp: `{"command":"sndcode","params":"5"}`.
+    public func command(_ command: String, _ params: String = "") async throws {
+        let json = "{\"command\":\"\(command)\",\"params\":\"\(params)\",\"token\":\"t\"}"
+        let netstring = "\(json.utf8.count):\(json),"
+        _ = try await runCommand("bash", ["-c", "exec 3<>/dev/tcp/127.0.0.1/\(controlPort) && printf '%s' '\(netstring)' >&3 && sleep 0.2"])
+    }
+
+    /// What it decoded in its first call, as 16 kHz mono (sox converts the dump).
+    public func decodedAudio() async throws -> [Int16] {
+        let dumps = try FileManager.default.contentsOfDirectory(atPath: directory + "/snd").filter { $0.hasSuffix("-dec.wav") }.sorted()
+        guard let dump = dumps.first else { throw PeerError("\(name): no decoded audio dump; output:\n\(output.suffix(3000))") }
+        let mono = directory + "/received-\(dump)"
+        _ = try await runCommand("sox", [directory + "/snd/" + dump, "-c", "1", "-r", "16000", mono, "remix", "1"])
+        return try wavSamples(URL(fileURLWithPath: mono))
+    }
+
+    /// Makes a tone WAV with sox: `seconds` of a sine at `frequency`, at `rate` Hz and `channels`.
+    public static func tone(_ path: String, frequency: Int, seconds: Int, rate: Int, channels: Int) async throws {
+        _ = try await runCommand("sox", ["-n", "-r", String(rate), "-c", String(channels), "-b", "16", path, "synth", String(seconds), "sine", String(frequency), "vol", "0.5"])
+    }
+}
