@@ -49,4 +49,124 @@ struct CallPathTests {
         #expect(record.reason == "legacy station hung up")
         await path.stop()
     }
+
+    @Test func aG722ClientRingsTwoStationsTheFirstAnswersWithPassthroughAndTheOtherIsCancelled() async throws {
+        let scratch = try ScratchDirectory()
+        let doorTone = scratch.path("door.wav")
+        try await Baresip.tone(doorTone, frequency: 700, seconds: 14, rate: 16000, channels: 1)
+        let answering = try GatewayPath.legacyStation("door-a", in: scratch, tone: doorTone)
+        let ringing = try GatewayPath.legacyStation("door-b", in: scratch, tone: doorTone, answer: false)
+        let path = try await GatewayPath.start(legacyTargets: [
+            "sip:door-b@127.0.0.1:\(ringing.sipPort)", "sip:door-a@127.0.0.1:\(answering.sipPort)",
+        ])
+        try answering.start(seconds: 30)
+        try ringing.start(seconds: 30)
+        let aliceTone = path.scratch.path("alice.wav")
+        try await Baresip.tone(aliceTone, frequency: 1100, seconds: 14, rate: 16000, channels: 1)
+        let alice = try path.cloudClient("alice", codec: "G722/16000/1", tone: aliceTone)
+        try alice.start(seconds: 9, command: "/dial sip:gw1-ch1@\(path.coreConfiguration.domain)")
+        try await path.eventually("the call connected", timeout: .seconds(15)) { await path.core.proxy.statistics.callsAnswered == 1 }
+        // The station that did not answer was cancelled with the reason why.
+        try await path.eventually("door-b's ringing stopped") { ringing.output.contains("Incoming call") && ringing.output.contains("session closed") }
+        try await Task.sleep(for: .seconds(2))
+        try await alice.command("sndcode", "3")
+        try await path.eventually("door-a heard digit 3") { answering.output.contains("received event: '3'") }
+
+        _ = try await alice.process?.wait(timeout: .seconds(20))
+        let records = try await path.records(atLeast: 1)
+        answering.stop()
+        ringing.stop()
+        try await Self.expectTone(answering, 1100, from: "alice")
+        try await Self.expectTone(alice, 700, from: "door-a")
+        let record = try #require(records.first)
+        #expect(record.direction == .cloudToLegacy && record.status == .answered && record.codec == "g722", "passthrough: \(record)")
+        #expect(record.peer.contains("door-a") && record.reason == "cloud party hung up", "\(record)")
+        #expect(!ringing.output.contains("Call established"))
+        await path.stop()
+    }
+
+    @Test func aStationWithoutTelephoneEventGetsTheDoorDigitAsSIPInfo() async throws {
+        let scratch = try ScratchDirectory()
+        let stationPort = try freePort(udp: true)
+        let station = try LegacySipp.startStation(LegacySipp.infoOnlyStation(digit: "9"), port: stationPort, in: scratch)
+        let path = try await GatewayPath.start(legacyTargets: ["sip:door@127.0.0.1:\(stationPort)"])
+        let aliceTone = path.scratch.path("alice.wav")
+        try await Baresip.tone(aliceTone, frequency: 1000, seconds: 10, rate: 48000, channels: 2)
+        let alice = try path.cloudClient("alice", tone: aliceTone)
+        try alice.start(seconds: 6, command: "/dial sip:gw1-ch1@\(path.coreConfiguration.domain)")
+        try await path.eventually("the call connected", timeout: .seconds(15)) { await path.core.proxy.statistics.callsAnswered == 1 }
+        try await Task.sleep(for: .seconds(1))
+        try await alice.command("sndcode", "9")
+        let status = try await station.wait(timeout: .seconds(30))
+        #expect(status == 0, "the station got INFO Signal=9 and the BYE: \(station.text.suffix(2000))")
+        try await path.eventually("the digit was reported") { path.logs.contains("door-opener digit 9 cloud → legacy") }
+        await path.stop()
+    }
+
+    @Test func aBusyChannelGets486AnUnknownNumber404AndACallerWhoGivesUpACancelledRecord() async throws {
+        let path = try await GatewayPath.start(channels: [
+            GatewayPath.channel(1, to: "alice", ringing: []), GatewayPath.channel(2, to: "bob", ringing: []),
+        ])
+        let tone = path.scratch.path("tone.wav")
+        try await Baresip.tone(tone, frequency: 900, seconds: 10, rate: 48000, channels: 2)
+        let doorTone = path.scratch.path("door.wav")
+        try await Baresip.tone(doorTone, frequency: 900, seconds: 10, rate: 16000, channels: 1)
+        let alice = try path.cloudClient("alice", tone: tone)
+        let bob = try path.cloudClient("bob", tone: tone, answer: false)
+        try alice.start(seconds: 40)
+        try bob.start(seconds: 40)
+        try await path.eventually("alice and bob registered") {
+            let alice = await path.core.proxy.contacts(of: "alice"), bob = await path.core.proxy.contacts(of: "bob")
+            return !alice.isEmpty && !bob.isEmpty
+        }
+        let door = try GatewayPath.legacyStation("door", in: path.scratch, tone: doorTone)
+        try door.start(seconds: 40, command: "/dial sip:\(GatewayPath.number(1))@127.0.0.1:\(path.legacyPort)")
+        try await path.eventually("channel 1 connected") { await path.core.proxy.statistics.callsAnswered == 1 }
+
+        let busy = try await LegacySipp.runCaller(LegacySipp.call(expecting: 486), number: GatewayPath.number(1), gatewayPort: path.legacyPort, in: path.scratch)
+        #expect(busy.status == 0, "a second call to a busy channel gets 486: \(busy.output.suffix(1500))")
+        let unknown = try await LegacySipp.runCaller(LegacySipp.call(expecting: 404), number: "999", gatewayPort: path.legacyPort, in: path.scratch)
+        #expect(unknown.status == 0, "an unknown number gets 404: \(unknown.output.suffix(1500))")
+        #expect(path.logs.contains("no channel has the number \"999\""))
+        #expect(path.logs.contains("channel 1 is busy"))
+
+        // Another station calls channel 2 (bob answers by hand, so it rings) and gives up.
+        let lobby = try GatewayPath.legacyStation("lobby", in: path.scratch, tone: doorTone)
+        try lobby.start(seconds: 40, command: "/dial sip:\(GatewayPath.number(2))@127.0.0.1:\(path.legacyPort)")
+        try await path.eventually("bob rings") { bob.output.contains("Incoming call") }
+        try await lobby.command("hangup")
+        try await path.eventually("bob stopped ringing") { bob.output.contains("session closed") }
+        try await door.command("hangup")
+        let records = try await path.records(atLeast: 2)
+        let byChannel = Dictionary(grouping: records, by: \.channel)
+        #expect(byChannel[1]?.map(\.status) == [.answered])
+        #expect(byChannel[2]?.map(\.status) == [.cancelled] && byChannel[2]?.first?.answeredAt == nil, "\(records)")
+        for phone in [alice, bob, door, lobby] { phone.stop() }
+        await path.stop()
+    }
+
+    @Test func aCallEndsAtTheChannelsDurationLimitWithByeOnBothLegs() async throws {
+        let path = try await GatewayPath.start(channels: [GatewayPath.channel(1, to: "alice", ringing: [], maxCallSeconds: 10)])
+        let tone = path.scratch.path("tone.wav")
+        try await Baresip.tone(tone, frequency: 900, seconds: 20, rate: 48000, channels: 2)
+        let doorTone = path.scratch.path("door.wav")
+        try await Baresip.tone(doorTone, frequency: 900, seconds: 20, rate: 16000, channels: 1)
+        let alice = try path.cloudClient("alice", tone: tone)
+        try alice.start(seconds: 40)
+        try await path.eventually("alice registered") { await !path.core.proxy.contacts(of: "alice").isEmpty }
+        let door = try GatewayPath.legacyStation("door", in: path.scratch, tone: doorTone)
+        try door.start(seconds: 40, command: "/dial sip:\(GatewayPath.number(1))@127.0.0.1:\(path.legacyPort)")
+        let records = try await path.records(atLeast: 1, timeout: .seconds(25))
+        let record = try #require(records.first)
+        #expect(record.reason == "duration limit" && record.status == .answered)
+        let duration = record.endedAt - (record.answeredAt ?? 0)
+        #expect(abs(duration - 10) < 1.5, "the call lasted \(duration) s")
+        // Both peers were told: each saw its call closed by the other side.
+        try await path.eventually("both legs got BYE") {
+            door.output.contains("session closed") && alice.output.contains("session closed")
+        }
+        alice.stop()
+        door.stop()
+        await path.stop()
+    }
 }

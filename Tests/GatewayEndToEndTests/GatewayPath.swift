@@ -119,7 +119,7 @@ final class GatewayPath: @unchecked Sendable {
     }
 
     /// A legacy intercom station: plain SIP over UDP on loopback, G.722 only, no registration.
-    static func legacyStation(_ name: String, in scratch: ScratchDirectory, tone: String, codec: String = "G722", answer: Bool = true) throws -> Baresip {
+    static func legacyStation(_ name: String, in scratch: ScratchDirectory, tone: String, codec: String = "G722/16000/1", answer: Bool = true) throws -> Baresip {
         try Baresip(
             name, in: scratch, modules: ["g722.so", "g711.so"],
             account: "<sip:\(name)@127.0.0.1>;regint=0;audio_codecs=\(codec);answermode=\(answer ? "auto" : "manual")",
@@ -136,9 +136,9 @@ final class GatewayPath: @unchecked Sendable {
     }
 
     /// The gateway's call records, once at least `count` are written.
-    func records(atLeast count: Int) async throws -> [GatewayCallRecord] {
+    func records(atLeast count: Int, timeout: Duration = .seconds(10)) async throws -> [GatewayCallRecord] {
         let records = gateway.records
-        try await eventually("\(count) gateway call record(s)") { ((try? records.all().count) ?? 0) >= count }
+        try await eventually("\(count) gateway call record(s)", timeout: timeout) { ((try? records.all().count) ?? 0) >= count }
         return try records.all()
     }
 }

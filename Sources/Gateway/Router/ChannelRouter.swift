@@ -158,6 +158,7 @@ public actor ChannelRouter {
     public func setIdentity(device: String, domain: String) {
         settings.device = device
         settings.domain = domain
+        on(cloud) { $0.configuration.domain = domain }
     }
 
     /// The media counters of the call on `channel` (legacy leg, cloud leg), once it is bridged.
