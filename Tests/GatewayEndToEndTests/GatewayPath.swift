@@ -159,6 +159,8 @@ final class LogCapture: @unchecked Sendable {
 
     func contains(_ fragment: String) -> Bool { lines.withLockedValue { $0.contains { $0.contains(fragment) } } }
 
+    func count(_ fragment: String) -> Int { lines.withLockedValue { $0.filter { $0.contains(fragment) }.count } }
+
     fileprivate func append(_ line: String) {
         lines.withLockedValue { $0.append(line) }
         if echo { FileHandle.standardError.write(Data((line + "\n").utf8)) }

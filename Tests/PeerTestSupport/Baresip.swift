@@ -20,11 +20,14 @@ public final class Baresip: @unchecked Sendable {
     ///     mono for G.722, 48 kHz stereo for Opus).
     public init(
         _ name: String, in scratch: ScratchDirectory, modules: [String], account: String, tone: String, caFile: String? = nil,
-        rtpPorts: ClosedRange<Int>
+        rtpPorts: ClosedRange<Int>, extraConfig: String = ""
     ) throws {
         self.name = name
         directory = scratch.path("baresip-\(name)")
-        sipPort = try freePort()
+        // baresip listens on sipPort for UDP and TCP and on sipPort + 1 for TLS.
+        var port = try freePort()
+        while port >= 65535 || !portIsFree(port + 1) || !portIsFree(port, udp: true) { port = try freePort() }
+        sipPort = port
         controlPort = try freePort()
         try FileManager.default.createDirectory(atPath: directory + "/snd", withIntermediateDirectories: true)
         var config = """
@@ -45,16 +48,18 @@ public final class Baresip: @unchecked Sendable {
             audio_player aufile,/dev/null
             snd_path \(directory)/snd
             rtp_ports \(rtpPorts.lowerBound)-\(rtpPorts.upperBound)
+            \(extraConfig)
 
             """
         try config.write(toFile: directory + "/config", atomically: true, encoding: .utf8)
         try (account + "\n").write(toFile: directory + "/accounts", atomically: true, encoding: .utf8)
     }
 
-    /// Starts it for `seconds`; `command` runs at start (`/dial sip:…`).
-    public func start(seconds: Int, command: String? = nil) throws {
+    /// Starts it for `seconds`; `command` runs at start (`/dial sip:…`), and `commands` after it
+    /// (baresip 1.0 takes up to 16).
+    public func start(seconds: Int, command: String? = nil, commands: [String] = []) throws {
         var arguments = ["-f", directory, "-t", String(seconds)]
-        if let command { arguments += ["-e", command] }
+        for command in (command.map { [$0] } ?? []) + commands { arguments += ["-e", command] }
         process = try PeerProcess("baresip", arguments, directory: URL(fileURLWithPath: directory))
     }
 

@@ -148,16 +148,28 @@ public struct TestCertificates {
 
 /// A port nobody listens on right now (bound and released), for peers that need one up front.
 public func freePort(udp: Bool = false) throws -> Int {
+    try bindTest(udp: udp, port: 0) ?? 0
+}
+
+/// Whether `port` can be bound on 127.0.0.1 right now.
+public func portIsFree(_ port: Int, udp: Bool = false) -> Bool {
+    (try? bindTest(udp: udp, port: port)) != nil
+}
+
+private func bindTest(udp: Bool, port: Int) throws -> Int? {
     let fd = socket(AF_INET, udp ? Int32(SOCK_DGRAM.rawValue) : Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw PeerError("socket() failed") }
     defer { close(fd) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
+    address.sin_port = in_port_t(UInt16(port)).bigEndian
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
     let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-    guard bound == 0 else { throw PeerError("bind() failed") }
+    guard bound == 0 else {
+        if port != 0 { return nil }
+        throw PeerError("bind() failed")
+    }
     _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
     return Int(UInt16(bigEndian: address.sin_port))
 }
