@@ -1,0 +1,84 @@
+import Gateway
+import SIP
+import Testing
+
+/// The call-through-a-channel state on its own: what the router must do for each thing its legs
+/// report, with no sockets (the end-to-end suites run the same rules against real peers).
+@Suite("Bridged call state")
+struct BridgedCallTests {
+    @Test func legacyToCloudRingsAnswersAndEndsWhenTheStationHangsUp() {
+        var call = BridgedCall(channel: 3, direction: .legacyToCloud, branches: 1)
+        #expect(call.outboundRinging(0, early: false) == [.ringInbound(earlyBranch: nil)])
+        #expect(call.outboundRinging(0, early: false) == [], "one 180 toward the caller is enough")
+        #expect(call.outboundAnswered(0) == [.answerInbound(branch: 0)])
+        #expect(call.phase == .connected && call.connectedBranch == 0)
+        #expect(call.inboundEnded() == [.hangUpOutbound(branch: 0), .finish(.answered, reason: "legacy station hung up")])
+        #expect(call.inboundEnded() == [], "nothing twice")
+    }
+
+    @Test func earlyMediaSetsUpTheBridgeBeforeThe183() {
+        var call = BridgedCall(channel: 1, direction: .legacyToCloud, branches: 1)
+        #expect(call.outboundRinging(0, early: true) == [.earlyMedia(branch: 0), .ringInbound(earlyBranch: 0)])
+        #expect(call.earlyBranch == 0)
+        #expect(call.outboundAnswered(0) == [.answerInbound(branch: 0)])
+    }
+
+    @Test func theFirstStationToAnswerWinsAndTheOthersAreCancelledWithReason200() {
+        var call = BridgedCall(channel: 2, direction: .cloudToLegacy, branches: 3)
+        _ = call.outboundRinging(0, early: false)
+        _ = call.outboundRinging(2, early: false)
+        #expect(call.outboundAnswered(1) == [.answerInbound(branch: 1), .cancel(branches: [0, 2], reason: .answeredElsewhere)])
+        // A second answer racing the CANCEL is a dialog nobody wants: BYE.
+        #expect(call.outboundAnswered(2) == [.hangUpOutbound(branch: 2)])
+        #expect(call.outboundEnded(1) == [.hangUpInbound, .finish(.answered, reason: "legacy station hung up")])
+    }
+
+    @Test func whenEveryStationFailsTheCallerHearsTheMostUsefulStatus() {
+        var call = BridgedCall(channel: 2, direction: .cloudToLegacy, branches: 2)
+        #expect(call.outboundFailed(0, status: 404) == [])
+        #expect(call.outboundFailed(1, status: 486) == [.rejectInbound(status: 486), .finish(.busy, reason: "486 from the legacy side")])
+        #expect(call.outcome == .busy)
+    }
+
+    @Test func aDeclineEndsTheSearchAndCancelsTheRest() {
+        var call = BridgedCall(channel: 2, direction: .cloudToLegacy, branches: 2)
+        let actions = call.outboundFailed(0, status: 603)
+        #expect(actions.first == .cancel(branches: [1], reason: .declinedElsewhere(603)))
+        #expect(call.outboundFailed(1, status: 487) == [.rejectInbound(status: 603), .finish(.declined, reason: "603 from the legacy side")])
+    }
+
+    @Test func theCallerGivingUpCancelsEveryBranchAndAnAnswerAfterwardsIsHungUp() {
+        var call = BridgedCall(channel: 1, direction: .cloudToLegacy, branches: 2)
+        _ = call.outboundRinging(0, early: false)
+        #expect(call.inboundCancelled() == [.cancel(branches: [0, 1], reason: .callerGone), .finish(.cancelled, reason: "caller hung up before the answer")])
+        #expect(call.outboundAnswered(0) == [.hangUpOutbound(branch: 0)])
+        #expect(call.outboundFailed(1, status: 487) == [])
+    }
+
+    @Test func theRingTimeCancelsAndTellsTheCallerNoAnswer() {
+        var call = BridgedCall(channel: 1, direction: .legacyToCloud, branches: 1)
+        _ = call.outboundRinging(0, early: false)
+        #expect(call.ringTimeout() == [
+            .cancel(branches: [0], reason: .ringTimeout), .rejectInbound(status: 480), .finish(.missed, reason: "no answer within the ring time"),
+        ])
+        #expect(call.ringTimeout() == [])
+    }
+
+    @Test func theDurationLimitEndsBothLegs() {
+        var call = BridgedCall(channel: 1, direction: .legacyToCloud, branches: 1)
+        #expect(call.durationLimit() == [], "not before the answer")
+        _ = call.outboundAnswered(0)
+        #expect(call.durationLimit() == [.hangUpInbound, .hangUpOutbound(branch: 0), .finish(.answered, reason: "duration limit")])
+        #expect(call.outboundEnded(0) == [])
+    }
+
+    @Test func cloudFailuresMapToWhatALegacyStationCanShow() {
+        #expect(GatewayFailureMapping.inboundStatus(forOutbound: 486) == 486)
+        #expect(GatewayFailureMapping.inboundStatus(forOutbound: 408) == 480)
+        #expect(GatewayFailureMapping.inboundStatus(forOutbound: 403) == 503, "the gateway's own credentials")
+        #expect(GatewayFailureMapping.inboundStatus(forOutbound: 502) == 503)
+        #expect(GatewayFailureMapping.inboundStatus(forOutbound: 302) == 480)
+        #expect(GatewayFailureMapping.outcome(forOutbound: 600) == .busy)
+        #expect(GatewayFailureMapping.outcome(forOutbound: 480) == .missed)
+    }
+}
