@@ -95,7 +95,7 @@ public actor CloudRegistration {
     private func set(_ new: UplinkStatus) {
         guard new != status else { return }
         status = new
-        logger.info("cloud uplink \(new)")
+        logger.notice("cloud uplink \(new)")
         statusContinuation.yield(new)
     }
 

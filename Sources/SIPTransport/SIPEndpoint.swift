@@ -70,7 +70,7 @@ public actor SIPEndpoint {
         self.logger = logger
         self.parser = SIPMessageParser(limits: configuration.limits)
         if let tls = configuration.tls {
-            serverContext = try tls.makeServerContext()
+            serverContext = tls.privateKey == nil ? nil : try tls.makeServerContext()
             clientContext = try tls.makeClientContext()
         }
     }
@@ -78,7 +78,7 @@ public actor SIPEndpoint {
     /// Sets (or replaces) the TLS identity after start: a gateway has its device certificate
     /// only once it is claimed. New connections and listeners use it; existing ones keep theirs.
     public func useTLS(_ tls: SIPTLSSettings) throws {
-        serverContext = try tls.makeServerContext()
+        serverContext = tls.privateKey == nil ? nil : try tls.makeServerContext()
         clientContext = try tls.makeClientContext()
     }
 

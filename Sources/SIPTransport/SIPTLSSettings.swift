@@ -5,7 +5,9 @@ public import NIOSSL
 /// certificate (mutual TLS). Certificate verification is always on.
 public struct SIPTLSSettings: Sendable {
     public var certificateChain: [NIOSSLCertificate]
-    public var privateKey: NIOSSLPrivateKey
+    /// Nil for a client without a certificate of its own (a softphone that authenticates by
+    /// digest or token, not by mutual TLS).
+    public var privateKey: NIOSSLPrivateKey?
     public var trustRoots: NIOSSLTrustRoots
     /// What a server asks of its clients' certificates.
     public enum ClientCertificatePolicy: Sendable {
@@ -53,7 +55,16 @@ public struct SIPTLSSettings: Sendable {
             clientCertificates: clientCertificates)
     }
 
+    /// A client that only verifies the server against `caFile` and presents no certificate.
+    public init(trustingCAFile caFile: String) {
+        self.certificateChain = []
+        self.privateKey = nil
+        self.trustRoots = .file(caFile)
+        self.clientCertificates = .none
+    }
+
     func makeServerContext() throws -> NIOSSLContext {
+        guard let privateKey, !certificateChain.isEmpty else { throw NIOSSLError.failedToLoadPrivateKey }
         var configuration = TLSConfiguration.makeServerConfiguration(
             certificateChain: certificateChain.map { .certificate($0) }, privateKey: .privateKey(privateKey))
         configuration.minimumTLSVersion = .tlsv12
@@ -73,7 +84,7 @@ public struct SIPTLSSettings: Sendable {
         configuration.trustRoots = trustRoots
         configuration.certificateVerification = .fullVerification
         configuration.certificateChain = certificateChain.map { .certificate($0) }
-        configuration.privateKey = .privateKey(privateKey)
+        configuration.privateKey = privateKey.map { .privateKey($0) }
         return try NIOSSLContext(configuration: configuration)
     }
 }

@@ -96,7 +96,7 @@ public final class GatewayServer: Sendable {
         let gateway = GatewayServer(
             configuration: config, router: router, legacyEndpoint: legacyEndpoint, cloudEndpoint: cloudEndpoint, relay: relay,
             records: records, trunk: trunk, legacyAddress: legacyAddress, logger: logger)
-        logger.notice("legacy trunk listening", metadata: ["address": "\(config.legacyTransport.rawValue):\(legacyAddress)", "channels": "\(config.channels.count)"])
+        logger.notice("legacy trunk listening", metadata: ["address": "\(config.legacyTransport.rawValue):\(legacyAddress.ipAddress ?? "?"):\(legacyAddress.port ?? 0)", "channels": "\(config.channels.count)"])
         gateway.scheduleRetention(on: loop)
         Task { await gateway.connectCloud(identity: identity, retry: claimRetry) }
         return gateway
