@@ -22,9 +22,10 @@ test: bootstrap
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
 	$(SWIFT) test --skip-build $(BUILD_FLAGS)
 
-# Until the gateway daemon exists (issue: gateway call path), this runs the project's SIP user
-# agent: a real UAS/registrar on UDP/TCP 5060 and TLS 5061 (see README.md).
+# The whole call path on this box with the demo config (etc/demo/): cloud core, gateway (claims
+# itself), one demo call each way with tone checks, then running until Ctrl-C (see README.md).
 run: bootstrap
+	$(SWIFT) build $(BUILD_FLAGS) --product symphony-cloud-core
 	$(SWIFT) build $(BUILD_FLAGS) --product symphony-bridge
 	scripts/run-demo
 
@@ -33,8 +34,11 @@ bench: bootstrap
 	$(SWIFT) build -c release --product SIPBenchmarks
 	$(SWIFT) build -c release --product MediaBenchmarks
 	$(SWIFT) build -c release --product symphony-cloud-core
+	$(SWIFT) build -c release --product symphony-bridge
+	$(SWIFT) build -c release --product GatewayBenchmarks
 	.build/release/SIPBenchmarks
 	.build/release/MediaBenchmarks
+	.build/release/GatewayBenchmarks
 	@if [ "$${BENCH_SIGNALLING:-1}" != 0 ]; then scripts/bench-signalling; fi
 
 fuzz: bootstrap

@@ -218,6 +218,17 @@ let package = Package(
             path: "Benchmarks/MediaBenchmarks",
             swiftSettings: strictSettings
         ),
+        .executableTarget(
+            name: "GatewayBenchmarks",
+            dependencies: [
+                "Gateway", "Media", "SIP", "SIPTransport", "SIPUserAgent",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/GatewayBenchmarks",
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "SIPTests",
             dependencies: ["SIP", .product(name: "NIOCore", package: "swift-nio")],
