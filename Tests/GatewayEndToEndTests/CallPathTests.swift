@@ -169,4 +169,43 @@ struct CallPathTests {
         door.stop()
         await path.stop()
     }
+
+    @Test func aStationWithOnlyG711IsTranscodedToOpus() async throws {
+        let path = try await GatewayPath.start()
+        let doorTone = path.scratch.path("door.wav"), aliceTone = path.scratch.path("alice.wav")
+        try await Baresip.tone(doorTone, frequency: 600, seconds: 10, rate: 8000, channels: 1)
+        try await Baresip.tone(aliceTone, frequency: 1000, seconds: 10, rate: 48000, channels: 2)
+        let alice = try path.cloudClient("alice", tone: aliceTone)
+        try alice.start(seconds: 20)
+        try await path.eventually("alice registered") { await !path.core.proxy.contacts(of: "alice").isEmpty }
+        let door = try GatewayPath.legacyStation("door", in: path.scratch, tone: doorTone, codec: "PCMA/8000/1")
+        try door.start(seconds: 7, command: "/dial sip:\(GatewayPath.number(1))@127.0.0.1:\(path.legacyPort)")
+        _ = try await door.process?.wait(timeout: .seconds(20))
+        let records = try await path.records(atLeast: 1)
+        alice.stop()
+        #expect(records.first?.codec == "pcma/opus", "G.711 is all the station has: \(records)")
+        try await Self.expectTone(door, 1000, from: "alice")
+        try await Self.expectTone(alice, 600, from: "door")
+        await path.stop()
+    }
+
+    /// `make run`'s demo calls: the built `symphony-bridge demo` (built-in station and client)
+    /// through a gateway and core, both ways, with its own tone checks.
+    @Test func theBuiltInDemoPhonesCallEachOtherThroughThePath() async throws {
+        let stationPort = try freePort(udp: true)
+        let path = try await GatewayPath.start(channels: [
+            GatewayPath.channel(1, to: "bob", ringing: ["sip:door@127.0.0.1:\(stationPort)"]),
+        ])
+        let demo = try PeerProcess(try builtExecutable("symphony-bridge"), [
+            "demo", "--gateway", "127.0.0.1:\(path.legacyPort)", "--core", "127.0.0.1:\(path.coreTLSPort)", "--ca", path.coreCAFile,
+            "--domain", path.coreConfiguration.domain, "--user", "bob", "--password", "bob-pw", "--station", "127.0.0.1:\(stationPort)",
+            "--number", GatewayPath.number(1), "--channel", "gw1-ch1", "--seconds", "2",
+        ])
+        let status = try await demo.wait(timeout: .seconds(40))
+        #expect(status == 0, "the demo calls carried audio both ways:\n\(demo.text)")
+        #expect(demo.text.components(separatedBy: "  ok").count - 1 == 4, "four tone checks passed:\n\(demo.text)")
+        let records = try await path.records(atLeast: 2)
+        #expect(Set(records.map(\.direction)) == [.legacyToCloud, .cloudToLegacy] && records.allSatisfy { $0.status == .answered })
+        await path.stop()
+    }
 }
