@@ -35,7 +35,6 @@ func say(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").ut
 
 let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("gateway-bench-\(getpid())").path
 try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
-defer { try? FileManager.default.removeItem(atPath: scratch) }
 func freePort(udp: Bool = false) throws -> Int {
     let channel = try (udp ? DatagramBootstrap(group: group).bind(host: "127.0.0.1", port: 0).wait()
         : ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).wait())
@@ -99,7 +98,7 @@ var bridge = """
     [gateway]
     id = "gw1"
     state_dir = "\(scratch)/gateway"
-    log_level = "notice"
+    log_level = "info"
     [legacy]
     listen = "127.0.0.1:\(legacyPort)"
     [cloud]
@@ -324,4 +323,5 @@ gateway.terminate()
 core.terminate()
 gateway.waitUntilExit()
 core.waitUntilExit()
+if ProcessInfo.processInfo.environment["BENCH_KEEP"] == nil { try? FileManager.default.removeItem(atPath: scratch) } else { say("kept: \(scratch)") }
 exit(0)

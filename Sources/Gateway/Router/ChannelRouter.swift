@@ -453,7 +453,15 @@ public actor ChannelRouter {
         if busyChannels[call.channel.index] == id { busyChannels[call.channel.index] = nil }
         legs = legs.filter { $0.value.call != id }
         let ended = now()
-        logger.info("call ended", metadata: ["channel": "\(call.channel.index)", "outcome": "\(outcome.rawValue)", "reason": "\(reason)"])
+        var metadata: Logger.Metadata = ["channel": "\(call.channel.index)", "outcome": "\(outcome.rawValue)", "reason": "\(reason)"]
+        if let bridge = call.bridge, let legacy = try? await bridge.counters(.a), let cloud = try? await bridge.counters(.b) {
+            // What each leg received, and what the bridge made up for it (loss and lateness).
+            metadata["legacy_rx"] = "\(legacy.packetsReceived)"
+            metadata["cloud_rx"] = "\(cloud.packetsReceived)"
+            metadata["concealed"] = "\(legacy.concealedFrames)/\(cloud.concealedFrames)"
+            metadata["late"] = "\(legacy.latePackets)/\(cloud.latePackets)"
+        }
+        logger.info("call ended", metadata: metadata)
         eventContinuation.yield(.channelIdle(channel: call.channel.index, outcome: outcome, reason: reason))
         records?.record(GatewayCallRecord(
             startedAt: call.startedAt, answeredAt: call.answeredAt, endedAt: ended,
