@@ -29,7 +29,7 @@ struct BridgeConfigurationTests {
         index = 1
         number = "801"
         cloud_target = "alice"
-        legacy_targets = ["101"]
+        legacy_targets = ["sip:101@192.0.2.5"]
         """
 
     @Test func aMinimalFileTakesTheDefaults() throws {
@@ -52,6 +52,8 @@ struct BridgeConfigurationTests {
         ("[mqtt]\ntopic_prefix = \"site/#\"\n", "bridge.toml:2:16: mqtt.topic_prefix: \"site/#\": a topic without wildcards (#, +) or a trailing /"),
         ("[mesh]\nenabled = true\n", "bridge.toml:2:11: mesh.enabled: the mesh needs at least one interface"),
         ("[cloud2]\nx = 1\n", "bridge.toml:1:1: cloud2: unknown key (did you mean \"cloud\"?)"),
+        ("[[channel]]\nindex = 2\nnumber = \"802\"\ncloud_target = \"bob\"\nlegacy_targets = [\"102\"]\n",
+         "bridge.toml:5:18: channel[0].legacy_targets: \"102\" is a number at the legacy server, but [legacy] names no server (set server, or give the station's sip: URI)"),
     ])
     func eachMistakeIsNamedWhereItIs(_ extra: String, _ expected: String) {
         let text = extra + "\n" + Self.minimal.replacingOccurrences(of: extra.hasPrefix("[gateway]") ? "[gateway]\nid = \"gw1\"\n" : "\u{0}", with: "")

@@ -257,13 +257,15 @@ public actor ChannelRouter {
         }
         if busyChannels[channel.index] != nil {
             // One call per channel (../shared/ARCHITECTURE.md).
-            refuse(agent, handle, 486, "channel \(channel.index) is busy (from \(caller))")
+            refuse(agent, handle, 486, "channel \(channel.index) is busy (from \(caller))",
+                   record: (channel.index, cloudSide ? .cloudToLegacy : .legacyToCloud, caller, .busy))
             return
         }
         let direction: BridgedCall.Direction = cloudSide ? .cloudToLegacy : .legacyToCloud
         let flow = cloudFlow
         if direction == .legacyToCloud, flow == nil || !flowAlive(flow!) {
-            refuse(agent, handle, 503, "channel \(channel.index): the cloud is unreachable (not registered)")
+            refuse(agent, handle, 503, "channel \(channel.index): the cloud is unreachable (not registered)",
+                   record: (channel.index, .legacyToCloud, caller, .failed))
             return
         }
         let targets = direction == .legacyToCloud ? [channel.cloudTarget] : channel.legacyTargets
@@ -339,10 +341,22 @@ public actor ChannelRouter {
         await perform(actions, call: id)
     }
 
-    private func refuse(_ agent: SIPUserAgent, _ handle: SIPCallHandle, _ status: Int, _ reason: String) {
+    /// Refuses a call before it becomes one: logged, reported, and — when it was for a channel
+    /// (busy, cloud unreachable) — recorded, so that the history shows the attempt.
+    private func refuse(
+        _ agent: SIPUserAgent, _ handle: SIPCallHandle, _ status: Int, _ reason: String,
+        record: (channel: Int, direction: GatewayCallRecord.Direction, caller: String, status: GatewayCallRecord.Status)? = nil
+    ) {
         logger.notice("call refused with \(status): \(reason)")
         on(agent) { $0.reject(handle, status: status) }
         eventContinuation.yield(.refused(status: status, reason: reason))
+        guard let record else { return }
+        let time = now()
+        records?.record(GatewayCallRecord(
+            startedAt: time, answeredAt: nil, endedAt: time, direction: record.direction, channel: record.channel, peer: record.caller,
+            status: record.status, codec: nil, reason: "refused with \(status): \(reason)")) { [logger] error in
+            if let error { logger.error("call record not written: \(error)") }
+        }
     }
 
     /// A legacy target: a number at the legacy server, or a station's own SIP URI.
