@@ -209,4 +209,37 @@ struct CallPathTests {
         #expect(Set(records.map(\.direction)) == [.legacyToCloud, .cloudToLegacy] && records.allSatisfy { $0.status == .answered })
         await path.stop()
     }
+
+    @Test func aTrunkOverTCPCarriesCallsBothWays() async throws {
+        let scratch = try ScratchDirectory()
+        let doorTone = scratch.path("door.wav")
+        try await Baresip.tone(doorTone, frequency: 650, seconds: 20, rate: 16000, channels: 1)
+        let door = try GatewayPath.legacyStation("door", in: scratch, tone: doorTone)
+        let path = try await GatewayPath.start(legacyTargets: ["sip:door@127.0.0.1:\(door.sipPort);transport=tcp"]) { config in
+            config.legacyTransport = .tcp
+        }
+        let aliceTone = path.scratch.path("alice.wav")
+        try await Baresip.tone(aliceTone, frequency: 1300, seconds: 20, rate: 48000, channels: 2)
+        let alice = try path.cloudClient("alice", tone: aliceTone)
+        try alice.start(seconds: 30)
+        try await path.eventually("alice registered") { await !path.core.proxy.contacts(of: "alice").isEmpty }
+        // The station calls its channel over TCP; then alice calls the channel and the gateway
+        // reaches the station over TCP.
+        try door.start(seconds: 30, command: "/dial sip:\(GatewayPath.number(1))@127.0.0.1:\(path.legacyPort);transport=tcp")
+        try await path.eventually("the station's call connected") { await path.core.proxy.statistics.callsAnswered == 1 }
+        try await Task.sleep(for: .seconds(4))
+        try await door.command("hangup")
+        _ = try await path.records(atLeast: 1)
+        try await alice.command("dial", "sip:gw1-ch1@\(path.coreConfiguration.domain)")
+        try await path.eventually("alice's call connected") { await path.core.proxy.statistics.callsAnswered == 2 }
+        try await Task.sleep(for: .seconds(4))
+        try await alice.command("hangup")
+        let records = try await path.records(atLeast: 2)
+        #expect(records.map(\.direction) == [.legacyToCloud, .cloudToLegacy] && records.allSatisfy { $0.status == .answered }, "\(records)")
+        door.stop()
+        alice.stop()
+        try await Self.expectTone(door, 1300, from: "alice")
+        try await Self.expectTone(alice, 650, from: "door")
+        await path.stop()
+    }
 }
