@@ -1,11 +1,11 @@
 public import CloudUplink
-public import Foundation
+import Foundation
 public import LegacyLinks
 public import Logging
 public import Media
 public import NIOCore
 public import SIPTransport
-public import SIPUserAgent
+import SIPUserAgent
 
 /// The running gateway: the legacy trunk's SIP endpoint and user agent, the cloud side's (claimed
 /// identity, mutual-TLS registration of the channels), the media relay, the channel router and the
@@ -63,7 +63,7 @@ public final class GatewayServer: Sendable {
 
         var legacyAgent = SIPUserAgent.Configuration()
         legacyAgent.user = config.gatewayID
-        legacyAgent.domain = config.legacyServer?.host ?? legacyAddress.hostText ?? "localhost"
+        legacyAgent.domain = config.legacyServer?.host ?? legacyAddress.ipAddress ?? "localhost"
         legacyAgent.answerAfter = nil
         legacyAgent.ringOnIncoming = false
         let legacyUA = SIPUserAgent(endpoint: legacyEndpoint, configuration: legacyAgent, logger: component(logger, "legacy-ua"))
@@ -196,7 +196,7 @@ public final class GatewayServer: Sendable {
             return text.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
         }
         let id = UUID().uuidString.lowercased()
-        FileManager.default.createFile(atPath: path, contents: Data((id + "\n").utf8), attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(atPath: path, contents: Data((id + "\n").utf8), attributes: [.posixPermissions: 0o600])
         return id
     }
 

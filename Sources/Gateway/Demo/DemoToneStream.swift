@@ -33,7 +33,9 @@ public final class DemoToneStream: @unchecked Sendable {
     public static func open(host: String, frequency: Double, group: any EventLoopGroup) async throws -> DemoToneStream {
         let box = StreamBox()
         let channel = try await DatagramBootstrap(group: group)
-            .channelInitializer { channel in channel.pipeline.addHandler(DemoToneHandler(box: box)) }
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(DemoToneHandler(box: box)) }
+            }
             .bind(host: host, port: 0).get()
         let stream = DemoToneStream(channel: channel, frequency: frequency)
         box.stream = stream

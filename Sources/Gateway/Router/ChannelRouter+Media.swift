@@ -1,5 +1,5 @@
 import Logging
-public import Media
+import Media
 import NIOCore
 import SIP
 import SIPTransport

@@ -52,7 +52,8 @@ enum LocalMediaAddress {
                 }
             }
         }
-        return ok ? String(cString: text) : nil
+        guard ok else { return nil }
+        return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     static func isWildcard(_ host: String) -> Bool { host == "0.0.0.0" || host == "::" || host.isEmpty }
