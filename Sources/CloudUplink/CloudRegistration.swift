@@ -66,7 +66,7 @@ public actor CloudRegistration {
         self.endpoint = endpoint
         self.settings = settings
         self.logger = logger
-        (statusChanges, statusContinuation) = AsyncStream.makeStream(of: UplinkStatus.self)
+        (statusChanges, statusContinuation) = AsyncStream.makeStream(of: UplinkStatus.self, bufferingPolicy: .bufferingNewest(64))
     }
 
     /// Starts connecting; returns at once.

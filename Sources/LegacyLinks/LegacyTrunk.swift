@@ -28,7 +28,7 @@ public actor LegacyTrunk {
         self.interval = interval
         self.user = user
         self.logger = logger
-        (stateChanges, continuation) = AsyncStream.makeStream(of: TrunkSupervision.State.self)
+        (stateChanges, continuation) = AsyncStream.makeStream(of: TrunkSupervision.State.self, bufferingPolicy: .bufferingNewest(64))
     }
 
     /// Starts probing at once, then every interval.

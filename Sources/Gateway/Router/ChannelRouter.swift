@@ -135,7 +135,8 @@ public actor ChannelRouter {
         self.records = records
         self.logger = logger
         self.now = now
-        (events, eventContinuation) = AsyncStream.makeStream(of: Event.self)
+        // Read by the status publisher; without one, only the newest events are kept.
+        (events, eventContinuation) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingNewest(1024))
     }
 
     /// Takes both user agents' calls. Returns at once; events are handled until `shutdown`.
