@@ -77,6 +77,14 @@ let package = Package(
         .systemLibrary(name: "COpus", pkgConfig: "opus", providers: [.apt(["libopus-dev"])]),
         .systemLibrary(name: "CSpanDSP", pkgConfig: "spandsp", providers: [.apt(["libspandsp-dev"])]),
         .systemLibrary(name: "CEpoll"),
+        .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
+        // MQTT status topics over libmosquitto (its own network thread, bridged into Swift):
+        // used by the gateway and by the cloud core.
+        .target(
+            name: "MQTTStatus",
+            dependencies: ["CMosquitto", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            swiftSettings: strictSettings
+        ),
         // RTP/RTCP, SRTP, codecs, DTMF, jitter buffer, the media bridge and its sockets (its own
         // epoll thread: the packet path does not go through NIO channels, docs/MEDIA.md).
         .target(
@@ -124,7 +132,8 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: [
-                "TOMLConfig", "LegacyLinks", "CloudUplink", "SIP", "SIPTransport", "SIPUserAgent", "Media",
+                "TOMLConfig", "LegacyLinks", "CloudUplink", "SIP", "SIPTransport", "SIPUserAgent", "Media", "MQTTStatus",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -281,7 +290,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GatewayTests",
-            dependencies: ["Gateway", "TOMLConfig", "PeerTestSupport", "SIP", "Media", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["Gateway", "TOMLConfig", "PeerTestSupport", "SIP", "Media", "MQTTStatus", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strictSettings
         ),
         // The whole call path on loopback: baresip stations and clients, the gateway, the core.

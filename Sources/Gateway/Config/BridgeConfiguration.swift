@@ -1,3 +1,4 @@
+import Crypto
 public import Foundation
 import LegacyLinks
 public import TOMLConfig
@@ -84,6 +85,8 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public var homeAssistantDiscovery = false
     // [records]
     public var retentionDays = 180
+    /// The first 16 hex digits of the file's SHA-256 (MQTT `info.config_hash`): which file runs.
+    public var digest = ""
 
     public static let knownLegacyCodecs = ["G722", "PCMA", "PCMU"]
     public static let knownCloudCodecs = ["opus", "G722", "PCMA", "PCMU"]
@@ -92,7 +95,11 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public init() {}
 
     public static func load(file: String) throws(ConfigErrors) -> BridgeConfiguration {
-        try read(try ConfigDocument(contentsOfFile: file))
+        var configuration = try read(try ConfigDocument(contentsOfFile: file))
+        if let bytes = FileManager.default.contents(atPath: file) {
+            configuration.digest = SHA256.hash(data: bytes).prefix(8).map { String(format: "%02x", $0) }.joined()
+        }
+        return configuration
     }
 
     public static func parse(_ text: String, file: String) throws(ConfigErrors) -> BridgeConfiguration {

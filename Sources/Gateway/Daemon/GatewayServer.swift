@@ -6,6 +6,7 @@ public import Media
 public import NIOCore
 public import SIPTransport
 import SIPUserAgent
+import MQTTStatus
 
 /// The running gateway: the legacy trunk's SIP endpoint and user agent, the cloud side's (claimed
 /// identity, mutual-TLS registration of the channels), the media relay, the channel router and the
@@ -23,6 +24,8 @@ public final class GatewayServer: Sendable {
     public let legacyAddress: SocketAddress
     let logger: Logger
     private let uplink = UplinkBox()
+    /// The MQTT status topics, when `[mqtt] host` is set.
+    public let status: GatewayStatusPublisher?
 
     public enum StartError: Error, CustomStringConvertible {
         case stateDirectory(String, String)
@@ -93,9 +96,11 @@ public final class GatewayServer: Sendable {
             trunk = LegacyTrunk(endpoint: legacyEndpoint, server: server, interval: .seconds(config.optionsIntervalSeconds), user: config.gatewayID, logger: component(logger, "legacy-trunk"))
             await trunk?.start()
         }
+        let status = Self.makeStatusPublisher(config, logger: component(logger, "mqtt"))
         let gateway = GatewayServer(
             configuration: config, router: router, legacyEndpoint: legacyEndpoint, cloudEndpoint: cloudEndpoint, relay: relay,
-            records: records, trunk: trunk, legacyAddress: legacyAddress, logger: logger)
+            records: records, trunk: trunk, legacyAddress: legacyAddress, status: status, logger: logger)
+        if let status { await gateway.startStatus(status) }
         logger.notice("legacy trunk listening", metadata: ["address": "\(config.legacyTransport.rawValue):\(legacyAddress.ipAddress ?? "?"):\(legacyAddress.port ?? 0)", "channels": "\(config.channels.count)"])
         gateway.scheduleRetention(on: loop)
         Task { await gateway.connectCloud(identity: identity, retry: claimRetry) }
@@ -104,8 +109,9 @@ public final class GatewayServer: Sendable {
 
     private init(
         configuration: BridgeConfiguration, router: ChannelRouter, legacyEndpoint: SIPEndpoint, cloudEndpoint: SIPEndpoint, relay: MediaRelay,
-        records: GatewayCallRecords, trunk: LegacyTrunk?, legacyAddress: SocketAddress, logger: Logger
+        records: GatewayCallRecords, trunk: LegacyTrunk?, legacyAddress: SocketAddress, status: GatewayStatusPublisher?, logger: Logger
     ) {
+        self.status = status
         self.configuration = configuration
         self.router = router
         self.legacyEndpoint = legacyEndpoint
@@ -132,12 +138,14 @@ public final class GatewayServer: Sendable {
                 if case .unreachable = error {} else {
                     logger.error("claiming refused: \(error). The gateway stays up without the cloud; put a new claim_code in the config and restart or reload.")
                     uplink.set(status: "claim refused: \(error)")
+                    await status?.claim(claimed: false, error: "claim refused: \(error)")
                     return
                 }
                 var generator = SystemRandomNumberGenerator()
                 let delay = backoff.nextDelay(using: &generator)
                 logger.warning("claiming failed: \(error); retrying in \(delay)")
                 uplink.set(status: "claim failed: \(error)")
+                await status?.claim(claimed: false, error: "claim failed: \(error)")
                 try? await Task.sleep(for: delay)
                 if uplink.stopped { return }
             }
@@ -147,12 +155,14 @@ public final class GatewayServer: Sendable {
             logger.notice("the cloud knows this gateway as \"\(identity.device)\" (config id \"\(configuration.gatewayID)\"); its channels register as \(identity.device)-ch<n>")
         }
         await router.setIdentity(device: identity.device, domain: identity.domain)
+        await status?.claim(claimed: true, error: nil)
         do {
             try await cloudEndpoint.useTLS(SIPTLSSettings(
                 certificateFile: identity.certificateFile, keyFile: identity.keyFile, caFile: configuration.cloudCAFile ?? identity.caFile))
         } catch {
             logger.error("the device identity in \(configuration.stateDirectory) cannot be loaded: \(error)")
             uplink.set(status: "identity unusable: \(error)")
+            await status?.claim(claimed: true, error: "identity unusable: \(error)")
             return
         }
         guard let server = configuration.cloudServer else { return }
@@ -165,8 +175,9 @@ public final class GatewayServer: Sendable {
         guard uplink.install(registration) else { return }
         let router = self.router
         Task {
-            for await status in registration.statusChanges {
-                if case .registered(let flow) = status { await router.setCloudFlow(flow) } else { await router.setCloudFlow(nil) }
+            for await change in registration.statusChanges {
+                if case .registered(let flow) = change { await router.setCloudFlow(flow) } else { await router.setCloudFlow(nil) }
+                await self.status?.uplink(change)
             }
         }
         await registration.start()
@@ -224,6 +235,49 @@ public final class GatewayServer: Sendable {
         await legacyEndpoint.shutdown()
         await cloudEndpoint.shutdown()
         relay.shutdown()
+        await status?.stop()
+    }
+
+    /// The MQTT connection and its publisher, from `[mqtt]`; nil without a host, or (logged)
+    /// when the password file cannot be read — the gateway runs without status topics then.
+    static func makeStatusPublisher(_ config: BridgeConfiguration, logger: Logger) -> GatewayStatusPublisher? {
+        guard let host = config.mqttHost else { return nil }
+        var settings = MQTTConnection.Settings(host: host, port: config.mqttPort, clientID: "symphony-bridge-\(config.gatewayID)")
+        settings.tls = config.mqttTLS
+        settings.username = config.mqttUsername
+        if let file = config.mqttPasswordFile {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                logger.error("MQTT password file \(file) cannot be read; running without MQTT status")
+                return nil
+            }
+            settings.password = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        settings.will = GatewayStatusPublisher.lastWill(for: config)
+        do {
+            return GatewayStatusPublisher(connection: try MQTTConnection(settings), configuration: config, logger: logger)
+        } catch {
+            logger.error("\(error); running without MQTT status")
+            return nil
+        }
+    }
+
+    /// Feeds the status topics from the router and the trunk, and connects to the broker.
+    private func startStatus(_ status: GatewayStatusPublisher) async {
+        let router = self.router
+        await status.run { [router] in
+            let media = await router.mediaStatistics()
+            return GatewayStatistics(
+                activeCalls: await router.busyChannelIndices.count, expected: media.expected, lost: media.lost, jitterMilliseconds: media.jitterMilliseconds)
+        }
+        Task {
+            for await event in router.events { await status.routerEvent(event) }
+        }
+        if let trunk {
+            Task {
+                for await state in trunk.stateChanges { await status.trunk(state, roundTrip: await trunk.supervision.lastRoundTrip) }
+            }
+        }
+        status.connection.start()
     }
 }
 

@@ -152,6 +152,12 @@ extension ChannelRouter {
         reportDigit(call, digit, fromLegacy: leg == .a, delivered: true)
     }
 
+    /// The bridge relayed a digit as RFC 4733 events: report it (logs, MQTT `door_open`).
+    func digitRelayed(_ id: Int, digit: Character, arrivedOn leg: MediaLegSide) {
+        guard let call = calls[id] else { return }
+        reportDigit(call, digit, fromLegacy: leg == .a, delivered: true)
+    }
+
     func reportDigit(_ call: ActiveCall, _ digit: Character, fromLegacy: Bool, delivered: Bool) {
         logger.notice(
             "door-opener digit \(digit) \(fromLegacy ? "legacy → cloud" : "cloud → legacy")\(delivered ? "" : " (not delivered)")",
@@ -173,5 +179,10 @@ final class DigitForwarder: MediaBridgeDelegate, @unchecked Sendable {
     func mediaBridge(_ bridge: MediaBridge, receivedDigit digit: Character, durationMilliseconds: Int, on leg: MediaLegSide) {
         let (router, call) = (router, call)
         Task { await router.digitForInfo(call, digit: digit, durationMilliseconds: durationMilliseconds, arrivedOn: leg) }
+    }
+
+    func mediaBridge(_ bridge: MediaBridge, relayedDigit digit: Character, on leg: MediaLegSide) {
+        let (router, call) = (router, call)
+        Task { await router.digitRelayed(call, digit: digit, arrivedOn: leg) }
     }
 }

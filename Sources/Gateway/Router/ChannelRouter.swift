@@ -70,7 +70,7 @@ public actor ChannelRouter {
 
     /// What the router reports (status topics, tests).
     public enum Event: Sendable, Equatable {
-        case channelBusy(channel: Int, direction: BridgedCall.Direction)
+        case channelBusy(channel: Int, direction: BridgedCall.Direction, peer: String)
         case channelConnected(channel: Int, codec: String)
         case channelIdle(channel: Int, outcome: BridgedCall.Outcome, reason: String)
         case digit(channel: Int, digit: Character, fromLegacy: Bool)
@@ -167,6 +167,26 @@ public actor ChannelRouter {
         guard let id = busyChannels[channel], let bridge = calls[id]?.bridge else { return nil }
         guard let legacy = try? await bridge.counters(.a), let cloud = try? await bridge.counters(.b) else { return nil }
         return (legacy, cloud)
+    }
+
+    /// Loss and jitter of what the bridged calls receive, over both legs of every call (MQTT `stats`).
+    public func mediaStatistics() async -> (expected: UInt64, lost: Int64, jitterMilliseconds: Double, legs: Int) {
+        var expected: UInt64 = 0, lost: Int64 = 0, jitter = 0.0, legs = 0
+        for call in calls.values {
+            guard let bridge = call.bridge else { continue }
+            for side in MediaLegSide.allCases {
+                guard let figures = try? await bridge.withBridge({ bridge -> (UInt32, Int32, Double) in
+                    let statistics = bridge.receiveStatistics(side)
+                    let clock = Double(bridge.rtpClockRate(side))
+                    return (statistics.expected, statistics.cumulativeLost, Double(statistics.jitter) / clock * 1000)
+                }) else { continue }
+                expected += UInt64(figures.0)
+                lost += Int64(figures.1)
+                jitter += figures.2
+                legs += 1
+            }
+        }
+        return (expected, lost, legs == 0 ? 0 : jitter / Double(legs), legs)
     }
 
     /// Channels with a call, for status and tests.
@@ -281,7 +301,7 @@ public actor ChannelRouter {
         busyChannels[channel.index] = id
         legs[LegKey(cloudSide: cloudSide, handle: handle)] = (id, nil)
         logger.info("call", metadata: ["channel": "\(channel.index)", "direction": "\(direction)", "from": "\(caller)", "to": "\(targets.joined(separator: ","))"])
-        eventContinuation.yield(.channelBusy(channel: channel.index, direction: direction))
+        eventContinuation.yield(.channelBusy(channel: channel.index, direction: direction, peer: direction == .legacyToCloud ? channel.cloudTarget : caller))
 
         // Media first: our answer to the caller's offer and our offer to the callees.
         do {

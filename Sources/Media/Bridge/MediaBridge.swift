@@ -115,6 +115,9 @@ public final class MediaBridge {
     /// The SSRC of what the bridge sends on a leg.
     public func outputSSRC(_ leg: MediaLegSide) -> UInt32 { directions[leg.rawValue].output.ssrc }
     /// Where the bridge sends a leg's RTP now (after latching).
+    /// The RTP clock of what `leg` receives (jitter counts in it).
+    public func rtpClockRate(_ leg: MediaLegSide) -> Int { legs[leg.rawValue].config.codec.rtpClockRate }
+
     public func remoteAddress(_ leg: MediaLegSide) -> SocketAddress { legs[leg.rawValue].remote }
 
     // MARK: - Receive
@@ -272,12 +275,16 @@ public final class MediaBridge {
             // Same codec, same clocks: the event packets travel like the audio.
             if event.isEnd, directions[o].eventRelay.relay(event, inputTimestamp: header.timestamp, outputTimestamp: 0)?.completesEvent == true {
                 legs[input.rawValue].counters.dtmfEvents &+= 1
+                if let digit = event.digit { delegate?.mediaBridge(self, relayedDigit: digit, on: input) }
             }
             forwardPassthrough(buffer, header: header, length: length, to: output, payloadType: outputPT, now: now)
             return
         }
         guard let mapped = directions[o].eventRelay.relay(event, inputTimestamp: header.timestamp, outputTimestamp: directions[o].output.nextTimestamp) else { return }
-        if mapped.completesEvent { legs[input.rawValue].counters.dtmfEvents &+= 1 }
+        if mapped.completesEvent {
+            legs[input.rawValue].counters.dtmfEvents &+= 1
+            if let digit = event.digit { delegate?.mediaBridge(self, relayedDigit: digit, on: input) }
+        }
         sendEvent(mapped.event, marker: mapped.marker, timestamp: mapped.timestamp, payloadType: outputPT, on: output, now: now)
     }
 

@@ -107,4 +107,12 @@ public protocol MediaBridgeDelegate: AnyObject {
     /// A DTMF digit arrived on `leg` for a peer that takes SIP INFO (the other leg has no
     /// telephone-event): send it as `application/dtmf-relay`.
     func mediaBridge(_ bridge: MediaBridge, receivedDigit digit: Character, durationMilliseconds: Int, on leg: MediaLegSide)
+
+    /// A digit that arrived on `leg` was relayed as RFC 4733 events to the other leg (for
+    /// status: a door was opened). Called once per digit, at its end.
+    func mediaBridge(_ bridge: MediaBridge, relayedDigit digit: Character, on leg: MediaLegSide)
+}
+
+extension MediaBridgeDelegate {
+    public func mediaBridge(_ bridge: MediaBridge, relayedDigit digit: Character, on leg: MediaLegSide) {}
 }

@@ -1,0 +1,277 @@
+public import CloudUplink
+public import Foundation
+public import LegacyLinks
+public import Logging
+public import MQTTStatus
+
+/// The gateway's MQTT topics (../shared/ARCHITECTURE.md "MQTT status"), under
+/// `<topic_prefix>/<gateway id>/`: retained `status` (also the last will), `info`, `cloud`,
+/// `legacy`, `mesh` and `channel/<n>`; `stats` every 60 s; `event` for call start/end, door
+/// opening and reload results. JSON payloads with `ts` in milliseconds.
+///
+/// It keeps the state of every retained topic, publishes a change at once, and rewrites them all
+/// on every (re)connect — the broker may have restarted without persistence. Publishing only
+/// queues in libmosquitto: a broker that is away never holds up a call.
+public actor GatewayStatusPublisher {
+    public enum ChannelState: String, Sendable {
+        case idle, ringing, connected, mesh, disabled, error
+    }
+
+    struct ChannelStatus: Codable, Equatable {
+        var state: String
+        var peer: String?
+        var codec: String?
+        var srtp: Bool?
+        var since: Int64
+        var ts: Int64
+    }
+
+    public let connection: MQTTConnection
+    public let prefix: String
+    let configuration: BridgeConfiguration
+    let logger: Logger
+    let clock: @Sendable () -> Date
+    private let startedAt: Date
+    private var channels: [Int: ChannelStatus] = [:]
+    private var cloud: [String: JSONValue] = ["claimed": .bool(false), "registered": .bool(false), "flow": .string("down")]
+    private var legacy: [String: JSONValue] = ["trunk": .string("unknown")]
+    private var mesh: [String: JSONValue] = ["state": .string("standby"), "peers": .array([])]
+    private var counters = (calls: 0, answered: 0, failures: 0)
+    private var statsTask: Task<Void, Never>?
+
+    public init(connection: MQTTConnection, configuration: BridgeConfiguration, logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }) {
+        self.connection = connection
+        self.configuration = configuration
+        self.prefix = "\(configuration.topicPrefix)/\(configuration.gatewayID)"
+        self.logger = logger
+        self.clock = clock
+        self.startedAt = clock()
+        let now = Int64(clock().timeIntervalSince1970 * 1000)
+        for channel in configuration.channels {
+            channels[channel.index] = ChannelStatus(state: channel.enabled ? "idle" : "disabled", since: now, ts: now)
+        }
+        if configuration.meshEnabled == false { mesh["state"] = .string("disabled") }
+    }
+
+    /// The will the connection must carry: `status` = offline, retained (set before connecting).
+    public static func lastWill(for configuration: BridgeConfiguration) -> (topic: String, payload: String, retain: Bool) {
+        ("\(configuration.topicPrefix)/\(configuration.gatewayID)/status", #"{"state":"offline"}"#, true)
+    }
+
+    /// Follows the connection: every (re)connect rewrites all retained topics. Runs until the
+    /// connection stops.
+    public func run(statistics: @escaping @Sendable () async -> GatewayStatistics) {
+        statsTask = Task { [self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(60))
+                if Task.isCancelled { return }
+                await self.publishStats(await statistics())
+            }
+        }
+        Task { [self] in
+            for await event in connection.events {
+                if case .connected = event { await self.republishAll() }
+                if case .disconnected(let code) = event, code != 0 {
+                    await self.logDisconnect(code)
+                }
+            }
+        }
+    }
+
+    private func logDisconnect(_ code: Int32) {
+        logger.warning("MQTT broker connection lost; reconnecting with backoff", metadata: ["code": "\(code)"])
+    }
+
+    // MARK: Inputs
+
+    public func routerEvent(_ event: ChannelRouter.Event) {
+        let now = nowMilliseconds
+        switch event {
+        case .channelBusy(let channel, let direction, let peer):
+            counters.calls += 1
+            setChannel(channel, ChannelStatus(state: ChannelState.ringing.rawValue, peer: peer, since: now, ts: now))
+            publishEvent(["type": .string("call_start"), "channel": .int(Int64(channel)), "direction": .string(direction == .legacyToCloud ? "legacy-to-cloud" : "cloud-to-legacy"), "peer": .string(peer)])
+        case .channelConnected(let channel, let codec):
+            counters.answered += 1
+            let peer = channels[channel]?.peer
+            setChannel(channel, ChannelStatus(state: ChannelState.connected.rawValue, peer: peer, codec: codec, srtp: true, since: now, ts: now))
+        case .channelIdle(let channel, let outcome, let reason):
+            if outcome == .failed { counters.failures += 1 }
+            setChannel(channel, ChannelStatus(state: ChannelState.idle.rawValue, since: now, ts: now))
+            publishEvent(["type": .string("call_end"), "channel": .int(Int64(channel)), "outcome": .string(outcome.rawValue), "reason": .string(reason)])
+        case .digit(let channel, let digit, let fromLegacy):
+            publishEvent(["type": .string("door_open"), "channel": .int(Int64(channel)), "digit": .string(String(digit)), "from": .string(fromLegacy ? "legacy" : "cloud")])
+        case .refused(let status, let reason):
+            counters.failures += 1
+            logger.debug("refusal not published as a channel state", metadata: ["status": "\(status)", "reason": "\(reason)"])
+        }
+    }
+
+    public func uplink(_ status: UplinkStatus) {
+        switch status {
+        case .registered:
+            cloud["claimed"] = .bool(true)
+            cloud["registered"] = .bool(true)
+            cloud["flow"] = .string("up")
+        case .connecting:
+            cloud["registered"] = .bool(false)
+            cloud["flow"] = .string("connecting")
+        case .down(let reason, _):
+            cloud["registered"] = .bool(false)
+            cloud["flow"] = .string("down")
+            cloud["last_error"] = .string(reason)
+        case .stopped:
+            cloud["registered"] = .bool(false)
+            cloud["flow"] = .string("down")
+        }
+        publish("cloud", cloud)
+        publishStatus()
+    }
+
+    /// The claim's outcome (the uplink does not exist before it).
+    public func claim(claimed: Bool, error: String?) {
+        cloud["claimed"] = .bool(claimed)
+        if let error { cloud["last_error"] = .string(error) }
+        publish("cloud", cloud)
+        publishStatus()
+    }
+
+    public func trunk(_ state: TrunkSupervision.State, roundTrip: Duration?) {
+        legacy["trunk"] = .string(state.rawValue)
+        if let roundTrip {
+            legacy["rtt_ms"] = .double((Double(roundTrip.components.seconds) * 1000 + Double(roundTrip.components.attoseconds) / 1e15).rounded())
+        }
+        publish("legacy", legacy)
+        publishStatus()
+    }
+
+    public func event(_ fields: [String: JSONValue]) { publishEvent(fields) }
+
+    /// Goes offline cleanly: `status` offline (retained), then a normal disconnect (no will).
+    public func stop() {
+        statsTask?.cancel()
+        connection.publish("\(prefix)/status", JSONValue.object(["state": .string("offline"), "ts": .int(nowMilliseconds)]).text, qos: 1, retain: true)
+        connection.stop()
+    }
+
+    // MARK: Publishing
+
+    private var nowMilliseconds: Int64 { Int64(clock().timeIntervalSince1970 * 1000) }
+
+    var overallState: String {
+        let cloudUp = cloud["registered"] == .bool(true)
+        let trunkDown = legacy["trunk"] == .string("down")
+        return cloudUp && !trunkDown ? "online" : "degraded"
+    }
+
+    private func publishStatus() {
+        connection.publish("\(prefix)/status", JSONValue.object(["state": .string(overallState), "ts": .int(nowMilliseconds)]).text, qos: 1, retain: true)
+    }
+
+    private func publish(_ topic: String, _ fields: [String: JSONValue]) {
+        var fields = fields
+        fields["ts"] = .int(nowMilliseconds)
+        connection.publish("\(prefix)/\(topic)", JSONValue.object(fields).text, qos: 1, retain: true)
+    }
+
+    private func setChannel(_ index: Int, _ status: ChannelStatus) {
+        channels[index] = status
+        publishChannel(index)
+    }
+
+    private func publishChannel(_ index: Int) {
+        guard let status = channels[index] else { return }
+        var fields: [String: JSONValue] = ["state": .string(status.state), "since": .int(status.since)]
+        if let peer = status.peer { fields["peer"] = .string(peer) }
+        if let codec = status.codec { fields["codec"] = .string(codec) }
+        if let srtp = status.srtp { fields["srtp"] = .bool(srtp) }
+        publish("channel/\(index)", fields)
+    }
+
+    private func publishEvent(_ fields: [String: JSONValue]) {
+        var fields = fields
+        fields["ts"] = .int(nowMilliseconds)
+        connection.publish("\(prefix)/event", JSONValue.object(fields).text, qos: 1, retain: false)
+    }
+
+    private func publishStats(_ statistics: GatewayStatistics) {
+        var fields: [String: JSONValue] = [
+            "calls": .int(Int64(counters.calls)), "answered": .int(Int64(counters.answered)), "failures": .int(Int64(counters.failures)),
+            "active": .int(Int64(statistics.activeCalls)), "jitter_ms": .double((statistics.jitterMilliseconds * 10).rounded() / 10),
+        ]
+        fields["packet_loss"] = .double(statistics.expected == 0 ? 0 : (Double(max(0, statistics.lost)) / Double(statistics.expected) * 10000).rounded() / 100)
+        fields["ts"] = .int(nowMilliseconds)
+        connection.publish("\(prefix)/stats", JSONValue.object(fields).text, qos: 0, retain: false)
+    }
+
+    /// Every retained topic, as it stands: on start and after each (re)connect. Channels that are
+    /// not (or no longer) configured get an empty retained payload, which removes them.
+    func republishAll() {
+        logger.info("MQTT connected; publishing the retained topics", metadata: ["prefix": "\(prefix)"])
+        publishStatus()
+        publish("info", [
+            "version": .string(GatewayVersion.current), "channels": .int(Int64(configuration.channels.count)),
+            "started_at": .int(Int64(startedAt.timeIntervalSince1970 * 1000)), "config_hash": .string(configuration.digest),
+            "site": configuration.site.map { .string($0) } ?? .null,
+        ])
+        publish("cloud", cloud)
+        publish("legacy", legacy)
+        publish("mesh", mesh)
+        for index in 1...14 {
+            if channels[index] != nil {
+                publishChannel(index)
+            } else {
+                connection.publish("\(prefix)/channel/\(index)", "", qos: 1, retain: true)
+            }
+        }
+    }
+}
+
+/// What the `stats` topic reports about media, gathered by the caller.
+public struct GatewayStatistics: Sendable {
+    public var activeCalls: Int
+    public var expected: UInt64
+    public var lost: Int64
+    public var jitterMilliseconds: Double
+
+    public init(activeCalls: Int, expected: UInt64, lost: Int64, jitterMilliseconds: Double) {
+        self.activeCalls = activeCalls
+        self.expected = expected
+        self.lost = lost
+        self.jitterMilliseconds = jitterMilliseconds
+    }
+}
+
+/// A JSON value with a stable serialization (keys sorted), for the status payloads.
+public enum JSONValue: Sendable, Equatable {
+    case string(String), int(Int64), double(Double), bool(Bool), null
+    case array([JSONValue]), object([String: JSONValue])
+
+    public var text: String {
+        switch self {
+        case .string(let s): return Self.quote(s)
+        case .int(let i): return String(i)
+        case .double(let d): return d.isFinite ? String(d) : "null"
+        case .bool(let b): return b ? "true" : "false"
+        case .null: return "null"
+        case .array(let items): return "[" + items.map(\.text).joined(separator: ",") + "]"
+        case .object(let fields): return "{" + fields.sorted { $0.key < $1.key }.map { Self.quote($0.key) + ":" + $0.value.text }.joined(separator: ",") + "}"
+        }
+    }
+
+    static func quote(_ s: String) -> String {
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+}

@@ -1,0 +1,149 @@
+import CMosquitto
+import Foundation
+import NIOConcurrencyHelpers
+
+/// One MQTT connection through libmosquitto: its network loop runs on libmosquitto's own thread
+/// (`mosquitto_loop_start`), reconnects by itself with exponential backoff, and hands what
+/// happens to Swift as an `AsyncStream` of events. `publish` is thread-safe and never blocks on
+/// the network (it queues); with the broker away it fails at once, and the caller rewrites its
+/// retained state on the next `.connected`. Nothing here ever waits on the broker, so a broker
+/// that is down never holds up a call.
+public final class MQTTConnection: @unchecked Sendable {
+    public struct Settings: Sendable {
+        public var host: String
+        public var port: Int
+        public var clientID: String
+        public var username: String?
+        public var password: String?
+        /// TLS toward the broker, verifying it against `caFile` (nil: the system's roots).
+        public var tls = false
+        public var caFile: String?
+        /// The last will: published by the broker when the connection dies without a goodbye.
+        public var will: (topic: String, payload: String, retain: Bool)?
+        public var keepAliveSeconds: Int32 = 30
+        public var reconnectDelay: (min: UInt32, max: UInt32) = (1, 30)
+
+        public init(host: String, port: Int, clientID: String) {
+            self.host = host
+            self.port = port
+            self.clientID = clientID
+        }
+    }
+
+    public enum Event: Sendable, Equatable {
+        case connected
+        case disconnected(code: Int32)
+        case message(topic: String, payload: [UInt8], retained: Bool)
+    }
+
+    public enum ConnectionError: Error, CustomStringConvertible {
+        case setup(String)
+
+        public var description: String {
+            switch self { case .setup(let what): "MQTT: \(what)" }
+        }
+    }
+
+    public let settings: Settings
+    public let events: AsyncStream<Event>
+    private let continuation: AsyncStream<Event>.Continuation
+    private let handle: OpaquePointer
+    private let state = NIOLockedValueBox((connected: false, started: false, stopped: false))
+
+    private static let libraryReady: Bool = {
+        mosquitto_lib_init()
+        return true
+    }()
+
+    public init(_ settings: Settings) throws(ConnectionError) {
+        _ = Self.libraryReady
+        self.settings = settings
+        (events, continuation) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingNewest(1024))
+        guard let handle = mosquitto_new(settings.clientID, true, nil) else { throw .setup("cannot create a client") }
+        self.handle = handle
+        mosquitto_user_data_set(handle, Unmanaged.passUnretained(self).toOpaque())
+        _ = mosquitto_int_option(handle, MOSQ_OPT_PROTOCOL_VERSION, Int32(MQTT_PROTOCOL_V311))
+        if let will = settings.will {
+            let rc = will.payload.withCString { mosquitto_will_set(handle, will.topic, Int32(strlen($0)), $0, 1, will.retain) }
+            guard rc == MOSQ_ERR_SUCCESS.rawValue else { throw .setup("last will refused: \(Self.describe(rc))") }
+        }
+        if let username = settings.username {
+            let rc = mosquitto_username_pw_set(handle, username, settings.password)
+            guard rc == MOSQ_ERR_SUCCESS.rawValue else { throw .setup("credentials refused: \(Self.describe(rc))") }
+        }
+        if settings.tls {
+            let rc = mosquitto_tls_set(handle, settings.caFile, settings.caFile == nil ? "/etc/ssl/certs" : nil, nil, nil, nil)
+            guard rc == MOSQ_ERR_SUCCESS.rawValue else { throw .setup("TLS setup refused: \(Self.describe(rc))") }
+        }
+        _ = mosquitto_reconnect_delay_set(handle, settings.reconnectDelay.min, settings.reconnectDelay.max, true)
+        mosquitto_connect_callback_set(handle) { _, context, code in
+            guard let context else { return }
+            Unmanaged<MQTTConnection>.fromOpaque(context).takeUnretainedValue().connectionChanged(up: code == 0, code: code)
+        }
+        mosquitto_disconnect_callback_set(handle) { _, context, code in
+            guard let context else { return }
+            Unmanaged<MQTTConnection>.fromOpaque(context).takeUnretainedValue().connectionChanged(up: false, code: code)
+        }
+        mosquitto_message_callback_set(handle) { _, context, message in
+            guard let context, let message else { return }
+            let topic = String(cString: message.pointee.topic)
+            let payload = message.pointee.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: Int(message.pointee.payloadlen))) } ?? []
+            Unmanaged<MQTTConnection>.fromOpaque(context).takeUnretainedValue()
+                .continuation.yield(.message(topic: topic, payload: payload, retained: message.pointee.retain))
+        }
+    }
+
+    deinit {
+        stop()
+        mosquitto_destroy(handle)
+    }
+
+    /// Starts the network thread and the first connection attempt; returns at once. A broker
+    /// that is not there yet is retried with the reconnect delay.
+    public func start() {
+        let first = state.withLockedValue { s in
+            defer { s.started = true }
+            return !s.started
+        }
+        guard first else { return }
+        // An immediate failure (nothing listening) leaves the loop thread to retry.
+        // (No mosquitto_threaded_set: it is for callers that run the loop themselves, and makes
+        // mosquitto_loop_start refuse.)
+        _ = mosquitto_connect_async(handle, settings.host, Int32(settings.port), settings.keepAliveSeconds)
+        let rc = mosquitto_loop_start(handle)
+        if rc != MOSQ_ERR_SUCCESS.rawValue { continuation.yield(.disconnected(code: rc)) }
+    }
+
+    public var isConnected: Bool { state.withLockedValue { $0.connected } }
+
+    /// Queues a message; false when there is no connection (it is not kept for later).
+    @discardableResult
+    public func publish(_ topic: String, _ payload: String, qos: Int32 = 0, retain: Bool = false) -> Bool {
+        let bytes = Array(payload.utf8)
+        let rc = bytes.withUnsafeBytes { mosquitto_publish(handle, nil, topic, Int32(bytes.count), $0.baseAddress, qos, retain) }
+        return rc == MOSQ_ERR_SUCCESS.rawValue
+    }
+
+    public func subscribe(_ pattern: String, qos: Int32 = 0) {
+        _ = mosquitto_subscribe(handle, nil, pattern, qos)
+    }
+
+    /// Disconnects cleanly (the broker does not publish the will) and stops the thread.
+    public func stop() {
+        let wasRunning = state.withLockedValue { s in
+            defer { s.stopped = true }
+            return s.started && !s.stopped
+        }
+        guard wasRunning else { return }
+        _ = mosquitto_disconnect(handle)
+        _ = mosquitto_loop_stop(handle, false)
+        continuation.finish()
+    }
+
+    private func connectionChanged(up: Bool, code: Int32) {
+        state.withLockedValue { $0.connected = up }
+        continuation.yield(up ? .connected : .disconnected(code: code))
+    }
+
+    static func describe(_ code: Int32) -> String { String(cString: mosquitto_strerror(code)) }
+}

@@ -1,0 +1,139 @@
+import Foundation
+import Gateway
+import PeerTestSupport
+import Testing
+
+/// The MQTT status topics against a real mosquitto broker started by the test: the retained
+/// topics after start, a channel's state through a call with its events, the last will after
+/// `kill -9`, the republish after a broker restart, and a clean offline on SIGTERM.
+@Suite("MQTT status", .serialized)
+struct MQTTStatusTests {
+    static func json(_ text: String?) -> [String: Any] {
+        guard let text, let data = text.data(using: .utf8), let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return [:] }
+        return object
+    }
+
+    @Test func retainedTopicsAfterStartAndAChannelThroughACall() async throws {
+        let scratch = try ScratchDirectory()
+        let broker = try Mosquitto(in: scratch)
+        try await broker.start()
+        let path = try await GatewayPath.start(channels: [
+            GatewayPath.channel(1, to: "alice", ringing: []), GatewayPath.channel(3, to: "bob", ringing: []),
+        ]) { config in
+            config.mqttHost = "127.0.0.1"
+            config.mqttPort = broker.port
+            config.topicPrefix = "site-a"
+        }
+        let prefix = "site-a/gw1"
+        try await path.eventually("status online") { Self.json(try await broker.retained("\(prefix)/status")["\(prefix)/status"])["state"] as? String == "online" }
+        let retained = try await broker.retained("\(prefix)/#")
+        #expect(Self.json(retained["\(prefix)/info"])["version"] as? String == GatewayVersion.current)
+        #expect(Self.json(retained["\(prefix)/info"])["channels"] as? Int == 2)
+        #expect(Self.json(retained["\(prefix)/cloud"])["registered"] as? Bool == true)
+        #expect(Self.json(retained["\(prefix)/mesh"])["state"] as? String == "disabled")
+        #expect(Self.json(retained["\(prefix)/channel/1"])["state"] as? String == "idle")
+        #expect(Self.json(retained["\(prefix)/channel/3"])["state"] as? String == "idle")
+        #expect(retained["\(prefix)/channel/2"] == nil, "an unconfigured channel has no retained topic: \(retained)")
+        for topic in ["status", "info", "cloud", "legacy", "channel/1"] {
+            #expect(Self.json(retained["\(prefix)/\(topic)"])["ts"] is Int, "\(topic) carries ts")
+        }
+
+        // A call through channel 1: ringing → connected (with codec) → idle, with its events.
+        let events = try broker.startSubscriber("\(prefix)/event", seconds: 25)
+        let tone = path.scratch.path("tone.wav"), doorTone = path.scratch.path("door.wav")
+        try await Baresip.tone(tone, frequency: 1000, seconds: 10, rate: 48000, channels: 2)
+        try await Baresip.tone(doorTone, frequency: 800, seconds: 10, rate: 16000, channels: 1)
+        let alice = try path.cloudClient("alice", tone: tone)
+        try alice.start(seconds: 20)
+        try await path.eventually("alice registered") { await !path.core.proxy.contacts(of: "alice").isEmpty }
+        let door = try GatewayPath.legacyStation("door", in: path.scratch, tone: doorTone)
+        try door.start(seconds: 20, command: "/dial sip:\(GatewayPath.number(1))@127.0.0.1:\(path.legacyPort)")
+        try await path.eventually("channel 1 connected on MQTT") {
+            let channel = Self.json(try await broker.retained("\(prefix)/channel/1")["\(prefix)/channel/1"])
+            return channel["state"] as? String == "connected" && channel["codec"] as? String == "g722/opus" && channel["peer"] as? String == "alice"
+        }
+        try await alice.command("sndcode", "1")
+        try await Task.sleep(for: .seconds(1))
+        try await door.command("hangup")
+        try await path.eventually("channel 1 idle again") {
+            Self.json(try await broker.retained("\(prefix)/channel/1")["\(prefix)/channel/1"])["state"] as? String == "idle"
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        events.stop()
+        let published = events.text
+        #expect(published.contains("\"type\":\"call_start\""), "\(published)")
+        #expect(published.contains("\"type\":\"door_open\"") && published.contains("\"digit\":\"1\""), "\(published)")
+        #expect(published.contains("\"type\":\"call_end\"") && published.contains("\"outcome\":\"answered\""), "\(published)")
+        alice.stop()
+        door.stop()
+        await path.stop()
+        let after = Self.json(try await broker.retained("\(prefix)/status")["\(prefix)/status"])
+        #expect(after["state"] as? String == "offline", "a clean stop says offline")
+        broker.stop()
+    }
+
+    /// The gateway as its own process: `kill -9` leaves the last will; a broker restart is
+    /// followed by a reconnect and every retained topic again; SIGTERM goes offline cleanly.
+    @Test func lastWillBrokerRestartAndCleanShutdown() async throws {
+        let scratch = try ScratchDirectory()
+        let broker = try Mosquitto(in: scratch)
+        try await broker.start()
+        let config = scratch.path("bridge.toml")
+        func write(_ legacyPort: Int) throws {
+            try """
+                [gateway]
+                id = "gw9"
+                state_dir = "\(scratch.path("state"))"
+                [legacy]
+                listen = "127.0.0.1:\(legacyPort)"
+                [cloud]
+                server = "127.0.0.1:1"
+                [mqtt]
+                host = "127.0.0.1"
+                port = \(broker.port)
+                [[channel]]
+                index = 1
+                number = "101"
+                cloud_target = "alice"
+                legacy_targets = ["sip:door@127.0.0.1:9"]
+                """.write(toFile: config, atomically: true, encoding: .utf8)
+        }
+        try write(try freePort(udp: true))
+        let prefix = "symphony-bridge/gw9"
+        var gateway = try PeerProcess(try builtExecutable("symphony-bridge"), ["run", "--config", config])
+        // Unclaimed and without a cloud, the gateway is up but degraded.
+        try await Self.eventuallyState(broker, prefix, "degraded", gateway)
+        #expect(Self.json(try await broker.retained("\(prefix)/cloud")["\(prefix)/cloud"])["claimed"] as? Bool == false)
+
+        gateway.stop()  // SIGKILL: no goodbye, the broker publishes the will
+        try await Self.eventuallyState(broker, prefix, "offline", nil)
+
+        try write(try freePort(udp: true))
+        gateway = try PeerProcess(try builtExecutable("symphony-bridge"), ["run", "--config", config])
+        try await Self.eventuallyState(broker, prefix, "degraded", gateway)
+        broker.stop()
+        try await Task.sleep(for: .seconds(1))
+        try await broker.start()  // no persistence: every retained message is gone
+        try await Self.eventuallyState(broker, prefix, "degraded", gateway, timeout: .seconds(40))
+        let retained = try await broker.retained("\(prefix)/#")
+        #expect(retained["\(prefix)/info"] != nil && retained["\(prefix)/channel/1"] != nil && retained["\(prefix)/legacy"] != nil, "\(retained)")
+
+        kill(gateway.process.processIdentifier, SIGTERM)
+        let status = try await gateway.wait(timeout: .seconds(15))
+        #expect(status == 0, "SIGTERM ends the gateway cleanly:\n\(gateway.text.suffix(1500))")
+        let after = Self.json(try await broker.retained("\(prefix)/status")["\(prefix)/status"])
+        #expect(after["state"] as? String == "offline" && after["ts"] is Int, "offline published by the gateway itself (with ts), not the will: \(after)")
+        broker.stop()
+    }
+
+    static func eventuallyState(
+        _ broker: Mosquitto, _ prefix: String, _ state: String, _ gateway: PeerProcess?, timeout: Duration = .seconds(15)
+    ) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if json(try await broker.retained("\(prefix)/status")["\(prefix)/status"])["state"] as? String == state { return }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        throw PeerError("status never became \(state); gateway output:\n\(gateway?.text.suffix(3000) ?? "")")
+    }
+}
