@@ -175,7 +175,7 @@ let package = Package(
         .executableTarget(
             name: "BridgeGateway",
             dependencies: [
-                "Gateway", "TOMLConfig",
+                "Gateway", "TOMLConfig", "MQTTStatus",
                 "SIP",
                 "SIPTransport",
                 "SIPUserAgent",

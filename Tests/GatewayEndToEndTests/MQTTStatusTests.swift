@@ -37,6 +37,16 @@ struct MQTTStatusTests {
         for topic in ["status", "info", "cloud", "legacy", "channel/1"] {
             #expect(Self.json(retained["\(prefix)/\(topic)"])["ts"] is Int, "\(topic) carries ts")
         }
+        // `symphony-bridge status` reads the same topics: a table, and JSON for scripts.
+        let options = ["status", "--broker", "127.0.0.1:\(broker.port)", "--prefix", "site-a", "--id", "gw1"]
+        let table = try await runCommand(try builtExecutable("symphony-bridge"), options)
+        #expect(table.contains("symphony-bridge gw1: online") && table.contains("cloud    registered"), "\(table)")
+        #expect(table.split(separator: "\n").contains { $0.hasPrefix("  1        idle") } && table.contains("  3        idle"), "\(table)")
+        let document = Self.json(try await runCommand(try builtExecutable("symphony-bridge"), options + ["--json"]))
+        #expect((document["status"] as? [String: Any])?["state"] as? String == "online")
+        #expect(((document["channels"] as? [String: Any])?["3"] as? [String: Any])?["state"] as? String == "idle", "\(document)")
+        let nobody = try PeerProcess(try builtExecutable("symphony-bridge"), ["status", "--broker", "127.0.0.1:\(broker.port)", "--prefix", "site-a", "--id", "gw-none", "--wait-ms", "500"])
+        #expect(try await nobody.wait(timeout: .seconds(10)) == 69, "no status for an unknown gateway: \(nobody.text)")
 
         // A call through channel 1: ringing → connected (with codec) → idle, with its events.
         let events = try broker.startSubscriber("\(prefix)/event", seconds: 25)
