@@ -114,11 +114,14 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // What both daemons share as systemd services: the notify protocol (READY, STATUS,
+        // WATCHDOG) without libsystemd.
+        .target(name: "DaemonSupport", swiftSettings: strictSettings),
         // The `symphony-cloud-core` executable: run, check-config, admin.
         .executableTarget(
             name: "CloudCoreDaemon",
             dependencies: [
-                "CloudCore", "SIP", "SIPTransport", "TOMLConfig",
+                "CloudCore", "SIP", "SIPTransport", "TOMLConfig", "DaemonSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -175,7 +178,7 @@ let package = Package(
         .executableTarget(
             name: "BridgeGateway",
             dependencies: [
-                "Gateway", "TOMLConfig", "MQTTStatus",
+                "Gateway", "TOMLConfig", "MQTTStatus", "DaemonSupport",
                 "SIP",
                 "SIPTransport",
                 "SIPUserAgent",
@@ -183,6 +186,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings

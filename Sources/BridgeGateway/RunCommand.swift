@@ -3,8 +3,11 @@ import Foundation
 import Gateway
 import Logging
 import NIOPosix
+import DaemonSupport
+import NIOCore
 import ServiceLifecycle
 import TOMLConfig
+import UnixSignals
 
 /// `symphony-bridge run`: the gateway until SIGTERM or SIGINT.
 struct RunCommand: AsyncParsableCommand {
@@ -28,7 +31,7 @@ struct RunCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "symphony-bridge")
         let group = ServiceGroup(configuration: .init(
-            services: [GatewayService(configuration: configuration, logger: logger)],
+            services: [GatewayService(configuration: configuration, configFile: config, logger: logger)],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
@@ -38,18 +41,39 @@ struct RunCommand: AsyncParsableCommand {
 /// BYE, unregisters the channels and closes the sockets before `run` returns.
 struct GatewayService: Service {
     let configuration: BridgeConfiguration
+    let configFile: String
     let logger: Logger
 
     func run() async throws {
         let server: GatewayServer
+        let notifier = SystemdNotifier()
         do {
             server = try await GatewayServer.start(configuration, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
         } catch {
             logger.critical("cannot start: \(error)")
+            notifier.status("cannot start: \(error)")
             throw ExitCode(71)  // EX_OSERR
+        }
+        let listening = "legacy \(configuration.legacyTransport.rawValue):\(server.legacyAddress.ipAddress ?? "?"):\(server.legacyAddress.port ?? 0)"
+        notifier.ready(status: "\(listening), \(configuration.channels.count) channel(s)")
+        // The watchdog is fed from the SIP event loop: if that loop hangs, systemd notices.
+        let watchdog = notifier.watchdogInterval.map { interval in
+            server.legacyEndpoint.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: TimeAmount(interval)) { _ in notifier.watchdog() }
+        }
+        let reloads = Task {
+            for await _ in await UnixSignalsSequence(trapping: .sighup) {
+                notifier.reloading()
+                switch await server.reload(file: configFile) {
+                case .applied(let what): notifier.notify("READY=1\nSTATUS=reloaded: \(what)")
+                case .refused(let why): notifier.notify("READY=1\nSTATUS=reload refused (old config running): \(why)")
+                }
+            }
         }
         try? await gracefulShutdown()
         logger.notice("shutting down")
+        notifier.stopping()
+        reloads.cancel()
+        watchdog?.cancel()
         await server.stop()
     }
 }

@@ -79,6 +79,16 @@ public actor CloudRegistration {
         connect()
     }
 
+    /// A reloaded channel plan: AORs no longer wanted are unregistered, and the new set is
+    /// registered over the current flow (or with the next connection).
+    public func update(addressesOfRecord: [String]) {
+        let removed = settings.addressesOfRecord.filter { !addressesOfRecord.contains($0) }
+        settings.addressesOfRecord = addressesOfRecord
+        guard let flow, case .registered = status else { return }
+        for aor in removed { sendRegister(aor, expires: 0, on: flow) { _ in } }
+        registerAll(on: flow, attempt: attempt)
+    }
+
     /// Unregisters (best effort) and stops.
     public func stop() {
         timer?.cancel()

@@ -10,13 +10,15 @@ public final class PeerProcess: @unchecked Sendable {
     private let lock = NSLock()
     private var collected = Data()
 
-    public init(_ executable: String, _ arguments: [String], directory: URL? = nil) throws {
+    /// `environment` is added to this process's own.
+    public init(_ executable: String, _ arguments: [String], directory: URL? = nil, environment: [String: String] = [:]) throws {
         name = executable
         guard let path = PeerProcess.find(executable) else {
             throw PeerError("\(executable) is not installed; run scripts/bootstrap (it installs the test peers)")
         }
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         if let directory { process.currentDirectoryURL = directory }
         process.standardOutput = output
         process.standardError = output

@@ -13,7 +13,8 @@ import MQTTStatus
 /// call records, wired together from a `BridgeConfiguration`. `symphony-bridge run` is this under
 /// swift-service-lifecycle; the end-to-end tests start it in-process.
 public final class GatewayServer: Sendable {
-    public let configuration: BridgeConfiguration
+    /// The configuration in force (the one started with, or the last good reload).
+    public var configuration: BridgeConfiguration { uplink.configuration }
     public let router: ChannelRouter
     public let legacyEndpoint: SIPEndpoint
     public let cloudEndpoint: SIPEndpoint
@@ -112,7 +113,7 @@ public final class GatewayServer: Sendable {
         records: GatewayCallRecords, trunk: LegacyTrunk?, legacyAddress: SocketAddress, status: GatewayStatusPublisher?, logger: Logger
     ) {
         self.status = status
-        self.configuration = configuration
+        self.uplink.configuration = configuration
         self.router = router
         self.legacyEndpoint = legacyEndpoint
         self.cloudEndpoint = cloudEndpoint
@@ -136,6 +137,7 @@ public final class GatewayServer: Sendable {
                 identity = claimed
             case .failure(let error):
                 if case .unreachable = error {} else {
+                    uplink.claimRefused = true
                     logger.error("claiming refused: \(error). The gateway stays up without the cloud; put a new claim_code in the config and restart or reload.")
                     uplink.set(status: "claim refused: \(error)")
                     await status?.claim(claimed: false, error: "claim refused: \(error)")
@@ -154,6 +156,7 @@ public final class GatewayServer: Sendable {
         if identity.device != configuration.gatewayID {
             logger.notice("the cloud knows this gateway as \"\(identity.device)\" (config id \"\(configuration.gatewayID)\"); its channels register as \(identity.device)-ch<n>")
         }
+        uplink.device = identity.device
         await router.setIdentity(device: identity.device, domain: identity.domain)
         await status?.claim(claimed: true, error: nil)
         do {
@@ -213,8 +216,9 @@ public final class GatewayServer: Sendable {
 
     /// Deletes call records past the retention once at start and then every hour.
     private func scheduleRetention(on loop: any EventLoop) {
-        let (records, days, logger) = (records, configuration.retentionDays, logger)
+        let (records, logger, box) = (records, logger, uplink)
         uplink.retention = loop.scheduleRepeatedTask(initialDelay: .seconds(5), delay: .hours(1)) { _ in
+            let days = box.configuration.retentionDays
             do {
                 let removed = try records.purge(retentionDays: days, now: Date())
                 if removed > 0 { logger.info("retention: \(removed) call records older than \(days) days deleted") }
@@ -222,6 +226,80 @@ public final class GatewayServer: Sendable {
                 logger.error("retention job failed: \(error)")
             }
         }
+    }
+
+    /// What a reload did, for the log, the `event` topic and systemd's STATUS.
+    public enum ReloadResult: Sendable, Equatable {
+        case applied(String)
+        case refused(String)
+    }
+
+    /// SIGHUP: reads `file` again and applies it all or nothing. A file with errors is refused
+    /// (the old config stays); so is one that changes what only a restart can change (listen
+    /// addresses, the cloud server, the state directory, MQTT, …), naming those keys. Otherwise
+    /// the channel plan, codecs, SRTP suites, jitter buffer, Opus complexity and retention take
+    /// effect for new calls, the channels' registrations follow, and the status topics too.
+    /// A gateway whose claim was refused retries claiming with a changed `claim_code`.
+    public func reload(file: String) async -> ReloadResult {
+        let result: ReloadResult
+        do {
+            let new = try BridgeConfiguration.load(file: file)
+            result = await apply(new)
+        } catch {
+            result = .refused(error.description.replacingOccurrences(of: "\n", with: "; "))
+        }
+        switch result {
+        case .applied(let what):
+            logger.notice("reload: \(what)")
+            await status?.event(["type": .string("reload_ok"), "detail": .string(what)])
+        case .refused(let why):
+            logger.error("reload refused, the running config stays: \(why)")
+            await status?.event(["type": .string("reload_failed"), "reason": .string(why)])
+        }
+        return result
+    }
+
+    func apply(_ new: BridgeConfiguration) async -> ReloadResult {
+        let old = configuration
+        var restartOnly: [String] = []
+        func check<T: Equatable>(_ key: String, _ a: T, _ b: T) { if a != b { restartOnly.append(key) } }
+        check("gateway.id", old.gatewayID, new.gatewayID)
+        check("gateway.site", old.site, new.site)
+        check("gateway.state_dir", old.stateDirectory, new.stateDirectory)
+        check("gateway.log_level", old.logLevel, new.logLevel)
+        check("legacy.listen", old.legacyListen, new.legacyListen)
+        check("legacy.transport", old.legacyTransport, new.legacyTransport)
+        check("legacy.server", old.legacyServer, new.legacyServer)
+        check("legacy.options_interval_s", old.optionsIntervalSeconds, new.optionsIntervalSeconds)
+        check("cloud.server", old.cloudServer, new.cloudServer)
+        check("cloud.ca_file", old.cloudCAFile, new.cloudCAFile)
+        check("cloud.keepalive_s", old.keepaliveSeconds, new.keepaliveSeconds)
+        check("media.rtp_port_min", old.rtpPortMin, new.rtpPortMin)
+        check("media.rtp_port_max", old.rtpPortMax, new.rtpPortMax)
+        check("mesh", [String(old.meshEnabled)] + old.meshInterfaces + [String(old.fallbackAfterMilliseconds)],
+              [String(new.meshEnabled)] + new.meshInterfaces + [String(new.fallbackAfterMilliseconds)])
+        check("mqtt", [old.mqttHost ?? "", String(old.mqttPort), String(old.mqttTLS), old.mqttUsername ?? "", old.mqttPasswordFile ?? "", old.topicPrefix, String(old.homeAssistantDiscovery)],
+              [new.mqttHost ?? "", String(new.mqttPort), String(new.mqttTLS), new.mqttUsername ?? "", new.mqttPasswordFile ?? "", new.topicPrefix, String(new.homeAssistantDiscovery)])
+        let claimChanged = old.claimCode != new.claimCode || old.claimURL != new.claimURL
+        if claimChanged, uplink.device != nil { restartOnly.append("cloud.claim_code/claim_url (already claimed)") }
+        guard restartOnly.isEmpty else {
+            return .refused("\(restartOnly.joined(separator: ", ")) can only change with a restart")
+        }
+        guard new != old else { return .applied("no change") }
+        uplink.configuration = new
+        let policies = ChannelRouter.Settings.policies(new)
+        await router.update(
+            channels: new.channels, legacyPolicy: policies.legacy, cloudPolicy: policies.cloud,
+            codecOptions: AudioCodecOptions(opusComplexity: new.opusComplexity), jitterBufferMax: .milliseconds(new.jitterMaxMilliseconds))
+        if let device = uplink.device, let registration = uplink.registration {
+            await registration.update(addressesOfRecord: new.channels.filter(\.enabled).map { "\(device)-ch\($0.index)" })
+        }
+        await status?.update(configuration: new)
+        if claimChanged, uplink.claimRefused, uplink.registration == nil {
+            uplink.claimRefused = false
+            Task { await self.connectCloud(identity: nil, retry: ReconnectBackoff(base: .seconds(2), ceiling: .seconds(300))) }
+        }
+        return .applied("\(new.channels.count) channel(s), config \(new.digest)")
     }
 
     /// Ends calls (BYE/CANCEL), unregisters, stops supervision and closes sockets.
@@ -296,6 +374,23 @@ public enum GatewayVersion {
 /// The mutable bits of the running gateway, behind a lock.
 final class UplinkBox: @unchecked Sendable {
     private let lock = NSLock()
+    private var _configuration = BridgeConfiguration()
+    private var _device: String?
+    private var _claimRefused = false
+
+    var configuration: BridgeConfiguration {
+        get { lock.withLock { _configuration } }
+        set { lock.withLock { _configuration = newValue } }
+    }
+    /// The device name the cloud gave at claiming, once claimed.
+    var device: String? {
+        get { lock.withLock { _device } }
+        set { lock.withLock { _device = newValue } }
+    }
+    var claimRefused: Bool {
+        get { lock.withLock { _claimRefused } }
+        set { lock.withLock { _claimRefused = newValue } }
+    }
     private var _registration: CloudRegistration?
     private var _status: String?
     private var _stopped = false

@@ -155,6 +155,16 @@ public actor ChannelRouter {
         cloudFlow = flow
     }
 
+    /// A reloaded config's channel plan and media choices. Calls in progress keep the channel
+    /// they started with; new calls see the new plan.
+    public func update(channels: [BridgeConfiguration.Channel], legacyPolicy: SDPAudioPolicy, cloudPolicy: SDPAudioPolicy, codecOptions: AudioCodecOptions, jitterBufferMax: Duration) {
+        settings.channels = channels
+        settings.legacyPolicy = legacyPolicy
+        settings.cloudPolicy = cloudPolicy
+        settings.codecOptions = codecOptions
+        settings.jitterBufferMax = jitterBufferMax
+    }
+
     /// The name and domain the cloud gave this gateway when it was claimed.
     public func setIdentity(device: String, domain: String) {
         settings.device = device

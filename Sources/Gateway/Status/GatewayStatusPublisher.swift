@@ -28,7 +28,7 @@ public actor GatewayStatusPublisher {
 
     public let connection: MQTTConnection
     public let prefix: String
-    let configuration: BridgeConfiguration
+    private(set) var configuration: BridgeConfiguration
     let logger: Logger
     let clock: @Sendable () -> Date
     private let startedAt: Date
@@ -146,6 +146,23 @@ public actor GatewayStatusPublisher {
     }
 
     public func event(_ fields: [String: JSONValue]) { publishEvent(fields) }
+
+    /// A reloaded config: channels added, changed or removed (removed ones are cleared from the
+    /// broker), `info` with the new hash. A channel in a call keeps its state.
+    public func update(configuration new: BridgeConfiguration) {
+        configuration = new
+        let now = nowMilliseconds
+        var next: [Int: ChannelStatus] = [:]
+        for channel in new.channels {
+            if let current = channels[channel.index], current.state != "idle", current.state != "disabled" {
+                next[channel.index] = current
+            } else {
+                next[channel.index] = ChannelStatus(state: channel.enabled ? "idle" : "disabled", since: now, ts: now)
+            }
+        }
+        channels = next
+        republishAll()
+    }
 
     /// Goes offline cleanly: `status` offline (retained), then a normal disconnect (no will).
     public func stop() {
