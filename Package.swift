@@ -101,7 +101,7 @@ let package = Package(
         .target(
             name: "CloudCore",
             dependencies: [
-                "SIP", "SIPTransport", "TOMLConfig",
+                "SIP", "SIPTransport", "TOMLConfig", "MQTTStatus",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "X509", package: "swift-certificates"),

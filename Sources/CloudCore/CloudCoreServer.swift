@@ -13,6 +13,8 @@ import X509
 /// retention job. `symphony-cloud-core run` and the tests start it the same way.
 public final class CloudCoreServer: Sendable {
     public let configuration: CloudCoreConfiguration
+    /// For `info`, User-Agent and `--version`.
+    public static let version = "0.5.0"
     public let directory: Directory
     public let authority: DeviceCertificateAuthority
     public let endpoint: SIPEndpoint
@@ -22,6 +24,7 @@ public final class CloudCoreServer: Sendable {
     /// The bound addresses (port 0 in the config picks a free one).
     public let sipAddresses: [SIPTransportProtocol: SocketAddress]
     let retention: RepeatedTask
+    let status: CoreStatusPublisher?
     let logger: Logger
 
     public static func start(
@@ -107,14 +110,16 @@ public final class CloudCoreServer: Sendable {
         ])
         return CloudCoreServer(
             configuration: c, directory: directory, authority: authority, endpoint: endpoint, proxy: proxy, claiming: claiming,
-            tokenSigner: ClientTokenSigner(key: tokenKey), sipAddresses: addresses, retention: retention, logger: logger)
+            tokenSigner: ClientTokenSigner(key: tokenKey), sipAddresses: addresses, retention: retention,
+            status: CoreStatusPublisher.make(c, version: Self.version, logger: logger), logger: logger)
     }
 
     init(
         configuration: CloudCoreConfiguration, directory: Directory, authority: DeviceCertificateAuthority, endpoint: SIPEndpoint,
         proxy: CloudCoreProxy, claiming: ClaimingHTTPServer?, tokenSigner: ClientTokenSigner, sipAddresses: [SIPTransportProtocol: SocketAddress],
-        retention: RepeatedTask, logger: Logger
+        retention: RepeatedTask, status: CoreStatusPublisher?, logger: Logger
     ) {
+        self.status = status
         self.configuration = configuration
         self.directory = directory
         self.authority = authority
@@ -130,6 +135,7 @@ public final class CloudCoreServer: Sendable {
     /// Ends calls with BYE, writes registrations back, closes every listener.
     public func shutdown() async {
         retention.cancel()
+        status?.stop()
         await proxy.stop()
         await claiming?.shutdown()
         // Give the BYEs and the registration write-back a moment on the wire and the disk.

@@ -2,6 +2,8 @@ import ArgumentParser
 import CloudCore
 import Foundation
 import Logging
+import DaemonSupport
+import NIOCore
 import ServiceLifecycle
 import TOMLConfig
 
@@ -11,7 +13,7 @@ struct CloudCoreCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "symphony-cloud-core",
         abstract: "The Symphony reference cloud core: SIPS registrar, call router, claiming and call history.",
-        version: "0.1.0",
+        version: CloudCoreServer.version,
         subcommands: [RunCommand.self, CheckConfigCommand.self, AdminCommand.self])
 }
 
@@ -60,8 +62,23 @@ struct CloudCoreService: Service {
     let logger: Logger
 
     func run() async throws {
-        let server = try await CloudCoreServer.start(configuration, logger: logger)
+        let notifier = SystemdNotifier()
+        let server: CloudCoreServer
+        do {
+            server = try await CloudCoreServer.start(configuration, logger: logger)
+        } catch {
+            notifier.status("cannot start: \(error)")
+            throw error
+        }
+        let sips = server.sipAddresses.map { "\($0.key.rawValue.lowercased()) \($0.value.ipAddress ?? "?"):\($0.value.port ?? 0)" }.sorted()
+        notifier.ready(status: "SIP \(sips.joined(separator: ", ")); domain \(configuration.domain)")
+        // Fed from the SIP event loop: a hung loop stops the keepalives and systemd restarts us.
+        let watchdog = notifier.watchdogInterval.map { interval in
+            server.endpoint.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: TimeAmount(interval)) { _ in notifier.watchdog() }
+        }
         try? await gracefulShutdown()
+        notifier.stopping()
+        watchdog?.cancel()
         await server.shutdown()
     }
 }

@@ -1,5 +1,7 @@
+import CloudCore
 import Foundation
 import Gateway
+import Logging
 import PeerTestSupport
 import Testing
 
@@ -133,6 +135,28 @@ struct MQTTStatusTests {
         #expect(status == 0, "SIGTERM ends the gateway cleanly:\n\(gateway.text.suffix(1500))")
         let after = Self.json(try await broker.retained("\(prefix)/status")["\(prefix)/status"])
         #expect(after["state"] as? String == "offline" && after["ts"] is Int, "offline published by the gateway itself (with ts), not the will: \(after)")
+        broker.stop()
+    }
+
+    @Test func theCloudCorePublishesItsStatusAndInfo() async throws {
+        let scratch = try ScratchDirectory()
+        let broker = try Mosquitto(in: scratch)
+        try await broker.start()
+        var c = CloudCoreConfiguration()
+        c.stateDirectory = scratch.path("core")
+        c.tlsListen = [.init("127.0.0.1:0")!]
+        c.claimingListen = nil
+        c.mqttHost = "127.0.0.1"
+        c.mqttPort = broker.port
+        c.mqttID = "core1"
+        var logger = Logger(label: "core")
+        logger.logLevel = .warning
+        let core = try await CloudCoreServer.start(c, logger: logger)
+        try await Self.eventuallyState(broker, "symphony-cloud-core/core1", "online", nil)
+        let info = Self.json(try await broker.retained("symphony-cloud-core/core1/info")["symphony-cloud-core/core1/info"])
+        #expect(info["domain"] as? String == "symphony.local" && info["version"] as? String == CloudCoreServer.version && info["ts"] is Int, "\(info)")
+        await core.shutdown()
+        try await Self.eventuallyState(broker, "symphony-cloud-core/core1", "offline", nil)
         broker.stop()
     }
 

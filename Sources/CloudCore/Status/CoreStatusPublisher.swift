@@ -1,0 +1,58 @@
+import Foundation
+import Logging
+import MQTTStatus
+
+/// The cloud core's own MQTT topics, when `[mqtt] host` is set: retained `status` (online, and
+/// `{"state":"offline"}` as the last will and on a clean stop) and `info` (version, domain, start
+/// time), under `<topic_prefix>/<id>/`, rewritten on every (re)connect.
+final class CoreStatusPublisher: Sendable {
+    let connection: MQTTConnection
+    let prefix: String
+    let info: String
+
+    static func make(_ c: CloudCoreConfiguration, version: String, logger: Logger) -> CoreStatusPublisher? {
+        guard let host = c.mqttHost else { return nil }
+        let prefix = "\(c.mqttTopicPrefix)/\(c.mqttID ?? c.domain)"
+        var settings = MQTTConnection.Settings(host: host, port: c.mqttPort, clientID: "symphony-cloud-core-\(c.mqttID ?? c.domain)")
+        settings.tls = c.mqttTLS
+        settings.username = c.mqttUsername
+        if let file = c.mqttPasswordFile {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                logger.error("MQTT password file \(file) cannot be read; running without MQTT status")
+                return nil
+            }
+            settings.password = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        settings.will = ("\(prefix)/status", #"{"state":"offline"}"#, true)
+        guard let connection = try? MQTTConnection(settings) else {
+            logger.error("MQTT client could not be set up; running without MQTT status")
+            return nil
+        }
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let info = #"{"domain":"\#(c.domain)","started_at":\#(now),"version":"\#(version)"}"#
+        let publisher = CoreStatusPublisher(connection: connection, prefix: prefix, info: info)
+        Task {
+            for await event in connection.events where event == .connected { publisher.publishAll() }
+        }
+        connection.start()
+        return publisher
+    }
+
+    init(connection: MQTTConnection, prefix: String, info: String) {
+        self.connection = connection
+        self.prefix = prefix
+        self.info = info
+    }
+
+    private static var now: Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    func publishAll() {
+        connection.publish("\(prefix)/status", #"{"state":"online","ts":\#(Self.now)}"#, qos: 1, retain: true)
+        connection.publish("\(prefix)/info", String(info.dropLast()) + #","ts":\#(Self.now)}"#, qos: 1, retain: true)
+    }
+
+    func stop() {
+        connection.publish("\(prefix)/status", #"{"state":"offline","ts":\#(Self.now)}"#, qos: 1, retain: true)
+        connection.stop()
+    }
+}
