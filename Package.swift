@@ -116,7 +116,7 @@ let package = Package(
         ),
         // What both daemons share as systemd services: the notify protocol (READY, STATUS,
         // WATCHDOG) without libsystemd.
-        .target(name: "DaemonSupport", swiftSettings: strictSettings),
+        .target(name: "DaemonSupport", dependencies: [.product(name: "Logging", package: "swift-log")], swiftSettings: strictSettings),
         // The `symphony-cloud-core` executable: run, check-config, admin.
         .executableTarget(
             name: "CloudCoreDaemon",
@@ -294,7 +294,10 @@ let package = Package(
         ),
         .testTarget(
             name: "GatewayTests",
-            dependencies: ["Gateway", "TOMLConfig", "PeerTestSupport", "SIP", "Media", "MQTTStatus", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "Gateway", "TOMLConfig", "PeerTestSupport", "SIP", "Media", "MQTTStatus", "DaemonSupport",
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSettings
         ),
         // The whole call path on loopback: baresip stations and clients, the gateway, the core.

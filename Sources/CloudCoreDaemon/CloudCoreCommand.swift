@@ -31,11 +31,8 @@ func loadConfiguration(_ file: String) throws -> CloudCoreConfiguration {
 }
 
 func makeLogger(level: String) -> Logger {
-    LoggingSystem.bootstrap { label in
-        var handler = StreamLogHandler.standardError(label: label)
-        handler.logLevel = Logger.Level(rawValue: level) ?? .info
-        return handler
-    }
+    let level = Logger.Level(rawValue: level) ?? .info
+    LoggingSystem.bootstrap { label in DaemonLogHandler(label: label, level: level) }
     return Logger(label: "symphony-cloud-core")
 }
 

@@ -1,0 +1,55 @@
+public import Logging
+public import Foundation
+
+/// swift-log to stderr for a daemon. Under systemd (stderr connected to the journal, which
+/// `$JOURNAL_STREAM` tells) each line starts with its syslog priority (`<3>` error … `<7>` debug,
+/// sd-daemon(3)) and carries no timestamp — journald records both; elsewhere, an ISO 8601
+/// timestamp and the level in words. One line per entry: newlines in messages are escaped, so a
+/// crafted value cannot forge a log line.
+public struct DaemonLogHandler: LogHandler {
+    public var metadata: Logger.Metadata = [:]
+    public var logLevel: Logger.Level
+    let label: String
+    let journal: Bool
+
+    public init(label: String, level: Logger.Level, environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.label = label
+        self.logLevel = level
+        self.journal = environment["JOURNAL_STREAM"] != nil
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(
+        level: Logger.Level, message: Logger.Message, metadata extra: Logger.Metadata?, source: String, file: String, function: String, line: UInt
+    ) {
+        FileHandle.standardError.write(Data((format(level: level, message: message, metadata: extra) + "\n").utf8))
+    }
+
+    func format(level: Logger.Level, message: Logger.Message, metadata extra: Logger.Metadata?) -> String {
+        let all = metadata.merging(extra ?? [:]) { $1 }
+        let fields = all.isEmpty ? "" : " " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        let text = Self.oneLine("\(message)\(fields)")
+        if journal { return "<\(Self.priority(level))>\(label): \(text)" }
+        let time = ISO8601DateFormatter().string(from: Date())
+        return "\(time) \(level) \(label): \(text)"
+    }
+
+    static func priority(_ level: Logger.Level) -> Int {
+        switch level {
+        case .trace, .debug: 7
+        case .info: 6
+        case .notice: 5
+        case .warning: 4
+        case .error: 3
+        case .critical: 2
+        }
+    }
+
+    static func oneLine(_ text: String) -> String {
+        text.replacingOccurrences(of: "\r", with: "\\r").replacingOccurrences(of: "\n", with: "\\n")
+    }
+}
