@@ -138,6 +138,37 @@ struct MQTTStatusTests {
         broker.stop()
     }
 
+    @Test func aBrokerWithPasswordsAndHomeAssistantDiscovery() async throws {
+        let scratch = try ScratchDirectory()
+        let broker = try Mosquitto(in: scratch, credentials: ("gateway", "s3cret-broker-pw"))
+        try await broker.start()
+        let passwordFile = scratch.path("mqtt-password")
+        try "s3cret-broker-pw\n".write(toFile: passwordFile, atomically: true, encoding: .utf8)
+        let path = try await GatewayPath.start(channels: [GatewayPath.channel(2, to: "alice", ringing: [])]) { config in
+            config.mqttHost = "127.0.0.1"
+            config.mqttPort = broker.port
+            config.mqttUsername = "gateway"
+            config.mqttPasswordFile = passwordFile
+            config.homeAssistantDiscovery = true
+        }
+        try await Self.eventuallyState(broker, "symphony-bridge/gw1", "online", nil)
+        let discovery = "homeassistant/sensor/symphony_gw1_ch2/config"
+        let entity = Self.json(try await broker.retained(discovery)[discovery])
+        #expect(entity["state_topic"] as? String == "symphony-bridge/gw1/channel/2" && entity["value_template"] as? String == "{{ value_json.state }}", "\(entity)")
+        #expect(((entity["device"] as? [String: Any])?["identifiers"] as? [String]) == ["symphony_gw1"])
+        let cloud = "homeassistant/binary_sensor/symphony_gw1_cloud/config"
+        #expect(Self.json(try await broker.retained(cloud)[cloud])["device_class"] as? String == "connectivity")
+        #expect(try await broker.retained("homeassistant/sensor/symphony_gw1_ch1/config").isEmpty, "no entity for an unconfigured channel")
+        // Home Assistant restarts (its retained configs wiped here) and says it is online: discovery again.
+        try await broker.publish(discovery, "", retain: true)
+        #expect(try await broker.retained(discovery).isEmpty)
+        try await broker.publish("homeassistant/status", "online")
+        try await path.eventually("discovery re-sent") { !(try await broker.retained(discovery)).isEmpty }
+        #expect(!path.logs.contains("s3cret-broker-pw"), "no secret in the logs")
+        await path.stop()
+        broker.stop()
+    }
+
     @Test func theCloudCorePublishesItsStatusAndInfo() async throws {
         let scratch = try ScratchDirectory()
         let broker = try Mosquitto(in: scratch)

@@ -8,14 +8,27 @@ public final class Mosquitto: @unchecked Sendable {
     private let scratch: ScratchDirectory
     public private(set) var process: PeerProcess?
 
-    public init(in scratch: ScratchDirectory, port: Int? = nil) throws {
+    /// With `credentials`, the broker refuses anonymous clients (a password file made with
+    /// mosquitto_passwd), and the test's own subscribers log in with them.
+    public let credentials: (user: String, password: String)?
+
+    public init(in scratch: ScratchDirectory, port: Int? = nil, credentials: (user: String, password: String)? = nil) throws {
         self.scratch = scratch
         self.port = try port ?? freePort()
+        self.credentials = credentials
     }
 
     public func start() async throws {
         let config = scratch.path("mosquitto-\(port).conf")
-        try "listener \(port) 127.0.0.1\nallow_anonymous true\npersistence false\n".write(toFile: config, atomically: true, encoding: .utf8)
+        var text = "listener \(port) 127.0.0.1\npersistence false\n"
+        if let credentials {
+            let passwords = scratch.path("mosquitto-\(port).passwd")
+            _ = try await runCommand("mosquitto_passwd", ["-c", "-b", passwords, credentials.user, credentials.password])
+            text += "allow_anonymous false\npassword_file \(passwords)\n"
+        } else {
+            text += "allow_anonymous true\n"
+        }
+        try text.write(toFile: config, atomically: true, encoding: .utf8)
         process = try PeerProcess("mosquitto", ["-c", config])
         try await waitUntilListening(port: port, udp: false)
     }
@@ -50,7 +63,17 @@ public final class Mosquitto: @unchecked Sendable {
     /// Starts a subscriber; its `text` holds what arrived. Stop it with `stop()`.
     public func startSubscriber(_ pattern: String, seconds: Int = 0, retainedOnly: Bool = false) throws -> PeerProcess {
         var arguments = ["-oL", "mosquitto_sub", "-h", "127.0.0.1", "-p", String(port), "-v", "-t", pattern]
+        if let credentials { arguments += ["-u", credentials.user, "-P", credentials.password] }
         if retainedOnly { arguments.append("--retained-only") }
         return try PeerProcess("stdbuf", arguments)
+    }
+
+    /// Publishes once (`mosquitto_pub`); an empty retained message clears the topic.
+    public func publish(_ topic: String, _ payload: String, retain: Bool = false) async throws {
+        var arguments = ["-h", "127.0.0.1", "-p", String(port), "-t", topic, "-q", "1"]
+        if let credentials { arguments += ["-u", credentials.user, "-P", credentials.password] }
+        arguments += payload.isEmpty ? ["-n"] : ["-m", payload]
+        if retain { arguments.append("-r") }
+        _ = try await runCommand("mosquitto_pub", arguments)
     }
 }

@@ -70,7 +70,14 @@ public actor GatewayStatusPublisher {
         }
         Task { [self] in
             for await event in connection.events {
-                if case .connected = event { await self.republishAll() }
+                if case .connected = event {
+                    await self.republishAll()
+                    await self.subscribeHomeAssistant()
+                }
+                // Home Assistant announces itself after its own restart: discovery goes again.
+                if case .message(let topic, let payload, _) = event, topic == "homeassistant/status", payload == Array("online".utf8) {
+                    await self.publishDiscovery()
+                }
                 if case .disconnected(let code) = event, code != 0 {
                     await self.logDisconnect(code)
                 }
@@ -162,6 +169,7 @@ public actor GatewayStatusPublisher {
         }
         channels = next
         republishAll()
+        publishDiscovery()
     }
 
     /// Goes offline cleanly: `status` offline (retained), then a normal disconnect (no will).
@@ -219,6 +227,47 @@ public actor GatewayStatusPublisher {
         fields["packet_loss"] = .double(statistics.expected == 0 ? 0 : (Double(max(0, statistics.lost)) / Double(statistics.expected) * 10000).rounded() / 100)
         fields["ts"] = .int(nowMilliseconds)
         connection.publish("\(prefix)/stats", JSONValue.object(fields).text, qos: 0, retain: false)
+    }
+
+    // MARK: Home Assistant MQTT discovery
+
+    private func subscribeHomeAssistant() {
+        guard configuration.homeAssistantDiscovery else { return }
+        connection.subscribe("homeassistant/status", qos: 1)
+        publishDiscovery()
+    }
+
+    /// One device per gateway: a connectivity sensor for the cloud, a sensor for the overall
+    /// state and one per channel (its `state`), all tied to `status` for availability. Channels
+    /// that are gone get an empty retained config, which removes their entity.
+    func publishDiscovery() {
+        guard configuration.homeAssistantDiscovery else { return }
+        let id = "symphony_" + configuration.gatewayID.map { $0.isLetter || $0.isNumber ? $0 : "_" }.map(String.init).joined()
+        let device: JSONValue = .object([
+            "identifiers": .array([.string(id)]), "name": .string("Symphony Bridge \(configuration.gatewayID)"),
+            "manufacturer": .string("Symphony"), "model": .string("SYM-BRIDGE"), "sw_version": .string(GatewayVersion.current),
+        ])
+        func entity(_ name: String, _ uniqueID: String, _ stateTopic: String, _ template: String, extra: [String: JSONValue] = [:]) -> String {
+            var fields: [String: JSONValue] = [
+                "name": .string(name), "unique_id": .string(uniqueID), "state_topic": .string(stateTopic), "value_template": .string(template),
+                "availability_topic": .string("\(prefix)/status"), "availability_template": .string("{{ 'offline' if value_json.state == 'offline' else 'online' }}"),
+                "device": device,
+            ]
+            for (key, value) in extra { fields[key] = value }
+            return JSONValue.object(fields).text
+        }
+        connection.publish("homeassistant/binary_sensor/\(id)_cloud/config", entity(
+            "Cloud", "\(id)_cloud", "\(prefix)/cloud", "{{ 'ON' if value_json.registered else 'OFF' }}",
+            extra: ["device_class": .string("connectivity")]), qos: 1, retain: true)
+        connection.publish("homeassistant/sensor/\(id)_state/config", entity("State", "\(id)_state", "\(prefix)/status", "{{ value_json.state }}"), qos: 1, retain: true)
+        for index in 1...14 {
+            let topic = "homeassistant/sensor/\(id)_ch\(index)/config"
+            if channels[index] != nil {
+                connection.publish(topic, entity("Channel \(index)", "\(id)_ch\(index)", "\(prefix)/channel/\(index)", "{{ value_json.state }}"), qos: 1, retain: true)
+            } else {
+                connection.publish(topic, "", qos: 1, retain: true)
+            }
+        }
     }
 
     /// Every retained topic, as it stands: on start and after each (re)connect. Channels that are
