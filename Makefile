@@ -7,7 +7,7 @@ BUILD_FLAGS ?=
 FUZZ_RUNS ?= 10000000
 FUZZ_SECONDS ?= 1800
 
-.PHONY: all bootstrap build test run bench fuzz clean
+.PHONY: all bootstrap build test run bench fuzz clean deb deb-test
 
 all: build
 
@@ -40,6 +40,16 @@ bench: bootstrap
 	.build/release/MediaBenchmarks
 	.build/release/GatewayBenchmarks
 	@if [ "$${BENCH_SIGNALLING:-1}" != 0 ]; then scripts/bench-signalling; fi
+
+# The Debian package: both daemons built release with the Swift runtime linked statically,
+# hardened systemd units, man pages; lintian must report no errors and no warnings.
+deb:
+	@scripts/bootstrap deb
+	scripts/build-deb
+
+# The install test (root): the .deb into a debootstrap'ed Debian 12, checked, started, purged.
+deb-test: deb
+	scripts/deb-test
 
 fuzz: bootstrap
 	scripts/fuzz $(FUZZ_RUNS) $(FUZZ_SECONDS)
