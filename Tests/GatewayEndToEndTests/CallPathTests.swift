@@ -104,9 +104,14 @@ struct CallPathTests {
     }
 
     @Test func aBusyChannelGets486AnUnknownNumber404AndACallerWhoGivesUpACancelledRecord() async throws {
+        // A status broker that is not there never stops a call.
+        let deadBroker = try freePort()
         let path = try await GatewayPath.start(channels: [
             GatewayPath.channel(1, to: "alice", ringing: []), GatewayPath.channel(2, to: "bob", ringing: []),
-        ])
+        ]) { config in
+            config.mqttHost = "127.0.0.1"
+            config.mqttPort = deadBroker
+        }
         let tone = path.scratch.path("tone.wav")
         try await Baresip.tone(tone, frequency: 900, seconds: 10, rate: 48000, channels: 2)
         let doorTone = path.scratch.path("door.wav")

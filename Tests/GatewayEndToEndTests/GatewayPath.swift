@@ -33,7 +33,7 @@ final class GatewayPath: @unchecked Sendable {
     static func start(
         legacyTargets: [String] = [], channels: [BridgeConfiguration.Channel]? = nil,
         configure: (inout BridgeConfiguration) -> Void = { _ in }, claimCode: String? = nil, waitForRegistration: Bool = true,
-        users: [String] = []
+        users: [String] = [], statsInterval: Duration = .seconds(60)
     ) async throws -> GatewayPath {
         let scratch = try ScratchDirectory()
         var c = CloudCoreConfiguration()
@@ -67,7 +67,7 @@ final class GatewayPath: @unchecked Sendable {
         let logs = LogCapture()
         let gateway = try await GatewayServer.start(
             g, group: MultiThreadedEventLoopGroup.singleton, logger: logs.logger,
-            claimRetry: ReconnectBackoff(base: .milliseconds(200), ceiling: .seconds(1)))
+            claimRetry: ReconnectBackoff(base: .milliseconds(200), ceiling: .seconds(1)), statsInterval: statsInterval)
         let path = GatewayPath(scratch: scratch, core: core, coreConfiguration: c, gateway: gateway, logs: logs)
         if waitForRegistration {
             for channel in g.channels where channel.enabled {

@@ -19,13 +19,13 @@ struct MQTTStatusTests {
         let scratch = try ScratchDirectory()
         let broker = try Mosquitto(in: scratch)
         try await broker.start()
-        let path = try await GatewayPath.start(channels: [
-            GatewayPath.channel(1, to: "alice", ringing: []), GatewayPath.channel(3, to: "bob", ringing: []),
-        ]) { config in
-            config.mqttHost = "127.0.0.1"
-            config.mqttPort = broker.port
-            config.topicPrefix = "site-a"
-        }
+        let path = try await GatewayPath.start(
+            channels: [GatewayPath.channel(1, to: "alice", ringing: []), GatewayPath.channel(3, to: "bob", ringing: [])],
+            configure: { config in
+                config.mqttHost = "127.0.0.1"
+                config.mqttPort = broker.port
+                config.topicPrefix = "site-a"
+            }, statsInterval: .seconds(2))
         let prefix = "site-a/gw1"
         try await path.eventually("status online") { Self.json(try await broker.retained("\(prefix)/status")["\(prefix)/status"])["state"] as? String == "online" }
         let retained = try await broker.retained("\(prefix)/#")
@@ -52,6 +52,7 @@ struct MQTTStatusTests {
 
         // A call through channel 1: ringing → connected (with codec) → idle, with its events.
         let events = try broker.startSubscriber("\(prefix)/event", seconds: 25)
+        let stats = try broker.startSubscriber("\(prefix)/stats")
         let tone = path.scratch.path("tone.wav"), doorTone = path.scratch.path("door.wav")
         try await Baresip.tone(tone, frequency: 1000, seconds: 10, rate: 48000, channels: 2)
         try await Baresip.tone(doorTone, frequency: 800, seconds: 10, rate: 16000, channels: 1)
@@ -65,13 +66,18 @@ struct MQTTStatusTests {
             return channel["state"] as? String == "connected" && channel["codec"] as? String == "g722/opus" && channel["peer"] as? String == "alice"
         }
         try await alice.command("sndcode", "1")
-        try await Task.sleep(for: .seconds(1))
+        try await Task.sleep(for: .seconds(2.5))  // a stats period with the call up
         try await door.command("hangup")
         try await path.eventually("channel 1 idle again") {
             Self.json(try await broker.retained("\(prefix)/channel/1")["\(prefix)/channel/1"])["state"] as? String == "idle"
         }
         try await Task.sleep(for: .milliseconds(500))
         events.stop()
+        stats.stop()
+        // stats: not retained, periodic; one taken during the call shows it and its media.
+        let during = stats.text.split(separator: "\n").map { Self.json(String($0.split(separator: " ", maxSplits: 1).last ?? "")) }.filter { $0["active"] as? Int == 1 }
+        #expect(!during.isEmpty, "a stats message during the call: \(stats.text)")
+        #expect((during.last?["calls"] as? Int ?? 0) >= 1 && during.last?["packet_loss"] is Double && during.last?["jitter_ms"] is Double, "\(during)")
         let published = events.text
         #expect(published.contains("\"type\":\"call_start\""), "\(published)")
         #expect(published.contains("\"type\":\"door_open\"") && published.contains("\"digit\":\"1\""), "\(published)")
@@ -138,15 +144,18 @@ struct MQTTStatusTests {
         broker.stop()
     }
 
-    @Test func aBrokerWithPasswordsAndHomeAssistantDiscovery() async throws {
+    @Test func aTLSBrokerWithPasswordsAndHomeAssistantDiscovery() async throws {
         let scratch = try ScratchDirectory()
-        let broker = try Mosquitto(in: scratch, credentials: ("gateway", "s3cret-broker-pw"))
+        let certificates = try await TestCertificates.make(in: scratch, name: "broker")
+        let broker = try Mosquitto(in: scratch, credentials: ("gateway", "s3cret-broker-pw"), tls: certificates)
         try await broker.start()
         let passwordFile = scratch.path("mqtt-password")
         try "s3cret-broker-pw\n".write(toFile: passwordFile, atomically: true, encoding: .utf8)
         let path = try await GatewayPath.start(channels: [GatewayPath.channel(2, to: "alice", ringing: [])]) { config in
             config.mqttHost = "127.0.0.1"
             config.mqttPort = broker.port
+            config.mqttTLS = true
+            config.mqttCAFile = certificates.caFile
             config.mqttUsername = "gateway"
             config.mqttPasswordFile = passwordFile
             config.homeAssistantDiscovery = true

@@ -12,15 +12,23 @@ public final class Mosquitto: @unchecked Sendable {
     /// mosquitto_passwd), and the test's own subscribers log in with them.
     public let credentials: (user: String, password: String)?
 
-    public init(in scratch: ScratchDirectory, port: Int? = nil, credentials: (user: String, password: String)? = nil) throws {
+    /// With `tls`, the listener speaks only TLS with this certificate; subscribers trust its CA.
+    public let tls: TestCertificates?
+
+    public init(in scratch: ScratchDirectory, port: Int? = nil, credentials: (user: String, password: String)? = nil, tls: TestCertificates? = nil) throws {
         self.scratch = scratch
         self.port = try port ?? freePort()
         self.credentials = credentials
+        self.tls = tls
     }
 
     public func start() async throws {
         let config = scratch.path("mosquitto-\(port).conf")
         var text = "listener \(port) 127.0.0.1\npersistence false\n"
+        if let tls {
+            // Started as root, mosquitto would drop to its own user, who cannot read the test's key.
+            text += "user root\ncafile \(tls.caFile)\ncertfile \(tls.certificateFile)\nkeyfile \(tls.keyFile)\n"
+        }
         if let credentials {
             let passwords = scratch.path("mosquitto-\(port).passwd")
             _ = try await runCommand("mosquitto_passwd", ["-c", "-b", passwords, credentials.user, credentials.password])
@@ -64,6 +72,7 @@ public final class Mosquitto: @unchecked Sendable {
     public func startSubscriber(_ pattern: String, seconds: Int = 0, retainedOnly: Bool = false) throws -> PeerProcess {
         var arguments = ["-oL", "mosquitto_sub", "-h", "127.0.0.1", "-p", String(port), "-v", "-t", pattern]
         if let credentials { arguments += ["-u", credentials.user, "-P", credentials.password] }
+        if let tls { arguments += ["--cafile", tls.caFile] }
         if retainedOnly { arguments.append("--retained-only") }
         return try PeerProcess("stdbuf", arguments)
     }
@@ -72,6 +81,7 @@ public final class Mosquitto: @unchecked Sendable {
     public func publish(_ topic: String, _ payload: String, retain: Bool = false) async throws {
         var arguments = ["-h", "127.0.0.1", "-p", String(port), "-t", topic, "-q", "1"]
         if let credentials { arguments += ["-u", credentials.user, "-P", credentials.password] }
+        if let tls { arguments += ["--cafile", tls.caFile] }
         arguments += payload.isEmpty ? ["-n"] : ["-m", payload]
         if retain { arguments.append("-r") }
         _ = try await runCommand("mosquitto_pub", arguments)

@@ -79,6 +79,8 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public var mqttHost: String?
     public var mqttPort = 1883
     public var mqttTLS = false
+    /// The CA the broker's certificate must chain to (with `tls`); the system's roots when unset.
+    public var mqttCAFile: String?
     public var mqttUsername: String?
     public var mqttPasswordFile: String?
     public var topicPrefix = "symphony-bridge"
@@ -211,6 +213,8 @@ public struct BridgeConfiguration: Sendable, Equatable {
             c.mqttHost = mqtt.string("host")
             c.mqttTLS = mqtt.bool("tls") ?? c.mqttTLS
             c.mqttPort = mqtt.int("port", in: 1...65535) ?? (c.mqttTLS ? 8883 : 1883)
+            c.mqttCAFile = mqtt.string("ca_file")
+            if c.mqttCAFile != nil, !c.mqttTLS { mqtt.reject("ca_file", "a CA file needs tls = true") }
             c.mqttUsername = mqtt.string("username")
             c.mqttPasswordFile = mqtt.string("password_file")
             if c.mqttPasswordFile != nil, c.mqttUsername == nil { mqtt.reject("password_file", "a password file needs a username") }

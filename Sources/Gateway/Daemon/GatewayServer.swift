@@ -45,7 +45,7 @@ public final class GatewayServer: Sendable {
     /// leaves the gateway up (legacy calls get 503, the log says why) without retrying the code.
     public static func start(
         _ config: BridgeConfiguration, group: any EventLoopGroup, logger: Logger = Logger(label: "symphony-bridge"),
-        claimRetry: ReconnectBackoff = ReconnectBackoff(base: .seconds(2), ceiling: .seconds(300))
+        claimRetry: ReconnectBackoff = ReconnectBackoff(base: .seconds(2), ceiling: .seconds(300)), statsInterval: Duration = .seconds(60)
     ) async throws -> GatewayServer {
         do {
             try FileManager.default.createDirectory(atPath: config.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -97,7 +97,7 @@ public final class GatewayServer: Sendable {
             trunk = LegacyTrunk(endpoint: legacyEndpoint, server: server, interval: .seconds(config.optionsIntervalSeconds), user: config.gatewayID, logger: component(logger, "legacy-trunk"))
             await trunk?.start()
         }
-        let status = Self.makeStatusPublisher(config, logger: component(logger, "mqtt"))
+        let status = Self.makeStatusPublisher(config, logger: component(logger, "mqtt"), statsInterval: statsInterval)
         let gateway = GatewayServer(
             configuration: config, router: router, legacyEndpoint: legacyEndpoint, cloudEndpoint: cloudEndpoint, relay: relay,
             records: records, trunk: trunk, legacyAddress: legacyAddress, status: status, logger: logger)
@@ -278,8 +278,8 @@ public final class GatewayServer: Sendable {
         check("media.rtp_port_max", old.rtpPortMax, new.rtpPortMax)
         check("mesh", [String(old.meshEnabled)] + old.meshInterfaces + [String(old.fallbackAfterMilliseconds)],
               [String(new.meshEnabled)] + new.meshInterfaces + [String(new.fallbackAfterMilliseconds)])
-        check("mqtt", [old.mqttHost ?? "", String(old.mqttPort), String(old.mqttTLS), old.mqttUsername ?? "", old.mqttPasswordFile ?? "", old.topicPrefix, String(old.homeAssistantDiscovery)],
-              [new.mqttHost ?? "", String(new.mqttPort), String(new.mqttTLS), new.mqttUsername ?? "", new.mqttPasswordFile ?? "", new.topicPrefix, String(new.homeAssistantDiscovery)])
+        check("mqtt", [old.mqttHost ?? "", String(old.mqttPort), String(old.mqttTLS), old.mqttCAFile ?? "", old.mqttUsername ?? "", old.mqttPasswordFile ?? "", old.topicPrefix, String(old.homeAssistantDiscovery)],
+              [new.mqttHost ?? "", String(new.mqttPort), String(new.mqttTLS), new.mqttCAFile ?? "", new.mqttUsername ?? "", new.mqttPasswordFile ?? "", new.topicPrefix, String(new.homeAssistantDiscovery)])
         let claimChanged = old.claimCode != new.claimCode || old.claimURL != new.claimURL
         if claimChanged, uplink.device != nil { restartOnly.append("cloud.claim_code/claim_url (already claimed)") }
         guard restartOnly.isEmpty else {
@@ -318,10 +318,11 @@ public final class GatewayServer: Sendable {
 
     /// The MQTT connection and its publisher, from `[mqtt]`; nil without a host, or (logged)
     /// when the password file cannot be read — the gateway runs without status topics then.
-    static func makeStatusPublisher(_ config: BridgeConfiguration, logger: Logger) -> GatewayStatusPublisher? {
+    static func makeStatusPublisher(_ config: BridgeConfiguration, logger: Logger, statsInterval: Duration) -> GatewayStatusPublisher? {
         guard let host = config.mqttHost else { return nil }
         var settings = MQTTConnection.Settings(host: host, port: config.mqttPort, clientID: "symphony-bridge-\(config.gatewayID)")
         settings.tls = config.mqttTLS
+        settings.caFile = config.mqttCAFile
         settings.username = config.mqttUsername
         if let file = config.mqttPasswordFile {
             guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
@@ -332,7 +333,7 @@ public final class GatewayServer: Sendable {
         }
         settings.will = GatewayStatusPublisher.lastWill(for: config)
         do {
-            return GatewayStatusPublisher(connection: try MQTTConnection(settings), configuration: config, logger: logger)
+            return GatewayStatusPublisher(connection: try MQTTConnection(settings), configuration: config, logger: logger, statsInterval: statsInterval)
         } catch {
             logger.error("\(error); running without MQTT status")
             return nil

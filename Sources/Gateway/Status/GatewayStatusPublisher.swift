@@ -39,8 +39,15 @@ public actor GatewayStatusPublisher {
     private var counters = (calls: 0, answered: 0, failures: 0)
     private var statsTask: Task<Void, Never>?
 
-    public init(connection: MQTTConnection, configuration: BridgeConfiguration, logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }) {
+    /// How often `stats` goes out (60 s; tests shorten it).
+    let statsInterval: Duration
+
+    public init(
+        connection: MQTTConnection, configuration: BridgeConfiguration, logger: Logger, statsInterval: Duration = .seconds(60),
+        clock: @escaping @Sendable () -> Date = { Date() }
+    ) {
         self.connection = connection
+        self.statsInterval = statsInterval
         self.configuration = configuration
         self.prefix = "\(configuration.topicPrefix)/\(configuration.gatewayID)"
         self.logger = logger
@@ -63,7 +70,7 @@ public actor GatewayStatusPublisher {
     public func run(statistics: @escaping @Sendable () async -> GatewayStatistics) {
         statsTask = Task { [self] in
             while !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(60))
+                try? await Task.sleep(for: statsInterval)
                 if Task.isCancelled { return }
                 await self.publishStats(await statistics())
             }
