@@ -82,7 +82,7 @@ let package = Package(
         // used by the gateway and by the cloud core.
         .target(
             name: "MQTTStatus",
-            dependencies: ["CMosquitto", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            dependencies: ["CMosquitto", "TOMLConfig", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
             swiftSettings: strictSettings
         ),
         // RTP/RTCP, SRTP, codecs, DTMF, jitter buffer, the media bridge and its sockets (its own

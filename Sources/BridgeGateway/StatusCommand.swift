@@ -25,13 +25,13 @@ struct StatusCommand: AsyncParsableCommand {
         if broker == nil || prefix == nil || id == nil {
             do {
                 let c = try BridgeConfiguration.load(file: config)
-                host = c.mqttHost ?? host
-                port = c.mqttPort
-                topicPrefix = c.topicPrefix
+                host = c.mqtt.host ?? host
+                port = c.mqtt.port
+                topicPrefix = c.mqtt.topicPrefix
                 gateway = c.gatewayID
-                username = c.mqttUsername
-                passwordFile = c.mqttPasswordFile
-                tls = c.mqttTLS
+                username = c.mqtt.username
+                passwordFile = c.mqtt.passwordFile
+                tls = c.mqtt.tls
             } catch {
                 FileHandle.standardError.write(Data((error.description + "\n").utf8))
                 throw ExitCode(ConfigErrors.exitStatus)

@@ -109,8 +109,8 @@ struct CallPathTests {
         let path = try await GatewayPath.start(channels: [
             GatewayPath.channel(1, to: "alice", ringing: []), GatewayPath.channel(2, to: "bob", ringing: []),
         ]) { config in
-            config.mqttHost = "127.0.0.1"
-            config.mqttPort = deadBroker
+            config.mqtt.host = "127.0.0.1"
+            config.mqtt.port = deadBroker
         }
         let tone = path.scratch.path("tone.wav")
         try await Baresip.tone(tone, frequency: 900, seconds: 10, rate: 48000, channels: 2)

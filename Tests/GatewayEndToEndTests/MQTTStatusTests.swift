@@ -22,9 +22,9 @@ struct MQTTStatusTests {
         let path = try await GatewayPath.start(
             channels: [GatewayPath.channel(1, to: "alice", ringing: []), GatewayPath.channel(3, to: "bob", ringing: [])],
             configure: { config in
-                config.mqttHost = "127.0.0.1"
-                config.mqttPort = broker.port
-                config.topicPrefix = "site-a"
+                config.mqtt.host = "127.0.0.1"
+                config.mqtt.port = broker.port
+                config.mqtt.topicPrefix = "site-a"
             }, statsInterval: .seconds(2))
         let prefix = "site-a/gw1"
         try await path.eventually("status online") { Self.json(try await broker.retained("\(prefix)/status")["\(prefix)/status"])["state"] as? String == "online" }
@@ -152,12 +152,12 @@ struct MQTTStatusTests {
         let passwordFile = scratch.path("mqtt-password")
         try "s3cret-broker-pw\n".write(toFile: passwordFile, atomically: true, encoding: .utf8)
         let path = try await GatewayPath.start(channels: [GatewayPath.channel(2, to: "alice", ringing: [])]) { config in
-            config.mqttHost = "127.0.0.1"
-            config.mqttPort = broker.port
-            config.mqttTLS = true
-            config.mqttCAFile = certificates.caFile
-            config.mqttUsername = "gateway"
-            config.mqttPasswordFile = passwordFile
+            config.mqtt.host = "127.0.0.1"
+            config.mqtt.port = broker.port
+            config.mqtt.tls = true
+            config.mqtt.caFile = certificates.caFile
+            config.mqtt.username = "gateway"
+            config.mqtt.passwordFile = passwordFile
             config.homeAssistantDiscovery = true
         }
         try await Self.eventuallyState(broker, "symphony-bridge/gw1", "online", nil)
@@ -186,8 +186,8 @@ struct MQTTStatusTests {
         c.stateDirectory = scratch.path("core")
         c.tlsListen = [.init("127.0.0.1:0")!]
         c.claimingListen = nil
-        c.mqttHost = "127.0.0.1"
-        c.mqttPort = broker.port
+        c.mqtt.host = "127.0.0.1"
+        c.mqtt.port = broker.port
         c.mqttID = "core1"
         var logger = Logger(label: "core")
         logger.logLevel = .warning

@@ -36,7 +36,7 @@ struct BridgeConfigurationTests {
         let c = try BridgeConfiguration.parse(Self.minimal, file: "bridge.toml")
         #expect(c.legacyListen.port == 5060 && c.legacyTransport == .udp)
         #expect(c.cloudCodecs == ["opus", "G722", "PCMA", "PCMU"] && c.srtpSuites.first == "AES_CM_128_HMAC_SHA1_80")
-        #expect(c.retentionDays == 180 && c.mqttHost == nil && !c.meshEnabled)
+        #expect(c.retentionDays == 180 && c.mqtt.host == nil && !c.meshEnabled)
     }
 
     /// Each mistake, the text it is made in, and the message expected (as a suffix of one line).

@@ -1,5 +1,6 @@
 public import Foundation
 public import TOMLConfig
+public import MQTTStatus
 
 /// `cloud-core.toml`, read against its schema (docs/CONFIG.md; the commented example is
 /// `etc/cloud-core.toml`). Every default is what a production core would want; a lab setup
@@ -53,12 +54,7 @@ public struct CloudCoreConfiguration: Sendable, Equatable {
     public var unauthenticatedPerSecond = 20
     public var unauthenticatedBurst = 40
     // [mqtt]: the core's own `status` and `info` topics, when a broker is named.
-    public var mqttHost: String?
-    public var mqttPort = 1883
-    public var mqttTLS = false
-    public var mqttUsername: String?
-    public var mqttPasswordFile: String?
-    public var mqttTopicPrefix = "symphony-cloud-core"
+    public var mqtt = MQTTBrokerConfiguration(topicPrefix: "symphony-cloud-core")
     /// The name under the prefix; the domain by default.
     public var mqttID: String?
 
@@ -176,21 +172,9 @@ public struct CloudCoreConfiguration: Sendable, Equatable {
             limits.finish()
         }
         if let mqtt = root.table("mqtt") {
-            c.mqttHost = mqtt.string("host")
-            c.mqttTLS = mqtt.bool("tls") ?? c.mqttTLS
-            c.mqttPort = mqtt.int("port", in: 1...65535) ?? (c.mqttTLS ? 8883 : 1883)
-            c.mqttUsername = mqtt.string("username")
-            c.mqttPasswordFile = mqtt.string("password_file")
-            if c.mqttPasswordFile != nil, c.mqttUsername == nil { mqtt.reject("password_file", "a password file needs a username") }
-            if let prefix = mqtt.string("topic_prefix") {
-                if prefix.isEmpty || prefix.contains("#") || prefix.contains("+") || prefix.hasSuffix("/") {
-                    mqtt.reject("topic_prefix", "\"\(prefix)\": a topic without wildcards (#, +) or a trailing /")
-                } else {
-                    c.mqttTopicPrefix = prefix
-                }
-            }
+            c.mqtt = MQTTBrokerConfiguration.read(mqtt, defaultPrefix: c.mqtt.topicPrefix)
             if let id = mqtt.string("id") {
-                if id.isEmpty || id.contains("/") || id.contains("#") || id.contains("+") { mqtt.reject("id", "\"\(id)\": one topic level") } else { c.mqttID = id }
+                if MQTTBrokerConfiguration.isTopicLevels(id), !id.contains("/") { c.mqttID = id } else { mqtt.reject("id", "\"\(id)\": one topic level") }
             }
             mqtt.finish()
         }

@@ -11,21 +11,15 @@ final class CoreStatusPublisher: Sendable {
     let info: String
 
     static func make(_ c: CloudCoreConfiguration, version: String, logger: Logger) -> CoreStatusPublisher? {
-        guard let host = c.mqttHost else { return nil }
-        let prefix = "\(c.mqttTopicPrefix)/\(c.mqttID ?? c.domain)"
-        var settings = MQTTConnection.Settings(host: host, port: c.mqttPort, clientID: "symphony-cloud-core-\(c.mqttID ?? c.domain)")
-        settings.tls = c.mqttTLS
-        settings.username = c.mqttUsername
-        if let file = c.mqttPasswordFile {
-            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
-                logger.error("MQTT password file \(file) cannot be read; running without MQTT status")
-                return nil
-            }
-            settings.password = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        }
-        settings.will = ("\(prefix)/status", #"{"state":"offline"}"#, true)
-        guard let connection = try? MQTTConnection(settings) else {
-            logger.error("MQTT client could not be set up; running without MQTT status")
+        let prefix = "\(c.mqtt.topicPrefix)/\(c.mqttID ?? c.domain)"
+        let connection: MQTTConnection
+        do {
+            guard let settings = try c.mqtt.connectionSettings(
+                clientID: "symphony-cloud-core-\(c.mqttID ?? c.domain)", will: ("\(prefix)/status", #"{"state":"offline"}"#, true))
+            else { return nil }
+            connection = try MQTTConnection(settings)
+        } catch {
+            logger.error("\(error); running without MQTT status")
             return nil
         }
         let now = Int64(Date().timeIntervalSince1970 * 1000)

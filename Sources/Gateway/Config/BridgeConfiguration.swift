@@ -1,6 +1,7 @@
 import Crypto
 public import Foundation
 import LegacyLinks
+public import MQTTStatus
 public import TOMLConfig
 
 /// `bridge.toml`, read against its schema (../shared/ARCHITECTURE.md "Config"; the commented
@@ -76,14 +77,7 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public var meshInterfaces: [String] = []
     public var fallbackAfterMilliseconds = 2000
     // [mqtt]
-    public var mqttHost: String?
-    public var mqttPort = 1883
-    public var mqttTLS = false
-    /// The CA the broker's certificate must chain to (with `tls`); the system's roots when unset.
-    public var mqttCAFile: String?
-    public var mqttUsername: String?
-    public var mqttPasswordFile: String?
-    public var topicPrefix = "symphony-bridge"
+    public var mqtt = MQTTBrokerConfiguration(topicPrefix: "symphony-bridge")
     public var homeAssistantDiscovery = false
     // [records]
     public var retentionDays = 180
@@ -210,21 +204,7 @@ public struct BridgeConfiguration: Sendable, Equatable {
         }
 
         if let mqtt = root.table("mqtt") {
-            c.mqttHost = mqtt.string("host")
-            c.mqttTLS = mqtt.bool("tls") ?? c.mqttTLS
-            c.mqttPort = mqtt.int("port", in: 1...65535) ?? (c.mqttTLS ? 8883 : 1883)
-            c.mqttCAFile = mqtt.string("ca_file")
-            if c.mqttCAFile != nil, !c.mqttTLS { mqtt.reject("ca_file", "a CA file needs tls = true") }
-            c.mqttUsername = mqtt.string("username")
-            c.mqttPasswordFile = mqtt.string("password_file")
-            if c.mqttPasswordFile != nil, c.mqttUsername == nil { mqtt.reject("password_file", "a password file needs a username") }
-            if let prefix = mqtt.string("topic_prefix") {
-                if prefix.isEmpty || prefix.contains("#") || prefix.contains("+") || prefix.hasSuffix("/") {
-                    mqtt.reject("topic_prefix", "\"\(prefix)\": a topic without wildcards (#, +) or a trailing /")
-                } else {
-                    c.topicPrefix = prefix
-                }
-            }
+            c.mqtt = MQTTBrokerConfiguration.read(mqtt, defaultPrefix: c.mqtt.topicPrefix)
             c.homeAssistantDiscovery = mqtt.bool("ha_discovery") ?? c.homeAssistantDiscovery
             mqtt.finish()
         }

@@ -278,8 +278,8 @@ public final class GatewayServer: Sendable {
         check("media.rtp_port_max", old.rtpPortMax, new.rtpPortMax)
         check("mesh", [String(old.meshEnabled)] + old.meshInterfaces + [String(old.fallbackAfterMilliseconds)],
               [String(new.meshEnabled)] + new.meshInterfaces + [String(new.fallbackAfterMilliseconds)])
-        check("mqtt", [old.mqttHost ?? "", String(old.mqttPort), String(old.mqttTLS), old.mqttCAFile ?? "", old.mqttUsername ?? "", old.mqttPasswordFile ?? "", old.topicPrefix, String(old.homeAssistantDiscovery)],
-              [new.mqttHost ?? "", String(new.mqttPort), String(new.mqttTLS), new.mqttCAFile ?? "", new.mqttUsername ?? "", new.mqttPasswordFile ?? "", new.topicPrefix, String(new.homeAssistantDiscovery)])
+        check("mqtt", old.mqtt, new.mqtt)
+        check("mqtt.ha_discovery", old.homeAssistantDiscovery, new.homeAssistantDiscovery)
         let claimChanged = old.claimCode != new.claimCode || old.claimURL != new.claimURL
         if claimChanged, uplink.device != nil { restartOnly.append("cloud.claim_code/claim_url (already claimed)") }
         guard restartOnly.isEmpty else {
@@ -319,20 +319,10 @@ public final class GatewayServer: Sendable {
     /// The MQTT connection and its publisher, from `[mqtt]`; nil without a host, or (logged)
     /// when the password file cannot be read — the gateway runs without status topics then.
     static func makeStatusPublisher(_ config: BridgeConfiguration, logger: Logger, statsInterval: Duration) -> GatewayStatusPublisher? {
-        guard let host = config.mqttHost else { return nil }
-        var settings = MQTTConnection.Settings(host: host, port: config.mqttPort, clientID: "symphony-bridge-\(config.gatewayID)")
-        settings.tls = config.mqttTLS
-        settings.caFile = config.mqttCAFile
-        settings.username = config.mqttUsername
-        if let file = config.mqttPasswordFile {
-            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
-                logger.error("MQTT password file \(file) cannot be read; running without MQTT status")
-                return nil
-            }
-            settings.password = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        }
-        settings.will = GatewayStatusPublisher.lastWill(for: config)
         do {
+            guard let settings = try config.mqtt.connectionSettings(
+                clientID: "symphony-bridge-\(config.gatewayID)", will: GatewayStatusPublisher.lastWill(for: config))
+            else { return nil }
             return GatewayStatusPublisher(connection: try MQTTConnection(settings), configuration: config, logger: logger, statsInterval: statsInterval)
         } catch {
             logger.error("\(error); running without MQTT status")

@@ -49,7 +49,7 @@ public actor GatewayStatusPublisher {
         self.connection = connection
         self.statsInterval = statsInterval
         self.configuration = configuration
-        self.prefix = "\(configuration.topicPrefix)/\(configuration.gatewayID)"
+        self.prefix = "\(configuration.mqtt.topicPrefix)/\(configuration.gatewayID)"
         self.logger = logger
         self.clock = clock
         self.startedAt = clock()
@@ -62,7 +62,7 @@ public actor GatewayStatusPublisher {
 
     /// The will the connection must carry: `status` = offline, retained (set before connecting).
     public static func lastWill(for configuration: BridgeConfiguration) -> (topic: String, payload: String, retain: Bool) {
-        ("\(configuration.topicPrefix)/\(configuration.gatewayID)/status", #"{"state":"offline"}"#, true)
+        ("\(configuration.mqtt.topicPrefix)/\(configuration.gatewayID)/status", #"{"state":"offline"}"#, true)
     }
 
     /// Follows the connection: every (re)connect rewrites all retained topics. Runs until the
