@@ -20,15 +20,12 @@ struct CallPathTests {
 
     @Test func aLegacyStationCallsItsChannelAndTalksWithAnOpusClientDigitsBothWays() async throws {
         let path = try await GatewayPath.start()
-        let doorTone = path.scratch.path("door.wav"), aliceTone = path.scratch.path("alice.wav")
+        let doorTone = path.scratch.path("door.wav")
         try await Baresip.tone(doorTone, frequency: 800, seconds: 14, rate: 16000, channels: 1)
-        try await Baresip.tone(aliceTone, frequency: 1200, seconds: 14, rate: 48000, channels: 2)
-        let alice = try path.cloudClient("alice", tone: aliceTone)
-        try alice.start(seconds: 30)
-        try await path.eventually("alice registered") { await !path.core.proxy.contacts(of: "alice").isEmpty }
+        let alice = try await path.startCloudClient("alice", frequency: 1200, seconds: 20)
 
         let door = try GatewayPath.legacyStation("door", in: path.scratch, tone: doorTone)
-        try door.start(seconds: 10, command: "/dial sip:\(GatewayPath.number(1))@127.0.0.1:\(path.legacyPort)")
+        try door.start(seconds: 10, command: path.dial(channel: 1))
         try await path.eventually("the call connected") { await path.core.proxy.statistics.callsAnswered == 1 }
         try await Task.sleep(for: .seconds(2))
         // Door openers: the client's digit reaches the station, the station's the client.
@@ -90,10 +87,7 @@ struct CallPathTests {
         let stationPort = try freePort(udp: true)
         let station = try LegacySipp.startStation(LegacySipp.infoOnlyStation(digit: "9"), port: stationPort, in: scratch)
         let path = try await GatewayPath.start(legacyTargets: ["sip:door@127.0.0.1:\(stationPort)"])
-        let aliceTone = path.scratch.path("alice.wav")
-        try await Baresip.tone(aliceTone, frequency: 1000, seconds: 10, rate: 48000, channels: 2)
-        let alice = try path.cloudClient("alice", tone: aliceTone)
-        try alice.start(seconds: 6, command: "/dial sip:gw1-ch1@\(path.coreConfiguration.domain)")
+        let alice = try await path.startCloudClient("alice", frequency: 1000, seconds: 6, command: "/dial sip:gw1-ch1@\(path.coreConfiguration.domain)")
         try await path.eventually("the call connected", timeout: .seconds(15)) { await path.core.proxy.statistics.callsAnswered == 1 }
         try await Task.sleep(for: .seconds(1))
         try await alice.command("sndcode", "9")
@@ -153,15 +147,11 @@ struct CallPathTests {
 
     @Test func aCallEndsAtTheChannelsDurationLimitWithByeOnBothLegs() async throws {
         let path = try await GatewayPath.start(channels: [GatewayPath.channel(1, to: "alice", ringing: [], maxCallSeconds: 10)])
-        let tone = path.scratch.path("tone.wav")
-        try await Baresip.tone(tone, frequency: 900, seconds: 20, rate: 48000, channels: 2)
         let doorTone = path.scratch.path("door.wav")
         try await Baresip.tone(doorTone, frequency: 900, seconds: 20, rate: 16000, channels: 1)
-        let alice = try path.cloudClient("alice", tone: tone)
-        try alice.start(seconds: 40)
-        try await path.eventually("alice registered") { await !path.core.proxy.contacts(of: "alice").isEmpty }
+        let alice = try await path.startCloudClient("alice", frequency: 900, seconds: 30)
         let door = try GatewayPath.legacyStation("door", in: path.scratch, tone: doorTone)
-        try door.start(seconds: 40, command: "/dial sip:\(GatewayPath.number(1))@127.0.0.1:\(path.legacyPort)")
+        try door.start(seconds: 40, command: path.dial(channel: 1))
         let records = try await path.records(atLeast: 1, timeout: .seconds(25))
         let record = try #require(records.first)
         #expect(record.reason == "duration limit" && record.status == .answered)
@@ -178,14 +168,11 @@ struct CallPathTests {
 
     @Test func aStationWithOnlyG711IsTranscodedToOpus() async throws {
         let path = try await GatewayPath.start()
-        let doorTone = path.scratch.path("door.wav"), aliceTone = path.scratch.path("alice.wav")
+        let doorTone = path.scratch.path("door.wav")
         try await Baresip.tone(doorTone, frequency: 600, seconds: 10, rate: 8000, channels: 1)
-        try await Baresip.tone(aliceTone, frequency: 1000, seconds: 10, rate: 48000, channels: 2)
-        let alice = try path.cloudClient("alice", tone: aliceTone)
-        try alice.start(seconds: 20)
-        try await path.eventually("alice registered") { await !path.core.proxy.contacts(of: "alice").isEmpty }
+        let alice = try await path.startCloudClient("alice", frequency: 1000, seconds: 20)
         let door = try GatewayPath.legacyStation("door", in: path.scratch, tone: doorTone, codec: "PCMA/8000/1")
-        try door.start(seconds: 7, command: "/dial sip:\(GatewayPath.number(1))@127.0.0.1:\(path.legacyPort)")
+        try door.start(seconds: 7, command: path.dial(channel: 1))
         _ = try await door.process?.wait(timeout: .seconds(20))
         let records = try await path.records(atLeast: 1)
         alice.stop()
@@ -223,14 +210,10 @@ struct CallPathTests {
         let path = try await GatewayPath.start(legacyTargets: ["sip:door@127.0.0.1:\(door.sipPort);transport=tcp"]) { config in
             config.legacyTransport = .tcp
         }
-        let aliceTone = path.scratch.path("alice.wav")
-        try await Baresip.tone(aliceTone, frequency: 1300, seconds: 20, rate: 48000, channels: 2)
-        let alice = try path.cloudClient("alice", tone: aliceTone)
-        try alice.start(seconds: 30)
-        try await path.eventually("alice registered") { await !path.core.proxy.contacts(of: "alice").isEmpty }
+        let alice = try await path.startCloudClient("alice", frequency: 1300, seconds: 20)
         // The station calls its channel over TCP; then alice calls the channel and the gateway
         // reaches the station over TCP.
-        try door.start(seconds: 30, command: "/dial sip:\(GatewayPath.number(1))@127.0.0.1:\(path.legacyPort);transport=tcp")
+        try door.start(seconds: 30, command: path.dial(channel: 1, transport: "tcp"))
         try await path.eventually("the station's call connected") { await path.core.proxy.statistics.callsAnswered == 1 }
         try await Task.sleep(for: .seconds(4))
         try await door.command("hangup")

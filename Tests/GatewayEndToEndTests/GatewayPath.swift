@@ -118,6 +118,28 @@ final class GatewayPath: @unchecked Sendable {
             tone: tone, caFile: coreCAFile, rtpPorts: 32000...32999)
     }
 
+    /// A cloud client that plays a `frequency` tone (a WAV made to suit its codec: 48 kHz stereo
+    /// for Opus, 16 kHz mono for G.722) and runs for `seconds`. Without `command` it is left registered:
+    /// this waits until the core has its binding.
+    func startCloudClient(
+        _ user: String, frequency: Int, seconds: Int, codec: String = "opus/48000/2", answer: Bool = true, command: String? = nil
+    ) async throws -> Baresip {
+        let tone = scratch.path("\(user)-\(frequency).wav")
+        let opus = codec.hasPrefix("opus")
+        try await Baresip.tone(tone, frequency: frequency, seconds: seconds, rate: opus ? 48000 : 16000, channels: opus ? 2 : 1)
+        let client = try cloudClient(user, codec: codec, tone: tone, answer: answer)
+        try client.start(seconds: seconds, command: command)
+        if command == nil {
+            try await eventually("\(user) registered") { await !self.core.proxy.contacts(of: user).isEmpty }
+        }
+        return client
+    }
+
+    /// baresip's command to dial channel `index`'s number at the gateway.
+    func dial(channel index: Int, transport: String? = nil) -> String {
+        "/dial sip:\(Self.number(index))@127.0.0.1:\(legacyPort)" + (transport.map { ";transport=\($0)" } ?? "")
+    }
+
     /// A legacy intercom station: plain SIP over UDP on loopback, G.722 only, no registration.
     static func legacyStation(_ name: String, in scratch: ScratchDirectory, tone: String, codec: String = "G722/16000/1", answer: Bool = true) throws -> Baresip {
         try Baresip(

@@ -53,14 +53,11 @@ struct MQTTStatusTests {
         // A call through channel 1: ringing → connected (with codec) → idle, with its events.
         let events = try broker.startSubscriber("\(prefix)/event", seconds: 25)
         let stats = try broker.startSubscriber("\(prefix)/stats")
-        let tone = path.scratch.path("tone.wav"), doorTone = path.scratch.path("door.wav")
-        try await Baresip.tone(tone, frequency: 1000, seconds: 10, rate: 48000, channels: 2)
+        let doorTone = path.scratch.path("door.wav")
         try await Baresip.tone(doorTone, frequency: 800, seconds: 10, rate: 16000, channels: 1)
-        let alice = try path.cloudClient("alice", tone: tone)
-        try alice.start(seconds: 20)
-        try await path.eventually("alice registered") { await !path.core.proxy.contacts(of: "alice").isEmpty }
+        let alice = try await path.startCloudClient("alice", frequency: 1000, seconds: 20)
         let door = try GatewayPath.legacyStation("door", in: path.scratch, tone: doorTone)
-        try door.start(seconds: 20, command: "/dial sip:\(GatewayPath.number(1))@127.0.0.1:\(path.legacyPort)")
+        try door.start(seconds: 20, command: path.dial(channel: 1))
         try await path.eventually("channel 1 connected on MQTT") {
             let channel = Self.json(try await broker.retained("\(prefix)/channel/1")["\(prefix)/channel/1"])
             return channel["state"] as? String == "connected" && channel["codec"] as? String == "g722/opus" && channel["peer"] as? String == "alice"
