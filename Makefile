@@ -17,10 +17,12 @@ bootstrap:
 build: bootstrap
 	$(SWIFT) build $(BUILD_FLAGS)
 
-# The whole suite: unit tests, RFC 4475 conformance, and real-peer tests (sipp, stunnel4).
+# The whole suite: unit tests, RFC 4475 conformance, real-peer tests (sipp, baresip, stunnel4,
+# mosquitto, …), then the Debian package built and installed into a clean Debian 12 root.
 test: bootstrap
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
 	$(SWIFT) test --skip-build $(BUILD_FLAGS)
+	$(MAKE) deb-test
 
 # The whole call path on this box with the demo config (etc/demo/): cloud core, gateway (claims
 # itself), one demo call each way with tone checks, then running until Ctrl-C (see README.md).
