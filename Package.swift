@@ -40,11 +40,17 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // IPv6 addresses with a zone (link-local) for sockets, and interface lookups.
+        .target(
+            name: "NetworkAddress",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strictSettings
+        ),
         // NIO channels for UDP, TCP and TLS; framing; flows; keepalive; the transaction layer.
         .target(
             name: "SIPTransport",
             dependencies: [
-                "SIP",
+                "SIP", "NetworkAddress",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -90,7 +96,7 @@ let package = Package(
         .target(
             name: "Media",
             dependencies: [
-                "CSRTP", "COpus", "CSpanDSP", "CEpoll",
+                "CSRTP", "COpus", "CSpanDSP", "CEpoll", "NetworkAddress",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
@@ -135,7 +141,7 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: [
-                "TOMLConfig", "LegacyLinks", "CloudUplink", "SIP", "SIPTransport", "SIPUserAgent", "Media", "MQTTStatus",
+                "TOMLConfig", "LegacyLinks", "CloudUplink", "Mesh", "NetworkAddress", "SIP", "SIPTransport", "SIPUserAgent", "Media", "MQTTStatus",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -173,7 +179,18 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
-        .target(name: "Mesh", swiftSettings: strictSettings),
+        // The mesh: link-local discovery (mDNS/DNS-SD), the peer table, per-interface sockets,
+        // and the ring plans of calls placed on it.
+        .target(
+            name: "Mesh",
+            dependencies: [
+                "NetworkAddress",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
         // The `symphony-bridge` executable.
         .executableTarget(
             name: "BridgeGateway",

@@ -42,6 +42,8 @@ public actor CloudRegistration {
         public var expires: UInt32 = 600
         public var keepAlive: Duration = .seconds(25)
         public var backoff = ReconnectBackoff(base: .seconds(2), ceiling: .seconds(60))
+        /// How fast a silent flow counts as down (`CloudHealth`); probes go only on a quiet flow.
+        public var health = CloudHealth.Settings()
 
         public init(server: SIPDestination, domain: String, addressesOfRecord: [String], instance: String) {
             self.server = server
@@ -61,12 +63,20 @@ public actor CloudRegistration {
     private let statusContinuation: AsyncStream<UplinkStatus>.Continuation
     /// Every status change, in order.
     public nonisolated let statusChanges: AsyncStream<UplinkStatus>
+    /// The flow's health (up / degraded / down), from what arrives on it.
+    public private(set) var health: CloudHealth
+    private var healthTimer: RepeatedTask?
+    private let healthContinuation: AsyncStream<CloudHealth.State>.Continuation
+    /// Every health change, in order: the router's fallback follows it.
+    public nonisolated let healthChanges: AsyncStream<CloudHealth.State>
 
     public init(endpoint: SIPEndpoint, settings: Settings, logger: Logger = Logger(label: "cloud-uplink")) {
         self.endpoint = endpoint
         self.settings = settings
         self.logger = logger
         (statusChanges, statusContinuation) = AsyncStream.makeStream(of: UplinkStatus.self, bufferingPolicy: .bufferingNewest(64))
+        (healthChanges, healthContinuation) = AsyncStream.makeStream(of: CloudHealth.State.self, bufferingPolicy: .bufferingNewest(64))
+        health = CloudHealth(settings: settings.health)
     }
 
     /// Starts connecting; returns at once.
@@ -75,8 +85,49 @@ public actor CloudRegistration {
             endpoint.setFlowFailureHandler { [self] _, flow, reason in
                 self.assumeIsolated { $0.flowFailed(flow, reason: reason) }
             }
+            endpoint.setFlowActivityHandler { [self] _, flow, activity in
+                self.assumeIsolated { $0.activity(activity, on: flow) }
+            }
+        }
+        let tick = settings.health.probeInterval / 4
+        healthTimer = endpoint.eventLoop.scheduleRepeatedTask(initialDelay: TimeAmount(tick), delay: TimeAmount(tick)) { [self] _ in
+            self.assumeIsolated { $0.healthTick() }
         }
         connect()
+    }
+
+    // MARK: Health
+
+    private static func clock() -> Duration { .nanoseconds(Int64(NIODeadline.now().uptimeNanoseconds)) }
+
+    private func activity(_ activity: SIPFlowActivity, on activeFlow: SIPFlow) {
+        guard activeFlow == flow else { return }
+        switch activity {
+        case .heard: report(health.heard(at: Self.clock()))
+        case .transactionTimedOut: report(health.transactionTimedOut(at: Self.clock()))
+        }
+    }
+
+    /// The health timer: silence turns into degraded, then down; a quiet flow gets a probe.
+    private func healthTick() {
+        guard let flow, case .registered = status else { return }
+        let now = Self.clock()
+        if let change = health.tick(at: now) {
+            report(change)
+            if change == .down {
+                // Nothing for `downAfter`: the path is dead even if TCP has not noticed yet.
+                endpoint.assumeIsolated { $0.close(flow) }
+                failed("no sign of life on the flow for \(settings.health.downAfter)", attempt: attempt)
+                return
+            }
+        }
+        if health.probeDue(at: now) { endpoint.assumeIsolated { $0.ping(flow) } }
+    }
+
+    private func report(_ change: CloudHealth.State?) {
+        guard let change else { return }
+        logger.notice("cloud health \(change.rawValue)")
+        healthContinuation.yield(change)
     }
 
     /// A reloaded channel plan: AORs no longer wanted are unregistered, and the new set is
@@ -93,6 +144,8 @@ public actor CloudRegistration {
     public func stop() {
         timer?.cancel()
         timer = nil
+        healthTimer?.cancel()
+        healthTimer = nil
         if let flow {
             endpoint.assumeIsolated { $0.stopKeepAlive(on: flow) }
             for aor in settings.addressesOfRecord { sendRegister(aor, expires: 0, on: flow) { _ in } }
@@ -152,6 +205,7 @@ public actor CloudRegistration {
         settings.backoff.reset()
         let interval = settings.keepAlive
         endpoint.assumeIsolated { $0.startKeepAlive(on: flow, every: interval) }
+        report(health.heard(at: Self.clock()))
         set(.registered(flow: flow))
         // Refresh at 80 % of the lifetime (RFC 3261 §10.2.4 leaves the margin to us).
         timer?.cancel()
@@ -173,6 +227,7 @@ public actor CloudRegistration {
     private func failed(_ reason: String, attempt current: Int) {
         guard current == attempt else { return }
         flow = nil
+        report(health.flowFailed())
         timer?.cancel()
         var generator = SystemRandomNumberGenerator()
         let delay = settings.backoff.nextDelay(using: &generator)

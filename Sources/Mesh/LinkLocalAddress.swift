@@ -32,6 +32,9 @@ public struct LinkLocalAddress: Hashable, Sendable, CustomStringConvertible {
         self.interface = scope
     }
 
+    /// Whether `text` (without zone) is in fe80::/10.
+    public static func isLinkLocal(_ text: String) -> Bool { isLinkLocal(Substring(text)) }
+
     /// fe80::/10: the first 10 bits are 1111 1110 10.
     static func isLinkLocal(_ address: Substring) -> Bool {
         let first = address.split(separator: ":", omittingEmptySubsequences: false).first ?? ""

@@ -56,7 +56,8 @@ final class SIPStreamHandler: ChannelInboundHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         // The certificate was verified against the trust roots in the handshake (a client
         // certificate only if the policy asked for one); the endpoint keeps it for the TU.
-        if case .handshakeCompleted = event as? TLSUserEvent, let flow, let certificate = tls?.peerCertificate {
+        if case .handshakeCompleted = event as? TLSUserEvent, let flow {
+            let certificate = tls?.peerCertificate
             endpoint.assumeIsolated { $0.peerVerified(flow, certificate: certificate) }
         }
         context.fireUserInboundEventTriggered(event)
@@ -85,9 +86,15 @@ final class SIPStreamHandler: ChannelInboundHandler {
         case .ping:
             context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "\r\n")), promise: nil)
         case .pong:
-            endpoint.assumeIsolated { $0.pongReceived(on: flow) }
+            endpoint.assumeIsolated {
+                $0.pongReceived(on: flow)
+                $0.flowActivityHandler?($0, flow, .heard)
+            }
         case .message(let bytes):
-            endpoint.assumeIsolated { $0.receive(bytes, on: flow) }
+            endpoint.assumeIsolated {
+                $0.flowActivityHandler?($0, flow, .heard)
+                $0.receive(bytes, on: flow)
+            }
         }
     }
 

@@ -109,6 +109,7 @@ extension SIPEndpoint {
             case .cancelTimer(let timer):
                 clientTransactions[key]?.timers.removeValue(forKey: timer)?.cancel()
             case .timedOut:
+                if entry.flow.transport.isReliable { flowActivityHandler?(self, entry.flow, .transactionTimedOut) }
                 entry.handler(self, .timedOut)
             case .transportFailed:
                 entry.handler(self, .transportFailed)

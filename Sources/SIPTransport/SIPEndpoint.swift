@@ -2,6 +2,7 @@ public import Logging
 public import NIOCore
 import NIOPosix
 public import NIOSSL
+import NetworkAddress
 public import SIP
 
 /// A SIP endpoint: the transports (UDP, TCP, TLS listeners and connections), the transaction
@@ -45,6 +46,8 @@ public actor SIPEndpoint {
     var keepAlives: [UInt64: KeepAliveState] = [:]
     /// The verified certificate each TLS peer presented, by connection.
     var peerCertificates: [UInt64: NIOSSLCertificate] = [:]
+    /// Outgoing TLS connections waiting for their handshake.
+    private var pendingHandshakes: [UInt64: EventLoopPromise<Void>] = [:]
 
     // Transactions.
     var clientTransactions: [SIPTransactionKey: ClientTransactionEntry] = [:]
@@ -53,6 +56,7 @@ public actor SIPEndpoint {
     // Transaction user.
     var requestHandler: RequestHandler?
     var flowFailureHandler: FlowFailureHandler?
+    var flowActivityHandler: FlowActivityHandler?
 
     /// Counters for tests and status.
     public internal(set) var statistics = Statistics()
@@ -163,8 +167,9 @@ public actor SIPEndpoint {
         logger.debug("connection up", metadata: ["flow": "\(flow)"])
     }
 
-    func peerVerified(_ flow: SIPFlow, certificate: NIOSSLCertificate) {
-        peerCertificates[flow.connectionID] = certificate
+    func peerVerified(_ flow: SIPFlow, certificate: NIOSSLCertificate?) {
+        if let certificate { peerCertificates[flow.connectionID] = certificate }
+        handshakeFinished(flow.connectionID, error: nil)
     }
 
     /// The certificate the peer of a TLS flow presented and the handshake verified against the
@@ -180,6 +185,7 @@ public actor SIPEndpoint {
     }
 
     func connectionClosed(_ flow: SIPFlow) {
+        handshakeFinished(flow.connectionID, error: SIPTransportError.connectionClosed)
         connections[flow.connectionID] = nil
         connectionFlows[flow.connectionID] = nil
         peerCertificates[flow.connectionID] = nil
@@ -218,7 +224,7 @@ public actor SIPEndpoint {
     /// An IP literal needs no lookup; a name is resolved with getaddrinfo on
     /// the shared NIO thread pool, never on the event loop (RFC 3263 SRV/NAPTR lookups are not done yet).
     nonisolated static func resolve(_ destination: SIPDestination) async throws -> SocketAddress {
-        if let literal = try? SocketAddress(ipAddress: destination.host, port: destination.port) { return literal }
+        if let literal = try? SocketAddress(ipAddressWithZone: destination.host, port: destination.port) { return literal }
         return try await NIOThreadPool.singleton.runIfActive {
             try SocketAddress.makeAddressResolvingHost(destination.host, port: destination.port)
         }
@@ -255,7 +261,24 @@ public actor SIPEndpoint {
             channel.close(promise: nil)
             throw SIPTransportError.connectionClosed
         }
+        if tlsSettings != nil, peerCertificates[id] == nil {
+            // Hand out a TLS flow only once the handshake verified the server: a refused
+            // certificate is then a connection error, not a failed first request.
+            let promise = eventLoop.makePromise(of: Void.self)
+            pendingHandshakes[id] = promise
+            let timeout = eventLoop.scheduleTask(in: .seconds(5)) { [self] in
+                self.assumeIsolated { $0.handshakeFinished(id, error: SIPTransportError.connectionClosed) }
+                channel.close(promise: nil)
+            }
+            defer { timeout.cancel() }
+            try await promise.futureResult.get()
+        }
         return flow
+    }
+
+    func handshakeFinished(_ id: UInt64, error: (any Error)?) {
+        guard let promise = pendingHandshakes.removeValue(forKey: id) else { return }
+        if let error { promise.fail(error) } else { promise.succeed() }
     }
 
     // MARK: Sending
@@ -297,6 +320,7 @@ public actor SIPEndpoint {
 
     public typealias RequestHandler = @Sendable (isolated SIPEndpoint, SIPIncomingRequest) -> Void
     public typealias FlowFailureHandler = @Sendable (isolated SIPEndpoint, SIPFlow, String) -> Void
+    public typealias FlowActivityHandler = @Sendable (isolated SIPEndpoint, SIPFlow, SIPFlowActivity) -> Void
 
     /// Where new requests (and ACKs for 2xx, and CANCELs) go.
     public func setRequestHandler(_ handler: @escaping RequestHandler) {
@@ -306,6 +330,19 @@ public actor SIPEndpoint {
     /// Called when a flow with keepalive fails (no pong in time) or closes (RFC 5626 §4.4.1).
     public func setFlowFailureHandler(_ handler: @escaping FlowFailureHandler) {
         flowFailureHandler = handler
+    }
+
+    /// Called for what happens on stream flows: anything arriving (a message, a pong), and a
+    /// client transaction that timed out. The cloud uplink's health is made of this.
+    public func setFlowActivityHandler(_ handler: @escaping FlowActivityHandler) {
+        flowActivityHandler = handler
+    }
+
+    /// A single RFC 5626 CRLFCRLF ping on a stream flow, outside the periodic keepalive: its pong
+    /// (CRLF) reaches the activity handler as `.heard`.
+    public func ping(_ flow: SIPFlow) {
+        guard flow.transport.isReliable, connections[flow.connectionID] != nil else { return }
+        write(ByteBuffer(string: "\r\n\r\n"), on: flow)
     }
 
     func logDatagramError(_ error: any Error) {
@@ -332,6 +369,14 @@ public struct SIPIncomingRequest: Sendable {
     public var message: SIPMessage
     public var flow: SIPFlow
     public var kind: Kind
+}
+
+/// What the activity handler hears about a stream flow.
+public enum SIPFlowActivity: Sendable, Equatable {
+    /// Something arrived on it: a message, a keepalive pong.
+    case heard
+    /// A client transaction sent on it got no final answer in time (Timer B/F).
+    case transactionTimedOut
 }
 
 public enum SIPTransportError: Error, Equatable, Sendable {

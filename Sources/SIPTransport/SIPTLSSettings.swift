@@ -21,6 +21,10 @@ public struct SIPTLSSettings: Sendable {
     }
 
     public var clientCertificates: ClientCertificatePolicy
+    /// Whether a client checks the server's name (or IP address) against its certificate. Off
+    /// only where the name proves nothing and the certificate is checked by its contents instead:
+    /// mesh peers at link-local addresses, whose device name the caller compares itself.
+    public var verifiesServerName = true
     public var requireClientCertificate: Bool { clientCertificates == .required }
 
     public init(
@@ -82,7 +86,7 @@ public struct SIPTLSSettings: Sendable {
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.minimumTLSVersion = .tlsv12
         configuration.trustRoots = trustRoots
-        configuration.certificateVerification = .fullVerification
+        configuration.certificateVerification = verifiesServerName ? .fullVerification : .noHostnameVerification
         configuration.certificateChain = certificateChain.map { .certificate($0) }
         configuration.privateKey = privateKey.map { .privateKey($0) }
         return try NIOSSLContext(configuration: configuration)

@@ -68,7 +68,8 @@ extension SIPUserAgent {
             guard let code = response.statusCode else { return }
             switch code {
             case 100:
-                return
+                // The next hop has the INVITE: the path works, even if nobody rings yet.
+                if call.state == .calling { emit(.trying(handle)) }
             case 101...199:
                 var early = false
                 if let body = SIPMessageBody(response), body != call.remoteBody {  // early media
@@ -436,6 +437,9 @@ extension SIPUserAgent {
     /// The peer's session description: its offer (incoming) or its answer (outgoing, from the
     /// 2xx or from early media).
     public func remoteBody(of handle: SIPCallHandle) -> SIPMessageBody? { calls[handle]?.remoteBody }
+
+    /// The flow a call's signalling runs on.
+    public func flow(of handle: SIPCallHandle) -> SIPFlow? { calls[handle]?.flow }
 
     /// The INVITE that began the call (incoming: as received; outgoing: as sent).
     public func invite(of handle: SIPCallHandle) -> SIPMessage? { calls[handle]?.invite }

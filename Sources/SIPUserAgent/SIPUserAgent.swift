@@ -147,6 +147,8 @@ public actor SIPUserAgent {
 /// What the agent reports.
 public enum SIPUserAgentEvent: Sendable, Equatable, CustomStringConvertible {
     case incomingCall(SIPCallHandle, from: String)
+    /// 100 Trying to our INVITE (before any other provisional response).
+    case trying(SIPCallHandle)
     case ringing(SIPCallHandle)
     /// A provisional response brought the callee's session description (early media, 183).
     case earlyMedia(SIPCallHandle)
@@ -165,6 +167,7 @@ public enum SIPUserAgentEvent: Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .incomingCall(let h, let from): "call \(h): incoming from \(from)"
+        case .trying(let h): "call \(h): trying"
         case .ringing(let h): "call \(h): ringing"
         case .earlyMedia(let h): "call \(h): early media"
         case .answered(let h): "call \(h): answered"

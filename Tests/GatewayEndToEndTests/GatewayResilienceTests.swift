@@ -41,8 +41,8 @@ struct GatewayResilienceTests {
         // Every channel carries media both ways (transcoded G.722 ↔ Opus).
         for channel in 1...14 {
             let counters = await path.gateway.router.mediaCounters(channel: channel)
-            #expect((counters?.legacy.packetsReceived ?? 0) > 50 && (counters?.cloud.packetsReceived ?? 0) > 50, "channel \(channel): \(String(describing: counters))")
-            #expect((counters?.legacy.packetsSent ?? 0) > 50 && (counters?.cloud.packetsSent ?? 0) > 50, "channel \(channel) sends both ways")
+            #expect((counters?.legacy.packetsReceived ?? 0) > 50 && (counters?.far.packetsReceived ?? 0) > 50, "channel \(channel): \(String(describing: counters))")
+            #expect((counters?.legacy.packetsSent ?? 0) > 50 && (counters?.far.packetsSent ?? 0) > 50, "channel \(channel) sends both ways")
         }
         _ = try await doors.process?.wait(timeout: .seconds(30))
         let records = try await path.records(atLeast: 14, timeout: .seconds(20))

@@ -2,6 +2,7 @@ public import Foundation
 public import Crypto
 import SwiftASN1
 import X509
+public import NIOSSL
 
 /// The gateway's identity toward the cloud: its P-256 key, the device certificate the cloud's
 /// CA signed at claiming, the CA to verify the cloud with, and where to register. Kept in the
@@ -102,5 +103,19 @@ public enum ClaimingError: Error, Sendable, Equatable, CustomStringConvertible {
         case .incompleteState(let file): "the claimed identity is incomplete: \(file) is missing (remove device.json to claim again)"
         case .cannotWrite(let file): "cannot write \(file)"
         }
+    }
+}
+
+extension DeviceIdentity {
+    /// The device a certificate of the site CA names (its subject's common name): what a mesh
+    /// peer proves in the TLS handshake, compared with what discovery said it would be.
+    public static func deviceName(of certificate: NIOSSLCertificate) -> String? {
+        guard let der = try? certificate.toDERBytes(), let parsed = try? Certificate(derEncoded: der) else { return nil }
+        for rdn in parsed.subject {
+            for attribute in rdn where attribute.type == .RDNAttributeType.commonName {
+                if let name = String(attribute.value) { return name }
+            }
+        }
+        return nil
     }
 }

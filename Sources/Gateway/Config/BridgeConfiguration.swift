@@ -75,7 +75,9 @@ public struct BridgeConfiguration: Sendable, Equatable {
     // [mesh]
     public var meshEnabled = false
     public var meshInterfaces: [String] = []
-    public var fallbackAfterMilliseconds = 2000
+    public var fallbackAfterMilliseconds = 1500
+    /// The SIPS port of the mesh listener on each interface's link-local address.
+    public var meshPort = 5061
     // [mqtt]
     public var mqtt = MQTTBrokerConfiguration(topicPrefix: "symphony-bridge")
     public var homeAssistantDiscovery = false
@@ -200,6 +202,7 @@ public struct BridgeConfiguration: Sendable, Equatable {
             c.meshInterfaces = mesh.stringArray("interfaces") ?? c.meshInterfaces
             if c.meshEnabled, c.meshInterfaces.isEmpty { mesh.reject(mesh.has("interfaces") ? "interfaces" : "enabled", "the mesh needs at least one interface") }
             c.fallbackAfterMilliseconds = mesh.int("fallback_after_ms", in: 100...60000) ?? c.fallbackAfterMilliseconds
+            c.meshPort = mesh.int("port", in: 1...65535) ?? c.meshPort
             mesh.finish()
         }
 

@@ -3,7 +3,9 @@ import Foundation
 public import LegacyLinks
 public import Logging
 public import Media
+public import Mesh
 public import NIOCore
+import NetworkAddress
 public import SIPTransport
 import SIPUserAgent
 import MQTTStatus
@@ -18,6 +20,10 @@ public final class GatewayServer: Sendable {
     public let router: ChannelRouter
     public let legacyEndpoint: SIPEndpoint
     public let cloudEndpoint: SIPEndpoint
+    /// The mesh's SIPS endpoint (listeners on each interface's link-local address); nil without `[mesh]`.
+    public let meshEndpoint: SIPEndpoint?
+    /// mDNS/DNS-SD on the mesh interfaces, once the gateway has its device certificate.
+    public var discovery: MeshDiscoveryService? { uplink.discovery }
     public let relay: MediaRelay
     public let records: GatewayCallRecords
     public let trunk: LegacyTrunk?
@@ -76,6 +82,16 @@ public final class GatewayServer: Sendable {
         let cloudUA = SIPUserAgent(endpoint: cloudEndpoint, configuration: cloudAgent, logger: component(logger, "cloud-ua"))
         await legacyUA.attach()
         await cloudUA.attach()
+        var meshEndpoint: SIPEndpoint?
+        var meshUA: SIPUserAgent?
+        if config.meshEnabled {
+            let endpoint = try SIPEndpoint(eventLoop: loop, configuration: sipConfiguration, logger: component(logger, "sip-mesh"))
+            var meshAgent = legacyAgent
+            meshAgent.domain = "symphony-\(config.gatewayID).local"
+            meshUA = SIPUserAgent(endpoint: endpoint, configuration: meshAgent, logger: component(logger, "mesh-ua"))
+            await meshUA?.attach()
+            meshEndpoint = endpoint
+        }
 
         let relay = try MediaRelay(threads: 1, portRange: config.rtpPortMin...config.rtpPortMax)
         let records = try GatewayCallRecords(path: config.stateDirectory + "/calls.sqlite")
@@ -89,7 +105,10 @@ public final class GatewayServer: Sendable {
         settings.legacyMediaAddress = LocalMediaAddress.isWildcard(config.legacyListen.host) ? nil : config.legacyListen.host
         settings.codecOptions = AudioCodecOptions(opusComplexity: config.opusComplexity)
         settings.jitterBufferMax = .milliseconds(config.jitterMaxMilliseconds)
-        let router = ChannelRouter(legacy: legacyUA, cloud: cloudUA, settings: settings, relay: relay, records: records, logger: component(logger, "router"))
+        settings.meshPolicy = ChannelRouter.Settings.meshPolicy(config)
+        settings.fallbackAfter = .milliseconds(config.fallbackAfterMilliseconds)
+        let router = ChannelRouter(
+            legacy: legacyUA, cloud: cloudUA, mesh: meshUA, settings: settings, relay: relay, records: records, logger: component(logger, "router"))
         await router.start()
 
         var trunk: LegacyTrunk?
@@ -99,7 +118,7 @@ public final class GatewayServer: Sendable {
         }
         let status = Self.makeStatusPublisher(config, logger: component(logger, "mqtt"), statsInterval: statsInterval)
         let gateway = GatewayServer(
-            configuration: config, router: router, legacyEndpoint: legacyEndpoint, cloudEndpoint: cloudEndpoint, relay: relay,
+            configuration: config, router: router, legacyEndpoint: legacyEndpoint, cloudEndpoint: cloudEndpoint, meshEndpoint: meshEndpoint, relay: relay,
             records: records, trunk: trunk, legacyAddress: legacyAddress, status: status, logger: logger)
         if let status { await gateway.startStatus(status) }
         logger.notice("legacy trunk listening", metadata: ["address": "\(config.legacyTransport.rawValue):\(legacyAddress.ipAddress ?? "?"):\(legacyAddress.port ?? 0)", "channels": "\(config.channels.count)"])
@@ -109,7 +128,7 @@ public final class GatewayServer: Sendable {
     }
 
     private init(
-        configuration: BridgeConfiguration, router: ChannelRouter, legacyEndpoint: SIPEndpoint, cloudEndpoint: SIPEndpoint, relay: MediaRelay,
+        configuration: BridgeConfiguration, router: ChannelRouter, legacyEndpoint: SIPEndpoint, cloudEndpoint: SIPEndpoint, meshEndpoint: SIPEndpoint?, relay: MediaRelay,
         records: GatewayCallRecords, trunk: LegacyTrunk?, legacyAddress: SocketAddress, status: GatewayStatusPublisher?, logger: Logger
     ) {
         self.status = status
@@ -117,6 +136,7 @@ public final class GatewayServer: Sendable {
         self.router = router
         self.legacyEndpoint = legacyEndpoint
         self.cloudEndpoint = cloudEndpoint
+        self.meshEndpoint = meshEndpoint
         self.relay = relay
         self.records = records
         self.trunk = trunk
@@ -168,12 +188,15 @@ public final class GatewayServer: Sendable {
             await status?.claim(claimed: true, error: "identity unusable: \(error)")
             return
         }
+        if configuration.meshEnabled { Task { await self.startMesh(identity) } }
         guard let server = configuration.cloudServer else { return }
         var settings = CloudRegistration.Settings(
             server: SIPDestination(transport: .tls, host: server.host, port: server.port), domain: identity.domain,
             addressesOfRecord: configuration.channels.filter(\.enabled).map { "\(identity.device)-ch\($0.index)" },
             instance: Self.instanceID(in: configuration.stateDirectory))
         settings.keepAlive = .seconds(configuration.keepaliveSeconds)
+        // A gateway on a LAN comes back soon after an outage: at most 15 s between attempts.
+        settings.backoff = ReconnectBackoff(base: .seconds(1), ceiling: .seconds(15))
         let registration = CloudRegistration(endpoint: cloudEndpoint, settings: settings, logger: component(logger, "cloud-uplink"))
         guard uplink.install(registration) else { return }
         let router = self.router
@@ -183,7 +206,66 @@ public final class GatewayServer: Sendable {
                 await self.status?.uplink(change)
             }
         }
+        Task {
+            for await health in registration.healthChanges {
+                await router.setCloudHealth(health)
+                await self.status?.health(health)
+                // Know the site as it is now: the mesh may carry the next call.
+                if health == .down { await self.discovery?.refresh() }
+            }
+        }
         await registration.start()
+    }
+
+    /// The mesh: mutual TLS with the device certificate and the site CA (from the claim, so it
+    /// works offline), a SIPS listener on each interface's link-local address, and discovery
+    /// there. An interface without a usable link-local address yet (down, or still in duplicate
+    /// address detection) is tried again every 2 seconds.
+    private func startMesh(_ identity: DeviceIdentity) async {
+        guard let meshEndpoint else { return }
+        do {
+            var tls = try SIPTLSSettings(
+                certificateFile: identity.certificateFile, keyFile: identity.keyFile, caFile: identity.caFile, clientCertificates: .required)
+            // Peers are at link-local addresses: the certificate's device name is checked instead.
+            tls.verifiesServerName = false
+            try await meshEndpoint.useTLS(tls)
+        } catch {
+            logger.error("mesh: the device identity cannot be used for TLS: \(error); no mesh")
+            return
+        }
+        let config = configuration
+        let node = MeshNode(
+            device: identity.device, site: config.site ?? "default", numbers: config.channels.filter(\.enabled).map(\.number), port: config.meshPort)
+        let discovery = MeshDiscoveryService(node: node, eventLoop: meshEndpoint.eventLoop, logger: component(logger, "mesh-discovery"))
+        guard uplink.install(discovery) else { return }
+        let (router, status) = (self.router, self.status)
+        Task {
+            for await peers in discovery.peerChanges {
+                await router.setMesh(peers: peers)
+                await status?.mesh(peers: peers)
+            }
+        }
+        var pending = config.meshInterfaces
+        var addresses: [String: String] = [:]
+        while !pending.isEmpty, !uplink.stopped {
+            for interface in pending {
+                guard let address = NetworkInterface.linkLocalAddresses(of: interface).first,
+                    let linkLocal = try? LinkLocalAddress(address, interface: interface)
+                else { continue }
+                do {
+                    let listen = try SocketAddress(ipAddressWithZone: linkLocal.scopedText, port: config.meshPort)
+                    try await meshEndpoint.listen(.tls, on: listen)
+                    try await discovery.add(interface: interface, address: linkLocal)
+                    addresses[interface] = address
+                    pending.removeAll { $0 == interface }
+                    await router.setMesh(addresses: addresses)
+                    logger.notice("mesh on \(interface): sips:[\(address)]:\(config.meshPort) as \(identity.device)")
+                } catch {
+                    logger.warning("mesh on \(interface) not up yet: \(error)")
+                }
+            }
+            if !pending.isEmpty { try? await Task.sleep(for: .seconds(2)) }
+        }
     }
 
     private func claim() async -> Result<DeviceIdentity, ClaimingError> {
@@ -276,8 +358,8 @@ public final class GatewayServer: Sendable {
         check("cloud.keepalive_s", old.keepaliveSeconds, new.keepaliveSeconds)
         check("media.rtp_port_min", old.rtpPortMin, new.rtpPortMin)
         check("media.rtp_port_max", old.rtpPortMax, new.rtpPortMax)
-        check("mesh", [String(old.meshEnabled)] + old.meshInterfaces + [String(old.fallbackAfterMilliseconds)],
-              [String(new.meshEnabled)] + new.meshInterfaces + [String(new.fallbackAfterMilliseconds)])
+        check("mesh", [String(old.meshEnabled), String(old.meshPort)] + old.meshInterfaces + [String(old.fallbackAfterMilliseconds)],
+              [String(new.meshEnabled), String(new.meshPort)] + new.meshInterfaces + [String(new.fallbackAfterMilliseconds)])
         check("mqtt", old.mqtt, new.mqtt)
         check("mqtt.ha_discovery", old.homeAssistantDiscovery, new.homeAssistantDiscovery)
         let claimChanged = old.claimCode != new.claimCode || old.claimURL != new.claimURL
@@ -289,12 +371,16 @@ public final class GatewayServer: Sendable {
         uplink.configuration = new
         let policies = ChannelRouter.Settings.policies(new)
         await router.update(
-            channels: new.channels, legacyPolicy: policies.legacy, cloudPolicy: policies.cloud,
+            channels: new.channels, legacyPolicy: policies.legacy, cloudPolicy: policies.cloud, meshPolicy: ChannelRouter.Settings.meshPolicy(new),
             codecOptions: AudioCodecOptions(opusComplexity: new.opusComplexity), jitterBufferMax: .milliseconds(new.jitterMaxMilliseconds))
         if let device = uplink.device, let registration = uplink.registration {
             await registration.update(addressesOfRecord: new.channels.filter(\.enabled).map { "\(device)-ch\($0.index)" })
         }
         await status?.update(configuration: new)
+        if let discovery = uplink.discovery, let device = uplink.device {
+            await discovery.update(node: MeshNode(
+                device: device, site: new.site ?? "default", numbers: new.channels.filter(\.enabled).map(\.number), port: new.meshPort))
+        }
         if claimChanged, uplink.claimRefused, uplink.registration == nil {
             uplink.claimRefused = false
             Task { await self.connectCloud(identity: nil, retry: ReconnectBackoff(base: .seconds(2), ceiling: .seconds(300))) }
@@ -310,8 +396,10 @@ public final class GatewayServer: Sendable {
         await trunk?.stop()
         // Let the BYEs and REGISTERs leave before the sockets close.
         try? await Task.sleep(for: .milliseconds(300))
+        await uplink.discovery?.stop()
         await legacyEndpoint.shutdown()
         await cloudEndpoint.shutdown()
+        await meshEndpoint?.shutdown()
         relay.shutdown()
         await status?.stop()
     }
@@ -339,7 +427,13 @@ public final class GatewayServer: Sendable {
                 activeCalls: await router.busyChannelIndices.count, expected: media.expected, lost: media.lost, jitterMilliseconds: media.jitterMilliseconds)
         }
         Task {
-            for await event in router.events { await status.routerEvent(event) }
+            for await event in router.events {
+                await status.routerEvent(event)
+                switch event {
+                case .channelBusy, .channelIdle: await status.mesh(activeCalls: await router.meshCallCount)
+                default: break
+                }
+            }
         }
         if let trunk {
             Task {
@@ -392,6 +486,17 @@ final class UplinkBox: @unchecked Sendable {
     var retention: RepeatedTask? {
         get { lock.withLock { _retention } }
         set { lock.withLock { _retention = newValue } }
+    }
+
+    private var _discovery: MeshDiscoveryService?
+    var discovery: MeshDiscoveryService? { lock.withLock { _discovery } }
+
+    func install(_ discovery: MeshDiscoveryService) -> Bool {
+        lock.withLock {
+            guard !_stopped else { return false }
+            _discovery = discovery
+            return true
+        }
     }
 
     func install(_ registration: CloudRegistration) -> Bool {

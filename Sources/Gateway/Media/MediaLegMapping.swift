@@ -1,6 +1,8 @@
 public import Media
 public import NIOCore
 public import SIP
+import NetworkAddress
+import Mesh
 
 /// What offer/answer agreed for one leg (`SDPNegotiatedAudio`, SIP's view), in the media engine's
 /// terms (`MediaLegConfiguration`). The one place the two vocabularies meet: SIP knows no codec
@@ -31,13 +33,19 @@ public enum MediaLegMapping {
 
     /// The leg's media configuration. Without a telephone-event payload type the leg's digits go
     /// by SIP INFO; with rtcp-mux there is no separate RTCP address (RFC 5761).
+    /// `scope` is the interface a mesh peer's signalling arrived on: a link-local address in its
+    /// SDP (which carries no zone) is reached through it.
     public static func configuration(
-        _ negotiated: SDPNegotiatedAudio, codecOptions: AudioCodecOptions = .init(), canonicalName: String = "symphony-bridge"
+        _ negotiated: SDPNegotiatedAudio, codecOptions: AudioCodecOptions = .init(), canonicalName: String = "symphony-bridge", scope: UInt32 = 0
     ) throws(MappingError) -> MediaLegConfiguration {
-        guard let remote = try? SocketAddress(ipAddress: negotiated.remoteAddress, port: negotiated.remotePort) else {
+        var host = negotiated.remoteAddress
+        if scope != 0, LinkLocalAddress.isLinkLocal(host) {
+            host += "%\(scope)"
+        }
+        guard let remote = try? SocketAddress(ipAddressWithZone: host, port: negotiated.remotePort) else {
             throw .badAddress(negotiated.remoteAddress, negotiated.remotePort)
         }
-        let rtcp = negotiated.rtcpMux ? nil : try? SocketAddress(ipAddress: negotiated.remoteAddress, port: negotiated.remoteRTCPPort)
+        let rtcp = negotiated.rtcpMux ? nil : try? SocketAddress(ipAddressWithZone: host, port: negotiated.remoteRTCPPort)
         var keys: MediaLegConfiguration.SRTPKeys?
         if let srtp = negotiated.srtp {
             guard let suite = SRTPCryptoSuite(rawValue: srtp.suite) else { throw .unknownSuite(srtp.suite) }

@@ -10,9 +10,19 @@ public import SIP
 /// response goes back when all fail, a ring timeout cancels everyone. What goes back to the caller
 /// is mapped by `GatewayFailureMapping` (the gateway is a user agent on each side, not a proxy).
 public struct BridgedCall: Sendable {
-    public enum Direction: Sendable, Equatable {
-        case legacyToCloud
-        case cloudToLegacy
+    public enum Direction: String, Sendable, Equatable {
+        case legacyToCloud = "legacy-to-cloud"
+        case cloudToLegacy = "cloud-to-legacy"
+        /// A legacy call placed on the mesh (the cloud unreachable, or silent past `fallback_after_ms`).
+        case legacyToMesh = "legacy-to-mesh"
+        /// A mesh node calling one of our channels.
+        case meshToLegacy = "mesh-to-legacy"
+
+        /// Whether the legacy station called (the other side is the callee).
+        public var fromLegacy: Bool { self == .legacyToCloud || self == .legacyToMesh }
+        public var overMesh: Bool { self == .legacyToMesh || self == .meshToLegacy }
+        /// What the side that is not legacy is called in reasons and logs.
+        var farParty: String { overMesh ? "mesh peer" : "cloud party" }
     }
 
     public enum Phase: Sendable, Equatable {
@@ -45,7 +55,7 @@ public struct BridgedCall: Sendable {
     }
 
     public let channel: Int
-    public let direction: Direction
+    public private(set) var direction: Direction
     public private(set) var phase: Phase = .routing
     public private(set) var fork: ForkedInvite
     /// The branch whose answer the caller got.
@@ -131,7 +141,7 @@ public struct BridgedCall: Sendable {
         guard phase == .connected, branch == connectedBranch else { return [] }
         phase = .ended
         outcome = .answered
-        return [.hangUpInbound, .finish(.answered, reason: direction == .legacyToCloud ? "cloud party hung up" : "legacy station hung up")]
+        return [.hangUpInbound, .finish(.answered, reason: direction.fromLegacy ? "\(direction.farParty) hung up" : "legacy station hung up")]
     }
 
     // MARK: The caller
@@ -157,12 +167,25 @@ public struct BridgedCall: Sendable {
             phase = .ended
             outcome = .answered
             return [.hangUpOutbound(branch: connectedBranch!),
-                    .finish(.answered, reason: direction == .legacyToCloud ? "legacy station hung up" : "cloud party hung up")]
+                    .finish(.answered, reason: direction.fromLegacy ? "legacy station hung up" : "\(direction.farParty) hung up")]
         case .routing:
             return inboundCancelled()
         case .ended:
             return []
         }
+    }
+
+    // MARK: Rerouting (the mesh fallback, chain ringing)
+
+    /// Starts over with new outbound branches while the caller waits: the cloud leg gave no sign
+    /// of life and the call goes to the mesh, or a chain moves to its next target. The old
+    /// branches are the router's to cancel; the caller keeps what it had (its 180 is not repeated).
+    public mutating func reroute(to direction: Direction, branches: Int) -> Bool {
+        guard phase == .routing, !callerGone else { return false }
+        self.direction = direction
+        fork = ForkedInvite(branchCount: branches)
+        earlyBranch = nil
+        return true
     }
 
     // MARK: Timers and the gateway itself
@@ -212,7 +235,7 @@ public struct BridgedCall: Sendable {
         let mapped = GatewayFailureMapping.inboundStatus(forOutbound: status)
         let outcome = GatewayFailureMapping.outcome(forOutbound: status)
         self.outcome = outcome
-        return [.rejectInbound(status: mapped), .finish(outcome, reason: reason ?? "\(status) from the \(direction == .legacyToCloud ? "cloud" : "legacy side")")]
+        return [.rejectInbound(status: mapped), .finish(outcome, reason: reason ?? "\(status) from the \(direction.fromLegacy ? (direction.overMesh ? "mesh" : "cloud") : "legacy side")")]
     }
 }
 
@@ -240,6 +263,18 @@ public enum GatewayFailureMapping {
         case 408, 480: .missed
         case 487: .cancelled
         default: .failed
+        }
+    }
+}
+
+extension GatewayCallRecord.Direction {
+    /// The record's name for a call's direction (the same words).
+    public init(_ direction: BridgedCall.Direction) {
+        switch direction {
+        case .legacyToCloud: self = .legacyToCloud
+        case .cloudToLegacy: self = .cloudToLegacy
+        case .legacyToMesh: self = .legacyToMesh
+        case .meshToLegacy: self = .meshToLegacy
         }
     }
 }

@@ -34,52 +34,97 @@ extension ChannelRouter {
         do { session = try SDPParser.parse(offer.text) } catch { throw MediaSetupError.badDescription("\(error)") }
         logger.debug("the caller's session description", metadata: ["channel": "\(call.channel.index)", "sdp": "\(offer.text)"])
         let peer = session.media.first?.connection?.address ?? session.connection?.address
-        let hosts = mediaHosts(inboundIsCloud: call.inboundIsCloud, inboundPeer: peer, targets: call.targets)
-        let legacyLeg = try await relay.openLeg(host: hosts.legacy)
+        let legacyHost = legacyMediaHost(inboundIsLegacy: call.inboundIsLegacy, inboundPeer: peer, targets: call.targets)
+        let legacyLeg = try await relay.openLeg(host: legacyHost)
         guard calls[id] != nil else {
             await legacyLeg.close()
             throw MediaSetupError.callGone
         }
         calls[id]?.legacyLeg = legacyLeg
-        let cloudLeg = try await relay.openLeg(host: hosts.cloud, alongside: legacyLeg)
+        let far = try farMediaHost(call, inboundPeer: peer)
+        let farLeg = try await relay.openLeg(host: far.bind, alongside: legacyLeg)
         guard calls[id] != nil else {
-            await cloudLeg.close()
+            await farLeg.close()
             throw MediaSetupError.callGone
         }
-        calls[id]?.cloudLeg = cloudLeg
+        calls[id]?.farLeg = farLeg
+        calls[id]?.farScope = far.scope
 
-        let (inboundPolicy, outboundPolicy) = call.inboundIsCloud ? (settings.cloudPolicy, settings.legacyPolicy) : (settings.legacyPolicy, settings.cloudPolicy)
-        let (inboundSocket, outboundSocket) = call.inboundIsCloud ? (cloudLeg, legacyLeg) : (legacyLeg, cloudLeg)
-        let (inboundHost, outboundHost) = call.inboundIsCloud ? (hosts.cloud, hosts.legacy) : (hosts.legacy, hosts.cloud)
+        let legacySide = (policy: settings.legacyPolicy, socket: legacyLeg, host: legacyHost)
+        let farSide = (policy: policy(for: call.farSide), socket: farLeg, host: far.sdp)
+        let (inbound, outbound) = call.inboundIsLegacy ? (legacySide, farSide) : (farSide, legacySide)
         let answered: (answer: SDPSession, negotiated: SDPNegotiatedAudio)
         do {
             answered = try SDPOfferAnswer.answer(
-                offer: session, policy: inboundPolicy, address: inboundHost, port: inboundSocket.port,
+                offer: session, policy: inbound.policy, address: inbound.host, port: inbound.socket.port,
                 sessionID: String(UInt64.random(in: 1...UInt64(Int64.max))), makeKey: Self.makeKey)
         } catch {
             throw MediaSetupError.badDescription("the caller's offer: \(error)")
         }
-        let inboundLeg = try MediaLegMapping.configuration(answered.negotiated, codecOptions: settings.codecOptions, canonicalName: settings.device)
+        let inboundLeg = try MediaLegMapping.configuration(
+            answered.negotiated, codecOptions: settings.codecOptions, canonicalName: settings.device, scope: call.inboundIsLegacy ? 0 : far.scope)
         let outboundOffer = SDPOfferAnswer.makeOffer(
-            policy: outboundPolicy, address: outboundHost, port: outboundSocket.port,
+            policy: outbound.policy, address: outbound.host, port: outbound.socket.port,
             sessionID: String(UInt64.random(in: 1...UInt64(Int64.max))), makeKey: Self.makeKey)
         calls[id]?.inboundLeg = inboundLeg
         calls[id]?.inboundAnswer = SIPMessageBody(contentType: "application/sdp", text: answered.answer.serialized)
         calls[id]?.outboundOffer = outboundOffer
     }
 
-    /// Where our RTP sockets bind and what our SDP says: the configured legacy media address, else
-    /// the source address toward the peer; on the cloud side the source address toward the caller,
-    /// else the registration flow's own.
-    func mediaHosts(inboundIsCloud: Bool, inboundPeer: String?, targets: [String]) -> (legacy: String, cloud: String) {
-        let flowLocal = cloudFlow.map { $0.local.hostText }
-        let cloudHost = (inboundIsCloud ? inboundPeer.flatMap(LocalMediaAddress.toward) : nil) ?? flowLocal ?? "127.0.0.1"
-        var legacyHost = settings.legacyMediaAddress.flatMap { LocalMediaAddress.isWildcard($0) ? nil : $0 }
-        if legacyHost == nil {
-            let toward = inboundIsCloud ? targets.lazy.compactMap { self.legacyDestination($0)?.1.host }.first : inboundPeer
-            legacyHost = toward.flatMap(LocalMediaAddress.toward)
+    /// A new far leg and offer for a call that changed its outbound side (the mesh fallback):
+    /// the legacy leg and the caller's answer stay as they were.
+    func prepareFarLeg(_ id: Int) async throws {
+        guard let call = calls[id], let legacyLeg = call.legacyLeg else { throw MediaSetupError.callGone }
+        let far = try farMediaHost(call, inboundPeer: nil)
+        let farLeg = try await relay.openLeg(host: far.bind, alongside: legacyLeg)
+        guard calls[id] != nil else {
+            await farLeg.close()
+            throw MediaSetupError.callGone
         }
-        return (legacyHost ?? "127.0.0.1", cloudHost)
+        calls[id]?.farLeg = farLeg
+        calls[id]?.farScope = far.scope
+        calls[id]?.outboundOffer = SDPOfferAnswer.makeOffer(
+            policy: policy(for: call.outboundSide), address: far.sdp, port: farLeg.port,
+            sessionID: String(UInt64.random(in: 1...UInt64(Int64.max))), makeKey: Self.makeKey)
+    }
+
+    func policy(for side: Side) -> SDPAudioPolicy {
+        switch side {
+        case .legacy: settings.legacyPolicy
+        case .cloud: settings.cloudPolicy
+        case .mesh: settings.meshPolicy
+        }
+    }
+
+    /// The far leg's socket address (with zone for link-local), the address for SDP (never a
+    /// zone), and the scope a link-local peer is reached through.
+    func farMediaHost(_ call: ActiveCall, inboundPeer: String?) throws -> (bind: String, sdp: String, scope: UInt32) {
+        switch call.farSide {
+        case .mesh where call.inboundIsLegacy:
+            guard let host = meshMediaHost(targets: call.targets) else {
+                throw MediaSetupError.badDescription("no mesh interface has a link-local address")
+            }
+            return host
+        case .mesh:
+            // A mesh peer called: our address on the interface its call came in on.
+            guard let flow = on(agent(.mesh), { $0.flow(of: call.inbound) }), let address = flow.local.ipAddress else {
+                throw MediaSetupError.callGone
+            }
+            let scope = flow.local.scopeID
+            return (scope == 0 ? address : "\(address)%\(scope)", address, scope)
+        default:
+            let flowLocal = cloudFlow.map { $0.local.hostText }
+            let host = (!call.inboundIsLegacy ? inboundPeer.flatMap(LocalMediaAddress.toward) : nil) ?? flowLocal ?? "127.0.0.1"
+            return (host, host, 0)
+        }
+    }
+
+    /// Where the legacy leg binds and what its SDP says: the configured legacy media address, else
+    /// the source address toward the peer.
+    func legacyMediaHost(inboundIsLegacy: Bool, inboundPeer: String?, targets: [String]) -> String {
+        if let configured = settings.legacyMediaAddress.flatMap({ LocalMediaAddress.isWildcard($0) ? nil : $0 }) { return configured }
+        let toward = inboundIsLegacy ? inboundPeer : targets.lazy.compactMap { self.legacyDestination($0)?.1.host }.first
+        return toward.flatMap(LocalMediaAddress.toward) ?? "127.0.0.1"
     }
 
     /// Bridges media to `branch`'s answer (or early media): negotiates our offer against it and
@@ -87,30 +132,30 @@ extension ChannelRouter {
     /// media had it.
     func connectMedia(_ id: Int, branch: Int) async throws {
         guard let call = calls[id], let handle = call.branches[branch], let offer = call.outboundOffer, let inboundLeg = call.inboundLeg,
-            let legacyLeg = call.legacyLeg, let cloudLeg = call.cloudLeg
+            let legacyLeg = call.legacyLeg, let farLeg = call.farLeg
         else { throw MediaSetupError.callGone }
         if call.bridge != nil, call.bridgedBranch == branch { return }
-        let agent = call.inboundIsCloud ? legacy : cloud
-        guard let body = on(agent, { $0.remoteBody(of: handle) }) else {
+        guard let body = on(agent(call.outboundSide), { $0.remoteBody(of: handle) }) else {
             throw MediaSetupError.badDescription("the callee's answer has no SDP")
         }
         logger.debug("the callee's session description", metadata: ["channel": "\(call.channel.index)", "sdp": "\(body.text)"])
         let outboundLeg: MediaLegConfiguration
         do {
             let negotiated = try SDPOfferAnswer.negotiate(offer: offer, answer: try SDPParser.parse(body.text))
-            outboundLeg = try MediaLegMapping.configuration(negotiated, codecOptions: settings.codecOptions, canonicalName: settings.device)
+            outboundLeg = try MediaLegMapping.configuration(
+                negotiated, codecOptions: settings.codecOptions, canonicalName: settings.device, scope: call.inboundIsLegacy ? call.farScope : 0)
         } catch {
             throw MediaSetupError.badDescription("the callee's answer: \(error)")
         }
-        let (legacyConfig, cloudConfig) = call.inboundIsCloud ? (outboundLeg, inboundLeg) : (inboundLeg, outboundLeg)
-        let codec = MediaLegMapping.isPassthrough(legacyConfig, cloudConfig)
-            ? legacyConfig.codec.rawValue : "\(legacyConfig.codec.rawValue)/\(cloudConfig.codec.rawValue)"
+        let (legacyConfig, farConfig) = call.inboundIsLegacy ? (inboundLeg, outboundLeg) : (outboundLeg, inboundLeg)
+        let codec = MediaLegMapping.isPassthrough(legacyConfig, farConfig)
+            ? legacyConfig.codec.rawValue : "\(legacyConfig.codec.rawValue)/\(farConfig.codec.rawValue)"
         if let bridge = call.bridge {
-            try await bridge.update(call.inboundIsCloud ? .a : .b, to: outboundLeg)
+            try await bridge.update(call.inboundIsLegacy ? .b : .a, to: outboundLeg)
         } else {
             let forwarder = DigitForwarder(router: self, call: id)
             let bridge = try await relay.bridge(
-                legacyLeg, legacyConfig, cloudLeg, cloudConfig, jitterBufferMax: settings.jitterBufferMax, delegate: forwarder)
+                legacyLeg, legacyConfig, farLeg, farConfig, jitterBufferMax: settings.jitterBufferMax, delegate: forwarder)
             guard calls[id] != nil else {
                 await bridge.close()
                 throw MediaSetupError.callGone
@@ -125,30 +170,30 @@ extension ChannelRouter {
     // MARK: Door openers
 
     /// A digit arrived as SIP INFO: it goes into the other leg's media (RFC 4733 event).
-    func digitByInfo(_ handle: SIPCallHandle, cloudSide: Bool, body: String) async {
-        guard let (id, _) = legs[LegKey(cloudSide: cloudSide, handle: handle)], let call = calls[id], let bridge = call.bridge else { return }
+    func digitByInfo(_ handle: SIPCallHandle, side: Side, body: String) async {
+        guard let (id, _) = legs[LegKey(side: side, handle: handle)], let call = calls[id], let bridge = call.bridge else { return }
         guard let relay = DTMFRelayBody(body) else {
             logger.notice("INFO without a usable dtmf-relay body ignored", metadata: ["channel": "\(call.channel.index)"])
             return
         }
-        let sent = (try? await bridge.sendDigit(relay.signal, durationMilliseconds: max(relay.duration, 40), on: cloudSide ? .a : .b)) ?? false
-        reportDigit(call, relay.signal, fromLegacy: !cloudSide, delivered: sent)
+        let sent = (try? await bridge.sendDigit(relay.signal, durationMilliseconds: max(relay.duration, 40), on: side == .legacy ? .b : .a)) ?? false
+        reportDigit(call, relay.signal, fromLegacy: side == .legacy, delivered: sent)
     }
 
     /// The bridge heard a digit on `leg` whose other leg takes SIP INFO: send it there.
     func digitForInfo(_ id: Int, digit: Character, durationMilliseconds: Int, arrivedOn leg: MediaLegSide) {
         guard let call = calls[id], let body = DTMFRelayBody(signal: digit, duration: durationMilliseconds) else { return }
-        // Leg a is the legacy leg, b the cloud leg.
-        let toCloud = leg == .a
+        // Leg a is the legacy leg, b the cloud or mesh leg.
+        let toFar = leg == .a
         let handle: SIPCallHandle?
-        if call.inboundIsCloud == toCloud {
+        if call.inboundIsLegacy != toFar {
             handle = call.inbound
         } else {
             handle = call.bridgedBranch.flatMap { call.branches[$0] }
         }
         guard let handle else { return }
         let info = SIPMessageBody(contentType: DTMFRelayBody.contentType, text: body.text)
-        on(toCloud ? cloud : legacy) { $0.sendInfo(handle, body: info) }
+        on(toFar ? agent(call.farSide) : legacy) { $0.sendInfo(handle, body: info) }
         reportDigit(call, digit, fromLegacy: leg == .a, delivered: true)
     }
 
@@ -160,7 +205,7 @@ extension ChannelRouter {
 
     func reportDigit(_ call: ActiveCall, _ digit: Character, fromLegacy: Bool, delivered: Bool) {
         logger.notice(
-            "door-opener digit \(digit) \(fromLegacy ? "legacy → cloud" : "cloud → legacy")\(delivered ? "" : " (not delivered)")",
+            "door-opener digit \(digit) \(fromLegacy ? "legacy → \(call.farSide)" : "\(call.farSide) → legacy")\(delivered ? "" : " (not delivered)")",
             metadata: ["channel": "\(call.channel.index)"])
         eventContinuation.yield(.digit(channel: call.channel.index, digit: digit, fromLegacy: fromLegacy))
     }

@@ -1,17 +1,24 @@
+public import CloudUplink
 public import Foundation
 public import Logging
+public import Mesh
 public import Media
 import NIOCore
 public import SIP
 public import SIPTransport
 public import SIPUserAgent
 
-/// The channel router: binds a legacy leg to a cloud leg, one call per channel.
+/// The channel router: binds a legacy leg to a cloud or mesh leg, one call per channel.
 ///
 /// - legacy → cloud: an INVITE for a channel's number calls the channel's one cloud target over
 ///   the registered TLS flow, as the channel's AOR (`<device>-ch<n>`);
 /// - cloud → legacy: an INVITE for `<device>-ch<n>` rings every legacy target of the channel in
 ///   parallel; the first to answer gets the call, the others are cancelled (`BridgedCall`);
+/// - the mesh fallback (docs/MESH.md): while the cloud is down a legacy call goes to the
+///   channel's mesh targets at once; a cloud leg without any provisional answer within
+///   `fallback_after_ms` (or failing before one) is cancelled and the call placed on the mesh;
+///   mesh targets ring in parallel or as a chain (`MeshRingPlan`); a mesh node calling one of
+///   our channel numbers rings its legacy targets as a cloud call would;
 /// - media: a legacy RTP leg and a cloud SRTP leg on one media thread with a `MediaBridge`
 ///   between them (passthrough when both legs agreed on one codec, transcoding otherwise);
 ///   digits cross as RFC 4733 events, or as SIP INFO for a leg without telephone-event;
@@ -22,6 +29,8 @@ public import SIPUserAgent
 public actor ChannelRouter {
     public nonisolated let legacy: SIPUserAgent
     public nonisolated let cloud: SIPUserAgent
+    /// Mesh calls (SIPS with the site CA on the link-local interfaces); nil without `[mesh]`.
+    public nonisolated let mesh: SIPUserAgent?
     public nonisolated var unownedExecutor: UnownedSerialExecutor { legacy.endpoint.unownedExecutor }
 
     public struct Settings: Sendable {
@@ -39,6 +48,10 @@ public actor ChannelRouter {
         public var cloudPolicy: SDPAudioPolicy
         public var codecOptions = AudioCodecOptions()
         public var jitterBufferMax: Duration = .milliseconds(120)
+        /// G.722 with SDES-SRTP on the mesh.
+        public var meshPolicy = SDPAudioPolicy(codecs: [.g722], srtp: .required)
+        /// A cloud leg without a provisional answer by then is cancelled and the call goes to the mesh.
+        public var fallbackAfter: Duration = .milliseconds(1500)
 
         public init(channels: [BridgeConfiguration.Channel], device: String, domain: String, legacyPolicy: SDPAudioPolicy, cloudPolicy: SDPAudioPolicy) {
             self.channels = channels
@@ -57,6 +70,12 @@ public actor ChannelRouter {
             return (legacy, cloud)
         }
 
+        /// G.722 only, SRTP required, in the configured suite order (../shared/ARCHITECTURE.md: G.722 on the mesh).
+        public static func meshPolicy(_ config: BridgeConfiguration) -> SDPAudioPolicy {
+            let suites = config.srtpSuites.map { (name: $0, keyLength: $0.hasPrefix("AEAD") ? 28 : 30) }
+            return SDPAudioPolicy(codecs: [.g722], srtp: .required, cryptoSuites: suites)
+        }
+
         static func codec(_ name: String) -> SDPAudioCodec? {
             switch name.lowercased() {
             case "opus": .opus
@@ -71,7 +90,9 @@ public actor ChannelRouter {
     /// What the router reports (status topics, tests).
     public enum Event: Sendable, Equatable {
         case channelBusy(channel: Int, direction: BridgedCall.Direction, peer: String)
-        case channelConnected(channel: Int, codec: String)
+        case channelConnected(channel: Int, codec: String, overMesh: Bool)
+        /// A legacy call left the cloud for the mesh (why: the cloud down, or silent).
+        case fellBackToMesh(channel: Int, reason: String)
         case channelIdle(channel: Int, outcome: BridgedCall.Outcome, reason: String)
         case digit(channel: Int, digit: Character, fromLegacy: Bool)
         case refused(status: Int, reason: String)
@@ -91,20 +112,43 @@ public actor ChannelRouter {
     let eventContinuation: AsyncStream<Event>.Continuation
     public nonisolated let events: AsyncStream<Event>
 
+    /// Which user agent a leg belongs to.
+    enum Side: Hashable, Sendable, CustomStringConvertible {
+        case legacy, cloud, mesh
+        var description: String {
+            switch self {
+            case .legacy: "legacy"
+            case .cloud: "cloud"
+            case .mesh: "mesh"
+            }
+        }
+    }
+
     struct LegKey: Hashable {
-        let cloudSide: Bool
+        let side: Side
         let handle: SIPCallHandle
     }
+
+    // The mesh, as the gateway tells it.
+    var cloudHealth: CloudHealth.State = .down
+    var meshPeers: [MeshPeer] = []
+    /// Our link-local address on each mesh interface (no zone).
+    var meshAddresses: [String: String] = [:]
 
     struct ActiveCall {
         var state: BridgedCall
         let channel: BridgeConfiguration.Channel
         let inbound: SIPCallHandle
+        let inboundSide: Side
+        var outboundSide: Side
         var branches: [SIPCallHandle?] = []
         var closedByUs: Set<Int> = []  // branch indices; -1 the inbound leg
         var targets: [String] = []
         var legacyLeg: MediaLegSocket?
-        var cloudLeg: MediaLegSocket?
+        /// The cloud or mesh leg's socket.
+        var farLeg: MediaLegSocket?
+        /// The interface index a link-local far side is reached through (0: none).
+        var farScope: UInt32 = 0
         var inboundAnswer: SIPMessageBody?
         var outboundOffer: SDPSession?
         var inboundLeg: MediaLegConfiguration?
@@ -118,18 +162,28 @@ public actor ChannelRouter {
         var codec: String?
         var ringTimer: Scheduled<Void>?
         var durationTimer: Scheduled<Void>?
+        /// Legacy → cloud: the fallback timer, and whether the cloud said anything (100 counts).
+        var fallbackTimer: Scheduled<Void>?
+        var cloudAnswered = false
+        /// Legacy → mesh: the targets' plan and the chain's step timer.
+        var ringPlan: MeshRingPlan?
+        var stepTimer: Scheduled<Void>?
 
         var direction: BridgedCall.Direction { state.direction }
-        var inboundIsCloud: Bool { direction == .cloudToLegacy }
+        var inboundIsLegacy: Bool { inboundSide == .legacy }
+        /// The side that is not legacy.
+        var farSide: Side { inboundIsLegacy ? outboundSide : inboundSide }
     }
 
     public init(
-        legacy: SIPUserAgent, cloud: SIPUserAgent, settings: Settings, relay: MediaRelay, records: GatewayCallRecords?,
+        legacy: SIPUserAgent, cloud: SIPUserAgent, mesh: SIPUserAgent? = nil, settings: Settings, relay: MediaRelay, records: GatewayCallRecords?,
         logger: Logger = Logger(label: "router"), now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }
     ) {
-        precondition(legacy.endpoint.eventLoop === cloud.endpoint.eventLoop, "both user agents must share one event loop")
+        precondition(legacy.endpoint.eventLoop === cloud.endpoint.eventLoop, "the user agents must share one event loop")
+        precondition(mesh == nil || mesh!.endpoint.eventLoop === legacy.endpoint.eventLoop, "the user agents must share one event loop")
         self.legacy = legacy
         self.cloud = cloud
+        self.mesh = mesh
         self.settings = settings
         self.relay = relay
         self.records = records
@@ -143,12 +197,36 @@ public actor ChannelRouter {
     public func start() {
         guard !started else { return }
         started = true
-        for (agent, cloudSide) in [(legacy, false), (cloud, true)] {
+        var agents: [(SIPUserAgent, Side)] = [(legacy, .legacy), (cloud, .cloud)]
+        if let mesh { agents.append((mesh, .mesh)) }
+        for (agent, side) in agents {
             Task { [self] in
-                for await event in agent.events { await self.handle(event, cloudSide: cloudSide) }
+                for await event in agent.events { await self.handle(event, side: side) }
             }
         }
     }
+
+    func agent(_ side: Side) -> SIPUserAgent {
+        switch side {
+        case .legacy: legacy
+        case .cloud: cloud
+        case .mesh: mesh!
+        }
+    }
+
+    /// The uplink's health: while it is down, legacy calls go to the mesh at once.
+    public func setCloudHealth(_ health: CloudHealth.State) {
+        cloudHealth = health
+    }
+
+    /// The mesh peers discovery knows, and our own link-local address per mesh interface.
+    public func setMesh(peers: [MeshPeer]? = nil, addresses: [String: String]? = nil) {
+        if let peers { meshPeers = peers }
+        if let addresses { meshAddresses = addresses }
+    }
+
+    /// Channels with a call over the mesh now (MQTT `mesh` state).
+    public var meshCallCount: Int { calls.values.filter { $0.direction.overMesh }.count }
 
     /// The flow calls to the cloud go over (the registration's), or nil while the uplink is down.
     public func setCloudFlow(_ flow: SIPFlow?) {
@@ -157,10 +235,14 @@ public actor ChannelRouter {
 
     /// A reloaded config's channel plan and media choices. Calls in progress keep the channel
     /// they started with; new calls see the new plan.
-    public func update(channels: [BridgeConfiguration.Channel], legacyPolicy: SDPAudioPolicy, cloudPolicy: SDPAudioPolicy, codecOptions: AudioCodecOptions, jitterBufferMax: Duration) {
+    public func update(
+        channels: [BridgeConfiguration.Channel], legacyPolicy: SDPAudioPolicy, cloudPolicy: SDPAudioPolicy, meshPolicy: SDPAudioPolicy,
+        codecOptions: AudioCodecOptions, jitterBufferMax: Duration
+    ) {
         settings.channels = channels
         settings.legacyPolicy = legacyPolicy
         settings.cloudPolicy = cloudPolicy
+        settings.meshPolicy = meshPolicy
         settings.codecOptions = codecOptions
         settings.jitterBufferMax = jitterBufferMax
     }
@@ -172,11 +254,11 @@ public actor ChannelRouter {
         on(cloud) { $0.configuration.domain = domain }
     }
 
-    /// The media counters of the call on `channel` (legacy leg, cloud leg), once it is bridged.
-    public func mediaCounters(channel: Int) async -> (legacy: MediaLegCounters, cloud: MediaLegCounters)? {
+    /// The media counters of the call on `channel` (legacy leg, cloud or mesh leg), once it is bridged.
+    public func mediaCounters(channel: Int) async -> (legacy: MediaLegCounters, far: MediaLegCounters)? {
         guard let id = busyChannels[channel], let bridge = calls[id]?.bridge else { return nil }
-        guard let legacy = try? await bridge.counters(.a), let cloud = try? await bridge.counters(.b) else { return nil }
-        return (legacy, cloud)
+        guard let legacy = try? await bridge.counters(.a), let far = try? await bridge.counters(.b) else { return nil }
+        return (legacy, far)
     }
 
     /// Loss and jitter of what the bridged calls receive, over both legs of every call (MQTT `stats`).
@@ -214,40 +296,46 @@ public actor ChannelRouter {
 
     // MARK: Events from the user agents
 
-    func handle(_ event: SIPUserAgentEvent, cloudSide: Bool) async {
+    func handle(_ event: SIPUserAgentEvent, side: Side) async {
         switch event {
         case .incomingCall(let handle, _):
-            await incoming(handle, cloudSide: cloudSide)
+            await incoming(handle, side: side)
+        case .trying(let handle):
+            heardFromCloud(handle, side: side)
         case .ringing(let handle):
-            await outbound(handle, cloudSide: cloudSide) { state, branch in state.outboundRinging(branch, early: false) }
+            heardFromCloud(handle, side: side)
+            await outbound(handle, side: side) { state, branch in state.outboundRinging(branch, early: false) }
         case .earlyMedia(let handle):
-            await outbound(handle, cloudSide: cloudSide) { state, branch in state.outboundRinging(branch, early: true) }
+            heardFromCloud(handle, side: side)
+            await outbound(handle, side: side) { state, branch in state.outboundRinging(branch, early: true) }
         case .answered(let handle):
-            await outbound(handle, cloudSide: cloudSide) { state, branch in state.outboundAnswered(branch) }
+            await outbound(handle, side: side) { state, branch in state.outboundAnswered(branch) }
         case .failed(let handle, let status):
-            await outbound(handle, cloudSide: cloudSide) { state, branch in state.outboundFailed(branch, status: status) }
+            if await rerouteOnFailure(handle, side: side, status: status) { return }
+            await outbound(handle, side: side) { state, branch in state.outboundFailed(branch, status: status) }
         case .ended(let handle, _):
-            await ended(handle, cloudSide: cloudSide)
+            await ended(handle, side: side)
         case .dtmfInfo(let handle, let body):
-            await digitByInfo(handle, cloudSide: cloudSide, body: body)
+            await digitByInfo(handle, side: side, body: body)
         default:
             return
         }
     }
 
     private func outbound(
-        _ handle: SIPCallHandle, cloudSide: Bool, _ transition: (inout BridgedCall, Int) -> [BridgedCall.Action]
+        _ handle: SIPCallHandle, side: Side, _ transition: (inout BridgedCall, Int) -> [BridgedCall.Action]
     ) async {
-        guard let (id, branch) = legs[LegKey(cloudSide: cloudSide, handle: handle)], let branch, var call = calls[id],
-            call.inboundIsCloud != cloudSide
+        guard let (id, branch) = legs[LegKey(side: side, handle: handle)], let branch, var call = calls[id],
+            call.outboundSide == side
         else { return }
+        if call.ringPlan != nil { call.ringPlan?.rang() }
         let actions = transition(&call.state, branch)
         calls[id] = call
         await perform(actions, call: id)
     }
 
-    private func ended(_ handle: SIPCallHandle, cloudSide: Bool) async {
-        guard let (id, branch) = legs[LegKey(cloudSide: cloudSide, handle: handle)], var call = calls[id] else { return }
+    private func ended(_ handle: SIPCallHandle, side: Side) async {
+        guard let (id, branch) = legs[LegKey(side: side, handle: handle)], var call = calls[id] else { return }
         let index = branch ?? -1
         guard !call.closedByUs.contains(index) else { return }
         let actions: [BridgedCall.Action]
@@ -266,15 +354,16 @@ public actor ChannelRouter {
 
     // MARK: A new call
 
-    private func incoming(_ handle: SIPCallHandle, cloudSide: Bool) async {
-        let agent = cloudSide ? cloud : legacy
+    private func incoming(_ handle: SIPCallHandle, side: Side) async {
+        let agent = agent(side)
         guard let invite = on(agent, { $0.invite(of: handle) }), case .sip(let uri)? = invite.requestURI else { return }
         let user = uri.user ?? ""
         let channel: BridgeConfiguration.Channel?
-        if cloudSide {
+        switch side {
+        case .cloud:
             let prefix = settings.device + "-ch"
             channel = user.hasPrefix(prefix) ? Int(user.dropFirst(prefix.count)).flatMap { index in settings.channels.first { $0.index == index } } : nil
-        } else {
+        case .legacy, .mesh:
             channel = settings.channels.first { $0.number == user }
         }
         let caller = invite.from?.uri.description ?? "?"
@@ -286,32 +375,57 @@ public actor ChannelRouter {
             refuse(agent, handle, 480, "channel \(channel.index) is disabled (from \(caller))")
             return
         }
+        var direction: BridgedCall.Direction
+        switch side {
+        case .legacy: direction = .legacyToCloud
+        case .cloud: direction = .cloudToLegacy
+        case .mesh: direction = .meshToLegacy
+        }
         if busyChannels[channel.index] != nil {
             // One call per channel (../shared/ARCHITECTURE.md).
             refuse(agent, handle, 486, "channel \(channel.index) is busy (from \(caller))",
-                   record: (channel.index, cloudSide ? .cloudToLegacy : .legacyToCloud, caller, .busy))
+                   record: (channel.index, GatewayCallRecord.Direction(direction), caller, .busy))
             return
         }
-        let direction: BridgedCall.Direction = cloudSide ? .cloudToLegacy : .legacyToCloud
         let flow = cloudFlow
-        if direction == .legacyToCloud, flow == nil || !flowAlive(flow!) {
-            refuse(agent, handle, 503, "channel \(channel.index): the cloud is unreachable (not registered)",
-                   record: (channel.index, .legacyToCloud, caller, .failed))
-            return
+        let cloudUsable = flow.map { flowAlive($0) } ?? false
+        var fallbackReason: String?
+        if direction == .legacyToCloud, !cloudUsable || cloudHealth == .down {
+            guard canUseMesh(channel) else {
+                refuse(agent, handle, 503, "channel \(channel.index): the cloud is unreachable (\(cloudUsable ? "no sign of life" : "not registered"))",
+                       record: (channel.index, .legacyToCloud, caller, .failed))
+                return
+            }
+            direction = .legacyToMesh
+            fallbackReason = cloudUsable ? "the cloud uplink is down" : "the cloud is not registered"
         }
-        let targets = direction == .legacyToCloud ? [channel.cloudTarget] : channel.legacyTargets
         let id = nextID
         nextID += 1
+        let outboundSide: Side = direction == .legacyToCloud ? .cloud : direction == .legacyToMesh ? .mesh : .legacy
+        let targets: [String]
+        switch direction {
+        case .legacyToCloud: targets = [channel.cloudTarget]
+        case .legacyToMesh: targets = channel.meshTargets
+        case .cloudToLegacy, .meshToLegacy: targets = channel.legacyTargets
+        }
+        let plan = direction == .legacyToMesh ? MeshRingPlan(mode: channel.ring == .chain ? .chain : .parallel, targets: targets) : nil
         var call = ActiveCall(
-            state: BridgedCall(channel: channel.index, direction: direction, branches: targets.count), channel: channel, inbound: handle,
-            startedAt: now(), peer: direction == .legacyToCloud ? channel.cloudTarget : caller)
+            state: BridgedCall(channel: channel.index, direction: direction, branches: plan?.mode == .chain ? 1 : targets.count), channel: channel,
+            inbound: handle, inboundSide: side, outboundSide: outboundSide, startedAt: now(),
+            peer: direction.fromLegacy ? targets.joined(separator: ",") : caller)
         call.targets = targets
         call.branches = Array(repeating: nil, count: targets.count)
+        call.ringPlan = plan
+        if side == .mesh, let flow = on(agent, { $0.flow(of: handle) }) { call.farScope = flow.local.scopeID }
         calls[id] = call
         busyChannels[channel.index] = id
-        legs[LegKey(cloudSide: cloudSide, handle: handle)] = (id, nil)
-        logger.info("call", metadata: ["channel": "\(channel.index)", "direction": "\(direction)", "from": "\(caller)", "to": "\(targets.joined(separator: ","))"])
-        eventContinuation.yield(.channelBusy(channel: channel.index, direction: direction, peer: direction == .legacyToCloud ? channel.cloudTarget : caller))
+        legs[LegKey(side: side, handle: handle)] = (id, nil)
+        logger.info("call", metadata: ["channel": "\(channel.index)", "direction": "\(direction.rawValue)", "from": "\(caller)", "to": "\(targets.joined(separator: ","))"])
+        eventContinuation.yield(.channelBusy(channel: channel.index, direction: direction, peer: call.peer))
+        if let fallbackReason {
+            logger.notice("cloud down: the call goes to the mesh at once", metadata: ["channel": "\(channel.index)", "why": "\(fallbackReason)"])
+            eventContinuation.yield(.fellBackToMesh(channel: channel.index, reason: fallbackReason))
+        }
 
         // Media first: our answer to the caller's offer and our offer to the callees.
         do {
@@ -324,48 +438,70 @@ public actor ChannelRouter {
             await perform(actions, call: id)
             return
         }
-        guard let ready = calls[id], ready.state.phase == .routing, let offer = ready.outboundOffer else { return }
-        let body = SIPMessageBody(contentType: "application/sdp", text: offer.serialized)
-        calls[id]?.ringTimer = legacy.endpoint.eventLoop.scheduleTask(in: .seconds(Int64(channel.ringSeconds))) { [self] in
+        guard let ready = calls[id], ready.state.phase == .routing, ready.outboundOffer != nil else { return }
+        // A chain rings for as long as the call may last; each target for `ring_s`.
+        let ringFor = plan?.mode == .chain ? channel.maxCallSeconds : channel.ringSeconds
+        calls[id]?.ringTimer = legacy.endpoint.eventLoop.scheduleTask(in: .seconds(Int64(ringFor))) { [self] in
             Task { await self.ringTimedOut(id) }
         }
-        if direction == .legacyToCloud {
-            let target = SIPURI(secure: true, user: channel.cloudTarget, host: settings.domain)
-            let user = "\(settings.device)-ch\(channel.index)"
-            let placed = on(cloud) { $0.call(target, on: flow!, from: user, body: body) }
-            attach(placed, cloudSide: true, call: id, branch: 0)
-        } else {
-            for (branch, target) in targets.enumerated() {
-                guard let (uri, destination) = legacyDestination(target) else {
-                    await failBranch(id, branch, status: 404)
-                    continue
-                }
-                do {
-                    let placed = try await legacy.call(uri, via: destination, from: channel.number, body: body)
-                    attach(placed, cloudSide: false, call: id, branch: branch)
-                } catch {
-                    logger.warning("legacy target unreachable: \(error)", metadata: ["channel": "\(channel.index)", "target": "\(target)"])
-                    await failBranch(id, branch, status: 503)
-                }
+        switch direction {
+        case .legacyToCloud:
+            await placeOnCloud(id, flow: flow!)
+        case .legacyToMesh:
+            await placeOnMesh(id)
+        case .cloudToLegacy, .meshToLegacy:
+            await placeOnLegacy(id)
+        }
+    }
+
+    private func placeOnCloud(_ id: Int, flow: SIPFlow) async {
+        guard let call = calls[id], let offer = call.outboundOffer else { return }
+        let channel = call.channel
+        let body = SIPMessageBody(contentType: "application/sdp", text: offer.serialized)
+        let target = SIPURI(secure: true, user: channel.cloudTarget, host: settings.domain)
+        let user = "\(settings.device)-ch\(channel.index)"
+        let placed = on(cloud) { $0.call(target, on: flow, from: user, body: body) }
+        attach(placed, side: .cloud, call: id, branch: 0)
+        guard canUseMesh(channel) else { return }
+        calls[id]?.fallbackTimer = legacy.endpoint.eventLoop.scheduleTask(in: TimeAmount(settings.fallbackAfter)) { [self] in
+            Task { await self.fallbackTimerFired(id) }
+        }
+    }
+
+    private func placeOnLegacy(_ id: Int) async {
+        guard let call = calls[id], let offer = call.outboundOffer else { return }
+        let body = SIPMessageBody(contentType: "application/sdp", text: offer.serialized)
+        for (branch, target) in call.targets.enumerated() {
+            guard let (uri, destination) = legacyDestination(target) else {
+                await failBranch(id, branch, status: 404)
+                continue
+            }
+            do {
+                let placed = try await legacy.call(uri, via: destination, from: call.channel.number, body: body)
+                attach(placed, side: .legacy, call: id, branch: branch)
+            } catch {
+                logger.warning("legacy target unreachable: \(error)", metadata: ["channel": "\(call.channel.index)", "target": "\(target)"])
+                await failBranch(id, branch, status: 503)
             }
         }
     }
 
-    private func attach(_ handle: SIPCallHandle, cloudSide: Bool, call id: Int, branch: Int) {
-        guard calls[id] != nil else {
-            // The caller left while we were placing this leg.
-            on(cloudSide ? cloud : legacy) { $0.hangUp(handle) }
+    private func attach(_ handle: SIPCallHandle, side: Side, call id: Int, branch: Int) {
+        guard calls[id] != nil, calls[id]!.outboundSide == side, branch < calls[id]!.branches.count else {
+            // The caller left (or the call moved on) while we were placing this leg.
+            on(agent(side)) { $0.hangUp(handle) }
             return
         }
         calls[id]?.branches[branch] = handle
-        legs[LegKey(cloudSide: cloudSide, handle: handle)] = (id, branch)
+        legs[LegKey(side: side, handle: handle)] = (id, branch)
         if calls[id]?.state.phase != .routing {
             calls[id]?.closedByUs.insert(branch)
-            on(cloudSide ? cloud : legacy) { $0.hangUp(handle) }
+            on(agent(side)) { $0.hangUp(handle) }
         }
     }
 
     private func failBranch(_ id: Int, _ branch: Int, status: Int) async {
+        if let call = calls[id], call.ringPlan?.mode == .chain, await nextInChain(id, after: status) { return }
         guard var call = calls[id] else { return }
         let actions = call.state.outboundFailed(branch, status: status)
         calls[id] = call
@@ -414,7 +550,7 @@ public actor ChannelRouter {
 
     // MARK: Timers
 
-    private func ringTimedOut(_ id: Int) async {
+    func ringTimedOut(_ id: Int) async {
         guard var call = calls[id] else { return }
         let actions = call.state.ringTimeout()
         calls[id] = call
@@ -435,8 +571,8 @@ public actor ChannelRouter {
     func perform(_ actions: [BridgedCall.Action], call id: Int) async {
         for action in actions {
             guard let call = calls[id] else { return }
-            let inboundAgent = call.inboundIsCloud ? cloud : legacy
-            let outboundAgent = call.inboundIsCloud ? legacy : cloud
+            let inboundAgent = agent(call.inboundSide)
+            let outboundAgent = agent(call.outboundSide)
             switch action {
             case .ringInbound(let early):
                 let body = early == nil ? nil : call.inboundAnswer
@@ -462,11 +598,14 @@ public actor ChannelRouter {
                 on(inboundAgent) { $0.answer(call.inbound, body: current.inboundAnswer) }
                 calls[id]?.answeredAt = now()
                 calls[id]?.ringTimer?.cancel()
+                calls[id]?.stepTimer?.cancel()
+                calls[id]?.fallbackTimer?.cancel()
                 calls[id]?.durationTimer = legacy.endpoint.eventLoop.scheduleTask(in: .seconds(Int64(call.channel.maxCallSeconds))) { [self] in
                     Task { await self.durationReached(id) }
                 }
-                if call.direction == .cloudToLegacy { calls[id]?.peer = call.targets[branch] + " ← " + call.peer }
-                eventContinuation.yield(.channelConnected(channel: call.channel.index, codec: calls[id]?.codec ?? "?"))
+                if !call.direction.fromLegacy { calls[id]?.peer = call.targets[branch] + " ← " + call.peer }
+                if let plan = call.ringPlan { calls[id]?.peer = plan.mode == .chain ? plan.targets[plan.position] : call.targets[branch] }
+                eventContinuation.yield(.channelConnected(channel: call.channel.index, codec: calls[id]?.codec ?? "?", overMesh: call.direction.overMesh))
                 logger.info("connected", metadata: ["channel": "\(call.channel.index)", "codec": "\(calls[id]?.codec ?? "?")"])
             case .rejectInbound(let status):
                 calls[id]?.closedByUs.insert(-1)
@@ -495,22 +634,24 @@ public actor ChannelRouter {
         guard let call = calls.removeValue(forKey: id) else { return }
         call.ringTimer?.cancel()
         call.durationTimer?.cancel()
+        call.fallbackTimer?.cancel()
+        call.stepTimer?.cancel()
         if busyChannels[call.channel.index] == id { busyChannels[call.channel.index] = nil }
         legs = legs.filter { $0.value.call != id }
         let ended = now()
         var metadata: Logger.Metadata = ["channel": "\(call.channel.index)", "outcome": "\(outcome.rawValue)", "reason": "\(reason)"]
-        if let bridge = call.bridge, let legacy = try? await bridge.counters(.a), let cloud = try? await bridge.counters(.b) {
+        if let bridge = call.bridge, let legacy = try? await bridge.counters(.a), let far = try? await bridge.counters(.b) {
             // What each leg received, and what the bridge made up for it (loss and lateness).
             metadata["legacy_rx"] = "\(legacy.packetsReceived)"
-            metadata["cloud_rx"] = "\(cloud.packetsReceived)"
-            metadata["concealed"] = "\(legacy.concealedFrames)/\(cloud.concealedFrames)"
-            metadata["late"] = "\(legacy.latePackets)/\(cloud.latePackets)"
+            metadata["\(call.farSide)_rx"] = "\(far.packetsReceived)"
+            metadata["concealed"] = "\(legacy.concealedFrames)/\(far.concealedFrames)"
+            metadata["late"] = "\(legacy.latePackets)/\(far.latePackets)"
         }
         logger.info("call ended", metadata: metadata)
         eventContinuation.yield(.channelIdle(channel: call.channel.index, outcome: outcome, reason: reason))
         records?.record(GatewayCallRecord(
             startedAt: call.startedAt, answeredAt: call.answeredAt, endedAt: ended,
-            direction: call.direction == .legacyToCloud ? .legacyToCloud : .cloudToLegacy, channel: call.channel.index, peer: call.peer,
+            direction: GatewayCallRecord.Direction(call.direction), channel: call.channel.index, peer: call.peer,
             status: GatewayCallRecord.Status(rawValue: outcome.rawValue) ?? .failed, codec: call.codec, reason: reason)) { [logger] error in
             if let error { logger.error("call record not written: \(error)") }
         }
@@ -518,7 +659,7 @@ public actor ChannelRouter {
             await bridge.close()
         } else {
             await call.legacyLeg?.close()
-            await call.cloudLeg?.close()
+            await call.farLeg?.close()
         }
     }
 }

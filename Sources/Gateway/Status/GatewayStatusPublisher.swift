@@ -3,6 +3,7 @@ public import Foundation
 public import LegacyLinks
 public import Logging
 public import MQTTStatus
+public import Mesh
 
 /// The gateway's MQTT topics (../shared/ARCHITECTURE.md "MQTT status"), under
 /// `<topic_prefix>/<gateway id>/`: retained `status` (also the last will), `info`, `cloud`,
@@ -22,6 +23,8 @@ public actor GatewayStatusPublisher {
         var peer: String?
         var codec: String?
         var srtp: Bool?
+        /// "mesh" for a call over the mesh.
+        var via: String?
         var since: Int64
         var ts: Int64
     }
@@ -35,7 +38,10 @@ public actor GatewayStatusPublisher {
     private var channels: [Int: ChannelStatus] = [:]
     private var cloud: [String: JSONValue] = ["claimed": .bool(false), "registered": .bool(false), "flow": .string("down")]
     private var legacy: [String: JSONValue] = ["trunk": .string("unknown")]
-    private var mesh: [String: JSONValue] = ["state": .string("standby"), "peers": .array([])]
+    private var mesh: [String: JSONValue] = ["state": .string("standby"), "peers": .array([]), "calls": .int(0)]
+    private var meshPeers: [JSONValue] = []
+    private var meshCalls = 0
+    private var failedOver = false
     private var counters = (calls: 0, answered: 0, failures: 0)
     private var statsTask: Task<Void, Never>?
 
@@ -103,18 +109,26 @@ public actor GatewayStatusPublisher {
         switch event {
         case .channelBusy(let channel, let direction, let peer):
             counters.calls += 1
-            setChannel(channel, ChannelStatus(state: ChannelState.ringing.rawValue, peer: peer, since: now, ts: now))
-            publishEvent(["type": .string("call_start"), "channel": .int(Int64(channel)), "direction": .string(direction == .legacyToCloud ? "legacy-to-cloud" : "cloud-to-legacy"), "peer": .string(peer)])
-        case .channelConnected(let channel, let codec):
+            setChannel(channel, ChannelStatus(state: ChannelState.ringing.rawValue, peer: peer, via: direction.overMesh ? "mesh" : nil, since: now, ts: now))
+            publishEvent(["type": .string("call_start"), "channel": .int(Int64(channel)), "direction": .string(direction.rawValue), "peer": .string(peer)])
+        case .fellBackToMesh(let channel, let reason):
+            if var status = channels[channel] {
+                status.via = "mesh"
+                setChannel(channel, status)
+            }
+            publishEvent(["type": .string("mesh_fallback"), "channel": .int(Int64(channel)), "reason": .string(reason)])
+        case .channelConnected(let channel, let codec, let overMesh):
             counters.answered += 1
             let peer = channels[channel]?.peer
-            setChannel(channel, ChannelStatus(state: ChannelState.connected.rawValue, peer: peer, codec: codec, srtp: true, since: now, ts: now))
+            let state = overMesh ? ChannelState.mesh : ChannelState.connected
+            setChannel(channel, ChannelStatus(state: state.rawValue, peer: peer, codec: codec, srtp: true, via: overMesh ? "mesh" : nil, since: now, ts: now))
         case .channelIdle(let channel, let outcome, let reason):
             if outcome == .failed { counters.failures += 1 }
             setChannel(channel, ChannelStatus(state: ChannelState.idle.rawValue, since: now, ts: now))
             publishEvent(["type": .string("call_end"), "channel": .int(Int64(channel)), "outcome": .string(outcome.rawValue), "reason": .string(reason)])
         case .digit(let channel, let digit, let fromLegacy):
-            publishEvent(["type": .string("door_open"), "channel": .int(Int64(channel)), "digit": .string(String(digit)), "from": .string(fromLegacy ? "legacy" : "cloud")])
+            let far = channels[channel]?.via ?? "cloud"
+            publishEvent(["type": .string("door_open"), "channel": .int(Int64(channel)), "digit": .string(String(digit)), "from": .string(fromLegacy ? "legacy" : far)])
         case .refused(let status, let reason):
             counters.failures += 1
             logger.debug("refusal not published as a channel state", metadata: ["status": "\(status)", "reason": "\(reason)"])
@@ -140,6 +154,46 @@ public actor GatewayStatusPublisher {
         }
         publish("cloud", cloud)
         publishStatus()
+    }
+
+    /// The uplink's health: the `cloud` topic's `health`; with the mesh on, `down` is a failover
+    /// (new legacy calls go to the mesh) and the way back up a failback, each an `event`.
+    public func health(_ state: CloudHealth.State) {
+        let previous = cloud["health"]
+        cloud["health"] = .string(state.rawValue)
+        publish("cloud", cloud)
+        guard configuration.meshEnabled else { return }
+        if state == .down, previous != .string("down"), previous != nil {
+            failedOver = true
+            publishEvent(["type": .string("failover"), "reason": .string("the cloud uplink is down; legacy calls go to the mesh")])
+        } else if state == .up, failedOver {
+            failedOver = false
+            publishEvent(["type": .string("failback"), "reason": .string("the cloud uplink is up again; new calls go to the cloud")])
+        }
+        publishMesh()
+    }
+
+    /// The mesh's peers, and how many calls run over it.
+    public func mesh(peers: [MeshPeer]? = nil, activeCalls: Int? = nil) {
+        if let peers {
+            meshPeers = peers.map { peer in
+                .object([
+                    "device": .string(peer.device), "address": .string(peer.address.address), "interface": .string(peer.address.interface),
+                    "port": .int(Int64(peer.port)), "numbers": .array(peer.numbers.map { .string($0) }),
+                ])
+            }
+        }
+        if let activeCalls { meshCalls = activeCalls }
+        publishMesh()
+    }
+
+    private func publishMesh() {
+        guard configuration.meshEnabled else { return }
+        let active = failedOver || meshCalls > 0
+        let next: [String: JSONValue] = ["state": .string(active ? "active" : "standby"), "peers": .array(meshPeers), "calls": .int(Int64(meshCalls))]
+        guard next != mesh else { return }
+        mesh = next
+        publish("mesh", mesh)
     }
 
     /// The claim's outcome (the uplink does not exist before it).
@@ -217,6 +271,7 @@ public actor GatewayStatusPublisher {
         if let peer = status.peer { fields["peer"] = .string(peer) }
         if let codec = status.codec { fields["codec"] = .string(codec) }
         if let srtp = status.srtp { fields["srtp"] = .bool(srtp) }
+        if let via = status.via { fields["via"] = .string(via) }
         publish("channel/\(index)", fields)
     }
 

@@ -1,3 +1,4 @@
+import NetworkAddress
 import CEpoll
 import NIOCore
 import NIOConcurrencyHelpers
@@ -212,7 +213,7 @@ final class MediaIOThread: @unchecked Sendable {
 
     /// A bound, non-blocking UDP socket, or the errno.
     static func bindUDP(host: String, port: Int) -> Result<Int32, MediaRelay.RelayError> {
-        guard let address = try? SocketAddress(ipAddress: host, port: port) else { return .failure(.badAddress(host)) }
+        guard let address = try? SocketAddress(ipAddressWithZone: host, port: port) else { return .failure(.badAddress(host)) }
         let family = address.protocol.rawValue
         let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return .failure(.socket(errno)) }

@@ -1,3 +1,4 @@
+import NetworkAddress
 public import NIOCore
 import NIOConcurrencyHelpers
 
@@ -77,7 +78,7 @@ public final class MediaRelay: Sendable {
                 }
             }
             do {
-                let local = try SocketAddress(ipAddress: host, port: port)
+                let local = try SocketAddress(ipAddressWithZone: host, port: port)
                 return try await thread.submit { [pool] in
                     let rtpEntry = thread.register(rtpFD, isRTCP: false)
                     let rtcpEntry = rtcpFD.map { thread.register($0, isRTCP: true) }

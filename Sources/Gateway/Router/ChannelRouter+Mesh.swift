@@ -1,0 +1,224 @@
+import CloudUplink
+import Logging
+import Mesh
+import NIOCore
+import NetworkAddress
+import SIP
+import SIPTransport
+import SIPUserAgent
+
+/// The mesh fallback: when a legacy call leaves the cloud for the mesh, how mesh targets are
+/// found (discovery's peer table, a hint) and proven (the TLS handshake with the site CA, and the
+/// certificate naming the device discovery promised), and how a chain moves on.
+extension ChannelRouter {
+    func canUseMesh(_ channel: BridgeConfiguration.Channel) -> Bool {
+        mesh != nil && !channel.meshTargets.isEmpty
+    }
+
+    /// Any provisional answer on a cloud leg (100 included) proves the cloud is there: no fallback.
+    func heardFromCloud(_ handle: SIPCallHandle, side: Side) {
+        guard side == .cloud, let (id, _) = legs[LegKey(side: side, handle: handle)], calls[id]?.outboundSide == .cloud else { return }
+        calls[id]?.cloudAnswered = true
+        calls[id]?.fallbackTimer?.cancel()
+        calls[id]?.fallbackTimer = nil
+    }
+
+    func fallbackTimerFired(_ id: Int) async {
+        guard let call = calls[id], call.direction == .legacyToCloud, call.state.phase == .routing, !call.cloudAnswered else { return }
+        await fallBack(id, reason: "no answer from the cloud within \(settings.fallbackAfter)")
+    }
+
+    /// A failure the router handles by moving on instead of ending the call: a cloud leg that
+    /// failed before saying anything (the flow died, a timeout) goes to the mesh; a chain target
+    /// that refused hands over to the next.
+    func rerouteOnFailure(_ handle: SIPCallHandle, side: Side, status: Int) async -> Bool {
+        guard let (id, branch) = legs[LegKey(side: side, handle: handle)], branch != nil, let call = calls[id], call.outboundSide == side else {
+            return false
+        }
+        if side == .cloud, call.direction == .legacyToCloud, !call.cloudAnswered, canUseMesh(call.channel), call.state.phase == .routing {
+            await fallBack(id, reason: "the cloud leg failed with \(status) before any answer")
+            return true
+        }
+        if side == .mesh, call.ringPlan?.mode == .chain {
+            legs[LegKey(side: side, handle: handle)] = nil
+            if await nextInChain(id, after: status) { return true }
+            legs[LegKey(side: side, handle: handle)] = (id, branch)
+        }
+        return false
+    }
+
+    /// Cancels the cloud leg and places the call on the mesh; the caller keeps waiting.
+    func fallBack(_ id: Int, reason: String) async {
+        guard var call = calls[id], call.direction == .legacyToCloud else { return }
+        call.fallbackTimer?.cancel()
+        call.fallbackTimer = nil
+        for (branch, handle) in call.branches.enumerated() {
+            guard let handle else { continue }
+            call.closedByUs.insert(branch)
+            legs[LegKey(side: .cloud, handle: handle)] = nil
+            on(cloud) { $0.hangUp(handle, reason: "SIP;cause=503;text=\"mesh fallback\"") }
+        }
+        let plan = MeshRingPlan(mode: call.channel.ring == .chain ? .chain : .parallel, targets: call.channel.meshTargets)
+        guard call.state.reroute(to: .legacyToMesh, branches: plan.mode == .chain ? 1 : plan.targets.count) else { return }
+        call.outboundSide = .mesh
+        call.ringPlan = plan
+        call.targets = plan.targets
+        call.branches = Array(repeating: nil, count: plan.mode == .chain ? 1 : plan.targets.count)
+        call.closedByUs = call.closedByUs.filter { $0 == -1 }
+        call.peer = plan.targets.joined(separator: ",")
+        let oldLeg = call.farLeg
+        call.farLeg = nil
+        call.outboundOffer = nil
+        calls[id] = call
+        logger.notice("mesh fallback: \(reason)", metadata: ["channel": "\(call.channel.index)", "targets": "\(plan.targets.joined(separator: ","))"])
+        eventContinuation.yield(.fellBackToMesh(channel: call.channel.index, reason: reason))
+        await oldLeg?.close()
+        do {
+            try await prepareFarLeg(id)
+        } catch {
+            logger.warning("mesh fallback failed: \(error)", metadata: ["channel": "\(call.channel.index)"])
+            guard var failing = calls[id] else { return }
+            let actions = failing.state.abort(status: 503, reason: "mesh fallback: \(error)")
+            calls[id] = failing
+            await perform(actions, call: id)
+            return
+        }
+        if plan.mode == .chain, let timer = calls[id]?.ringTimer {
+            // The chain's overall limit replaces the single ring time.
+            timer.cancel()
+            calls[id]?.ringTimer = legacy.endpoint.eventLoop.scheduleTask(in: .seconds(Int64(call.channel.maxCallSeconds))) { [self] in
+                Task { await self.ringTimedOut(id) }
+            }
+        }
+        await placeOnMesh(id)
+    }
+
+    /// Rings the plan's first target(s).
+    func placeOnMesh(_ id: Int) async {
+        guard let plan = calls[id]?.ringPlan else { return }
+        let first = plan.start()
+        if first.isEmpty {
+            await meshBranchFailed(id, branch: 0, status: 404)
+            return
+        }
+        for index in first {
+            await placeMeshTarget(id, target: index, branch: plan.mode == .chain ? 0 : index)
+        }
+    }
+
+    /// One mesh target: its peer from discovery, a TLS flow whose certificate names that peer,
+    /// and the INVITE over it. Failures are the branch's (404 unknown, 503 unreachable, 403 wrong peer).
+    func placeMeshTarget(_ id: Int, target index: Int, branch: Int) async {
+        guard let call = calls[id], let mesh, let plan = call.ringPlan, let offer = call.outboundOffer else { return }
+        let number = plan.targets[index]
+        if plan.mode == .chain { scheduleChainStep(id) }
+        guard let peer = meshPeers.first(where: { $0.numbers.contains(number) }) else {
+            logger.notice("mesh target \(number): no mesh node answers it", metadata: ["channel": "\(call.channel.index)"])
+            await meshBranchFailed(id, branch: branch, status: 404)
+            return
+        }
+        let destination = SIPDestination(transport: .tls, host: peer.address.scopedText, port: peer.port)
+        let flow: SIPFlow
+        do {
+            flow = try await mesh.endpoint.flow(to: destination)
+        } catch {
+            logger.warning("mesh peer \(peer.device) at \(peer.address):\(peer.port) unreachable: \(error)", metadata: ["channel": "\(call.channel.index)"])
+            await meshBranchFailed(id, branch: branch, status: 503)
+            return
+        }
+        // Discovery is a hint; the certificate (verified against the site CA) says who this is.
+        let certificate = onEndpoint(mesh.endpoint) { $0.peerCertificate(on: flow) }
+        let presented = certificate.flatMap(DeviceIdentity.deviceName(of:))
+        guard presented == peer.device else {
+            logger.error(
+                "mesh peer at \(peer.address) claims to be \(peer.device) but its certificate names \(presented ?? "nobody"); not calling it",
+                metadata: ["channel": "\(call.channel.index)"])
+            onEndpoint(mesh.endpoint) { $0.close(flow) }
+            await meshBranchFailed(id, branch: branch, status: 403)
+            return
+        }
+        guard calls[id]?.state.phase == .routing else { return }
+        let body = SIPMessageBody(contentType: "application/sdp", text: offer.serialized)
+        let uri = SIPURI(secure: true, user: number, host: peer.address.sipHost, port: peer.port)
+        let placed = on(mesh) { $0.call(uri, on: flow, from: call.channel.number, body: body) }
+        attachMesh(placed, call: id, branch: branch)
+    }
+
+    private func attachMesh(_ handle: SIPCallHandle, call id: Int, branch: Int) {
+        guard let call = calls[id], call.outboundSide == .mesh, branch < call.branches.count, call.state.phase == .routing else {
+            on(mesh!) { $0.hangUp(handle) }
+            return
+        }
+        calls[id]?.branches[branch] = handle
+        legs[LegKey(side: .mesh, handle: handle)] = (id, branch)
+    }
+
+    private func meshBranchFailed(_ id: Int, branch: Int, status: Int) async {
+        if calls[id]?.ringPlan?.mode == .chain, await nextInChain(id, after: status) { return }
+        guard var call = calls[id] else { return }
+        let actions = call.state.outboundFailed(branch, status: status)
+        calls[id] = call
+        await perform(actions, call: id)
+    }
+
+    /// Runs `body` on an endpoint synchronously: it shares our executor (the event loop).
+    func onEndpoint<T: Sendable>(_ endpoint: SIPEndpoint, _ body: (isolated SIPEndpoint) -> T) -> T {
+        endpoint.assumeIsolated(body)
+    }
+
+    // MARK: Chains
+
+    private func scheduleChainStep(_ id: Int) {
+        guard let call = calls[id] else { return }
+        calls[id]?.stepTimer?.cancel()
+        calls[id]?.stepTimer = legacy.endpoint.eventLoop.scheduleTask(in: .seconds(Int64(call.channel.ringSeconds))) { [self] in
+            Task { await self.chainStepTimedOut(id) }
+        }
+    }
+
+    /// The current chain target rang for `ring_s` without answering: cancel it, ring the next.
+    private func chainStepTimedOut(_ id: Int) async {
+        guard let call = calls[id], call.state.phase == .routing, call.ringPlan?.mode == .chain else { return }
+        logger.info("chain: no answer within \(call.channel.ringSeconds) s; next target", metadata: ["channel": "\(call.channel.index)"])
+        if await nextInChain(id, after: 480) { return }
+        await ringTimedOutAfterChain(id)
+    }
+
+    func ringTimedOutAfterChain(_ id: Int) async {
+        guard var call = calls[id] else { return }
+        let actions = call.state.abort(status: 480, reason: "no answer from the chain")
+        calls[id] = call
+        await perform(actions, call: id)
+    }
+
+    /// Moves the chain on: the current branch is cancelled (if it still rings), the state starts
+    /// a fresh one-branch fork, the next target is called. False when the chain is over.
+    func nextInChain(_ id: Int, after status: Int) async -> Bool {
+        guard var call = calls[id], var plan = call.ringPlan, plan.mode == .chain, call.state.phase == .routing else { return false }
+        guard let next = plan.next() else { return false }
+        if let handle = call.branches.first ?? nil {
+            legs[LegKey(side: .mesh, handle: handle)] = nil
+            on(mesh!) { $0.hangUp(handle, reason: "SIP;cause=480;text=\"next in chain\"") }
+        }
+        guard call.state.reroute(to: .legacyToMesh, branches: 1) else { return false }
+        call.ringPlan = plan
+        call.branches = [nil]
+        call.closedByUs = call.closedByUs.filter { $0 == -1 }
+        call.bridgedBranch = nil
+        calls[id] = call
+        logger.info("chain: ringing \(plan.targets[next]) (after \(status))", metadata: ["channel": "\(call.channel.index)"])
+        await placeMeshTarget(id, target: next, branch: 0)
+        return true
+    }
+
+    // MARK: Media on the mesh
+
+    /// Where the far leg of a mesh call lives: our link-local address on the interface of the
+    /// first target's peer (or the first mesh interface), with that interface as scope.
+    func meshMediaHost(targets: [String]) -> (bind: String, sdp: String, scope: UInt32)? {
+        let interface = targets.lazy.compactMap { number in self.meshPeers.first { $0.numbers.contains(number) }?.address.interface }.first
+            ?? meshAddresses.keys.sorted().first
+        guard let interface, let address = meshAddresses[interface], let index = NetworkInterface.index(of: interface) else { return nil }
+        return ("\(address)%\(interface)", address, index)
+    }
+}
