@@ -193,7 +193,7 @@ public actor CloudRegistration {
 
     /// One answer of a registration round; the last one decides the round.
     private func registered(_ aor: String, problem: String?, flow: SIPFlow, attempt current: Int) {
-        guard current == attempt else { return }
+        guard current == attempt, flow == self.flow else { return }
         if let problem { roundFailure = roundFailure ?? "\(aor): \(problem)" }
         roundPending -= 1
         guard roundPending == 0 else { return }

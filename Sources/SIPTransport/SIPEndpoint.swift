@@ -181,6 +181,8 @@ public actor SIPEndpoint {
     /// Closes a stream flow (say, a peer that abuses it); a no-op for UDP.
     public func close(_ flow: SIPFlow) {
         guard flow.transport.isReliable else { return }
+        // Not to be handed out again while it closes (`flow(to:)` would reuse it).
+        connectionFlows[flow.connectionID] = nil
         connections[flow.connectionID]?.close(promise: nil)
     }
 

@@ -11,6 +11,8 @@ public final class Baresip: @unchecked Sendable {
     public let sipPort: Int
     public let controlPort: Int
     public private(set) var process: PeerProcess?
+    /// The network namespace it runs in (`ip netns exec`), or nil for the test's own.
+    public let namespace: String?
 
     /// - Parameters:
     ///   - modules: codec and media modules beyond aufile, sndfile and ctrl_tcp (`g722.so`,
@@ -20,9 +22,10 @@ public final class Baresip: @unchecked Sendable {
     ///     mono for G.722, 48 kHz stereo for Opus).
     public init(
         _ name: String, in scratch: ScratchDirectory, modules: [String], account: String, tone: String, caFile: String? = nil,
-        rtpPorts: ClosedRange<Int>, extraConfig: String = ""
+        rtpPorts: ClosedRange<Int>, extraConfig: String = "", namespace: String? = nil
     ) throws {
         self.name = name
+        self.namespace = namespace
         directory = scratch.path("baresip-\(name)")
         // baresip listens on sipPort for UDP and TCP and on sipPort + 1 for TLS.
         var port = try freePort()
@@ -60,7 +63,12 @@ public final class Baresip: @unchecked Sendable {
     public func start(seconds: Int, command: String? = nil, commands: [String] = []) throws {
         var arguments = ["-f", directory, "-t", String(seconds)]
         for command in (command.map { [$0] } ?? []) + commands { arguments += ["-e", command] }
-        process = try PeerProcess("baresip", arguments, directory: URL(fileURLWithPath: directory))
+        if let namespace {
+            guard PeerProcess.find("baresip") != nil else { throw PeerError("baresip is not installed; run scripts/bootstrap (it installs the test peers)") }
+            process = try PeerProcess("ip", ["netns", "exec", namespace, "baresip"] + arguments, directory: URL(fileURLWithPath: directory))
+        } else {
+            process = try PeerProcess("baresip", arguments, directory: URL(fileURLWithPath: directory))
+        }
     }
 
     public var output: String { process?.text ?? "" }
@@ -71,13 +79,18 @@ public final class Baresip: @unchecked Sendable {
     public func command(_ command: String, _ params: String = "") async throws {
         let json = "{\"command\":\"\(command)\",\"params\":\"\(params)\",\"token\":\"t\"}"
         let netstring = "\(json.utf8.count):\(json),"
-        _ = try await runCommand("bash", ["-c", "exec 3<>/dev/tcp/127.0.0.1/\(controlPort) && printf '%s' '\(netstring)' >&3 && sleep 0.2"])
+        let script = "exec 3<>/dev/tcp/127.0.0.1/\(controlPort) && printf '%s' '\(netstring)' >&3 && sleep 0.2"
+        if let namespace {
+            _ = try await runCommand("ip", ["netns", "exec", namespace, "bash", "-c", script])
+        } else {
+            _ = try await runCommand("bash", ["-c", script])
+        }
     }
 
-    /// What it decoded in its first call, as 16 kHz mono (sox converts the dump).
-    public func decodedAudio() async throws -> [Int16] {
+    /// What it decoded in its first call (or its latest), as 16 kHz mono (sox converts the dump).
+    public func decodedAudio(latest: Bool = false) async throws -> [Int16] {
         let dumps = try FileManager.default.contentsOfDirectory(atPath: directory + "/snd").filter { $0.hasSuffix("-dec.wav") }.sorted()
-        guard let dump = dumps.first else { throw PeerError("\(name): no decoded audio dump; output:\n\(output.suffix(3000))") }
+        guard let dump = latest ? dumps.last : dumps.first else { throw PeerError("\(name): no decoded audio dump; output:\n\(output.suffix(3000))") }
         let mono = directory + "/received-\(dump)"
         _ = try await runCommand("sox", [directory + "/snd/" + dump, "-c", "1", "-r", "16000", mono, "remix", "1"])
         return try wavSamples(URL(fileURLWithPath: mono))

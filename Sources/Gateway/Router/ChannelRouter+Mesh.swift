@@ -139,7 +139,7 @@ extension ChannelRouter {
         }
         guard calls[id]?.state.phase == .routing else { return }
         let body = SIPMessageBody(contentType: "application/sdp", text: offer.serialized)
-        let uri = SIPURI(secure: true, user: number, host: peer.address.sipHost, port: peer.port)
+        let uri = SIPURI(secure: true, user: number, host: peer.address.address, port: peer.port)
         let placed = on(mesh) { $0.call(uri, on: flow, from: call.channel.number, body: body) }
         attachMesh(placed, call: id, branch: branch)
     }

@@ -534,7 +534,7 @@ public actor ChannelRouter {
             return (uri, SIPDestination(transport: transport, host: uri.host, port: uri.port ?? 5060))
         }
         guard let server = settings.legacyServer else { return nil }
-        var uri = SIPURI(user: target, host: server.host.contains(":") ? "[\(server.host)]" : server.host, port: server.port)
+        var uri = SIPURI(user: target, host: server.host, port: server.port)  // SIPURI brackets an IPv6 host itself
         if server.transport == .tcp { uri.parameters.set("transport", "tcp") }
         return (uri, server)
     }

@@ -1,0 +1,150 @@
+import Foundation
+import Gateway
+import PeerTestSupport
+import Testing
+
+/// The mesh fallback on a LAN made of network namespaces (`MeshNetwork`): a cloud-core host and
+/// two gateway hosts, each gateway with baresip legacy stations beside it. The daemons are the
+/// built binaries; the cloud link is cut with tc netem.
+@Suite("Mesh fallback", .serialized)
+struct MeshFallbackTests {
+    /// What `station` decoded in its latest call is `frequency`, loud enough, for at least 3 s.
+    static func expectTone(_ station: Baresip, _ frequency: Double, from peer: String, latest: Bool = false, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        let pcm = try await station.decodedAudio(latest: latest)
+        #expect(pcm.count >= 16000 * 3, "\(station.name) decoded at least 3 s from \(peer): \(pcm.count) samples", sourceLocation: sourceLocation)
+        let middle = pcm.dropFirst(16000).prefix(16000 * 2)
+        let measured = ToneMeasurement.frequency(middle, sampleRate: 16000)
+        #expect(abs(measured - frequency) < 15, "\(station.name) hears \(peer)'s \(Int(frequency)) Hz tone: \(measured) Hz", sourceLocation: sourceLocation)
+        #expect(ToneMeasurement.level(middle) > -20, "\(station.name) hears it loud enough: \(ToneMeasurement.level(middle)) dBFS", sourceLocation: sourceLocation)
+    }
+
+    /// Both gateways claimed, registered, and each seeing the other on the mesh.
+    struct Site {
+        let network: MeshNetwork
+        let gw1: PeerProcess
+        let gw1State: String
+        let gw2: PeerProcess
+        let gw2State: String
+        let coreConfig: String
+        let caFile: String
+        let answering: Baresip
+        let ringing: Baresip
+    }
+
+    /// gw1 channel 1 (`101`): cloud target gw2-ch1, mesh target 201; channel 2 (`102`): mesh
+    /// targets 202 then 201 as a chain, 5 s each. gw2 channel 1 (`201`) rings station `b`
+    /// (answers, 1200 Hz), channel 2 (`202`) rings station `b2` (never answers).
+    static func startSite(_ network: MeshNetwork) async throws -> Site {
+        let (coreConfig, caFile) = try await network.startCore()
+        let tone = network.scratch.path("b.wav"), tone2 = network.scratch.path("b2.wav")
+        try await Baresip.tone(tone, frequency: 1200, seconds: 200, rate: 16000, channels: 1)
+        try await Baresip.tone(tone2, frequency: 1000, seconds: 200, rate: 16000, channels: 1)
+        let answering = try network.station("b", beside: "gw2", tone: tone)
+        let ringing = try network.station("b2", beside: "gw2", tone: tone2, answer: false)
+        try answering.start(seconds: 240)
+        try ringing.start(seconds: 240)
+        let gw1 = try network.startGateway("gw1", channels: [
+            .init(index: 1, number: "101", cloudTarget: "gw2-ch1", legacyTargets: ["sip:a@127.0.0.1:9"], meshTargets: ["201"]),
+            .init(index: 2, number: "102", cloudTarget: "gw2-ch1", legacyTargets: ["sip:a@127.0.0.1:9"], meshTargets: ["202", "201"], ring: "chain", ringSeconds: 5),
+        ], claimCode: try await network.claimCode("gw1", coreConfig: coreConfig), caFile: caFile)
+        let gw2 = try network.startGateway("gw2", channels: [
+            .init(index: 1, number: "201", cloudTarget: "gw1-ch1", legacyTargets: ["sip:b@127.0.0.1:\(answering.sipPort)"]),
+            .init(index: 2, number: "202", cloudTarget: "gw1-ch1", legacyTargets: ["sip:b2@127.0.0.1:\(ringing.sipPort)"]),
+        ], claimCode: try await network.claimCode("gw2", coreConfig: coreConfig), caFile: caFile)
+        try await network.eventually("both gateways registered at the cloud", timeout: .seconds(30)) {
+            gw1.process.text.contains("cloud uplink registered") && gw2.process.text.contains("cloud uplink registered")
+        }
+        try await network.eventually("gw1 sees gw2 on the mesh", timeout: .seconds(15)) {
+            gw1.process.text.contains("mesh peers: gw2@") && gw2.process.text.contains("mesh peers: gw1@")
+        }
+        return Site(
+            network: network, gw1: gw1.process, gw1State: gw1.state, gw2: gw2.process, gw2State: gw2.state, coreConfig: coreConfig, caFile: caFile,
+            answering: answering, ringing: ringing)
+    }
+
+    /// A legacy call from a fresh station `name` beside gw1 to `number`, lasting `seconds`
+    /// (the station hangs up then); returns when it is over.
+    static func call(_ site: Site, _ name: String, number: String, seconds: Int) async throws -> Baresip {
+        let tone = site.network.scratch.path("\(name).wav")
+        try await Baresip.tone(tone, frequency: 800, seconds: seconds + 5, rate: 16000, channels: 1)
+        let station = try site.network.station(name, beside: "gw1", tone: tone)
+        try station.start(seconds: seconds, command: "/dial sip:\(number)@127.0.0.1:5060")
+        _ = try await station.process?.wait(timeout: .seconds(Double(seconds + 20)))
+        return station
+    }
+
+    static func withNetwork(_ body: (MeshNetwork) async throws -> Void) async throws {
+        let network = try await MeshNetwork.create()
+        do {
+            try await body(network)
+        } catch {
+            Issue.record("\(error)\n\(network.logs())")
+        }
+        await network.destroy()
+    }
+
+    @Test func callsGoOverTheMeshWhileTheCloudIsCutAndBackToTheCloudAfter() async throws {
+        try await Self.withNetwork { network in
+            let site = try await Self.startSite(network)
+
+            // 1. The cloud is up: the call goes through it.
+            let first = try await Self.call(site, "a1", number: "101", seconds: 8)
+            try await network.eventually("the first call recorded") { try network.records(site.gw1State).count == 1 }
+            var records = try network.records(site.gw1State)
+            #expect(records.last?.direction == .legacyToCloud && records.last?.status == .answered, "\(records)")
+            #expect(try network.records(site.gw2State).last?.direction == .cloudToLegacy)
+            try await Self.expectTone(first, 1200, from: "b over the cloud")
+
+            // 2. The cloud link is cut; a call right after it, before the outage is noticed,
+            // waits fallback_after_ms for the cloud and then goes over the mesh.
+            try await network.cutCloud()
+            let second = try await Self.call(site, "a2", number: "101", seconds: 10)
+            #expect(site.gw1.text.contains("mesh fallback: no answer from the cloud"), "\(site.gw1.text.suffix(3000))")
+            try await network.eventually("the second call recorded") { try network.records(site.gw1State).count == 2 }
+            records = try network.records(site.gw1State)
+            #expect(records.last?.direction == .legacyToMesh && records.last?.status == .answered && records.last?.codec == "g722", "\(records)")
+            let gw2Records = try network.records(site.gw2State)
+            #expect(gw2Records.last?.direction == .meshToLegacy && gw2Records.last?.status == .answered, "\(gw2Records)")
+            try await Self.expectTone(second, 1200, from: "b over the mesh")
+            try await Self.expectTone(site.answering, 800, from: "a2 over the mesh", latest: true)
+
+            // 3. The uplink has noticed: calls go to the mesh at once. A chain rings 202 (which
+            // does not answer) for its 5 s, then 201.
+            try await network.eventually("gw1 noticed the outage") { site.gw1.text.contains("cloud health down") }
+            let third = try await Self.call(site, "a3", number: "102", seconds: 14)
+            #expect(site.gw1.text.contains("cloud down: the call goes to the mesh at once"))
+            #expect(site.gw1.text.contains("chain: ringing 201"))
+            #expect(site.ringing.output.contains("Incoming call") && site.ringing.output.contains("session closed"), "b2 rang and was cancelled:\n\(site.ringing.output.suffix(2000))")
+            #expect(!site.ringing.output.contains("Call established"))
+            try await network.eventually("the chain call recorded") { try network.records(site.gw1State).count == 3 }
+            records = try network.records(site.gw1State)
+            let chained = try #require(records.last)
+            #expect(chained.direction == .legacyToMesh && chained.status == .answered && chained.channel == 2 && chained.peer == "201", "\(chained)")
+            let waited = (chained.answeredAt ?? 0) - chained.startedAt
+            #expect(waited >= 5 && waited < 9, "answered by the second target after the first's ring_s: \(waited) s")
+            try await Self.expectTone(third, 1200, from: "b at the chain's second step")
+
+            // 4. The link comes back: the uplink registers again and the next call takes the cloud.
+            try await network.restoreCloud()
+            try await network.eventually("gw1 registered again", timeout: .seconds(40)) {
+                site.gw1.text.components(separatedBy: "cloud uplink registered").count >= 3 && site.gw1.text.hasSuffixAfter("cloud health up", "cloud health down")
+            }
+            let fourth = try await Self.call(site, "a4", number: "101", seconds: 8)
+            try await network.eventually("the fourth call recorded") { try network.records(site.gw1State).count == 4 }
+            records = try network.records(site.gw1State)
+            #expect(records.last?.direction == .legacyToCloud && records.last?.status == .answered, "\(records)")
+            try await Self.expectTone(fourth, 1200, from: "b over the cloud again")
+            // No call placed in the test was lost.
+            #expect(records.count == 4 && records.allSatisfy { $0.status == .answered }, "\(records)")
+        }
+    }
+}
+
+extension String {
+    /// Whether `marker` occurs after the last `other` (a state reached again).
+    func hasSuffixAfter(_ marker: String, _ other: String) -> Bool {
+        guard let last = range(of: marker, options: .backwards) else { return false }
+        guard let before = range(of: other, options: .backwards) else { return true }
+        return last.lowerBound > before.lowerBound
+    }
+}

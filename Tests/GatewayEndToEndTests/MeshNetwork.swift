@@ -1,0 +1,255 @@
+import Foundation
+import Gateway
+import PeerTestSupport
+
+/// One site on one LAN segment, made of network namespaces for one test: a switch (a bridge in
+/// its own namespace), a cloud-core host and two gateway hosts, each plugged into the switch by a
+/// veth pair. Every host has a real IPv6 link-local address on its `eth0` (duplicate address
+/// detection off, so it is usable at once) and an IPv4 address for the cloud path
+/// (10.77.0.1 core, .11 gw1, .12 gw2). Nothing outside the namespaces is touched; `destroy`
+/// deletes them (and with them the veths and the bridge).
+///
+/// The daemons run as processes inside their host's namespace (`ip netns exec`), built by
+/// `make test` next to the tests; the legacy stations are baresip beside their gateway, on the
+/// gateway host's loopback.
+final class MeshNetwork: @unchecked Sendable {
+    let scratch: ScratchDirectory
+    let tag: String
+    var lan: String { "sb\(tag)-lan" }
+    var coreHost: String { "sb\(tag)-core" }
+    func host(_ gateway: String) -> String { "sb\(tag)-\(gateway)" }
+    static let coreAddress = "10.77.0.1"
+    private(set) var processes: [String: PeerProcess] = [:]
+
+    private init(scratch: ScratchDirectory, tag: String) {
+        self.scratch = scratch
+        self.tag = tag
+    }
+
+    /// Makes the namespaces, the switch and the hosts' links.
+    static func create(gateways: [String] = ["gw1", "gw2"]) async throws -> MeshNetwork {
+        guard getuid() == 0 else {
+            throw PeerError("the mesh tests make network namespaces and need root (CI runs as root; run `sudo make test`)")
+        }
+        let network = MeshNetwork(scratch: try ScratchDirectory(), tag: String(UInt32.random(in: 0..<0xFFFF), radix: 16))
+        do {
+            try await network.build(gateways: gateways)
+        } catch {
+            await network.destroy()
+            throw error
+        }
+        return network
+    }
+
+    private func build(gateways: [String]) async throws {
+        try await ip(["netns", "add", lan])
+        try await ip(["-n", lan, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0"])
+        try await ip(["-n", lan, "link", "set", "br0", "up"])
+        var hosts = [(coreHost, Self.coreAddress)]
+        for (index, gateway) in gateways.enumerated() { hosts.append((host(gateway), "10.77.0.\(11 + index)")) }
+        for (index, (namespace, address)) in hosts.enumerated() {
+            try await ip(["netns", "add", namespace])
+            let port = "p\(index)"
+            try await ip(["-n", lan, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", namespace])
+            try await ip(["-n", lan, "link", "set", port, "master", "br0", "up"])
+            try await runCommand("ip", ["netns", "exec", namespace, "sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0"])
+            try await ip(["-n", namespace, "addr", "add", "\(address)/24", "dev", "eth0"])
+            try await ip(["-n", namespace, "link", "set", "lo", "up"])
+            try await ip(["-n", namespace, "link", "set", "eth0", "up"])
+        }
+    }
+
+    private func ip(_ arguments: [String]) async throws {
+        try await runCommand("ip", arguments)
+    }
+
+    /// The link-local address of `eth0` in `namespace` (no zone).
+    func linkLocalAddress(_ namespace: String) async throws -> String {
+        let text = try await runCommand("ip", ["-n", namespace, "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link"])
+        guard let field = text.split(separator: " ").first(where: { $0.hasPrefix("fe80:") }) else {
+            throw PeerError("no link-local address on eth0 in \(namespace): \(text)")
+        }
+        return String(field.split(separator: "/")[0])
+    }
+
+    /// Cuts the cloud host off the LAN: the switch port toward it goes down. The gateways' own
+    /// links stay up and nothing sends a reset, so their TLS flows just go silent, as behind a
+    /// dead uplink. (Link down rather than tc netem: the netem qdisc is a kernel module that
+    /// the CI machines' kernels do not carry.)
+    func cutCloud() async throws {
+        try await ip(["-n", lan, "link", "set", "p0", "down"])
+    }
+
+    func restoreCloud() async throws {
+        try await ip(["-n", lan, "link", "set", "p0", "up"])
+    }
+
+    /// Starts `executable` in `namespace`, kept for `stop` and for failure messages.
+    @discardableResult
+    func start(_ name: String, in namespace: String, _ executable: String, _ arguments: [String]) throws -> PeerProcess {
+        let process = try PeerProcess("ip", ["netns", "exec", namespace, executable] + arguments)
+        processes[name] = process
+        return process
+    }
+
+    func run(in namespace: String, _ executable: String, _ arguments: [String]) async throws -> String {
+        try await runCommand("ip", ["netns", "exec", namespace, executable] + arguments)
+    }
+
+    func destroy() async {
+        for process in processes.values { process.stop() }
+        processes = [:]
+        for namespace in [lan, coreHost] + ["gw1", "gw2", "gw3"].map(host) {
+            _ = try? await runCommand("ip", ["netns", "del", namespace])
+        }
+    }
+
+    // MARK: The site
+
+    /// The cloud core on its host: TLS SIP and claiming on 10.77.0.1, a directory with site
+    /// `lobby`, devices gw1 and gw2 (two channels each) and user alice.
+    func startCore() async throws -> (config: String, caFile: String) {
+        let state = scratch.path("core")
+        let seed = scratch.path("seed.toml")
+        try """
+            [[company]]
+            name = "acme"
+            [[project]]
+            company = "acme"
+            name = "hq"
+            [[site]]
+            company = "acme"
+            project = "hq"
+            name = "lobby"
+            time_zone = "Europe/Berlin"
+            [[user]]
+            name = "alice"
+            site = "lobby"
+            password = "alice-pw"
+            [[device]]
+            name = "gw1"
+            site = "lobby"
+            channels = 2
+            [[device]]
+            name = "gw2"
+            site = "lobby"
+            channels = 2
+            """.write(toFile: seed, atomically: true, encoding: .utf8)
+        let config = scratch.path("core.toml")
+        try """
+            [core]
+            domain = "symphony.local"
+            state_dir = "\(state)"
+            log_level = "notice"
+            seed_file = "\(seed)"
+            [sip]
+            tls_listen = ["\(Self.coreAddress):5061"]
+            advertise = "\(Self.coreAddress)"
+            digest_algorithms = ["MD5"]
+            [claiming]
+            listen = "\(Self.coreAddress):8443"
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        try start("core", in: coreHost, try builtExecutable("symphony-cloud-core"), ["run", "--config", config])
+        let host = coreHost
+        try await eventually("the cloud core listening", timeout: .seconds(20)) {
+            let sockets = try await runCommand("ip", ["netns", "exec", host, "ss", "-Hlnt"])
+            return sockets.contains("\(Self.coreAddress):5061") && sockets.contains("\(Self.coreAddress):8443")
+        }
+        return (config, state + "/ca.pem")
+    }
+
+    /// A one-time claiming code for `device`, made with the core's admin command.
+    func claimCode(_ device: String, coreConfig: String) async throws -> String {
+        let output = try await runCommand(try builtExecutable("symphony-cloud-core"), ["admin", "claim-code", "--config", coreConfig, device])
+        guard let code = output.split(whereSeparator: \.isWhitespace).last else { throw PeerError("no claiming code in: \(output)") }
+        return String(code)
+    }
+
+    struct ChannelPlan {
+        var index: Int
+        var number: String
+        var cloudTarget: String
+        var legacyTargets: [String]
+        var meshTargets: [String] = []
+        var ring = "parallel"
+        var ringSeconds = 30
+    }
+
+    /// A gateway on its host: legacy trunk on the host's loopback (UDP 5060), the cloud at
+    /// 10.77.0.1, the mesh on eth0 with `fallback_after_ms`.
+    @discardableResult
+    func startGateway(
+        _ id: String, channels: [ChannelPlan], claimCode: String?, caFile: String, fallbackAfterMilliseconds: Int = 1500,
+        stateDirectory: String? = nil, extra: String = ""
+    ) throws -> (process: PeerProcess, state: String) {
+        let state = stateDirectory ?? scratch.path("\(id)-state")
+        var text = """
+            [gateway]
+            id = "\(id)"
+            site = "lobby"
+            state_dir = "\(state)"
+            log_level = "info"
+            [legacy]
+            listen = "127.0.0.1:5060"
+            options_interval_s = 0
+            [cloud]
+            server = "\(Self.coreAddress):5061"
+            ca_file = "\(caFile)"
+            claim_url = "https://\(Self.coreAddress):8443/v1/claim"
+            keepalive_s = 5
+
+            """
+        if let claimCode { text += "claim_code = \"\(claimCode)\"\n" }
+        for channel in channels {
+            text += """
+                [[channel]]
+                index = \(channel.index)
+                number = "\(channel.number)"
+                cloud_target = "\(channel.cloudTarget)"
+                legacy_targets = [\(channel.legacyTargets.map { "\"\($0)\"" }.joined(separator: ", "))]
+                mesh_targets = [\(channel.meshTargets.map { "\"\($0)\"" }.joined(separator: ", "))]
+                ring = "\(channel.ring)"
+                ring_s = \(channel.ringSeconds)
+
+                """
+        }
+        text += """
+            [mesh]
+            enabled = true
+            interfaces = ["eth0"]
+            fallback_after_ms = \(fallbackAfterMilliseconds)
+            \(extra)
+            """
+        let config = scratch.path("\(id).toml")
+        try text.write(toFile: config, atomically: true, encoding: .utf8)
+        let process = try start(id, in: host(id), try builtExecutable("symphony-bridge"), ["run", "--config", config])
+        return (process, state)
+    }
+
+    /// A legacy station beside gateway `gateway`: baresip on its host's loopback, G.722.
+    func station(_ name: String, beside gateway: String, tone: String, answer: Bool = true) throws -> Baresip {
+        try Baresip(
+            name, in: scratch, modules: ["g722.so", "g711.so"],
+            account: "<sip:\(name)@127.0.0.1>;regint=0;audio_codecs=G722/16000/1;answermode=\(answer ? "auto" : "manual")",
+            tone: tone, rtpPorts: 33000...33999, namespace: host(gateway))
+    }
+
+    /// Waits until `condition` holds, failing with the daemons' output.
+    func eventually(_ what: String, timeout: Duration = .seconds(15), _ condition: @escaping @Sendable () async throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if try await condition() { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw PeerError("timed out waiting for \(what)\n" + logs())
+    }
+
+    func logs() -> String {
+        processes.sorted { $0.key < $1.key }.map { "---- \($0.key):\n\($0.value.text.suffix(5000))" }.joined(separator: "\n")
+    }
+
+    /// The gateway's call records (its SQLite file, read while it runs: WAL allows it).
+    func records(_ state: String) throws -> [GatewayCallRecord] {
+        try GatewayCallRecords(path: state + "/calls.sqlite").all()
+    }
+}
