@@ -29,6 +29,16 @@ struct MeshFallbackTests {
         let caFile: String
         let answering: Baresip
         let ringing: Baresip
+        /// gw1's broker (in its namespace) and a subscriber to all of gw1's topics since start.
+        let broker: Mosquitto
+        let topics: PeerProcess
+
+        /// The messages gw1 published on `topic` so far, as payload texts.
+        func published(_ topic: String) -> [String] {
+            topics.text.split(separator: "\n").compactMap { line in
+                line.hasPrefix("symphony-bridge/gw1/\(topic) ") ? String(line.dropFirst("symphony-bridge/gw1/\(topic) ".count)) : nil
+            }
+        }
     }
 
     /// gw1 channel 1 (`101`): cloud target gw2-ch1, mesh target 201; channel 2 (`102`): mesh
@@ -43,10 +53,14 @@ struct MeshFallbackTests {
         let ringing = try network.station("b2", beside: "gw2", tone: tone2, answer: false)
         try answering.start(seconds: 240)
         try ringing.start(seconds: 240)
+        let broker = try Mosquitto(in: network.scratch, namespace: network.host("gw1"))
+        try await broker.start()
+        let topics = try broker.startSubscriber("symphony-bridge/gw1/#")
         let gw1 = try network.startGateway("gw1", channels: [
             .init(index: 1, number: "101", cloudTarget: "gw2-ch1", legacyTargets: ["sip:a@127.0.0.1:9"], meshTargets: ["201"]),
             .init(index: 2, number: "102", cloudTarget: "gw2-ch1", legacyTargets: ["sip:a@127.0.0.1:9"], meshTargets: ["202", "201"], ring: "chain", ringSeconds: 5),
-        ], claimCode: try await network.claimCode("gw1", coreConfig: coreConfig), caFile: caFile)
+        ], claimCode: try await network.claimCode("gw1", coreConfig: coreConfig), caFile: caFile,
+        extra: "[mqtt]\nhost = \"127.0.0.1\"\nport = \(broker.port)\n")
         let gw2 = try network.startGateway("gw2", channels: [
             .init(index: 1, number: "201", cloudTarget: "gw1-ch1", legacyTargets: ["sip:b@127.0.0.1:\(answering.sipPort)"]),
             .init(index: 2, number: "202", cloudTarget: "gw1-ch1", legacyTargets: ["sip:b2@127.0.0.1:\(ringing.sipPort)"]),
@@ -59,7 +73,7 @@ struct MeshFallbackTests {
         }
         return Site(
             network: network, gw1: gw1.process, gw1State: gw1.state, gw2: gw2.process, gw2State: gw2.state, coreConfig: coreConfig, caFile: caFile,
-            answering: answering, ringing: ringing)
+            answering: answering, ringing: ringing, broker: broker, topics: topics)
     }
 
     /// A legacy call from a fresh station `name` beside gw1 to `number`, lasting `seconds`
@@ -136,6 +150,77 @@ struct MeshFallbackTests {
             try await Self.expectTone(fourth, 1200, from: "b over the cloud again")
             // No call placed in the test was lost.
             #expect(records.count == 4 && records.allSatisfy { $0.status == .answered }, "\(records)")
+
+            // MQTT told the story: the mesh topic standby → active (with gw2 among the peers) →
+            // standby, channel 1 in state `mesh` during the mesh call, failover and failback events.
+            try await network.eventually("the mesh back in standby on MQTT") { site.published("mesh").last?.contains(#""state":"standby""#) == true }
+            let mesh = site.published("mesh")
+            #expect(mesh.contains { $0.contains(#""state":"active""#) && $0.contains(#""device":"gw2""#) && $0.contains(#""201""#) }, "\(mesh)")
+            #expect(site.published("channel/1").contains { $0.contains(#""state":"mesh""#) && $0.contains(#""via":"mesh""#) }, "\(site.published("channel/1"))")
+            let events = site.published("event")
+            for type in ["failover", "failback", "mesh_fallback"] {
+                #expect(events.contains { $0.contains(#""type":"\#(type)""#) }, "event \(type) published: \(events)")
+            }
+            #expect(site.published("cloud").contains { $0.contains(#""health":"down""#) })
+            site.topics.stop()
+            site.broker.stop()
+        }
+    }
+}
+
+extension MeshFallbackTests {
+    /// Speaks SIPS to `address` (gw2's mesh listener) from gw1's host with openssl s_client: an
+    /// offerless INVITE for 201 with the given client certificate (or none); returns what came back.
+    static func probe(_ network: MeshNetwork, _ address: String, caFile: String, certificate: (cert: String, key: String)?, tag: String) async throws -> String {
+        let request = network.scratch.path("invite-\(tag).txt")
+        try [
+            "INVITE sips:201@[\(address)]:5061 SIP/2.0",
+            "Via: SIP/2.0/TLS [fe80::1]:5061;branch=z9hG4bK-\(tag)",
+            "Max-Forwards: 70",
+            "From: <sips:probe@example.invalid>;tag=\(tag)",
+            "To: <sips:201@[\(address)]:5061>",
+            "Call-ID: probe-\(tag)",
+            "CSeq: 1 INVITE",
+            "Contact: <sips:probe@[fe80::1]:5061>",
+            "Content-Length: 0", "", "",
+        ].joined(separator: "\r\n").write(toFile: request, atomically: true, encoding: .utf8)
+        var arguments = ["s_client", "-connect", "[\(address)%eth0]:5061", "-CAfile", caFile, "-quiet"]
+        if let certificate { arguments += ["-cert", certificate.cert, "-key", certificate.key] }
+        // Stopped from here after 3 s: `timeout` relies on SIGALRM, which the test runner blocks.
+        let command = "exec openssl \(arguments.map { "'\($0)'" }.joined(separator: " ")) < '\(request)'"
+        let process = try network.start("probe-\(tag)", in: network.host("gw1"), "bash", ["-c", command])
+        try await Task.sleep(for: .seconds(3))
+        process.stop()
+        return process.text
+    }
+
+    @Test func meshPeersWithACertificateOfAnotherCAOrNoneCannotCall() async throws {
+        try await Self.withNetwork { network in
+            let site = try await Self.startSite(network)
+            let address = try await network.linkLocalAddress(network.host("gw2"))
+            // The control: gw1's own device certificate from the site CA gets a SIP answer (the
+            // offerless INVITE is refused with 488, but it reached gw2's router).
+            let genuine = try await Self.probe(
+                network, address, caFile: site.caFile, certificate: (site.gw1State + "/device.pem", site.gw1State + "/device-key.pem"), tag: "genuine")
+            #expect(genuine.contains("SIP/2.0 488"), "a site device reaches the mesh listener:\n\(genuine)")
+
+            // A certificate naming gw1 but signed by another CA, and no certificate at all: the
+            // handshake fails, nothing reaches SIP, no station rings.
+            let impostor = try await TestCertificates.make(in: network.scratch, name: "gw1")
+            let foreign = try await Self.probe(network, address, caFile: site.caFile, certificate: (impostor.certificateFile, impostor.keyFile), tag: "foreign")
+            #expect(!foreign.contains("SIP/2.0"), "another CA's certificate gets no SIP answer:\n\(foreign)")
+            #expect(foreign.lowercased().contains("alert"), "refused in the TLS handshake:\n\(foreign)")
+            let anonymous = try await Self.probe(network, address, caFile: site.caFile, certificate: nil, tag: "none")
+            #expect(!anonymous.contains("SIP/2.0"), "no certificate gets no SIP answer:\n\(anonymous)")
+            #expect(anonymous.lowercased().contains("alert"), "refused in the TLS handshake:\n\(anonymous)")
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(site.gw2.text.components(separatedBy: "call refused: the INVITE carries no SDP offer").count == 2,
+                    "only the genuine INVITE reached gw2's router:\n\(site.gw2.text.suffix(3000))")
+            #expect(!site.answering.output.contains("Incoming call") && !site.ringing.output.contains("Incoming call"))
+            #expect(site.gw2.text.contains("CERTIFICATE_VERIFY_FAILED") && site.gw2.text.contains("PEER_DID_NOT_RETURN_A_CERTIFICATE"),
+                    "gw2 logged why it refused each handshake:\n\(site.gw2.text.suffix(3000))")
+            site.topics.stop()
+            site.broker.stop()
         }
     }
 }

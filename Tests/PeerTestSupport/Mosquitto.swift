@@ -15,8 +15,15 @@ public final class Mosquitto: @unchecked Sendable {
     /// With `tls`, the listener speaks only TLS with this certificate; subscribers trust its CA.
     public let tls: TestCertificates?
 
-    public init(in scratch: ScratchDirectory, port: Int? = nil, credentials: (user: String, password: String)? = nil, tls: TestCertificates? = nil) throws {
+    /// The network namespace the broker and the test's clients run in (`ip netns exec`), or nil.
+    public let namespace: String?
+
+    public init(
+        in scratch: ScratchDirectory, port: Int? = nil, credentials: (user: String, password: String)? = nil, tls: TestCertificates? = nil,
+        namespace: String? = nil
+    ) throws {
         self.scratch = scratch
+        self.namespace = namespace
         self.port = try port ?? freePort()
         self.credentials = credentials
         self.tls = tls
@@ -37,8 +44,23 @@ public final class Mosquitto: @unchecked Sendable {
             text += "allow_anonymous true\n"
         }
         try text.write(toFile: config, atomically: true, encoding: .utf8)
-        process = try PeerProcess("mosquitto", ["-c", config])
-        try await waitUntilListening(port: port, udp: false)
+        process = try peer("mosquitto", ["-c", config])
+        if let namespace {
+            let deadline = ContinuousClock.now + .seconds(10)
+            while try await !runCommand("ip", ["netns", "exec", namespace, "ss", "-Hlnt"]).contains("127.0.0.1:\(port)") {
+                guard ContinuousClock.now < deadline else { throw PeerError("mosquitto did not listen on \(port) in \(namespace):\n\(process?.text ?? "")") }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        } else {
+            try await waitUntilListening(port: port, udp: false)
+        }
+    }
+
+    /// A program of ours, in the broker's namespace if it has one.
+    private func peer(_ executable: String, _ arguments: [String]) throws -> PeerProcess {
+        guard let namespace else { return try PeerProcess(executable, arguments) }
+        guard PeerProcess.find(executable) != nil else { throw PeerError("\(executable) is not installed; run scripts/bootstrap (it installs the test peers)") }
+        return try PeerProcess("ip", ["netns", "exec", namespace, executable] + arguments)
     }
 
     public func stop() {
@@ -74,7 +96,7 @@ public final class Mosquitto: @unchecked Sendable {
         if let credentials { arguments += ["-u", credentials.user, "-P", credentials.password] }
         if let tls { arguments += ["--cafile", tls.caFile] }
         if retainedOnly { arguments.append("--retained-only") }
-        return try PeerProcess("stdbuf", arguments)
+        return try peer("stdbuf", arguments)
     }
 
     /// Publishes once (`mosquitto_pub`); an empty retained message clears the topic.
@@ -84,6 +106,8 @@ public final class Mosquitto: @unchecked Sendable {
         if let tls { arguments += ["--cafile", tls.caFile] }
         arguments += payload.isEmpty ? ["-n"] : ["-m", payload]
         if retain { arguments.append("-r") }
-        _ = try await runCommand("mosquitto_pub", arguments)
+        let publisher = try peer("mosquitto_pub", arguments)
+        let status = try await publisher.wait(timeout: .seconds(30))
+        guard status == 0 else { throw PeerError("mosquitto_pub exited \(status):\n\(publisher.text)") }
     }
 }
