@@ -267,6 +267,9 @@ let package = Package(
         ),
         // Test support shared by the suites that drive real peers (sipp, stunnel4, ffmpeg, …).
         .target(name: "PeerTestSupport", path: "Tests/PeerTestSupport", swiftSettings: strictSettings),
+        // A site LAN of network namespaces (switch, cloud host, gateway hosts) for the mesh tests
+        // and the mesh benchmark.
+        .target(name: "MeshTestSupport", dependencies: ["PeerTestSupport", "Gateway"], path: "Tests/MeshTestSupport", swiftSettings: strictSettings),
         .testTarget(
             name: "SIPTransportTests",
             dependencies: [
@@ -321,7 +324,7 @@ let package = Package(
         .testTarget(
             name: "GatewayEndToEndTests",
             dependencies: [
-                "Gateway", "CloudCore", "CloudUplink", "PeerTestSupport", "SIP", "SIPTransport", "SIPUserAgent", "Media",
+                "Gateway", "CloudCore", "CloudUplink", "PeerTestSupport", "MeshTestSupport", "SIP", "SIPTransport", "SIPUserAgent", "Media",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -347,7 +350,7 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
-        .testTarget(name: "MeshTests", dependencies: ["Mesh"], swiftSettings: strictSettings),
+        .testTarget(name: "MeshTests", dependencies: ["Mesh", "NetworkAddress", .product(name: "NIOCore", package: "swift-nio")], swiftSettings: strictSettings),
     ],
     swiftLanguageModes: [.v6]
 )

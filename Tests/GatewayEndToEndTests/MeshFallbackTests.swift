@@ -1,6 +1,7 @@
 import Foundation
 import Gateway
 import PeerTestSupport
+import MeshTestSupport
 import Testing
 
 /// The mesh fallback on a LAN made of network namespaces (`MeshNetwork`): a cloud-core host and

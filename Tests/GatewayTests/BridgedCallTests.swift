@@ -72,6 +72,34 @@ struct BridgedCallTests {
         #expect(call.outboundEnded(0) == [])
     }
 
+    /// The mesh fallback: the silent cloud branch is dropped, the mesh targets take over while
+    /// the caller waits; what ends the call afterwards speaks of the mesh.
+    @Test func aCallReroutedToTheMeshStartsAFreshForkAndKeepsTheCaller() {
+        var call = BridgedCall(channel: 1, direction: .legacyToCloud, branches: 1)
+        let rerouted = call.reroute(to: .legacyToMesh, branches: 2)
+        #expect(rerouted)
+        #expect(call.direction == .legacyToMesh && call.phase == .routing)
+        #expect(call.outboundRinging(1, early: false) == [.ringInbound(earlyBranch: nil)])
+        #expect(call.outboundAnswered(1) == [.answerInbound(branch: 1), .cancel(branches: [0], reason: .answeredElsewhere)])
+        #expect(call.outboundEnded(1) == [.hangUpInbound, .finish(.answered, reason: "mesh peer hung up")])
+        #expect(GatewayCallRecord.Direction(call.direction) == .legacyToMesh)
+    }
+
+    @Test func aChainStepDoesNotRingTheCallerTwiceAndNothingReroutesAfterTheEnd() {
+        var call = BridgedCall(channel: 2, direction: .legacyToMesh, branches: 1)
+        #expect(call.outboundRinging(0, early: false) == [.ringInbound(earlyBranch: nil)])
+        let nextStep = call.reroute(to: .legacyToMesh, branches: 1)
+        #expect(nextStep)
+        #expect(call.outboundRinging(0, early: false) == [], "the caller already hears ringing")
+        #expect(call.outboundFailed(0, status: 486) == [.rejectInbound(status: 486), .finish(.busy, reason: "486 from the mesh")])
+        let afterEnd = call.reroute(to: .legacyToMesh, branches: 1)
+        #expect(!afterEnd, "an ended call stays ended")
+        var cancelled = BridgedCall(channel: 1, direction: .legacyToCloud, branches: 1)
+        _ = cancelled.inboundCancelled()
+        let afterCancel = cancelled.reroute(to: .legacyToMesh, branches: 1)
+        #expect(!afterCancel)
+    }
+
     @Test func cloudFailuresMapToWhatALegacyStationCanShow() {
         #expect(GatewayFailureMapping.inboundStatus(forOutbound: 486) == 486)
         #expect(GatewayFailureMapping.inboundStatus(forOutbound: 408) == 480)

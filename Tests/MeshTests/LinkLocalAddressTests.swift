@@ -24,3 +24,19 @@ struct LinkLocalAddressTests {
         #expect(throws: LinkLocalAddress.AddressError.notLinkLocal("fec0::1%eth0")) { try LinkLocalAddress("fec0::1%eth0") }
     }
 }
+
+import NetworkAddress
+import NIOCore
+
+@Suite("Scoped socket addresses")
+struct ScopedSocketAddressTests {
+    @Test func theZoneBecomesTheScopeAndNeverTheText() throws {
+        let address = try SocketAddress(ipAddressWithZone: "fe80::1%lo", port: 5061)
+        #expect(address.scopeID == NetworkInterface.index(of: "lo"))
+        #expect(address.ipAddress == "fe80::1", "the text form carries no zone")
+        let numeric = try SocketAddress(ipAddressWithZone: "fe80::1%1", port: 5061)
+        #expect(numeric.scopeID == 1)
+        #expect(try SocketAddress(ipAddressWithZone: "10.0.0.1", port: 1).scopeID == 0)
+        #expect(throws: SocketAddress.ZoneError.unknownInterface("nosuch0")) { try SocketAddress(ipAddressWithZone: "fe80::1%nosuch0", port: 1) }
+    }
+}

@@ -1,6 +1,6 @@
-import Foundation
-import Gateway
-import PeerTestSupport
+public import Foundation
+public import Gateway
+public import PeerTestSupport
 
 /// One site on one LAN segment, made of network namespaces for one test: a switch (a bridge in
 /// its own namespace), a cloud-core host and two gateway hosts, each plugged into the switch by a
@@ -12,14 +12,14 @@ import PeerTestSupport
 /// The daemons run as processes inside their host's namespace (`ip netns exec`), built by
 /// `make test` next to the tests; the legacy stations are baresip beside their gateway, on the
 /// gateway host's loopback.
-final class MeshNetwork: @unchecked Sendable {
-    let scratch: ScratchDirectory
-    let tag: String
-    var lan: String { "sb\(tag)-lan" }
-    var coreHost: String { "sb\(tag)-core" }
-    func host(_ gateway: String) -> String { "sb\(tag)-\(gateway)" }
-    static let coreAddress = "10.77.0.1"
-    private(set) var processes: [String: PeerProcess] = [:]
+public final class MeshNetwork: @unchecked Sendable {
+    public let scratch: ScratchDirectory
+    public let tag: String
+    public var lan: String { "sb\(tag)-lan" }
+    public var coreHost: String { "sb\(tag)-core" }
+    public func host(_ gateway: String) -> String { "sb\(tag)-\(gateway)" }
+    public static let coreAddress = "10.77.0.1"
+    public private(set) var processes: [String: PeerProcess] = [:]
 
     private init(scratch: ScratchDirectory, tag: String) {
         self.scratch = scratch
@@ -27,7 +27,7 @@ final class MeshNetwork: @unchecked Sendable {
     }
 
     /// Makes the namespaces, the switch and the hosts' links.
-    static func create(gateways: [String] = ["gw1", "gw2"]) async throws -> MeshNetwork {
+    public static func create(gateways: [String] = ["gw1", "gw2"]) async throws -> MeshNetwork {
         guard getuid() == 0 else {
             throw PeerError("the mesh tests make network namespaces and need root (CI runs as root; run `sudo make test`)")
         }
@@ -64,7 +64,7 @@ final class MeshNetwork: @unchecked Sendable {
     }
 
     /// The link-local address of `eth0` in `namespace` (no zone).
-    func linkLocalAddress(_ namespace: String) async throws -> String {
+    public func linkLocalAddress(_ namespace: String) async throws -> String {
         let text = try await runCommand("ip", ["-n", namespace, "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link"])
         guard let field = text.split(separator: " ").first(where: { $0.hasPrefix("fe80:") }) else {
             throw PeerError("no link-local address on eth0 in \(namespace): \(text)")
@@ -76,27 +76,27 @@ final class MeshNetwork: @unchecked Sendable {
     /// links stay up and nothing sends a reset, so their TLS flows just go silent, as behind a
     /// dead uplink. (Link down rather than tc netem: the netem qdisc is a kernel module that
     /// the CI machines' kernels do not carry.)
-    func cutCloud() async throws {
+    public func cutCloud() async throws {
         try await ip(["-n", lan, "link", "set", "p0", "down"])
     }
 
-    func restoreCloud() async throws {
+    public func restoreCloud() async throws {
         try await ip(["-n", lan, "link", "set", "p0", "up"])
     }
 
     /// Starts `executable` in `namespace`, kept for `stop` and for failure messages.
     @discardableResult
-    func start(_ name: String, in namespace: String, _ executable: String, _ arguments: [String]) throws -> PeerProcess {
+    public func start(_ name: String, in namespace: String, _ executable: String, _ arguments: [String]) throws -> PeerProcess {
         let process = try PeerProcess("ip", ["netns", "exec", namespace, executable] + arguments)
         processes[name] = process
         return process
     }
 
-    func run(in namespace: String, _ executable: String, _ arguments: [String]) async throws -> String {
+    public func run(in namespace: String, _ executable: String, _ arguments: [String]) async throws -> String {
         try await runCommand("ip", ["netns", "exec", namespace, executable] + arguments)
     }
 
-    func destroy() async {
+    public func destroy() async {
         for process in processes.values { process.stop() }
         processes = [:]
         for namespace in [lan, coreHost] + ["gw1", "gw2", "gw3"].map(host) {
@@ -108,7 +108,7 @@ final class MeshNetwork: @unchecked Sendable {
 
     /// The cloud core on its host: TLS SIP and claiming on 10.77.0.1, a directory with site
     /// `lobby`, devices gw1 and gw2 (two channels each) and user alice.
-    func startCore() async throws -> (config: String, caFile: String) {
+    public func startCore() async throws -> (config: String, caFile: String) {
         let state = scratch.path("core")
         let seed = scratch.path("seed.toml")
         try """
@@ -159,26 +159,36 @@ final class MeshNetwork: @unchecked Sendable {
     }
 
     /// A one-time claiming code for `device`, made with the core's admin command.
-    func claimCode(_ device: String, coreConfig: String) async throws -> String {
+    public func claimCode(_ device: String, coreConfig: String) async throws -> String {
         let output = try await runCommand(try builtExecutable("symphony-cloud-core"), ["admin", "claim-code", "--config", coreConfig, device])
         guard let code = output.split(whereSeparator: \.isWhitespace).last else { throw PeerError("no claiming code in: \(output)") }
         return String(code)
     }
 
-    struct ChannelPlan {
-        var index: Int
-        var number: String
-        var cloudTarget: String
-        var legacyTargets: [String]
-        var meshTargets: [String] = []
-        var ring = "parallel"
-        var ringSeconds = 30
+    public struct ChannelPlan {
+        public var index: Int
+        public var number: String
+        public var cloudTarget: String
+        public var legacyTargets: [String]
+        public var meshTargets: [String]
+        public var ring: String
+        public var ringSeconds: Int
+
+        public init(index: Int, number: String, cloudTarget: String, legacyTargets: [String], meshTargets: [String] = [], ring: String = "parallel", ringSeconds: Int = 30) {
+            self.index = index
+            self.number = number
+            self.cloudTarget = cloudTarget
+            self.legacyTargets = legacyTargets
+            self.meshTargets = meshTargets
+            self.ring = ring
+            self.ringSeconds = ringSeconds
+        }
     }
 
     /// A gateway on its host: legacy trunk on the host's loopback (UDP 5060), the cloud at
     /// 10.77.0.1, the mesh on eth0 with `fallback_after_ms`.
     @discardableResult
-    func startGateway(
+    public func startGateway(
         _ id: String, channels: [ChannelPlan], claimCode: String?, caFile: String, fallbackAfterMilliseconds: Int = 1500,
         stateDirectory: String? = nil, extra: String = ""
     ) throws -> (process: PeerProcess, state: String) {
@@ -227,7 +237,7 @@ final class MeshNetwork: @unchecked Sendable {
     }
 
     /// A legacy station beside gateway `gateway`: baresip on its host's loopback, G.722.
-    func station(_ name: String, beside gateway: String, tone: String, answer: Bool = true) throws -> Baresip {
+    public func station(_ name: String, beside gateway: String, tone: String, answer: Bool = true) throws -> Baresip {
         try Baresip(
             name, in: scratch, modules: ["g722.so", "g711.so"],
             account: "<sip:\(name)@127.0.0.1>;regint=0;audio_codecs=G722/16000/1;answermode=\(answer ? "auto" : "manual")",
@@ -235,7 +245,7 @@ final class MeshNetwork: @unchecked Sendable {
     }
 
     /// Waits until `condition` holds, failing with the daemons' output.
-    func eventually(_ what: String, timeout: Duration = .seconds(15), _ condition: @escaping @Sendable () async throws -> Bool) async throws {
+    public func eventually(_ what: String, timeout: Duration = .seconds(15), _ condition: @escaping @Sendable () async throws -> Bool) async throws {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if try await condition() { return }
@@ -244,12 +254,12 @@ final class MeshNetwork: @unchecked Sendable {
         throw PeerError("timed out waiting for \(what)\n" + logs())
     }
 
-    func logs() -> String {
+    public func logs() -> String {
         processes.sorted { $0.key < $1.key }.map { "---- \($0.key):\n\($0.value.text.suffix(5000))" }.joined(separator: "\n")
     }
 
     /// The gateway's call records (its SQLite file, read while it runs: WAL allows it).
-    func records(_ state: String) throws -> [GatewayCallRecord] {
+    public func records(_ state: String) throws -> [GatewayCallRecord] {
         try GatewayCallRecords(path: state + "/calls.sqlite").all()
     }
 }

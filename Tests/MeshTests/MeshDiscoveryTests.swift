@@ -1,0 +1,138 @@
+import Mesh
+import Testing
+
+@Suite("Mesh discovery (DNS-SD over mDNS)")
+struct MeshDiscoveryTests {
+    static let ours: [UInt8] = [0xFE, 0x80] + Array(repeating: 0, count: 13) + [1]
+    static let theirs: [UInt8] = [0xFE, 0x80] + Array(repeating: 0, count: 13) + [2]
+
+    static func discovery(site: String = "lobby") -> MeshDiscovery {
+        MeshDiscovery(node: MeshNode(device: "gw1", site: site, numbers: ["101"], port: 5061), interface: "eth0", address: ours)
+    }
+
+    /// What gw2 announces on the link.
+    static func announcement(device: String = "gw2", site: String = "lobby", numbers: String = "201,202", ttl: UInt32 = 120) -> DNSMessage {
+        let instance = "\(device).\(MeshDiscovery.serviceType)"
+        return DNSMessage(flags: DNSMessage.responseFlags, answers: [
+            .init(name: MeshDiscovery.serviceType, data: .ptr(instance), ttl: ttl),
+            .init(name: instance, data: .srv(priority: 0, weight: 0, port: 5071, target: "symphony-\(device).local"), cacheFlush: true, ttl: ttl),
+            .init(name: instance, data: .txt(["txtvers=1", "device=\(device)", "site=\(site)", "numbers=\(numbers)"]), cacheFlush: true, ttl: ttl),
+            .init(name: "symphony-\(device).local", data: .aaaa(theirs), cacheFlush: true, ttl: ttl),
+        ])
+    }
+
+    static func sent(_ outputs: [MeshDiscovery.Output]) -> [DNSMessage] {
+        outputs.compactMap { if case .send(let message) = $0 { message } else { nil } }
+    }
+
+    @Test func startAnnouncesTwiceASecondApartAndQueriesWithGrowingIntervals() {
+        var discovery = Self.discovery()
+        let first = Self.sent(discovery.start(at: 0))
+        #expect(first.count == 2 && first[0].isResponse && !first[1].isResponse, "an announcement and a query at once")
+        let announced = first[0].answers
+        #expect(announced.contains { $0.data == .ptr("gw1.\(MeshDiscovery.serviceType)") })
+        #expect(announced.contains { $0.data == .srv(priority: 0, weight: 0, port: 5061, target: "symphony-gw1.local") && $0.cacheFlush })
+        #expect(announced.contains { $0.data == .aaaa(Self.ours) })
+        #expect(announced.contains { if case .txt(let strings) = $0.data { strings.contains("site=lobby") && strings.contains("numbers=101") } else { false } })
+        #expect(Self.sent(discovery.tick(at: 0.5)).isEmpty)
+        let second = Self.sent(discovery.tick(at: 1.0))
+        #expect(second.filter(\.isResponse).count == 1 && second.filter { !$0.isResponse }.count == 1, "the second announcement and the second query")
+        #expect(Self.sent(discovery.tick(at: 2.0)).isEmpty, "no third announcement; the next query after 2 s")
+        #expect(Self.sent(discovery.tick(at: 3.0)).count == 1)
+        #expect(Self.sent(discovery.tick(at: 6.0)).isEmpty)
+        #expect(Self.sent(discovery.tick(at: 7.0)).count == 1, "then after 4 s")
+    }
+
+    @Test func aPeerOfTheSiteIsLearnedWithTheInterfaceAsScope() throws {
+        var discovery = Self.discovery()
+        _ = discovery.start(at: 0)
+        let outputs = discovery.received(Self.announcement(), from: "fe80::2", at: 1, jitter: 0)
+        #expect(outputs.contains(.peersChanged))
+        let peer = try #require(discovery.peers["gw2"])
+        #expect(peer.numbers == ["201", "202"] && peer.port == 5071)
+        #expect(peer.address.address == "fe80::2" && peer.address.interface == "eth0")
+        #expect(peer.expiresAt == 121)
+        #expect(discovery.received(Self.announcement(), from: "fe80::2", at: 2, jitter: 0).isEmpty, "the same records again change nothing")
+    }
+
+    @Test func otherSitesAndOurOwnRecordsAreIgnored() {
+        var discovery = Self.discovery()
+        _ = discovery.received(Self.announcement(site: "elsewhere"), from: "fe80::2", at: 1, jitter: 0)
+        _ = discovery.received(Self.announcement(device: "gw1"), from: "fe80::1", at: 1, jitter: 0)
+        #expect(discovery.peers.isEmpty)
+    }
+
+    @Test func aGoodbyeOrTheTTLRemovesAPeer() {
+        var discovery = Self.discovery()
+        _ = discovery.received(Self.announcement(), from: "fe80::2", at: 0, jitter: 0)
+        #expect(discovery.received(Self.announcement(ttl: 0), from: "fe80::2", at: 5, jitter: 0).contains(.peersChanged))
+        #expect(discovery.peers.isEmpty)
+        _ = discovery.received(Self.announcement(ttl: 10), from: "fe80::2", at: 20, jitter: 0)
+        #expect(discovery.peers["gw2"] != nil)
+        #expect(discovery.tick(at: 30.5).contains(.peersChanged))
+        #expect(discovery.peers.isEmpty, "forgotten at its TTL")
+    }
+
+    @Test func aQueryForTheServiceIsAnsweredAfter20To120Milliseconds() {
+        var discovery = Self.discovery()
+        _ = discovery.start(at: 0)
+        _ = discovery.tick(at: 1)  // both announcements out
+        let query = DNSMessage(questions: [.init(name: MeshDiscovery.serviceType, type: .ptr)])
+        #expect(discovery.received(query, from: "fe80::2", at: 10, jitter: 0.5).isEmpty, "not at once: the PTR is shared (RFC 6762 §6)")
+        #expect(Self.sent(discovery.tick(at: 10.05)).filter(\.isResponse).isEmpty)
+        #expect(Self.sent(discovery.tick(at: 10.07)).filter(\.isResponse).count == 1, "answered at 20 ms + half of 100 ms")
+        // Known-answer suppression: a querier that holds our PTR with most of its TTL gets no answer.
+        var known = query
+        known.answers = [.init(name: MeshDiscovery.serviceType, data: .ptr("gw1.\(MeshDiscovery.serviceType)"), ttl: 100)]
+        _ = discovery.received(known, from: "fe80::2", at: 20, jitter: 0)
+        #expect(Self.sent(discovery.tick(at: 20.2)).filter(\.isResponse).isEmpty)
+    }
+
+    @Test func stoppingSaysGoodbye() {
+        let goodbye = Self.sent(Self.discovery().stop())
+        #expect(goodbye.count == 1 && goodbye[0].answers.allSatisfy { $0.ttl == 0 } && !goodbye[0].answers.isEmpty)
+    }
+
+    @Test func newNumbersAreAnnouncedAgain() {
+        var discovery = Self.discovery()
+        _ = discovery.start(at: 0)
+        _ = discovery.tick(at: 1)
+        let changed = Self.sent(discovery.update(node: MeshNode(device: "gw1", site: "lobby", numbers: ["101", "103"], port: 5061), at: 50))
+        #expect(changed.contains { message in message.answers.contains { if case .txt(let t) = $0.data { t.contains("numbers=101,103") } else { false } } })
+    }
+
+    @Test func addressesAreWrittenAsRFC5952Says() {
+        #expect(MeshDiscovery.text(Self.ours) == "fe80::1")
+        #expect(MeshDiscovery.text([0xFE, 0x80, 0, 0, 0, 0, 0, 0, 0x02, 0x1A, 0x2B, 0xFF, 0xFE, 0x3C, 0x4D, 0x5E]) == "fe80::21a:2bff:fe3c:4d5e")
+        #expect(MeshDiscovery.text(Array(repeating: 0, count: 15) + [1]) == "::1")
+        #expect(MeshDiscovery.text([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]) == "2001:db8:0:1::1")
+    }
+}
+
+@Suite("Mesh ring plans")
+struct MeshRingPlanTests {
+    @Test func parallelRingsEveryoneOnce() {
+        var plan = MeshRingPlan(mode: .parallel, targets: ["201", "202"])
+        #expect(plan.start() == [0, 1])
+        #expect(plan.next() == nil)
+    }
+
+    @Test func aChainWrapsAroundWhileSomeoneRang() {
+        var plan = MeshRingPlan(mode: .chain, targets: ["201", "202", "203"])
+        #expect(plan.start() == [0])
+        plan.rang()
+        #expect(plan.next() == 1)
+        #expect(plan.next() == 2)
+        #expect(plan.next() == 0, "wraps to the first")
+        #expect(plan.next() == 1)
+        #expect(plan.next() == 2)
+        #expect(plan.next() == nil, "a whole round without anyone ringing ends the chain")
+    }
+
+    @Test func aChainWhereNobodyRingsEndsAfterOneRound() {
+        var plan = MeshRingPlan(mode: .chain, targets: ["201", "202"])
+        #expect(plan.next() == 1)
+        #expect(plan.next() == nil)
+        #expect(MeshRingPlan(mode: .chain, targets: []).start().isEmpty)
+    }
+}
