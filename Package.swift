@@ -259,6 +259,14 @@ let package = Package(
             path: "Benchmarks/GatewayBenchmarks",
             swiftSettings: strictSettings
         ),
+        // The mesh fallback's timings on a namespace LAN (root): cut → uplink down, dial → the
+        // mesh station ringing before and after the outage is noticed, the idle uplink's bytes.
+        .executableTarget(
+            name: "MeshBenchmarks",
+            dependencies: ["MeshTestSupport", "PeerTestSupport", "Gateway"],
+            path: "Benchmarks/MeshBenchmarks",
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "SIPTests",
             dependencies: ["SIP", .product(name: "NIOCore", package: "swift-nio")],

@@ -115,8 +115,9 @@ public actor CloudRegistration {
         if let change = health.tick(at: now) {
             report(change)
             if change == .down {
-                // Nothing for `downAfter`: the path is dead even if TCP has not noticed yet.
-                endpoint.assumeIsolated { $0.close(flow) }
+                // Nothing for `downAfter`: the path is dead even if TCP has not noticed yet. Reset,
+                // not close: nothing queued on it may reach the cloud after the outage.
+                endpoint.assumeIsolated { $0.abort(flow) }
                 failed("no sign of life on the flow for \(settings.health.downAfter)", attempt: attempt)
                 return
             }

@@ -106,3 +106,18 @@ final class SIPStreamHandler: ChannelInboundHandler {
         context.close(promise: nil)
     }
 }
+
+/// First in a stream pipeline: on `Abort` it closes the socket itself, under any TLS handler
+/// (whose close would wait for the peer's close_notify). See `SIPEndpoint.abort`.
+final class StreamAbortHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    struct Abort {}
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is Abort {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}

@@ -46,11 +46,12 @@ extension SIPEndpoint {
     }
 
     func pongReceived(on flow: SIPFlow) {
-        guard var state = keepAlives[flow.connectionID], state.awaitingPongSince != nil else { return }
+        guard var state = keepAlives[flow.connectionID], let sentAt = state.awaitingPongSince else { return }
         state.awaitingPongSince = nil
         state.task?.cancel()
         keepAlives[flow.connectionID] = state
-        // The next ping goes one interval after the last, less the time the pong took.
-        scheduleKeepAlive(flow.connectionID, after: max(.zero, state.interval - configuration.keepAlivePongTimeout))
+        // The next ping goes one interval after the last: the interval less the time the pong took.
+        let took = Duration.nanoseconds((NIODeadline.now() - sentAt).nanoseconds)
+        scheduleKeepAlive(flow.connectionID, after: max(.zero, state.interval - took))
     }
 }

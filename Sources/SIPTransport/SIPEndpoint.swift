@@ -129,6 +129,7 @@ public actor SIPEndpoint {
         _ channel: any Channel, transport: SIPTransportProtocol, tls: (any ChannelHandler)?, endpoint: SIPEndpoint, connectionID: UInt64
     ) throws {
         let operations = channel.pipeline.syncOperations
+        try operations.addHandler(StreamAbortHandler())
         if let tls { try operations.addHandler(tls) }
         try operations.addHandler(ByteToMessageHandler(SIPStreamDecoder(limits: endpoint.configuration.limits)))
         try operations.addHandler(SIPStreamHandler(endpoint: endpoint, transport: transport, connectionID: connectionID, tls: tls as? NIOSSLHandler))
@@ -184,6 +185,23 @@ public actor SIPEndpoint {
         // Not to be handed out again while it closes (`flow(to:)` would reuse it).
         connectionFlows[flow.connectionID] = nil
         connections[flow.connectionID]?.close(promise: nil)
+    }
+
+    /// Drops a stream flow at once, with a reset (SO_LINGER 0): what the kernel still holds for it
+    /// is discarded. For a flow given up as dead: a graceful close would keep retransmitting its
+    /// queue, and a request queued during an outage (an INVITE the caller has long since placed
+    /// elsewhere) would reach the peer when the link comes back — a ghost call.
+    public func abort(_ flow: SIPFlow) {
+        guard flow.transport.isReliable, let channel = connections[flow.connectionID] else { return }
+        connectionFlows[flow.connectionID] = nil
+        // The close starts below TLS (`StreamAbortHandler`): TLS's own close would first wait
+        // up to 5 s for the peer's close_notify, with the socket and its queue still alive.
+        let abort = { channel.pipeline.fireUserInboundEventTriggered(StreamAbortHandler.Abort()) }
+        if let options = channel as? any SocketOptionProvider {
+            options.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in abort() }
+        } else {
+            abort()
+        }
     }
 
     func connectionClosed(_ flow: SIPFlow) {

@@ -110,3 +110,18 @@ struct BridgedCallTests {
         #expect(GatewayFailureMapping.outcome(forOutbound: 480) == .missed)
     }
 }
+
+@Suite("Mesh fallback rules")
+struct MeshFallbackRuleTests {
+    @Test func theCloudFallsBackOnlyWhenItCannotDeliver() {
+        #expect(ChannelRouter.cloudCannotDeliver(503, heardAnything: false, rang: false), "before the cloud said a word: anything")
+        #expect(ChannelRouter.cloudCannotDeliver(486, heardAnything: false, rang: false))
+        #expect(ChannelRouter.cloudCannotDeliver(500, heardAnything: true, rang: true), "the far gateway not registered again yet")
+        #expect(ChannelRouter.cloudCannotDeliver(408, heardAnything: true, rang: true))
+        #expect(ChannelRouter.cloudCannotDeliver(480, heardAnything: true, rang: false))
+        #expect(!ChannelRouter.cloudCannotDeliver(480, heardAnything: true, rang: true), "rang and nobody answered: that is an answer")
+        #expect(!ChannelRouter.cloudCannotDeliver(486, heardAnything: true, rang: false), "busy is the callee's answer")
+        #expect(!ChannelRouter.cloudCannotDeliver(603, heardAnything: true, rang: true))
+        #expect(!ChannelRouter.cloudCannotDeliver(404, heardAnything: true, rang: false))
+    }
+}

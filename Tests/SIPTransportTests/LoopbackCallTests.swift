@@ -143,11 +143,17 @@ struct LoopbackCallTests {
         defer { Task { await server.shutdown(); await client.shutdown() } }
         let failures = FailureBox()
         await client.endpoint.setFlowFailureHandler { _, _, reason in failures.add(reason) }
+        let heard = FailureBox()
+        await client.endpoint.setFlowActivityHandler { _, _, activity in heard.add("\(activity)") }
         let flow = try await client.endpoint.flow(to: SIPDestination(transport: .tcp, host: "127.0.0.1", port: server.port(.tcp)))
         await client.endpoint.startKeepAlive(on: flow, every: .milliseconds(350))
         try await Task.sleep(for: .seconds(1.5))
         #expect(failures.values.isEmpty)
         #expect(await client.endpoint.isAlive(flow))
+        // One ping per interval, each pong heard: 4 in 1.5 s — not a ping for every pong (the
+        // interval shorter than the pong timeout once made it ping again at once).
+        let pongs = heard.values.filter { $0 == "heard" }.count
+        #expect((3...5).contains(pongs), "pongs in 1.5 s at a 350 ms interval: \(pongs)")
     }
 
     /// Mutual TLS: a server that demands client certificates takes a client whose certificate

@@ -16,9 +16,10 @@ extension ChannelRouter {
     }
 
     /// Any provisional answer on a cloud leg (100 included) proves the cloud is there: no fallback.
-    func heardFromCloud(_ handle: SIPCallHandle, side: Side) {
+    func heardFromCloud(_ handle: SIPCallHandle, side: Side, rang: Bool = false) {
         guard side == .cloud, let (id, _) = legs[LegKey(side: side, handle: handle)], calls[id]?.outboundSide == .cloud else { return }
         calls[id]?.cloudAnswered = true
+        if rang { calls[id]?.cloudRang = true }
         calls[id]?.fallbackTimer?.cancel()
         calls[id]?.fallbackTimer = nil
     }
@@ -35,8 +36,10 @@ extension ChannelRouter {
         guard let (id, branch) = legs[LegKey(side: side, handle: handle)], branch != nil, let call = calls[id], call.outboundSide == side else {
             return false
         }
-        if side == .cloud, call.direction == .legacyToCloud, !call.cloudAnswered, canUseMesh(call.channel), call.state.phase == .routing {
-            await fallBack(id, reason: "the cloud leg failed with \(status) before any answer")
+        if side == .cloud, call.direction == .legacyToCloud, canUseMesh(call.channel), call.state.phase == .routing,
+            Self.cloudCannotDeliver(status, heardAnything: call.cloudAnswered, rang: call.cloudRang)
+        {
+            await fallBack(id, reason: "the cloud leg failed with \(status)\(call.cloudAnswered ? "" : " before any answer")")
             return true
         }
         if side == .mesh, call.ringPlan?.mode == .chain {
@@ -45,6 +48,20 @@ extension ChannelRouter {
             legs[LegKey(side: side, handle: handle)] = (id, branch)
         }
         return false
+    }
+
+    /// Whether a cloud leg's failure means the cloud could not deliver the call (the mesh may),
+    /// rather than an answer from the callee: anything before the cloud said a word (the flow
+    /// died, a timeout); afterwards a timeout or a server error (the far gateway not registered
+    /// again yet after an outage gives 500), or 480 before anything rang. Busy, declined, not
+    /// found — the callee's or the directory's answer — end the call as they are.
+    public static func cloudCannotDeliver(_ status: Int, heardAnything: Bool, rang: Bool) -> Bool {
+        if !heardAnything { return true }
+        switch status {
+        case 408, 500...599: return true
+        case 480: return !rang
+        default: return false
+        }
     }
 
     /// Cancels the cloud leg and places the call on the mesh; the caller keeps waiting.

@@ -165,6 +165,7 @@ public actor ChannelRouter {
         /// Legacy → cloud: the fallback timer, and whether the cloud said anything (100 counts).
         var fallbackTimer: Scheduled<Void>?
         var cloudAnswered = false
+        var cloudRang = false
         /// Legacy → mesh: the targets' plan and the chain's step timer.
         var ringPlan: MeshRingPlan?
         var stepTimer: Scheduled<Void>?
@@ -303,10 +304,10 @@ public actor ChannelRouter {
         case .trying(let handle):
             heardFromCloud(handle, side: side)
         case .ringing(let handle):
-            heardFromCloud(handle, side: side)
+            heardFromCloud(handle, side: side, rang: true)
             await outbound(handle, side: side) { state, branch in state.outboundRinging(branch, early: false) }
         case .earlyMedia(let handle):
-            heardFromCloud(handle, side: side)
+            heardFromCloud(handle, side: side, rang: true)
             await outbound(handle, side: side) { state, branch in state.outboundRinging(branch, early: true) }
         case .answered(let handle):
             await outbound(handle, side: side) { state, branch in state.outboundAnswered(branch) }
