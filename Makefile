@@ -38,10 +38,12 @@ bench: bootstrap
 	$(SWIFT) build -c release --product symphony-cloud-core
 	$(SWIFT) build -c release --product symphony-bridge
 	$(SWIFT) build -c release --product GatewayBenchmarks
+	$(SWIFT) build -c release --product MeshBenchmarks
 	.build/release/SIPBenchmarks
 	.build/release/MediaBenchmarks
 	.build/release/GatewayBenchmarks
 	@if [ "$${BENCH_SIGNALLING:-1}" != 0 ]; then scripts/bench-signalling; fi
+	@if [ "$${BENCH_MESH:-1}" != 0 ]; then .build/release/MeshBenchmarks; fi
 
 # The Debian package: both daemons built release with the Swift runtime linked statically,
 # hardened systemd units, man pages; lintian must report no errors and no warnings.

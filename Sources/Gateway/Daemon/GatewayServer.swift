@@ -151,6 +151,9 @@ public final class GatewayServer: Sendable {
     private func connectCloud(identity stored: DeviceIdentity?, retry: ReconnectBackoff) async {
         var identity = stored
         var backoff = retry
+        if identity == nil, configuration.meshEnabled {
+            logger.notice("the mesh starts once the gateway is claimed: mesh calls need its device certificate")
+        }
         while identity == nil {
             switch await claim() {
             case .success(let claimed):
