@@ -124,11 +124,16 @@ struct StatusCommand: AsyncParsableCommand {
         var lines = ["symphony-bridge \(gateway): \(s["state"] as? String ?? "?") (as of \(time(s["ts"])))"]
         lines.append("  version \(info["version"] as? String ?? "?"), \(info["channels"] as? Int ?? 0) channel(s), config \(info["config_hash"] as? String ?? "-"), started \(time(info["started_at"]))")
         let registered = (cloud["registered"] as? Bool) == true
-        var cloudLine = "  cloud    \(registered ? "registered" : "not registered"), flow \(cloud["flow"] as? String ?? "?"), claimed \((cloud["claimed"] as? Bool) == true ? "yes" : "no")"
+        var cloudLine = "  cloud    \(registered ? "registered" : "not registered"), flow \(cloud["flow"] as? String ?? "?")\(cloud["health"].map { ", health \($0)" } ?? ""), claimed \((cloud["claimed"] as? Bool) == true ? "yes" : "no")"
         if let error = cloud["last_error"] as? String, !registered { cloudLine += " — \(error)" }
         lines.append(cloudLine)
         lines.append("  legacy   trunk \(legacy["trunk"] as? String ?? "?")\(legacy["rtt_ms"].map { ", rtt \($0) ms" } ?? "")")
-        lines.append("  mesh     \(mesh["state"] as? String ?? "?")")
+        var meshLine = "  mesh     \(mesh["state"] as? String ?? "?")"
+        if let peers = mesh["peers"] as? [[String: Any]], !peers.isEmpty {
+            let names = peers.map { peer in "\(peer["device"] as? String ?? "?") (\((peer["numbers"] as? [String] ?? []).joined(separator: ",")))" }
+            meshLine += ", peers: " + names.joined(separator: ", ")
+        }
+        lines.append(meshLine)
         lines.append("")
         lines.append("  channel  state      peer                       codec       since")
         let channels = topics.keys.filter { $0.hasPrefix("channel/") }.compactMap { Int($0.dropFirst("channel/".count)) }.sorted()

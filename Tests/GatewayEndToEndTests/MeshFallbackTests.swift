@@ -141,8 +141,12 @@ struct MeshFallbackTests {
 
             // 4. The link comes back: the uplink registers again and the next call takes the cloud.
             try await network.restoreCloud()
-            try await network.eventually("gw1 registered again", timeout: .seconds(40)) {
-                site.gw1.text.components(separatedBy: "cloud uplink registered").count >= 3 && site.gw1.text.hasSuffixAfter("cloud health up", "cloud health down")
+            // Both: a call while gw2 is not registered again yet would get the core's 500 and
+            // (rightly) go to the mesh.
+            try await network.eventually("both gateways registered again", timeout: .seconds(40)) {
+                [site.gw1, site.gw2].allSatisfy { gateway in
+                    gateway.text.components(separatedBy: "cloud uplink registered").count >= 3 && gateway.text.hasSuffixAfter("cloud health up", "cloud health down")
+                }
             }
             let fourth = try await Self.call(site, "a4", number: "101", seconds: 8)
             try await network.eventually("the fourth call recorded") { try network.records(site.gw1State).count == 4 }

@@ -250,21 +250,35 @@ public final class GatewayServer: Sendable {
         }
         var pending = config.meshInterfaces
         var addresses: [String: String] = [:]
+        var lastProblem: [String: String] = [:]
+        var listening: Set<String> = []
+        func problem(_ interface: String, _ text: String) {
+            // Said once per new reason, not every 2 s.
+            guard lastProblem[interface] != text else { return }
+            lastProblem[interface] = text
+            logger.warning("mesh on \(interface) not up yet: \(text); trying again every 2 s")
+        }
         while !pending.isEmpty, !uplink.stopped {
             for interface in pending {
                 guard let address = NetworkInterface.linkLocalAddresses(of: interface).first,
                     let linkLocal = try? LinkLocalAddress(address, interface: interface)
-                else { continue }
+                else {
+                    problem(interface, NetworkInterface.index(of: interface) == nil ? "no such interface" : "no IPv6 link-local address")
+                    continue
+                }
                 do {
-                    let listen = try SocketAddress(ipAddressWithZone: linkLocal.scopedText, port: config.meshPort)
-                    try await meshEndpoint.listen(.tls, on: listen)
+                    if !listening.contains(interface) {
+                        let listen = try SocketAddress(ipAddressWithZone: linkLocal.scopedText, port: config.meshPort)
+                        try await meshEndpoint.listen(.tls, on: listen)
+                        listening.insert(interface)
+                    }
                     try await discovery.add(interface: interface, address: linkLocal)
                     addresses[interface] = address
                     pending.removeAll { $0 == interface }
                     await router.setMesh(addresses: addresses)
                     logger.notice("mesh on \(interface): sips:[\(address)]:\(config.meshPort) as \(identity.device)")
                 } catch {
-                    logger.warning("mesh on \(interface) not up yet: \(error)")
+                    problem(interface, "\(error)")
                 }
             }
             if !pending.isEmpty { try? await Task.sleep(for: .seconds(2)) }

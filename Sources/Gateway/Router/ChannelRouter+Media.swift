@@ -41,14 +41,7 @@ extension ChannelRouter {
             throw MediaSetupError.callGone
         }
         calls[id]?.legacyLeg = legacyLeg
-        let far = try farMediaHost(call, inboundPeer: peer)
-        let farLeg = try await relay.openLeg(host: far.bind, alongside: legacyLeg)
-        guard calls[id] != nil else {
-            await farLeg.close()
-            throw MediaSetupError.callGone
-        }
-        calls[id]?.farLeg = farLeg
-        calls[id]?.farScope = far.scope
+        let (farLeg, far) = try await openFarLeg(id, call, alongside: legacyLeg, inboundPeer: peer)
 
         let legacySide = (policy: settings.legacyPolicy, socket: legacyLeg, host: legacyHost)
         let farSide = (policy: policy(for: call.farSide), socket: farLeg, host: far.sdp)
@@ -75,7 +68,17 @@ extension ChannelRouter {
     /// the legacy leg and the caller's answer stay as they were.
     func prepareFarLeg(_ id: Int) async throws {
         guard let call = calls[id], let legacyLeg = call.legacyLeg else { throw MediaSetupError.callGone }
-        let far = try farMediaHost(call, inboundPeer: nil)
+        let (farLeg, far) = try await openFarLeg(id, call, alongside: legacyLeg, inboundPeer: nil)
+        calls[id]?.outboundOffer = SDPOfferAnswer.makeOffer(
+            policy: policy(for: call.outboundSide), address: far.sdp, port: farLeg.port,
+            sessionID: String(UInt64.random(in: 1...UInt64(Int64.max))), makeKey: Self.makeKey)
+    }
+
+    /// The far (cloud or mesh) leg's socket beside the legacy leg, kept in the call.
+    private func openFarLeg(
+        _ id: Int, _ call: ActiveCall, alongside legacyLeg: MediaLegSocket, inboundPeer: String?
+    ) async throws -> (MediaLegSocket, (bind: String, sdp: String, scope: UInt32)) {
+        let far = try farMediaHost(call, inboundPeer: inboundPeer)
         let farLeg = try await relay.openLeg(host: far.bind, alongside: legacyLeg)
         guard calls[id] != nil else {
             await farLeg.close()
@@ -83,9 +86,7 @@ extension ChannelRouter {
         }
         calls[id]?.farLeg = farLeg
         calls[id]?.farScope = far.scope
-        calls[id]?.outboundOffer = SDPOfferAnswer.makeOffer(
-            policy: policy(for: call.outboundSide), address: far.sdp, port: farLeg.port,
-            sessionID: String(UInt64.random(in: 1...UInt64(Int64.max))), makeKey: Self.makeKey)
+        return (farLeg, far)
     }
 
     func policy(for side: Side) -> SDPAudioPolicy {

@@ -94,10 +94,7 @@ extension ChannelRouter {
             try await prepareFarLeg(id)
         } catch {
             logger.warning("mesh fallback failed: \(error)", metadata: ["channel": "\(call.channel.index)"])
-            guard var failing = calls[id] else { return }
-            let actions = failing.state.abort(status: 503, reason: "mesh fallback: \(error)")
-            calls[id] = failing
-            await perform(actions, call: id)
+            await abort(id, status: 503, reason: "mesh fallback: \(error)")
             return
         }
         if plan.mode == .chain, let timer = calls[id]?.ringTimer {
@@ -198,14 +195,7 @@ extension ChannelRouter {
         guard let call = calls[id], call.state.phase == .routing, call.ringPlan?.mode == .chain else { return }
         logger.info("chain: no answer within \(call.channel.ringSeconds) s; next target", metadata: ["channel": "\(call.channel.index)"])
         if await nextInChain(id, after: 480) { return }
-        await ringTimedOutAfterChain(id)
-    }
-
-    func ringTimedOutAfterChain(_ id: Int) async {
-        guard var call = calls[id] else { return }
-        let actions = call.state.abort(status: 480, reason: "no answer from the chain")
-        calls[id] = call
-        await perform(actions, call: id)
+        await abort(id, status: 480, reason: "no answer from the chain")
     }
 
     /// Moves the chain on: the current branch is cancelled (if it still rings), the state starts

@@ -287,12 +287,15 @@ public actor ChannelRouter {
 
     /// Ends every call (shutdown): CANCEL or 503 before an answer, BYE after.
     public func shutdown() async {
-        for id in calls.keys.sorted() {
-            guard var call = calls[id] else { continue }
-            let actions = call.state.abort(status: 503, reason: "gateway shutting down")
-            calls[id] = call
-            await perform(actions, call: id)
-        }
+        for id in calls.keys.sorted() { await abort(id, status: 503, reason: "gateway shutting down") }
+    }
+
+    /// The gateway gives up on a call: `status` to a caller still waiting, BYE after an answer.
+    func abort(_ id: Int, status: Int, reason: String) async {
+        guard var call = calls[id] else { return }
+        let actions = call.state.abort(status: status, reason: reason)
+        calls[id] = call
+        await perform(actions, call: id)
     }
 
     // MARK: Events from the user agents
@@ -433,10 +436,7 @@ public actor ChannelRouter {
             try await prepareMedia(id, offer: on(agent) { $0.remoteBody(of: handle) })
         } catch {
             logger.warning("call refused: \(error)", metadata: ["channel": "\(channel.index)"])
-            guard var call = calls[id] else { return }
-            let actions = call.state.abort(status: 488, reason: "\(error)")
-            calls[id] = call
-            await perform(actions, call: id)
+            await abort(id, status: 488, reason: "\(error)")
             return
         }
         guard let ready = calls[id], ready.state.phase == .routing, ready.outboundOffer != nil else { return }
