@@ -26,4 +26,9 @@ struct DaemonLogHandlerTests {
         let line = handler.format(level: .warning, message: "flood", metadata: ["source": "127.0.0.2"])
         #expect(line.range(of: #"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ warning symphony-cloud-core: flood source=127.0.0.2$"#, options: .regularExpression) != nil, "\(line)")
     }
+
+    @Test func theTimestampIsUTCInISO8601() {
+        #expect(DaemonLogHandler.timestamp(0) == "1970-01-01T00:00:00Z")
+        #expect(DaemonLogHandler.timestamp(1_795_734_601) == "2026-11-26T23:10:01Z")
+    }
 }
