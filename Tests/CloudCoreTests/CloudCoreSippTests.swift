@@ -73,9 +73,9 @@ struct CloudCoreSippTests {
             case .udp: return "127.0.0.1:\(core.port(.udp))"
             case .tcp: return "127.0.0.1:\(core.port(.tcp))"
             case .tls:
-                let port = try freePort()
-                tunnels.append(try await Stunnel.client(
-                    accept: port, connect: core.port(.tls), caFile: core.server.configuration.resolvedCACertificateFile, in: scratch))
+                let (tunnel, port) = try await Stunnel.client(
+                    connect: core.port(.tls), caFile: core.server.configuration.resolvedCACertificateFile, in: scratch)
+                tunnels.append(tunnel)
                 return "127.0.0.1:\(port)"
             }
         }
@@ -88,15 +88,14 @@ struct CloudCoreSippTests {
             let sippPort = try freePort(udp: path == .udp)
             var contact = "sip:\(aor)@127.0.0.1:\(sippPort);transport=\(path.rawValue)"
             if path == .tls {
-                let port = try freePort()
                 let key = P256.Signing.PrivateKey()
                 let certificate = try core.server.authority.issue(
                     commonName: "callee", publicKey: .init(key.publicKey), ipAddresses: ["127.0.0.1"], validDays: 1)
                 try scratch.write("callee-\(index).pem", try certificate.serializeAsPEM().pemString + "\n")
                 try scratch.write("callee-\(index).key", key.pemRepresentation + "\n")
-                tunnels.append(try await Stunnel.server(
-                    accept: port, connect: sippPort, certificate: scratch.path("callee-\(index).pem"), key: scratch.path("callee-\(index).key"),
-                    in: scratch))
+                let (tunnel, port) = try await Stunnel.server(
+                    connect: sippPort, certificate: scratch.path("callee-\(index).pem"), key: scratch.path("callee-\(index).key"), in: scratch)
+                tunnels.append(tunnel)
                 contact = "sip:\(aor)@127.0.0.1:\(port);transport=tls"
             }
             // UDP: from the callee's own port, which the registering sipp lets go of before the

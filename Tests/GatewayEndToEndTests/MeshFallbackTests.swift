@@ -59,7 +59,7 @@ struct MeshFallbackTests {
         let topics = try broker.startSubscriber("symphony-bridge/gw1/#")
         let gw1 = try network.startGateway("gw1", channels: [
             .init(index: 1, number: "101", cloudTarget: "gw2-ch1", legacyTargets: ["sip:a@127.0.0.1:9"], meshTargets: ["201"]),
-            .init(index: 2, number: "102", cloudTarget: "gw2-ch1", legacyTargets: ["sip:a@127.0.0.1:9"], meshTargets: ["202", "201"], ring: "chain", ringSeconds: 5),
+            .init(index: 2, number: "102", cloudTarget: "gw2-ch1", legacyTargets: ["sip:a@127.0.0.1:9"], meshTargets: ["202", "201"], ring: .chain, ringSeconds: 5),
         ], claimCode: try await network.claimCode("gw1", coreConfig: coreConfig), caFile: caFile,
         extra: "[mqtt]\nhost = \"127.0.0.1\"\nport = \(broker.port)\n")
         let gw2 = try network.startGateway("gw2", channels: [

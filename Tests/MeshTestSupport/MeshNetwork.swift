@@ -165,31 +165,11 @@ public final class MeshNetwork: @unchecked Sendable {
         return String(code)
     }
 
-    public struct ChannelPlan {
-        public var index: Int
-        public var number: String
-        public var cloudTarget: String
-        public var legacyTargets: [String]
-        public var meshTargets: [String]
-        public var ring: String
-        public var ringSeconds: Int
-
-        public init(index: Int, number: String, cloudTarget: String, legacyTargets: [String], meshTargets: [String] = [], ring: String = "parallel", ringSeconds: Int = 30) {
-            self.index = index
-            self.number = number
-            self.cloudTarget = cloudTarget
-            self.legacyTargets = legacyTargets
-            self.meshTargets = meshTargets
-            self.ring = ring
-            self.ringSeconds = ringSeconds
-        }
-    }
-
     /// A gateway on its host: legacy trunk on the host's loopback (UDP 5060), the cloud at
     /// 10.77.0.1, the mesh on eth0 with `fallback_after_ms`.
     @discardableResult
     public func startGateway(
-        _ id: String, channels: [ChannelPlan], claimCode: String?, caFile: String, fallbackAfterMilliseconds: Int = 1500,
+        _ id: String, channels: [BridgeConfiguration.Channel], claimCode: String?, caFile: String, fallbackAfterMilliseconds: Int = 1500,
         stateDirectory: String? = nil, extra: String = ""
     ) throws -> (process: PeerProcess, state: String) {
         let state = stateDirectory ?? scratch.path("\(id)-state")
@@ -218,8 +198,10 @@ public final class MeshNetwork: @unchecked Sendable {
                 cloud_target = "\(channel.cloudTarget)"
                 legacy_targets = [\(channel.legacyTargets.map { "\"\($0)\"" }.joined(separator: ", "))]
                 mesh_targets = [\(channel.meshTargets.map { "\"\($0)\"" }.joined(separator: ", "))]
-                ring = "\(channel.ring)"
+                ring = "\(channel.ring.rawValue)"
                 ring_s = \(channel.ringSeconds)
+                max_call_s = \(channel.maxCallSeconds)
+                enabled = \(channel.enabled)
 
                 """
         }

@@ -192,31 +192,52 @@ public func waitUntilListening(port: Int, udp: Bool, timeout: Duration = .second
 /// (`checkIP 127.0.0.1`), or a server tunnel that takes TLS on `accept` with `certificate`/`key`
 /// and speaks plain TCP to `connect`. Returns once the tunnel listens.
 public enum Stunnel {
-    public static func client(accept: Int, connect: Int, caFile: String, in scratch: ScratchDirectory) async throws -> PeerProcess {
-        try await start("client-\(accept)", """
+    /// A client tunnel on a free port of its own; returns it with the port.
+    public static func client(connect: Int, caFile: String, in scratch: ScratchDirectory) async throws -> (tunnel: PeerProcess, port: Int) {
+        try await start("client", in: scratch) { accept in
+            """
             client = yes
             accept = 127.0.0.1:\(accept)
             connect = 127.0.0.1:\(connect)
             CAfile = \(caFile)
             verifyChain = yes
             checkIP = 127.0.0.1
-            """, accept: accept, in: scratch)
+            """
+        }
     }
 
-    public static func server(accept: Int, connect: Int, certificate: String, key: String, in scratch: ScratchDirectory) async throws -> PeerProcess {
-        try await start("server-\(accept)", """
+    /// A server tunnel on a free port of its own; returns it with the port.
+    public static func server(connect: Int, certificate: String, key: String, in scratch: ScratchDirectory) async throws -> (tunnel: PeerProcess, port: Int) {
+        try await start("server", in: scratch) { accept in
+            """
             accept = 127.0.0.1:\(accept)
             connect = 127.0.0.1:\(connect)
             cert = \(certificate)
             key = \(key)
-            """, accept: accept, in: scratch)
+            """
+        }
     }
 
-    private static func start(_ name: String, _ service: String, accept: Int, in scratch: ScratchDirectory) async throws -> PeerProcess {
-        try scratch.write("stunnel-\(name).conf", "foreground = yes\npid =\n[\(name)]\n\(service)\n")
-        let tunnel = try PeerProcess("stunnel4", [scratch.path("stunnel-\(name).conf")], directory: scratch.url)
-        try await waitUntilListening(port: accept, udp: false)
-        return tunnel
+    /// A free port can be taken between the test's check and stunnel's bind (the other suites
+    /// run in parallel and open connections all the time): a tunnel that exits instead of
+    /// listening is started again on another port, three times at most, and its output tells why.
+    private static func start(_ kind: String, in scratch: ScratchDirectory, service: (Int) -> String) async throws -> (tunnel: PeerProcess, port: Int) {
+        var failures: [String] = []
+        for _ in 0..<3 {
+            let accept = try freePort()
+            let name = "\(kind)-\(accept)"
+            try scratch.write("stunnel-\(name).conf", "foreground = yes\npid =\n[\(name)]\n\(service(accept))\n")
+            let tunnel = try PeerProcess("stunnel4", [scratch.path("stunnel-\(name).conf")], directory: scratch.url)
+            let deadline = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < deadline, tunnel.process.isRunning {
+                let output = try await runCommand("ss", ["-Hlnt"])
+                if output.split(separator: "\n").contains(where: { $0.contains("127.0.0.1:\(accept) ") }) { return (tunnel, accept) }
+                try await Task.sleep(for: .milliseconds(30))
+            }
+            tunnel.stop()
+            failures.append("port \(accept): \(tunnel.text.suffix(500))")
+        }
+        throw PeerError("stunnel4 did not listen:\n\(failures.joined(separator: "\n"))")
     }
 }
 

@@ -63,8 +63,8 @@ struct SippInteropTests {
         let setup = Setup(agent: agent, scratch: scratch, certificates: certificates, remotePort: agent.port(path.transport))
         if path == .tls {
             // sipp (TCP) → stunnel client (verifies our certificate) → our TLS listener.
-            let port = try freePort()
-            setup.tunnel = try await Stunnel.client(accept: port, connect: agent.port(.tls), caFile: certificates!.caFile, in: scratch)
+            let (tunnel, port) = try await Stunnel.client(connect: agent.port(.tls), caFile: certificates!.caFile, in: scratch)
+            setup.tunnel = tunnel
             setup.remotePort = port
         }
         return setup
@@ -172,10 +172,10 @@ struct SippInteropTests {
         let sipp = try Self.sipp(scenario, path: path, localPort: sippPort, in: setup.scratch)
         try await waitUntilListening(port: sippPort, udp: path == .udp)
         guard path == .tls, let certificates = setup.certificates else { return (sipp, sippPort) }
-        let port = try freePort()
         setup.tunnel?.stop()
-        setup.tunnel = try await Stunnel.server(
-            accept: port, connect: sippPort, certificate: certificates.certificateFile, key: certificates.keyFile, in: setup.scratch)
+        let (tunnel, port) = try await Stunnel.server(
+            connect: sippPort, certificate: certificates.certificateFile, key: certificates.keyFile, in: setup.scratch)
+        setup.tunnel = tunnel
         return (sipp, port)
     }
 
