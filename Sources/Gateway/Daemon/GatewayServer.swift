@@ -375,8 +375,10 @@ public final class GatewayServer: Sendable {
         check("cloud.keepalive_s", old.keepaliveSeconds, new.keepaliveSeconds)
         check("media.rtp_port_min", old.rtpPortMin, new.rtpPortMin)
         check("media.rtp_port_max", old.rtpPortMax, new.rtpPortMax)
-        check("mesh", [String(old.meshEnabled), String(old.meshPort)] + old.meshInterfaces + [String(old.fallbackAfterMilliseconds)],
-              [String(new.meshEnabled), String(new.meshPort)] + new.meshInterfaces + [String(new.fallbackAfterMilliseconds)])
+        check("mesh.enabled", old.meshEnabled, new.meshEnabled)
+        check("mesh.interfaces", old.meshInterfaces, new.meshInterfaces)
+        check("mesh.fallback_after_ms", old.fallbackAfterMilliseconds, new.fallbackAfterMilliseconds)
+        check("mesh.port", old.meshPort, new.meshPort)
         check("mqtt", old.mqtt, new.mqtt)
         check("mqtt.ha_discovery", old.homeAssistantDiscovery, new.homeAssistantDiscovery)
         let claimChanged = old.claimCode != new.claimCode || old.claimURL != new.claimURL

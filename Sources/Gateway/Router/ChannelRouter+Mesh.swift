@@ -15,6 +15,12 @@ extension ChannelRouter {
         mesh != nil && !channel.meshTargets.isEmpty
     }
 
+    /// A mesh target rang: the chain keeps going round (`MeshRingPlan`).
+    func chainTargetRang(_ handle: SIPCallHandle, side: Side) {
+        guard side == .mesh, let (id, _) = legs[LegKey(side: side, handle: handle)] else { return }
+        calls[id]?.ringPlan?.rang()
+    }
+
     /// Any provisional answer on a cloud leg (100 included) proves the cloud is there: no fallback.
     func heardFromCloud(_ handle: SIPCallHandle, side: Side, rang: Bool = false) {
         guard side == .cloud, let (id, _) = legs[LegKey(side: side, handle: handle)], calls[id]?.outboundSide == .cloud else { return }
@@ -97,13 +103,8 @@ extension ChannelRouter {
             await abort(id, status: 503, reason: "mesh fallback: \(error)")
             return
         }
-        if plan.mode == .chain, let timer = calls[id]?.ringTimer {
-            // The chain's overall limit replaces the single ring time.
-            timer.cancel()
-            calls[id]?.ringTimer = legacy.endpoint.eventLoop.scheduleTask(in: .seconds(Int64(call.channel.maxCallSeconds))) { [self] in
-                Task { await self.ringTimedOut(id) }
-            }
-        }
+        // The chain's overall limit replaces the single ring time.
+        if plan.mode == .chain { startRingTimer(id) }
         await placeOnMesh(id)
     }
 
@@ -112,7 +113,7 @@ extension ChannelRouter {
         guard let plan = calls[id]?.ringPlan else { return }
         let first = plan.start()
         if first.isEmpty {
-            await meshBranchFailed(id, branch: 0, status: 404)
+            await failBranch(id, 0, status: 404)
             return
         }
         for index in first {
@@ -126,9 +127,9 @@ extension ChannelRouter {
         guard let call = calls[id], let mesh, let plan = call.ringPlan, let offer = call.outboundOffer else { return }
         let number = plan.targets[index]
         if plan.mode == .chain { scheduleChainStep(id) }
-        guard let peer = meshPeers.first(where: { $0.numbers.contains(number) }) else {
+        guard let peer = meshPeers.answering(number) else {
             logger.notice("mesh target \(number): no mesh node answers it", metadata: ["channel": "\(call.channel.index)"])
-            await meshBranchFailed(id, branch: branch, status: 404)
+            await failBranch(id, branch, status: 404)
             return
         }
         let destination = SIPDestination(transport: .tls, host: peer.address.scopedText, port: peer.port)
@@ -137,7 +138,7 @@ extension ChannelRouter {
             flow = try await mesh.endpoint.flow(to: destination)
         } catch {
             logger.warning("mesh peer \(peer.device) at \(peer.address):\(peer.port) unreachable: \(error)", metadata: ["channel": "\(call.channel.index)"])
-            await meshBranchFailed(id, branch: branch, status: 503)
+            await failBranch(id, branch, status: 503)
             return
         }
         // Discovery is a hint; the certificate (verified against the site CA) says who this is.
@@ -148,31 +149,14 @@ extension ChannelRouter {
                 "mesh peer at \(peer.address) claims to be \(peer.device) but its certificate names \(presented ?? "nobody"); not calling it",
                 metadata: ["channel": "\(call.channel.index)"])
             onEndpoint(mesh.endpoint) { $0.close(flow) }
-            await meshBranchFailed(id, branch: branch, status: 403)
+            await failBranch(id, branch, status: 403)
             return
         }
         guard calls[id]?.state.phase == .routing else { return }
         let body = SIPMessageBody(contentType: "application/sdp", text: offer.serialized)
         let uri = SIPURI(secure: true, user: number, host: peer.address.address, port: peer.port)
         let placed = on(mesh) { $0.call(uri, on: flow, from: call.channel.number, body: body) }
-        attachMesh(placed, call: id, branch: branch)
-    }
-
-    private func attachMesh(_ handle: SIPCallHandle, call id: Int, branch: Int) {
-        guard let call = calls[id], call.outboundSide == .mesh, branch < call.branches.count, call.state.phase == .routing else {
-            on(mesh!) { $0.hangUp(handle) }
-            return
-        }
-        calls[id]?.branches[branch] = handle
-        legs[LegKey(side: .mesh, handle: handle)] = (id, branch)
-    }
-
-    private func meshBranchFailed(_ id: Int, branch: Int, status: Int) async {
-        if calls[id]?.ringPlan?.mode == .chain, await nextInChain(id, after: status) { return }
-        guard var call = calls[id] else { return }
-        let actions = call.state.outboundFailed(branch, status: status)
-        calls[id] = call
-        await perform(actions, call: id)
+        attach(placed, side: .mesh, call: id, branch: branch)
     }
 
     /// Runs `body` on an endpoint synchronously: it shares our executor (the event loop).
@@ -223,7 +207,7 @@ extension ChannelRouter {
     /// Where the far leg of a mesh call lives: our link-local address on the interface of the
     /// first target's peer (or the first mesh interface), with that interface as scope.
     func meshMediaHost(targets: [String]) -> (bind: String, sdp: String, scope: UInt32)? {
-        let interface = targets.lazy.compactMap { number in self.meshPeers.first { $0.numbers.contains(number) }?.address.interface }.first
+        let interface = targets.lazy.compactMap { self.meshPeers.answering($0)?.address.interface }.first
             ?? meshAddresses.keys.sorted().first
         guard let interface, let address = meshAddresses[interface], let index = NetworkInterface.index(of: interface) else { return nil }
         return ("\(address)%\(interface)", address, index)

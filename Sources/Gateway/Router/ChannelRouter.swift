@@ -308,9 +308,11 @@ public actor ChannelRouter {
             heardFromCloud(handle, side: side)
         case .ringing(let handle):
             heardFromCloud(handle, side: side, rang: true)
+            chainTargetRang(handle, side: side)
             await outbound(handle, side: side) { state, branch in state.outboundRinging(branch, early: false) }
         case .earlyMedia(let handle):
             heardFromCloud(handle, side: side, rang: true)
+            chainTargetRang(handle, side: side)
             await outbound(handle, side: side) { state, branch in state.outboundRinging(branch, early: true) }
         case .answered(let handle):
             await outbound(handle, side: side) { state, branch in state.outboundAnswered(branch) }
@@ -332,7 +334,6 @@ public actor ChannelRouter {
         guard let (id, branch) = legs[LegKey(side: side, handle: handle)], let branch, var call = calls[id],
             call.outboundSide == side
         else { return }
-        if call.ringPlan != nil { call.ringPlan?.rang() }
         let actions = transition(&call.state, branch)
         calls[id] = call
         await perform(actions, call: id)
@@ -440,11 +441,7 @@ public actor ChannelRouter {
             return
         }
         guard let ready = calls[id], ready.state.phase == .routing, ready.outboundOffer != nil else { return }
-        // A chain rings for as long as the call may last; each target for `ring_s`.
-        let ringFor = plan?.mode == .chain ? channel.maxCallSeconds : channel.ringSeconds
-        calls[id]?.ringTimer = legacy.endpoint.eventLoop.scheduleTask(in: .seconds(Int64(ringFor))) { [self] in
-            Task { await self.ringTimedOut(id) }
-        }
+        startRingTimer(id)
         switch direction {
         case .legacyToCloud:
             await placeOnCloud(id, flow: flow!)
@@ -487,7 +484,7 @@ public actor ChannelRouter {
         }
     }
 
-    private func attach(_ handle: SIPCallHandle, side: Side, call id: Int, branch: Int) {
+    func attach(_ handle: SIPCallHandle, side: Side, call id: Int, branch: Int) {
         guard calls[id] != nil, calls[id]!.outboundSide == side, branch < calls[id]!.branches.count else {
             // The caller left (or the call moved on) while we were placing this leg.
             on(agent(side)) { $0.hangUp(handle) }
@@ -501,7 +498,7 @@ public actor ChannelRouter {
         }
     }
 
-    private func failBranch(_ id: Int, _ branch: Int, status: Int) async {
+    func failBranch(_ id: Int, _ branch: Int, status: Int) async {
         if let call = calls[id], call.ringPlan?.mode == .chain, await nextInChain(id, after: status) { return }
         guard var call = calls[id] else { return }
         let actions = call.state.outboundFailed(branch, status: status)
@@ -550,6 +547,16 @@ public actor ChannelRouter {
     }
 
     // MARK: Timers
+
+    /// The ring timer: `ring_s`; for a chain the call's `max_call_s` (each target has `ring_s`).
+    func startRingTimer(_ id: Int) {
+        guard let call = calls[id] else { return }
+        call.ringTimer?.cancel()
+        let seconds = call.ringPlan?.mode == .chain ? call.channel.maxCallSeconds : call.channel.ringSeconds
+        calls[id]?.ringTimer = legacy.endpoint.eventLoop.scheduleTask(in: .seconds(Int64(seconds))) { [self] in
+            Task { await self.ringTimedOut(id) }
+        }
+    }
 
     func ringTimedOut(_ id: Int) async {
         guard var call = calls[id] else { return }

@@ -31,6 +31,13 @@ public struct MeshPeer: Sendable, Equatable, Hashable {
     public var lastSeen: Double
 }
 
+extension [MeshPeer] {
+    /// The peer answering `number`: the first one (the service lists the most recently heard first).
+    public func answering(_ number: String) -> MeshPeer? {
+        first { $0.numbers.contains(number) }
+    }
+}
+
 /// mDNS/DNS-SD on one interface, as a value with an injected clock (seconds): what to send and
 /// when, what the peer table holds. RFC 6762 rules it follows: announce twice a second apart at
 /// start (§8.3) and on change, answer queries for the service with a 20–120 ms delay (§6: the PTR

@@ -49,10 +49,6 @@ public actor MeshDiscoveryService {
         links.values.flatMap { $0.discovery.peers.values }.sorted { $0.lastSeen > $1.lastSeen }
     }
 
-    /// The peer answering `number`, if any is known (the most recently heard wins).
-    public func peer(forNumber number: String) -> MeshPeer? {
-        peers.first { $0.numbers.contains(number) }
-    }
 
     /// Starts discovery on `interface`, whose link-local address is `address`.
     public func add(interface: String, address: LinkLocalAddress) async throws {
