@@ -9,6 +9,9 @@ import NIOConcurrencyHelpers
 /// retained state on the next `.connected`. Nothing here ever waits on the broker, so a broker
 /// that is down never holds up a call.
 public final class MQTTConnection: @unchecked Sendable {
+    /// The largest message taken from a subscription (docs/RELIABILITY.md).
+    public static let maxIncomingPayload = 4096
+
     public struct Settings: Sendable {
         public var host: String
         public var port: Int
@@ -86,8 +89,12 @@ public final class MQTTConnection: @unchecked Sendable {
         }
         mosquitto_message_callback_set(handle) { _, context, message in
             guard let context, let message else { return }
+            // What the daemons subscribe to is a word or two ("online"); a broker lets anyone with
+            // publish rights send up to 256 MiB, so larger payloads are not even copied.
+            let length = Int(message.pointee.payloadlen)
+            guard message.pointee.topic != nil, (0...MQTTConnection.maxIncomingPayload).contains(length) else { return }
             let topic = String(cString: message.pointee.topic)
-            let payload = message.pointee.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: Int(message.pointee.payloadlen))) } ?? []
+            let payload = message.pointee.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: length)) } ?? []
             Unmanaged<MQTTConnection>.fromOpaque(context).takeUnretainedValue()
                 .continuation.yield(.message(topic: topic, payload: payload, retained: message.pointee.retain))
         }

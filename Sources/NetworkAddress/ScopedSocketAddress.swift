@@ -13,17 +13,28 @@ extension SocketAddress {
     public enum ZoneError: Error, Equatable, CustomStringConvertible {
         case unknownInterface(String)
         case notIPv6(String)
+        case portOutOfRange(Int)
 
         public var description: String {
             switch self {
             case .unknownInterface(let name): "no network interface \"\(name)\""
             case .notIPv6(let text): "\"\(text)\" has a zone but is no IPv6 address"
+            case .portOutOfRange(let port): "port \(port) is outside 0–65535"
             }
         }
     }
 
-    /// `fe80::1%eth0` (or `%3`) with its scope; any other address as `SocketAddress(ipAddress:port:)` reads it.
+    /// `SocketAddress(ipAddress:port:)` for ports that come from outside (SDP, URLs, files):
+    /// NIO's initializer traps on a port that does not fit 16 bits; this one throws.
+    public init(ipAddress text: String, checkedPort port: Int) throws {
+        guard (0...65535).contains(port) else { throw ZoneError.portOutOfRange(port) }
+        self = try SocketAddress(ipAddress: text, port: port)
+    }
+
+    /// `fe80::1%eth0` (or `%3`) with its scope; any other address as `SocketAddress(ipAddress:port:)`
+    /// reads it. A port outside 0–65535 is an error, not a trap.
     public init(ipAddressWithZone text: String, port: Int) throws {
+        guard (0...65535).contains(port) else { throw ZoneError.portOutOfRange(port) }
         guard let percent = text.firstIndex(of: "%") else {
             self = try SocketAddress(ipAddress: text, port: port)
             return

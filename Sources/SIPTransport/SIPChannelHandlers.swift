@@ -10,6 +10,8 @@ final class SIPDatagramHandler: ChannelInboundHandler {
 
     private let endpoint: SIPEndpoint
     private var localAddress: SocketAddress?
+    /// The largest UDP payload there is (65,535 - IP and UDP headers, rounded up).
+    static let receiveCapacity = 65_536
 
     init(endpoint: SIPEndpoint) {
         self.endpoint = endpoint
@@ -24,7 +26,15 @@ final class SIPDatagramHandler: ChannelInboundHandler {
         let envelope = unwrapInboundIn(data)
         guard let local = localAddress ?? context.channel.localAddress else { return }
         let flow = SIPFlow(transport: .udp, local: local, remote: envelope.remoteAddress, connectionID: 0)
-        endpoint.assumeIsolated { $0.receive(envelope.data, on: flow) }
+        // Messages keep slices of their bytes (transactions hold requests for up to 32 s): a
+        // datagram must not keep its 64 KiB receive buffer alive with it.
+        var bytes = envelope.data
+        if bytes.capacity > 4 * max(bytes.readableBytes, 1024) {
+            var copy = context.channel.allocator.buffer(capacity: bytes.readableBytes)
+            copy.writeBuffer(&bytes)
+            bytes = copy
+        }
+        endpoint.assumeIsolated { $0.receive(bytes, on: flow) }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

@@ -216,8 +216,10 @@ extension SIPEndpoint {
 
     /// The flow failed: every client transaction on it learns of it (RFC 3261 §17.1.4).
     func transportFailed(on flow: SIPFlow) {
+        // A transaction user may send on the same flow while learning of it, which fails it
+        // again and ends other transactions of this loop: look each one up anew.
         for (key, entry) in clientTransactions where entry.flow == flow {
-            let actions = clientTransactions[key]!.machine.transportError()
+            guard let actions = clientTransactions[key]?.machine.transportError() else { continue }
             applyClient(actions, key: key)
         }
     }

@@ -96,6 +96,10 @@ public actor SIPEndpoint {
         case .udp:
             let channel = try await DatagramBootstrap(group: eventLoop)
                 .channelOption(.socketOption(.so_reuseaddr), value: 1)
+                // A whole datagram, however large (NIO's default would cut it at 2,048 bytes and
+                // a message without Content-Length would pass cut short); the handler copies it
+                // into a buffer of its own size.
+                .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: SIPDatagramHandler.receiveCapacity))
                 .channelInitializer { [self] channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(SIPDatagramHandler(endpoint: self))
@@ -131,7 +135,10 @@ public actor SIPEndpoint {
         let operations = channel.pipeline.syncOperations
         try operations.addHandler(StreamAbortHandler())
         if let tls { try operations.addHandler(tls) }
-        try operations.addHandler(ByteToMessageHandler(SIPStreamDecoder(limits: endpoint.configuration.limits)))
+        // The decoder refuses anything past the message limit; the handler's own cap is the
+        // backstop should a decoder ever wait for more (one limit plus one read).
+        let limits = endpoint.configuration.limits
+        try operations.addHandler(ByteToMessageHandler(SIPStreamDecoder(limits: limits), maximumBufferSize: limits.maxMessageSize + 65_536))
         try operations.addHandler(SIPStreamHandler(endpoint: endpoint, transport: transport, connectionID: connectionID, tls: tls as? NIOSSLHandler))
     }
 

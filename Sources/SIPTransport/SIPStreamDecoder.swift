@@ -13,6 +13,12 @@ public enum SIPStreamFrame: Sendable, Equatable {
 
 /// Cuts a TCP/TLS byte stream into SIP messages by the empty line and Content-Length
 /// (RFC 3261 §18.3), whatever way the bytes are split or coalesced into reads.
+///
+/// Bounds (docs/RELIABILITY.md): no recursion; every byte is looked at once however slowly it
+/// arrives (the scan of a head goes on where the last read left it, and a complete head is not
+/// scanned again while its body arrives); a head must end, and a message fit, within
+/// `limits.maxMessageSize`, else the connection is closed (its framing is lost). Stray CR/LF
+/// between messages are skipped in a loop, any number of them.
 public struct SIPStreamDecoder: NIOSingleStepByteToMessageDecoder {
     public typealias InboundOut = SIPStreamFrame
 
@@ -32,41 +38,53 @@ public struct SIPStreamDecoder: NIOSingleStepByteToMessageDecoder {
 
     public let limits: SIPParserLimits
 
+    /// Where the framing of the message at the reader index stands; offsets count from it.
+    private struct Scan {
+        /// Bytes of the head looked at so far.
+        var scanned = 0
+        /// Start of the line being scanned.
+        var lineStart = 0
+        /// Line ends in a row (CR between them ignored): two end the head.
+        var newlines = 0
+        var contentLength: Int?
+        /// Set once the head is complete: the whole message's length.
+        var total: Int?
+    }
+
+    private var scan = Scan()
+
     public init(limits: SIPParserLimits = .default) {
         self.limits = limits
     }
 
     public mutating func decode(buffer: inout ByteBuffer) throws -> SIPStreamFrame? {
-        let view = buffer.readableBytesView
-        guard let first = view.first else { return nil }
-        if first == 0x0D || first == 0x0A {
-            // Keepalives sit between messages (RFC 5626 §3.5.1).
-            if view.starts(with: [0x0D, 0x0A, 0x0D, 0x0A]) {
-                buffer.moveReaderIndex(forwardBy: 4)
-                return .ping
-            }
-            if view.starts(with: [0x0D, 0x0A]) {
-                // A lone CRLF is a pong, delivered at once (the keepalive timer waits for it).
-                // Peers write a ping's four bytes in one go; a ping split after its first CRLF
-                // would read as two pongs, which RFC 5626 framing cannot tell apart.
-                if view.count == 2 || view.dropFirst(2).first != 0x0D {
+        if scan.scanned == 0 {
+            // Between messages: keepalives (RFC 5626 §3.5.1) and stray line ends.
+            while let first = buffer.readableBytesView.first, first == 0x0D || first == 0x0A {
+                let view = buffer.readableBytesView
+                if view.starts(with: [0x0D, 0x0A, 0x0D, 0x0A]) {
+                    buffer.moveReaderIndex(forwardBy: 4)
+                    return .ping
+                }
+                if view.starts(with: [0x0D, 0x0A]) {
+                    // A lone CRLF is a pong, delivered at once (the keepalive timer waits for it).
+                    // Peers write a ping's four bytes in one go; a ping split after its first
+                    // CRLF would read as two pongs, which RFC 5626 framing cannot tell apart.
+                    // "\r\n\r" waits for one more byte; anything but LF there makes it a pong.
+                    if view.count == 3, view.last == 0x0D { return nil }
                     buffer.moveReaderIndex(forwardBy: 2)
                     return .pong
                 }
-                return nil  // "\r\n\r" so far: wait for the ping's last byte
+                if view.count == 1, first == 0x0D { return nil }  // wait for the LF
+                buffer.moveReaderIndex(forwardBy: 1)  // stray LF or CR
             }
-            if view.count == 1, first == 0x0D { return nil }  // wait for the LF
-            buffer.moveReaderIndex(forwardBy: 1)  // stray LF or CR
-            return try decode(buffer: &buffer)
+            guard buffer.readableBytes > 0 else { return nil }
         }
-        guard let headEnd = Self.endOfHead(view, limit: limits.maxMessageSize) else {
-            if view.count > limits.maxMessageSize { throw DecodingError.headTooLarge(limits.maxMessageSize) }
-            return nil
+        if scan.total == nil {
+            try scanHead(buffer.readableBytesView)
         }
-        let bodyLength = try Self.contentLength(view, headEnd: headEnd)
-        let total = headEnd + bodyLength
-        guard total <= limits.maxMessageSize else { throw DecodingError.messageTooLarge(limits.maxMessageSize) }
-        guard view.count >= total else { return nil }
+        guard let total = scan.total, buffer.readableBytes >= total else { return nil }
+        scan = Scan()
         return .message(buffer.readSlice(length: total)!)
     }
 
@@ -74,39 +92,37 @@ public struct SIPStreamDecoder: NIOSingleStepByteToMessageDecoder {
         try decode(buffer: &buffer)
     }
 
-    /// Offset just past the CRLFCRLF (or LFLF) ending the head.
-    static func endOfHead(_ view: ByteBufferView, limit: Int) -> Int? {
-        var index = view.startIndex
+    /// Goes on scanning the head from where the last call stopped: line by line, Content-Length
+    /// (or its compact form `l`) taken from its line as the line ends, the head ending at
+    /// CRLFCRLF (or LFLF). Sets `scan.total` once the head is complete.
+    private mutating func scanHead(_ view: ByteBufferView) throws {
+        let limit = limits.maxMessageSize
+        var index = view.startIndex + scan.scanned
         let end = view.endIndex
-        var newlines = 0
         while index < end {
             let byte = view[index]
+            let offset = index - view.startIndex
             if byte == 0x0A {
-                newlines += 1
-                if newlines == 2 { return index - view.startIndex + 1 }
+                if scan.newlines == 0, scan.contentLength == nil {
+                    scan.contentLength = try Self.lengthValue(view[(view.startIndex + scan.lineStart)..<index])
+                }
+                scan.newlines += 1
+                scan.lineStart = offset + 1
+                if scan.newlines == 2 {
+                    let headLength = offset + 1
+                    let total = headLength + (scan.contentLength ?? 0)
+                    guard total <= limit else { throw DecodingError.messageTooLarge(limit) }
+                    scan.scanned = headLength
+                    scan.total = total
+                    return
+                }
             } else if byte != 0x0D {
-                newlines = 0
+                scan.newlines = 0
             }
             index += 1
-            if index - view.startIndex > limit { return nil }
+            if offset + 1 > limit { throw DecodingError.headTooLarge(limit) }
         }
-        return nil
-    }
-
-    /// Finds Content-Length (or its compact form `l`) in the head; 0 when absent (the parser then
-    /// refuses the message, since streams require it).
-    static func contentLength(_ view: ByteBufferView, headEnd: Int) throws -> Int {
-        var lineStart = view.startIndex
-        let end = view.startIndex + headEnd
-        var index = lineStart
-        while index < end {
-            if view[index] == 0x0A {
-                if let value = try lengthValue(view[lineStart..<index]) { return value }
-                lineStart = index + 1
-            }
-            index += 1
-        }
-        return 0
+        scan.scanned = index - view.startIndex
     }
 
     private static func lengthValue(_ line: ByteBufferView.SubSequence) throws -> Int? {

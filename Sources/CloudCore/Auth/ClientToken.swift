@@ -117,7 +117,9 @@ public struct ClientTokenVerifier: Sendable {
         guard let payloadData = Base64URL.decode(parts[1]),
             let claims = try? JSONDecoder().decode(ClientTokenClaims.self, from: payloadData)
         else { throw .malformed("payload lacks sub, aud, iat or exp") }
-        guard now <= claims.expiresAt + leeway else { throw .expired(at: claims.expiresAt) }
+        // The claims are numbers from outside (signed, but by whom is not the point): compare
+        // without adding to them, so `exp` near Int.max cannot overflow.
+        guard now - leeway <= claims.expiresAt else { throw .expired(at: claims.expiresAt) }
         if let nbf = claims.notBefore, now + leeway < nbf { throw .notYetValid(until: nbf) }
         guard claims.audience == audience else { throw .wrongAudience(claims.audience) }
         return claims

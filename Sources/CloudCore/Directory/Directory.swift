@@ -100,6 +100,7 @@ public final class Directory: Sendable {
     /// users without a password.
     /// On the call path: a prepared statement from the connection's cache, one indexed lookup.
     public func ha1(user: String, algorithm: DigestAlgorithm) -> String? {
+        guard Self.couldBeName(user) else { return nil }
         let md5 = algorithm.base == .md5
         return credentials.value((md5 ? "m:" : "s:") + user) {
             let sql = md5 ? "SELECT ha1Md5 FROM user WHERE name = ?" : "SELECT ha1Sha256 FROM user WHERE name = ?"
@@ -108,7 +109,8 @@ public final class Directory: Sendable {
     }
 
     public func userExists(_ name: String) -> Bool {
-        existence.value("u:" + name) {
+        guard Self.couldBeName(name) else { return false }
+        return existence.value("u:" + name) {
             (try? database.read { db in try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM user WHERE name = ?"), arguments: [name]) }) != nil
         }
     }
@@ -139,7 +141,8 @@ public final class Directory: Sendable {
     }
 
     public func deviceExists(_ name: String) -> Bool {
-        existence.value("d:" + name) {
+        guard Self.couldBeName(name) else { return false }
+        return existence.value("d:" + name) {
             (try? database.read { db in try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM device WHERE name = ?"), arguments: [name]) }) != nil
         }
     }
@@ -182,7 +185,8 @@ public final class Directory: Sendable {
 
     /// What `name` (a Request-URI user part) calls, or nil.
     public func callable(named name: String) throws -> Callable? {
-        try callables.value(name) { try loadCallable(named: name) }
+        guard Self.couldBeName(name) else { return nil }
+        return try callables.value(name) { try loadCallable(named: name) }
     }
 
     private func loadCallable(named name: String) throws -> Callable? {
@@ -248,7 +252,8 @@ public final class Directory: Sendable {
     }
 
     public func forwardingRules(user: String) throws -> [ForwardingRule] {
-        try rules.value(user) { try loadForwardingRules(user: user) }
+        guard Self.couldBeName(user) else { return [] }
+        return try rules.value(user) { try loadForwardingRules(user: user) }
     }
 
     private func loadForwardingRules(user: String) throws -> [ForwardingRule] {
@@ -333,6 +338,12 @@ public final class Directory: Sendable {
     }
 
     /// Users, ring groups and devices share the Request-URI namespace.
+    /// Whether a name from a request (a digest username, a Request-URI user) could be in the
+    /// directory at all: names are at most 64 characters (`checkCallableName`), a channel adds
+    /// `-ch14`. Longer ones are not looked up, so they never fill the caches (50,000 entries of
+    /// up to 8 KiB each, otherwise).
+    static func couldBeName(_ name: String) -> Bool { !name.isEmpty && name.utf8.count <= 80 }
+
     private func checkCallableName(_ name: String) throws {
         guard !name.isEmpty, name.count <= 64, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) else {
             throw DirectoryError("name \(name.isEmpty ? "''" : name): 1 to 64 ASCII letters, digits, '-', '_' or '.'")

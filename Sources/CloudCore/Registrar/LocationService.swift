@@ -94,8 +94,13 @@ public struct LocationService: Sendable {
     }
 
     /// Restores bindings loaded from storage (start-up).
+    /// Bindings restored from disk live at most this long from now (a day: `max_expires_s` is at most 86,400).
+    static let longestRestoredLifetime: Double = 86_400
+
     public mutating func restore(_ loaded: [LocationBinding], now: Double) {
-        for binding in loaded where binding.expiresAt > now {
+        // A state file is outside input too: an expiry that is not a time (inf, NaN) or lies
+        // further ahead than any registration may last is not restored.
+        for binding in loaded where binding.expiresAt.isFinite && binding.expiresAt > now && binding.expiresAt - now <= Self.longestRestoredLifetime {
             bindings[binding.addressOfRecord, default: []].append(binding)
         }
     }

@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 public import NIOCore
 import NIOHTTP1
 public import NIOPosix
@@ -16,6 +16,7 @@ public enum ClaimingClient {
             throw .unreachable("claim_url \(url) is not an https URL")
         }
         let port = parsed.port ?? 443
+        guard (1...65535).contains(port) else { throw .unreachable("claim_url \(url): port \(port) is outside 1–65535") }
         let path = parsed.path.isEmpty ? "/" : parsed.path
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.minimumTLSVersion = .tlsv12
@@ -27,12 +28,18 @@ public enum ClaimingClient {
             throw .unreachable("cannot encode the request")
         }
         let (status, answer): (Int, [UInt8])
+        let loop = group.next()
+        let response = loop.makePromise(of: (Int, [UInt8]).self)
+        // The whole exchange — connect, handshake, request, answer — has `timeout`: a server
+        // that accepts and then says nothing must not hold the claim (and the gateway's cloud
+        // side) forever.
+        let deadline = loop.scheduleTask(in: TimeAmount(timeout)) {
+            response.fail(ClaimingError.unreachable("\(url): no answer within \(timeout)"))
+        }
+        var connected: (any Channel)?
         do {
             let context = try NIOSSLContext(configuration: tls)
-            let isIP = (try? SocketAddress(ipAddress: host, port: port)) != nil
-            let loop = group.next()
-            let response = loop.makePromise(of: (Int, [UInt8]).self)
-            let collector = ResponseCollector(response)
+            let isIP = (try? SocketAddress(ipAddress: host, port: port)) != nil  // port checked above
             let channel = try await ClientBootstrap(group: loop)
                 .connectTimeout(TimeAmount(timeout))
                 .channelInitializer { channel in
@@ -40,10 +47,11 @@ public enum ClaimingClient {
                         let operations = channel.pipeline.syncOperations
                         try operations.addHandler(try NIOSSLClientHandler(context: context, serverHostname: isIP ? nil : host))
                         try operations.addHTTPClientHandlers()
-                        try operations.addHandler(collector)
+                        try operations.addHandler(ResponseCollector(response))
                     }
                 }
                 .connect(host: host, port: port).get()
+            connected = channel
             var headers = HTTPHeaders()
             headers.add(name: "Host", value: host)
             headers.add(name: "Content-Type", value: "application/json")
@@ -53,10 +61,14 @@ public enum ClaimingClient {
             channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil)
             channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
             (status, answer) = try await response.futureResult.get()
+            deadline.cancel()
             try? await channel.close()
-        } catch let error as ClaimingError {
-            throw error
         } catch {
+            // Every way out completes the promise (NIO reports a promise left pending).
+            deadline.cancel()
+            response.fail(error)
+            try? await connected?.close()
+            if let error = error as? ClaimingError { throw error }
             throw .unreachable("\(url): \(error)")
         }
         guard status == 200 else {
@@ -79,6 +91,8 @@ final class ResponseCollector: ChannelInboundHandler {
     private var status = 0
     private var body: [UInt8] = []
     private let promise: EventLoopPromise<(Int, [UInt8])>
+    /// A claim answer is a certificate chain and a few names: a few KiB. More is not an answer.
+    static let maxBody = 256 * 1024
 
     init(_ promise: EventLoopPromise<(Int, [UInt8])>) {
         self.promise = promise
@@ -87,7 +101,13 @@ final class ResponseCollector: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let head): status = Int(head.status.code)
-        case .body(var buffer): body += buffer.readBytes(length: buffer.readableBytes) ?? []
+        case .body(var buffer):
+            guard body.count + buffer.readableBytes <= Self.maxBody else {
+                promise.fail(ClaimingError.badAnswer("the answer is larger than \(Self.maxBody) bytes"))
+                context.close(promise: nil)
+                return
+            }
+            body += buffer.readBytes(length: buffer.readableBytes) ?? []
         case .end: promise.succeed((status, body))
         }
     }

@@ -133,7 +133,11 @@ public struct BridgeConfiguration: Sendable, Equatable {
             c.cloudServer = endpoint(cloud, "server", defaultPort: 5061, required: true)
             c.cloudCAFile = cloud.string("ca_file")
             if let url = cloud.string("claim_url") {
-                if url.hasPrefix("https://"), URL(string: url)?.host != nil { c.claimURL = url } else { cloud.reject("claim_url", "\"\(url)\": an https:// URL") }
+                if url.hasPrefix("https://"), let parsed = URL(string: url), parsed.host != nil, (1...65535).contains(parsed.port ?? 443) {
+                    c.claimURL = url
+                } else {
+                    cloud.reject("claim_url", "\"\(url)\": an https:// URL with a port in 1–65535")
+                }
             }
             c.claimCode = cloud.string("claim_code")
             if c.claimCode != nil, c.claimURL == nil { cloud.reject("claim_code", "a claiming code needs claim_url") }

@@ -60,7 +60,9 @@ public enum MediaLegMapping {
             dtmf: negotiated.telephoneEventPayloadType.map { .telephoneEvent(payloadType: UInt8(clamping: $0)) } ?? .sipInfo,
             remote: remote, remoteRTCP: rtcp, srtp: keys, ptime: negotiated.ptime ?? 20, codecOptions: codecOptions, canonicalName: canonicalName)
         if let rate = negotiated.telephoneEventClockRate, rate != config.codec.rtpClockRate { config.telephoneEventClockRate = rate }
-        return config
+        // The packet time and event clock as the bridge will run them, so that the passthrough
+        // decision here and the bridge's agree (docs/RELIABILITY.md).
+        return config.checked
     }
 
     /// Passthrough needs the same codec on both legs (payload types and SRTP may differ: the

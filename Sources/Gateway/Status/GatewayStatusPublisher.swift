@@ -43,6 +43,7 @@ public actor GatewayStatusPublisher {
     private var meshCalls = 0
     private var failedOver = false
     private var counters = (calls: 0, answered: 0, failures: 0)
+    private var lastDiscoveryRequest: ContinuousClock.Instant?
     private var statsTask: Task<Void, Never>?
 
     /// How often `stats` goes out (60 s; tests shorten it).
@@ -89,7 +90,7 @@ public actor GatewayStatusPublisher {
                 }
                 // Home Assistant announces itself after its own restart: discovery goes again.
                 if case .message(let topic, let payload, _) = event, topic == "homeassistant/status", payload == Array("online".utf8) {
-                    await self.publishDiscovery()
+                    await self.publishDiscoveryOnRequest()
                 }
                 if case .disconnected(let code) = event, code != 0 {
                     await self.logDisconnect(code)
@@ -302,6 +303,15 @@ public actor GatewayStatusPublisher {
     /// One device per gateway: a connectivity sensor for the cloud, a sensor for the overall
     /// state and one per channel (its `state`), all tied to `status` for availability. Channels
     /// that are gone get an empty retained config, which removes their entity.
+    /// Home Assistant said it is (back) online: discovery again, but at most every 10 s, however
+    /// often someone with publish rights on the broker says so.
+    func publishDiscoveryOnRequest() {
+        let now = ContinuousClock.now
+        if let last = lastDiscoveryRequest, now - last < .seconds(10) { return }
+        lastDiscoveryRequest = now
+        publishDiscovery()
+    }
+
     func publishDiscovery() {
         guard configuration.homeAssistantDiscovery else { return }
         let id = "symphony_" + configuration.gatewayID.map { $0.isLetter || $0.isNumber ? $0 : "_" }.map(String.init).joined()

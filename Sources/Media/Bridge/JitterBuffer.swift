@@ -22,6 +22,15 @@ public struct JitterBuffer: Sendable {
     public static let capacity = 64
 
     private var slots: [Slot?] = Array(repeating: nil, count: JitterBuffer.capacity)
+    /// The source being played: another SSRC is a new stream (RFC 3550 §8.2), started over.
+    private var ssrc: UInt32?
+    /// A far-behind packet seen just before, kept to tell a restarted sender (two in a row,
+    /// RFC 3550 A.1's probation) from one stray packet.
+    private var farBehind: UInt16?
+    /// The earliest the anchor may go: it follows faster transits, but never by more than the
+    /// largest delay the buffer would add, so packets with timestamps in the future cannot make
+    /// every later frame due at once.
+    private var anchorFloor: Int64 = 0
     private var expectedSequence: UInt16?
     private var expectedTimestamp: UInt32 = 0
     /// Playout time (ns, before the offset) of `expectedTimestamp`.
@@ -63,27 +72,45 @@ public struct JitterBuffer: Sendable {
     /// Playout time of a timestamp.
     private func due(_ timestamp: UInt32) -> Int64 { anchor + mediaNanoseconds(timestamp) + offsetNanoseconds }
 
-    public mutating func insert(sequence: UInt16, timestamp: UInt32, payload: [UInt8], arrival: UInt64) {
-        let now = Int64(arrival)
-        guard let expected = expectedSequence else {
+    public mutating func insert(sequence: UInt16, timestamp: UInt32, ssrc: UInt32 = 0, payload: [UInt8], arrival: UInt64) {
+        // Times past Int64 (292 years of uptime) are not times.
+        let now = Int64(clamping: arrival)
+        guard let expected = expectedSequence, self.ssrc == ssrc else {
+            if expectedSequence != nil { self = JitterBuffer(clockRate: clockRate, frameTicks: frameTicks, maxDelay: maxDelay, keepingCountersOf: self) }
+            self.ssrc = ssrc
             expectedSequence = sequence
             expectedTimestamp = timestamp
             anchor = now
+            anchorFloor = now - maxNanoseconds - frameNanoseconds
             slots[Int(sequence) % Self.capacity] = Slot(sequence: sequence, timestamp: timestamp, payload: payload)
             return
         }
         let ahead = RTPSerialNumber.distance(from: expected, to: sequence)
+        if ahead < -Self.capacity {
+            // Far behind: one such packet is a stray, two in a row a sender that started over.
+            defer { farBehind = sequence }
+            if let previous = farBehind, sequence == previous &+ 1 {
+                self = JitterBuffer(clockRate: clockRate, frameTicks: frameTicks, maxDelay: maxDelay, keepingCountersOf: self)
+                insert(sequence: sequence, timestamp: timestamp, ssrc: ssrc, payload: payload, arrival: arrival)
+                return
+            }
+            late &+= 1
+            return
+        }
+        farBehind = nil
         if ahead < 0 {
             // Its frame was already played or concealed: it came too late. Grow the delay.
             late &+= 1
             let lateness = now - due(timestamp)
-            if lateness > 0 { offsetNanoseconds = min(maxNanoseconds, offsetNanoseconds + lateness + frameNanoseconds / 4) }
+            if lateness > 0 { offsetNanoseconds = min(maxNanoseconds, offsetNanoseconds + min(lateness, maxNanoseconds) + frameNanoseconds / 4) }
             return
         }
-        if ahead >= Self.capacity {
-            // Far ahead (a restart, or a long outage): start over from this packet.
+        // Far ahead (a restart, or a long outage), or a timestamp that does not go with the
+        // sequence number (a jump of more than the buffer's reach): start over from this packet.
+        let media = mediaNanoseconds(timestamp)
+        if ahead >= Self.capacity || abs(media - Int64(ahead) * frameNanoseconds) > maxNanoseconds + 1_000_000_000 {
             self = JitterBuffer(clockRate: clockRate, frameTicks: frameTicks, maxDelay: maxDelay, keepingCountersOf: self)
-            insert(sequence: sequence, timestamp: timestamp, payload: payload, arrival: arrival)
+            insert(sequence: sequence, timestamp: timestamp, ssrc: ssrc, payload: payload, arrival: arrival)
             return
         }
         let index = Int(sequence) % Self.capacity
@@ -94,7 +121,7 @@ public struct JitterBuffer: Sendable {
         slots[index] = Slot(sequence: sequence, timestamp: timestamp, payload: payload)
         // The anchor follows the fastest transit seen: a packet that arrives before its due time
         // shows the first packet was slow, and waiting for its timing would only add delay.
-        anchor = min(anchor, now - mediaNanoseconds(timestamp))
+        anchor = max(anchorFloor, min(anchor, now - media))
         minimumWait = min(minimumWait, due(timestamp) - now)
         packetsSinceCheck += 1
     }
@@ -150,5 +177,6 @@ public struct JitterBuffer: Sendable {
         expectedTimestamp &+= UInt32(truncatingIfNeeded: frameTicks)
         // Keep the anchor on the new expected timestamp, so media times stay small.
         anchor += frameNanoseconds
+        anchorFloor += frameNanoseconds
     }
 }

@@ -26,6 +26,7 @@ public final class MediaBridge {
     private var scratch = [UInt8](repeating: 0, count: 2048)
     private var nextReportAt: UInt64
     public static let reportInterval: UInt64 = 5_000_000_000
+    static let concealedPerPlayout = 4
 
     public enum SetupError: Error, Sendable {
         case srtp(SRTPSession.SetupError)
@@ -39,7 +40,7 @@ public final class MediaBridge {
         self.sink = sink
         self.jitterBufferMax = jitterBufferMax
         let legs = try [Self.makeLeg(a), Self.makeLeg(b)]
-        let mode = Self.mode(a, b)
+        let mode = Self.mode(legs[0].config, legs[1].config)
         self.mode = mode
         self.directions = try MediaLegSide.allCases.map { output throws(SetupError) in
             try Self.makeDirection(into: output, legs: legs, mode: mode, jitterBufferMax: jitterBufferMax, continuing: nil)
@@ -56,7 +57,7 @@ public final class MediaBridge {
 
     private static func makeLeg(_ config: MediaLegConfiguration) throws(SetupError) -> Leg {
         do {
-            return try Leg(config)
+            return try Leg(config.checked)
         } catch {
             throw .srtp(error)
         }
@@ -133,7 +134,7 @@ public final class MediaBridge {
         let packet = UnsafeMutableRawBufferPointer(rebasing: buffer[..<length])
         switch RTPDemultiplexer.classify(UnsafeRawBufferPointer(packet)) {
         case .rtcp:
-            receiveRTCP(buffer, length: length, on: side, now: now)
+            receiveRTCP(buffer, length: length, from: source, on: side, now: now)
             return
         case .other:
             legs[legIndex].counters.malformed &+= 1
@@ -158,38 +159,62 @@ public final class MediaBridge {
             legs[legIndex].counters.malformed &+= 1
             return
         }
+        let output = side.other
+        let inputConfig = legs[legIndex].config
+        let isAudio = header.payloadType == inputConfig.payloadType
+        guard isAudio || header.payloadType == inputConfig.telephoneEventPayloadType else {
+            // Neither its audio nor its events: not the peer's stream, so it neither latches
+            // the port nor counts as received.
+            legs[legIndex].counters.unknownPayloadType &+= 1
+            return
+        }
+        let payloadRange = header.payloadRange(packetLength: plainLength)
+        if isAudio, mode == .transcoding, payloadRange.isEmpty || payloadRange.count > inputConfig.codec.maxPayloadBytes {
+            // Outside the frame budget (nothing to decode, or more than 120 ms): dropped, never
+            // decoded, so no decoder or queue is sized by what a packet says.
+            legs[legIndex].counters.oversized &+= 1
+            return
+        }
         // Symmetric RTP: answer to where the peer's packets come from (same host as its SDP).
         if source != legs[legIndex].remote { legs[legIndex].remote = source }
         legs[legIndex].counters.packetsReceived &+= 1
         legs[legIndex].counters.bytesReceived &+= UInt64(plainLength)
         legs[legIndex].reporter.received(sequenceNumber: header.sequenceNumber, timestamp: header.timestamp, ssrc: header.ssrc, at: now)
 
-        let output = side.other
-        let inputConfig = legs[legIndex].config
-        if header.payloadType == inputConfig.payloadType {
+        if isAudio {
             switch mode {
             case .passthrough:
                 forwardPassthrough(buffer, header: header, length: plainLength, to: output, payloadType: legs[output.rawValue].config.payloadType, now: now)
             case .transcoding:
-                let payload = Array(UnsafeRawBufferPointer(rebasing: plain[header.payloadRange(packetLength: plainLength)]))
-                directions[output.rawValue].jitterBuffer?.insert(sequence: header.sequenceNumber, timestamp: header.timestamp, payload: payload, arrival: now)
+                let payload = Array(UnsafeRawBufferPointer(rebasing: plain[payloadRange]))
+                directions[output.rawValue].jitterBuffer?.insert(
+                    sequence: header.sequenceNumber, timestamp: header.timestamp, ssrc: header.ssrc, payload: payload, arrival: now)
                 playOut(to: output, now: now)
             }
-        } else if let pt = inputConfig.telephoneEventPayloadType, header.payloadType == pt {
+        } else {
             let payload = UnsafeRawBufferPointer(rebasing: plain[header.payloadRange(packetLength: plainLength)])
             guard let event = TelephoneEvent(payload) else {
                 legs[legIndex].counters.malformed &+= 1
                 return
             }
             relayEvent(event, header: header, buffer: buffer, length: plainLength, from: side, now: now)
-        } else {
-            legs[legIndex].counters.unknownPayloadType &+= 1
         }
     }
 
-    /// An RTCP datagram (on the RTP socket with rtcp-mux, or on the RTCP socket).
-    public func receiveRTCP(_ buffer: UnsafeMutableRawBufferPointer, length: Int, on side: MediaLegSide, now: UInt64) {
+    /// A datagram too large for the receive buffer arrived on `leg` (the socket layer saw it
+    /// truncated): dropped and counted, never parsed.
+    public func dropOversized(on side: MediaLegSide) {
+        legs[side.rawValue].counters.oversized &+= 1
+    }
+
+    /// An RTCP datagram (on the RTP socket with rtcp-mux, or on the RTCP socket). Like RTP, it
+    /// is taken only from the host in the peer's SDP.
+    public func receiveRTCP(_ buffer: UnsafeMutableRawBufferPointer, length: Int, from source: SocketAddress, on side: MediaLegSide, now: UInt64) {
         let legIndex = side.rawValue
+        guard Self.sameHost(source, legs[legIndex].config.remoteRTCP ?? legs[legIndex].config.remote) else {
+            legs[legIndex].counters.wrongSource &+= 1
+            return
+        }
         var plainLength = length
         if let inbound = legs[legIndex].inbound {
             do {
@@ -226,17 +251,24 @@ public final class MediaBridge {
     /// Plays out every frame of the direction into `output` whose time has come.
     private func playOut(to output: MediaLegSide, now: UInt64) {
         let o = output.rawValue
-        while let item = directions[o].jitterBuffer?.pop(now: now) {
+        // Frames made up in one go: an outage ends in a burst of concealment; the rest follows
+        // on the next ticks (5 ms apart), so no packet buys more than this much codec work.
+        var concealedHere = 0
+        while concealedHere < Self.concealedPerPlayout, let item = directions[o].jitterBuffer?.pop(now: now) {
             let decoded: Int
             switch item {
             case .frame(_, _, let payload):
                 decoded = directions[o].decode(payload)
             case .lost(_, let next):
+                concealedHere += 1
                 decoded = directions[o].conceal(next: next)
                 legs[output.other.rawValue].counters.concealedFrames &+= 1
             }
             guard decoded > 0 else { continue }
-            directions[o].enqueue(samples: decoded)
+            guard directions[o].enqueue(samples: decoded) else {
+                legs[output.other.rawValue].counters.oversized &+= 1
+                continue
+            }
             while directions[o].hasOutputFrame {
                 let payloadLength = scratch.withUnsafeMutableBytes { bytes in
                     directions[o].encodeFrame(into: UnsafeMutableRawBufferPointer(rebasing: bytes[12...]))
@@ -265,7 +297,7 @@ public final class MediaBridge {
         guard let outputPT = outputConfig.telephoneEventPayloadType else {
             // The other peer takes SIP INFO: report the digit once, at its end.
             let mapped = directions[o].eventRelay.relay(event, inputTimestamp: header.timestamp, outputTimestamp: 0)
-            guard mapped?.completesEvent == true, let digit = event.digit else { return }
+            guard mapped?.completesEvent == true, let digit = event.digit, admitDigit(from: input, now: now) else { return }
             legs[input.rawValue].counters.dtmfEvents &+= 1
             let ms = Int(event.duration) * 1000 / legs[input.rawValue].config.eventClockRate
             delegate?.mediaBridge(self, receivedDigit: digit, durationMilliseconds: ms, on: input)
@@ -273,7 +305,9 @@ public final class MediaBridge {
         }
         if mode == .passthrough, legs[input.rawValue].config.eventClockRate == outputConfig.eventClockRate {
             // Same codec, same clocks: the event packets travel like the audio.
-            if event.isEnd, directions[o].eventRelay.relay(event, inputTimestamp: header.timestamp, outputTimestamp: 0)?.completesEvent == true {
+            if event.isEnd, directions[o].eventRelay.relay(event, inputTimestamp: header.timestamp, outputTimestamp: 0)?.completesEvent == true,
+                admitDigit(from: input, now: now)
+            {
                 legs[input.rawValue].counters.dtmfEvents &+= 1
                 if let digit = event.digit { delegate?.mediaBridge(self, relayedDigit: digit, on: input) }
             }
@@ -281,7 +315,7 @@ public final class MediaBridge {
             return
         }
         guard let mapped = directions[o].eventRelay.relay(event, inputTimestamp: header.timestamp, outputTimestamp: directions[o].output.nextTimestamp) else { return }
-        if mapped.completesEvent {
+        if mapped.completesEvent, admitDigit(from: input, now: now) {
             legs[input.rawValue].counters.dtmfEvents &+= 1
             if let digit = event.digit { delegate?.mediaBridge(self, relayedDigit: digit, on: input) }
         }
@@ -299,6 +333,17 @@ public final class MediaBridge {
         }
     }
 
+    /// Whether a digit that ended on `input` may be reported (and sent as SIP INFO): a keypad
+    /// makes a few digits a second, a flood of end packets with new timestamps would make as many
+    /// tasks, log lines, MQTT events and INFO transactions as it has packets.
+    private func admitDigit(from input: MediaLegSide, now: UInt64) -> Bool {
+        guard legs[input.rawValue].digitBudget.take(now: now) else {
+            legs[input.rawValue].counters.digitsThrottled &+= 1
+            return false
+        }
+        return true
+    }
+
     /// Sends a digit into `leg` (it came from the other leg's SIP INFO). With telephone-event on
     /// that leg, as RFC 4733 packets paced by `tick`; returns false when the leg has none.
     @discardableResult
@@ -308,8 +353,10 @@ public final class MediaBridge {
         let config = legs[o].config
         directions[o].output.catchUp(to: now, frameTicks: config.frameTicks)
         let clock = config.eventClockRate
+        // A digit lasts 40 ms to 5 s whatever the INFO said (its Duration is outside input).
+        let milliseconds = min(max(durationMilliseconds, 40), 5000)
         directions[o].pendingDigits.append(TelephoneEventGenerator(
-            event: event, duration: durationMilliseconds * clock / 1000, step: clock * config.ptime / 1000, timestamp: directions[o].output.nextTimestamp))
+            event: event, duration: milliseconds * clock / 1000, step: clock * config.ptime / 1000, timestamp: directions[o].output.nextTimestamp))
         directions[o].nextDigitPacketAt = min(directions[o].nextDigitPacketAt ?? now, now)
         tick(now: now)
         return true
@@ -330,7 +377,7 @@ public final class MediaBridge {
                 }
                 sendEvent(event, marker: marker, timestamp: directions[o].pendingDigits[0].timestamp, payloadType: pt, on: output, now: now)
                 if directions[o].pendingDigits[0].isFinished { directions[o].pendingDigits.removeFirst() }
-                let step = UInt64(legs[o].config.ptime) * 1_000_000
+                let step = UInt64(max(legs[o].config.ptime, 10)) * 1_000_000
                 directions[o].nextDigitPacketAt = directions[o].pendingDigits.isEmpty ? nil : due + step
             }
         }
@@ -393,6 +440,7 @@ extension MediaBridge {
         var remote: SocketAddress
         var reporter: RTCPReporter
         var counters = MediaLegCounters()
+        var digitBudget = DigitBudget()
 
         init(_ config: MediaLegConfiguration) throws(SRTPSession.SetupError) {
             self.config = config
@@ -405,6 +453,31 @@ extension MediaBridge {
                 outbound = nil
             }
             reporter = RTCPReporter(ssrc: 0, canonicalName: config.canonicalName, clockRate: config.codec.rtpClockRate)
+        }
+
+        /// At most `burst` digits at once, then one per `interval`: more than a hand on a keypad.
+        struct DigitBudget {
+            static let burst = 10
+            static let interval: UInt64 = 100_000_000
+            private var tokens = DigitBudget.burst
+            private var refilledAt: UInt64?
+
+            mutating func take(now: UInt64) -> Bool {
+                if let last = refilledAt {
+                    if now > last {
+                        let earned = (now - last) / Self.interval
+                        if earned > 0 {
+                            tokens = Int(min(UInt64(Self.burst), UInt64(tokens) + earned))
+                            refilledAt = last + earned * Self.interval
+                        }
+                    }
+                } else {
+                    refilledAt = now
+                }
+                guard tokens > 0 else { return false }
+                tokens -= 1
+                return true
+            }
         }
 
         mutating func count(_ error: SRTPSession.Failure) {

@@ -44,11 +44,16 @@ extension MediaBridge {
                 resampler = HalfBandResampler(encodeRate > decodeRate ? .up : .down)
             }
             jitterBuffer = JitterBuffer(clockRate: input.codec.rtpClockRate, frameTicks: input.frameTicks, maxDelay: jitterBufferMax)
+            // Packet times are checked (10–120 ms, `MediaLegConfiguration.checked`), so these
+            // sizes are bounded: at most 5,760 samples a frame.
             inputFrameSamples = decodeRate * input.ptime / 1000
             outputFrameSamples = encodeRate * output.ptime / 1000
             // Room for an Opus packet of up to 120 ms at 48 kHz.
             decoded = [Int16](repeating: 0, count: max(5760, inputFrameSamples * 3))
-            queue = [Int16](repeating: 0, count: max(outputFrameSamples, inputFrameSamples * 2) * 4)
+            // Room for the output's frames plus the largest packet the input may bring (120 ms,
+            // `AudioCodecKind.maxPacketMilliseconds`) at the encoder's rate.
+            let largestPacket = encodeRate * AudioCodecKind.maxPacketMilliseconds / 1000 + 2
+            queue = [Int16](repeating: 0, count: max(outputFrameSamples, inputFrameSamples * 2) * 4 + largestPacket)
         }
 
         /// Passthrough: the output sequence number and timestamp of an input packet.
@@ -78,9 +83,12 @@ extension MediaBridge {
             return decoded.withUnsafeMutableBufferPointer { decoder.conceal(into: $0, samples: samples) }
         }
 
-        /// Moves `count` decoded samples into the queue, resampled if needed.
-        mutating func enqueue(samples count: Int) {
+        /// Moves `count` decoded samples into the queue, resampled if needed. False (and nothing
+        /// queued) when they could never fit: more than the queue holds at all.
+        mutating func enqueue(samples count: Int) -> Bool {
+            guard count > 0, count <= decoded.count else { return false }
             let needed = resampler?.outputCount(for: count) ?? count
+            guard needed <= queue.count else { return false }
             if queued + needed > queue.count {
                 // The output side fell behind (should not happen at equal rates): drop the oldest.
                 let drop = queued + needed - queue.count
@@ -102,6 +110,7 @@ extension MediaBridge {
                 }
             }
             queued += needed
+            return true
         }
 
         var hasOutputFrame: Bool { outputFrameSamples > 0 && queued >= outputFrameSamples }

@@ -64,6 +64,23 @@ public struct MediaLegConfiguration: Sendable {
         self.canonicalName = canonicalName
     }
 
+    /// The configuration as the bridge runs it: a packet time the codec can be framed in (else
+    /// 20 ms), and a telephone-event clock the engine can count in (else the digits of this leg
+    /// go by SIP INFO). Whatever offer/answer let through, nothing below sizes a buffer, a frame
+    /// or a timer from an unchecked number (docs/RELIABILITY.md).
+    public var checked: MediaLegConfiguration {
+        var config = self
+        config.ptime = codec.usablePacketTime(ptime)
+        if let rate = telephoneEventClockRate, !Self.telephoneEventClockRates.contains(rate) {
+            config.telephoneEventClockRate = nil
+            config.dtmf = .sipInfo
+        }
+        return config
+    }
+
+    /// The clocks a telephone-event may count in (RFC 4733 §2.1: its codec's; these are ours).
+    public static let telephoneEventClockRates: Set<Int> = [8000, 16000, 48000]
+
     var frameTicks: Int { codec.timestampTicks(milliseconds: ptime) }
 
     /// The clock event durations count in.
@@ -93,6 +110,18 @@ public struct MediaLegCounters: Sendable, Equatable {
     public var dtmfEvents: UInt64 = 0
     public var concealedFrames: UInt64 = 0
     public var latePackets: UInt64 = 0
+    /// Packets that do not fit the leg's frame budget (an empty payload, more than 120 ms of
+    /// audio, a datagram larger than the receive buffer): dropped, never decoded.
+    public var oversized: UInt64 = 0
+    /// Digits past the rate a keypad can produce (`MediaBridge.digitRate`): relayed in the media
+    /// where the other leg takes telephone-event, but neither reported nor sent as SIP INFO.
+    public var digitsThrottled: UInt64 = 0
+
+    /// Every packet this leg dropped instead of playing: malformed, failed SRTP, wrong source or
+    /// payload type, oversized.
+    public var dropped: UInt64 {
+        malformed &+ authenticationFailures &+ replayed &+ wrongSource &+ unknownPayloadType &+ oversized
+    }
 
     public init() {}
 }

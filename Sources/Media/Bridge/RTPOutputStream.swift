@@ -52,8 +52,9 @@ public struct RTPOutputStream: Sendable, Equatable {
     /// After a pause in sending (the input went quiet, or changed source), moves the timeline on
     /// by the wall-clock time that passed, so timestamps keep pace with real time (RFC 3550 §5.1).
     public mutating func catchUp(to now: UInt64, frameTicks: Int) {
-        guard let last = lastSentAt, now > last else { return }
-        let elapsedTicks = Int((now - last) / 1000 * UInt64(clockRate) / 1_000_000)
+        guard let last = lastSentAt, now > last, frameTicks > 0 else { return }
+        // A gap of more than a day counts as a day: the timeline only has to move on.
+        let elapsedTicks = Int(min(now - last, 86_400_000_000_000) / 1000 * UInt64(clockRate) / 1_000_000)
         if elapsedTicks > 2 * frameTicks {
             let frames = elapsedTicks / frameTicks
             nextTimestamp &+= UInt32(truncatingIfNeeded: (frames - 1) * frameTicks)

@@ -20,6 +20,32 @@ public enum AudioCodecKind: String, Sendable, CaseIterable, Hashable {
     /// RTP timestamp ticks for a frame of `milliseconds`.
     public func timestampTicks(milliseconds: Int) -> Int { rtpClockRate * milliseconds / 1000 }
 
+    /// The longest packet the engine takes or makes: 120 ms (RFC 7587 §4.2, the longest Opus
+    /// packet; RFC 3551 §4.2 for the others).
+    public static let maxPacketMilliseconds = 120
+
+    /// Packet times (ms) the engine frames this codec in, 10–120. Opus encodes only 10, 20, 40
+    /// and 60 ms frames and packets of up to three 40 ms frames (RFC 6716 §2.1.4, §3.2.5).
+    public func isUsablePacketTime(_ milliseconds: Int) -> Bool {
+        guard (10...Self.maxPacketMilliseconds).contains(milliseconds) else { return false }
+        return self != .opus || [10, 20, 40, 60, 80, 100, 120].contains(milliseconds)
+    }
+
+    /// The packet time a leg runs at when asked for `milliseconds`: that, when usable, else the
+    /// 20 ms default (a ptime is a hint: RFC 4566 §6).
+    public func usablePacketTime(_ milliseconds: Int) -> Int { isUsablePacketTime(milliseconds) ? milliseconds : 20 }
+
+    /// The largest payload (bytes) a packet of this codec may carry to be decoded: 120 ms of
+    /// G.711 (8 bit/sample at 8 kHz) or G.722 (64 kbit/s) is 960 bytes; an Opus frame is at most
+    /// 1275 bytes (RFC 6716 §3.4 R2) and a packet on our links one MTU. Longer payloads are
+    /// dropped and counted, never decoded.
+    public var maxPayloadBytes: Int {
+        switch self {
+        case .opus: 1500
+        case .g722, .pcma, .pcmu: 8 * Self.maxPacketMilliseconds
+        }
+    }
+
     public func makeEncoder(sampleRate: Int? = nil, options: AudioCodecOptions = .init()) throws(AudioCodecError) -> any AudioEncoder {
         switch self {
         case .opus: try OpusAudioEncoder(sampleRate: sampleRate ?? 48000, options: options)

@@ -36,6 +36,8 @@ public struct TelephoneEvent: Sendable, Equatable {
     public var digit: Character? { Self.digits.indices.contains(Int(event)) ? Self.digits[Int(event)] : nil }
 
     public static func event(for digit: Character) -> UInt8? {
+        // ASCII only: a non-ASCII character may uppercase to two ("ß" → "SS").
+        guard digit.isASCII else { return nil }
         let upper = Character(digit.uppercased())
         return Self.digits.firstIndex(of: upper).map(UInt8.init)
     }

@@ -35,7 +35,9 @@ public struct TelephoneEventRelay: Sendable, Equatable {
             marker = true
         }
         var out = event
-        let scaled = Int(event.duration) * outputClockRate / inputClockRate
+        // Clocks are checked (`MediaLegConfiguration.checked`), but a relay must not trap on
+        // whatever it is given: the product stays far inside Int for any 32-bit clock.
+        let scaled = inputClockRate > 0 ? Int(event.duration) * (outputClockRate & 0xFFFF_FFFF) / inputClockRate : 0
         out.duration = UInt16(clamping: scaled)
         var completes = false
         if event.isEnd {
@@ -60,8 +62,10 @@ public struct TelephoneEventGenerator: Sendable, Equatable {
     /// `duration` and `step` in ticks of the stream's clock.
     public init(event: UInt8, duration: Int, step: Int, timestamp: UInt32) {
         self.event = event
-        self.totalDuration = max(step, min(duration, Int(UInt16.max)))
-        self.step = step
+        // Every count fits the 16-bit duration field, and each packet moves on by a tick at
+        // least, so a digit always ends (RFC 4733 §2.5.1.3).
+        self.step = min(max(step, 1), Int(UInt16.max))
+        self.totalDuration = max(self.step, min(duration, Int(UInt16.max)))
         self.timestamp = timestamp
     }
 
@@ -74,8 +78,8 @@ public struct TelephoneEventGenerator: Sendable, Equatable {
         elapsed = min(totalDuration, elapsed + step)
         if elapsed >= totalDuration {
             endsSent += 1
-            return (TelephoneEvent(event: event, isEnd: true, duration: UInt16(totalDuration)), marker)
+            return (TelephoneEvent(event: event, isEnd: true, duration: UInt16(clamping: totalDuration)), marker)
         }
-        return (TelephoneEvent(event: event, duration: UInt16(elapsed)), marker)
+        return (TelephoneEvent(event: event, duration: UInt16(clamping: elapsed)), marker)
     }
 }

@@ -26,7 +26,10 @@ final class MediaIOThread: @unchecked Sendable {
     /// Loop-confined state.
     private var sockets: [Int32: RegisteredSocket] = [:]
     private var bridges: [ObjectIdentifier: MediaBridgeBox] = [:]
-    private var scratch = [UInt8](repeating: 0, count: 2048 + SRTPSession.maxTrailer + 16)
+    /// The largest datagram the media path takes (an MTU's worth, with room to spare); larger
+    /// ones are dropped and counted (`MediaLegCounters.oversized`).
+    static let receiveLimit = 2048
+    private var scratch = [UInt8](repeating: 0, count: MediaIOThread.receiveLimit + SRTPSession.maxTrailer + 16)
     private static let tickNanoseconds: UInt64 = 5_000_000
     private var nextTick: UInt64 = 0
     private var tickCount: UInt64 = 0
@@ -181,16 +184,25 @@ final class MediaIOThread: @unchecked Sendable {
         scratch.withUnsafeMutableBytes { buffer in
             for _ in 0..<16 {
                 var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+                // MSG_TRUNC: the datagram's real length, so one larger than the buffer is seen
+                // as such instead of being parsed cut short.
                 let n = withUnsafeMutablePointer(to: &storage) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(fd, buffer.baseAddress, 2048, Int32(MSG_DONTWAIT), $0, &length) }
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        recvfrom(fd, buffer.baseAddress, Self.receiveLimit, Int32(MSG_DONTWAIT) | Int32(MSG_TRUNC), $0, &length)
+                    }
                 }
                 guard n > 0 else { return }
                 // Before the bridge is in place (media ahead of the answer) packets are dropped.
                 guard let box = entry.box, let bridge = box.bridge else { continue }
+                guard n <= Self.receiveLimit else {
+                    bridge.dropOversized(on: entry.side)
+                    continue
+                }
                 let now = MediaClock.now()
+                guard let source = Self.address(storage) else { continue }
                 if entry.isRTCP {
-                    bridge.receiveRTCP(buffer, length: n, on: entry.side, now: now)
-                } else if let source = Self.address(storage) {
+                    bridge.receiveRTCP(buffer, length: n, from: source, on: entry.side, now: now)
+                } else {
                     bridge.receive(buffer, length: n, from: source, on: entry.side, now: now)
                 }
             }

@@ -74,7 +74,10 @@ public struct RTCPReporter: Sendable {
             var dlsr: UInt32 = 0
             if let last = lastSenderReportReceived {
                 lsr = last.compact
-                dlsr = UInt32(truncatingIfNeeded: (now &- last.at) * 65536 / 1_000_000_000)
+                // In units of 1/65536 s (RFC 3550 §6.4.1); an SR older than the 32-bit field can
+                // say (18 h) is reported as the field's maximum, never overflowing the product.
+                let elapsed = min(now &- last.at, 65_535 * 1_000_000_000)
+                dlsr = UInt32(truncatingIfNeeded: elapsed * 65536 / 1_000_000_000)
             }
             blocks.append(
                 RTCPReportBlock(

@@ -29,6 +29,26 @@ public struct MeshPeer: Sendable, Equatable, Hashable {
     /// When the records expire (the discovery clock's seconds).
     public var expiresAt: Double
     public var lastSeen: Double
+    /// The records' TTL as heard (clamped, `MeshDiscovery.maxPeerTTL`), and how many of the
+    /// refresh queries at 80, 85, 90 and 95 % of it were sent (RFC 6762 §5.2).
+    public var ttl: Double = Double(MeshDiscovery.ttl)
+    public var refreshesSent = 0
+
+    public init(device: String, numbers: [String], address: LinkLocalAddress, port: Int, expiresAt: Double, lastSeen: Double, ttl: Double = Double(MeshDiscovery.ttl)) {
+        self.device = device
+        self.numbers = numbers
+        self.address = address
+        self.port = port
+        self.expiresAt = expiresAt
+        self.lastSeen = lastSeen
+        self.ttl = ttl
+    }
+
+    /// When the next refresh query for this peer is due, if one still is.
+    var nextRefresh: Double? {
+        guard refreshesSent < 4 else { return nil }
+        return expiresAt - ttl * (0.2 - 0.05 * Double(refreshesSent))
+    }
 }
 
 extension [MeshPeer] {
@@ -47,6 +67,12 @@ extension [MeshPeer] {
 public struct MeshDiscovery: Sendable {
     public static let serviceType = "_symphony-mesh._tcp.local"
     public static let ttl: UInt32 = 120
+    /// Peers' TTLs are taken up to this (ours is 120 s): a record that claims to live for 136
+    /// years would never leave the table.
+    public static let maxPeerTTL: UInt32 = 2 * ttl
+    /// Peers kept per interface. A site has a handful of gateways; a host that invents device
+    /// names gets no further (counted in `refusedPeers`).
+    public static let maxPeers = 64
 
     public enum Output: Sendable, Equatable {
         /// Multicast this on the interface (to ff02::fb port 5353).
@@ -60,6 +86,8 @@ public struct MeshDiscovery: Sendable {
     /// Our link-local address on the interface (16 bytes).
     public let address: [UInt8]
     public private(set) var peers: [String: MeshPeer] = [:]
+    /// New peers refused because the table was full.
+    public private(set) var refusedPeers: UInt64 = 0
     private var nextQuery: Double = 0
     private var queryInterval: Double = 1
     private var announcementsLeft = 2
@@ -144,10 +172,16 @@ public struct MeshDiscovery: Sendable {
             nextQuery = now + queryInterval
             queryInterval = min(queryInterval * 2, 3600)
         }
-        // A peer whose records are at 80 % of their life is asked about again.
-        if peers.values.contains(where: { now >= $0.expiresAt - Double(Self.ttl) * 0.2 && now < $0.expiresAt }), nextQuery > now + 1 {
-            nextQuery = now
-            queryInterval = max(queryInterval, 2)
+        // A peer whose records are at 80, 85, 90 or 95 % of their life is asked about again,
+        // once at each (RFC 6762 §5.2): one query covers every peer due.
+        var refresh = false
+        for (key, peer) in peers {
+            guard let due = peer.nextRefresh, now >= due, now < peer.expiresAt else { continue }
+            peers[key]?.refreshesSent += 1
+            refresh = true
+        }
+        if refresh, !outputs.contains(where: { if case .send(let message) = $0 { !message.isResponse } else { false } }) {
+            outputs.append(.send(query()))
         }
         let before = peers.count
         peers = peers.filter { $0.value.expiresAt > now }
@@ -194,15 +228,11 @@ public struct MeshDiscovery: Sendable {
         }
         var changed = false
         for (instance, ptrTTL) in instances where instance != instanceName.lowercased() {
-            var port: Int?, target: String?, txt: [String: String] = [:], ttl = ptrTTL
+            var port: Int?, target: String?, txt: [String: String] = [:], ttl = min(ptrTTL, Self.maxPeerTTL)
             for record in records where record.name.lowercased() == instance {
                 switch record.data {
                 case .srv(_, _, let p, let t): (port, target, ttl) = (Int(p), t.lowercased(), min(ttl, record.ttl))
-                case .txt(let strings):
-                    for string in strings {
-                        let parts = string.split(separator: "=", maxSplits: 1)
-                        txt[parts[0].lowercased()] = parts.count > 1 ? String(parts[1]) : ""
-                    }
+                case .txt(let strings): txt.merge(Self.attributes(strings)) { first, _ in first }
                 default: continue
                 }
             }
@@ -215,11 +245,15 @@ public struct MeshDiscovery: Sendable {
             guard txt["site"] == node.site, let port, let target else { continue }
             var addressText: String?
             for record in records where record.name.lowercased() == target {
-                if case .aaaa(let bytes) = record.data, bytes[0] == 0xFE, bytes[1] & 0xC0 == 0x80 { addressText = Self.text(bytes) }
+                if case .aaaa(let bytes) = record.data, bytes.count == 16, bytes[0] == 0xFE, bytes[1] & 0xC0 == 0x80 { addressText = Self.text(bytes) }
             }
-            guard let address = try? LinkLocalAddress(addressText ?? source, interface: interface) else { continue }
+            guard let address = try? LinkLocalAddress(addressText ?? source, interface: interface), port > 0 else { continue }
+            guard peers[key] != nil || peers.count < Self.maxPeers else {
+                refusedPeers &+= 1
+                continue
+            }
             let numbers = (txt["numbers"] ?? "").split(separator: ",").map(String.init)
-            let peer = MeshPeer(device: device, numbers: numbers, address: address, port: port, expiresAt: now + Double(ttl), lastSeen: now)
+            let peer = MeshPeer(device: device, numbers: numbers, address: address, port: port, expiresAt: now + Double(ttl), lastSeen: now, ttl: Double(ttl))
             let old = peers[key]
             peers[key] = peer
             if old == nil || old!.numbers != numbers || old!.address != address || old!.port != port { changed = true }
@@ -227,8 +261,31 @@ public struct MeshDiscovery: Sendable {
         return changed
     }
 
+    /// The key/value attributes of DNS-SD TXT strings (RFC 6763 §6.3–6.5): the key is what comes
+    /// before the first `=`, case-insensitive; a string without `=` is a key with an empty value;
+    /// a string with no key (`=`, `=x`, empty) is ignored; the first occurrence of a key wins.
+    public static func attributes(_ strings: [String]) -> [String: String] {
+        var attributes: [String: String] = [:]
+        for string in strings {
+            let key: Substring
+            let value: Substring
+            if let equals = string.firstIndex(of: "=") {
+                key = string[..<equals]
+                value = string[string.index(after: equals)...]
+            } else {
+                key = string[...]
+                value = ""
+            }
+            guard !key.isEmpty else { continue }
+            let name = key.lowercased()
+            if attributes[name] == nil { attributes[name] = String(value) }
+        }
+        return attributes
+    }
+
     /// RFC 5952 text of 16 address bytes (lowercase, longest zero run as `::`).
     public static func text(_ bytes: [UInt8]) -> String {
+        guard bytes.count == 16 else { return "" }
         let groups = (0..<8).map { UInt16(bytes[$0 * 2]) << 8 | UInt16(bytes[$0 * 2 + 1]) }
         var best = (start: -1, length: 0), run = (start: -1, length: 0)
         for (index, group) in groups.enumerated() {

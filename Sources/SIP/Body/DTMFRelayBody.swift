@@ -11,7 +11,9 @@ public struct DTMFRelayBody: Sendable, Equatable {
     public static let signals: Set<Character> = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#", "A", "B", "C", "D"]
 
     public init?(signal: Character, duration: Int) {
-        let upper = Character(signal.uppercased())
+        // Only ASCII letters change case here: "ß".uppercased() is "SS", two characters, and
+        // `Character(_:)` traps on that (docs/RELIABILITY.md).
+        let upper = signal.isASCII ? Character(signal.uppercased()) : signal
         guard Self.signals.contains(upper), (0...60_000).contains(duration) else { return nil }
         self.signal = upper
         self.duration = duration

@@ -111,6 +111,8 @@ public struct SDPNegotiatedAudio: Sendable, Equatable {
     public var rtcpMux: Bool
     /// Our direction after negotiation.
     public var direction: SDPDirection
+    /// The peer's `a=ptime` when it is within `SDPValueRules.packetTimeMilliseconds`; nil means
+    /// the 20 ms default.
     public var ptime: Int?
     public var srtp: SRTP?
 }
@@ -245,6 +247,13 @@ public enum SDPOfferAnswer {
 
         let telephoneEvent = policy.telephoneEvent ? preferredTelephoneEvent(formats, clockRate: best.codec.clockRate) : nil
         let rtcpMux = policy.rtcpMux && offered.hasAttribute("rtcp-mux")
+        var rtcpPort = offered.port
+        if !rtcpMux {
+            switch SDPValueRules.rtcpPort(of: offered) {
+            case .success(let port): rtcpPort = port
+            case .failure(let problem): return .failure(problem.description)
+            }
+        }
         var section = SDPMedia(type: "audio", port: port, proto: offered.proto, formats: [String(best.map.payloadType)])
         section.attributes.append(SDPAttribute("rtpmap", best.map.attributeValue))
         if best.codec == .opus { section.attributes.append(SDPAttribute("fmtp", "\(best.map.payloadType) \(policy.opusParameters)")) }
@@ -264,22 +273,16 @@ public enum SDPOfferAnswer {
             remoteFormatParameters: offered.fmtp(for: best.map.payloadType),
             telephoneEventPayloadType: telephoneEvent?.payloadType, telephoneEventClockRate: telephoneEvent?.clockRate,
             remoteAddress: address, remotePort: offered.port,
-            remoteRTCPPort: rtcpMux ? offered.port : rtcpPort(of: offered), rtcpMux: rtcpMux, direction: direction,
-            ptime: offered.attributes(named: "ptime").first.flatMap { Int($0.trimmingCharacters(in: " \t")) }, srtp: srtp)
+            remoteRTCPPort: rtcpPort, rtcpMux: rtcpMux, direction: direction,
+            ptime: SDPValueRules.packetTime(offered.attributes(named: "ptime").first), srtp: srtp)
         return .success((section, result))
     }
 
     /// The telephone-event at the codec's clock rate, else (a peer that ignores RFC 4733 §2.1)
-    /// the first one offered.
+    /// the first one offered at a clock we can count in (`SDPValueRules`).
     private static func preferredTelephoneEvent(_ formats: [SDPRTPMap], clockRate: Int) -> SDPRTPMap? {
-        let events = formats.filter { $0.isEncoding("telephone-event") }
+        let events = formats.filter { $0.isEncoding("telephone-event") && SDPValueRules.isUsableTelephoneEvent($0, codecClockRate: clockRate) }
         return events.first { $0.clockRate == clockRate } ?? events.first
-    }
-
-    /// The peer's RTCP port: `a=rtcp` (RFC 3605) or the RTP port + 1.
-    private static func rtcpPort(of media: SDPMedia) -> Int {
-        if let value = media.attributes(named: "rtcp").first, let port = Int(value.split(separator: " ").first ?? "") { return port }
-        return media.port + 1
     }
 
     /// What our offer and the peer's answer agree on (the offerer's side of RFC 3264 §7).
@@ -314,13 +317,20 @@ public enum SDPOfferAnswer {
                 srtp = .init(suite: theirs.suite, localKey: offeredLine.keyMaterial, remoteKey: theirs.keyMaterial)
             }
             let rtcpMux = answered.hasAttribute("rtcp-mux") && ours.hasAttribute("rtcp-mux")
+            var rtcpPort = answered.port
+            if !rtcpMux {
+                switch SDPValueRules.rtcpPort(of: answered) {
+                case .success(let port): rtcpPort = port
+                case .failure(let problem): throw .badAnswer(problem.description)
+                }
+            }
             return SDPNegotiatedAudio(
                 mediaIndex: index, codec: codec, payloadType: payloadType, remoteFormatParameters: answered.fmtp(for: payloadType),
                 telephoneEventPayloadType: telephoneEvent?.payloadType, telephoneEventClockRate: telephoneEvent?.clockRate,
                 remoteAddress: address, remotePort: answered.port,
-                remoteRTCPPort: rtcpMux ? answered.port : rtcpPort(of: answered), rtcpMux: rtcpMux,
+                remoteRTCPPort: rtcpPort, rtcpMux: rtcpMux,
                 direction: answered.direction.answer,
-                ptime: answered.attributes(named: "ptime").first.flatMap { Int($0.trimmingCharacters(in: " \t")) }, srtp: srtp)
+                ptime: SDPValueRules.packetTime(answered.attributes(named: "ptime").first), srtp: srtp)
         }
         throw .badAnswer("every stream refused")
     }

@@ -134,12 +134,23 @@ public struct SDPMedia: Sendable, Equatable {
     }
 
     /// The RTP payload formats of this section with their rtpmap, static types resolved from the
-    /// RFC 3551 table when no rtpmap is given.
+    /// RFC 3551 table when no rtpmap is given. Each payload type once (the first rtpmap for it
+    /// wins), in the order of the m-line; linear in the section's size, however many formats
+    /// and attributes a peer crams into it.
     public var payloadFormats: [SDPRTPMap] {
-        formats.compactMap { format in
-            guard let pt = Int(format), (0...127).contains(pt) else { return nil }
-            return rtpmap(for: pt) ?? SDPRTPMap.staticPayloadType(pt)
+        var maps = [SDPRTPMap?](repeating: nil, count: 128)
+        for attribute in attributes where attribute.name == "rtpmap" {
+            guard let value = attribute.value, let map = SDPRTPMap(attributeValue: value), maps[map.payloadType] == nil else { continue }
+            maps[map.payloadType] = map
         }
+        var seen = [Bool](repeating: false, count: 128)
+        var result: [SDPRTPMap] = []
+        for format in formats {
+            guard format.utf8.count <= 3, let pt = Int(format), (0...127).contains(pt), !seen[pt] else { continue }
+            seen[pt] = true
+            if let map = maps[pt] ?? SDPRTPMap.staticPayloadType(pt) { result.append(map) }
+        }
+        return result
     }
 
     /// The direction attribute (RFC 3264 §5.1), `sendrecv` when none is given.
