@@ -34,6 +34,17 @@ struct ClientTokenTests {
         #expect(throws: ClientTokenError.badSignature) { try verifier.verify("\(parts[0]).\(forged).\(parts[2])", now: now) }
     }
 
+    @Test("Claims at the ends of Int (exp, nbf) are compared without arithmetic on them: no overflow trap")
+    func extremeClaims() throws {
+        let signer = ClientTokenSigner(key: key)
+        let forever = ClientTokenClaims(subject: "alice", audience: "sips:core.symphony.example", issuedAt: now, expiresAt: .max, tokenID: "t1")
+        #expect(try verifier.verify(try signer.token(for: forever), now: now).subject == "alice")
+        let past = ClientTokenClaims(subject: "alice", audience: "sips:core.symphony.example", issuedAt: now, expiresAt: .min, tokenID: "t1")
+        #expect(throws: ClientTokenError.expired(at: .min)) { try verifier.verify(try signer.token(for: past), now: now) }
+        let never = ClientTokenClaims(subject: "alice", audience: "sips:core.symphony.example", issuedAt: now, expiresAt: now + 60, notBefore: .max, tokenID: "t1")
+        #expect(throws: ClientTokenError.notYetValid(until: .max)) { try verifier.verify(try signer.token(for: never), now: now) }
+    }
+
     @Test("The algorithm is pinned: alg none and HS256 (the public key as an HMAC secret) are refused")
     func algorithmPinned() throws {
         let payload = Base64URL.encode(try JSONEncoder().encode(claims()))

@@ -1,6 +1,9 @@
 import CloudCore
-import CloudUplink
+@testable import CloudUplink
 import Foundation
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
 import Logging
 import PeerTestSupport
 import Testing
@@ -77,5 +80,59 @@ struct ClaimingClientTests {
         // The code was not spent.
         #expect(try core.directory.redeemClaimingCode(code, by: "test") == "gw1")
         await core.shutdown()
+    }
+
+    @Test("A claim endpoint that accepts and then says nothing fails the claim at its deadline (it held the gateway's cloud side forever)")
+    func aSilentServerTimesOut() async throws {
+        // A listening socket that never accepts: the kernel completes the TCP handshake, nobody
+        // answers the TLS ClientHello.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        #expect(listen(fd, 8) == 0)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let (_, csr) = try DeviceIdentity.makeKeyAndRequest(hint: "gw1")
+        let started = ContinuousClock.now
+        do {
+            _ = try await ClaimingClient.claim(url: "https://127.0.0.1:\(port)/v1/claim", code: "X", csrPEM: csr, caFile: nil, timeout: .seconds(1))
+            Issue.record("a silent server gave an answer")
+        } catch {
+            guard case .unreachable(let why) = error else { Issue.record("\(error)"); return }
+            #expect(why.contains("no answer within"), "\(why)")
+        }
+        #expect(ContinuousClock.now - started < .seconds(10))
+    }
+
+    @Test("A claim URL with a port outside 1–65535 is refused with the reason, never a trap in the socket address")
+    func aPortOutOfRangeIsRefused() async throws {
+        let (_, csr) = try DeviceIdentity.makeKeyAndRequest(hint: "gw1")
+        for url in ["https://192.0.2.10:84430/v1/claim", "https://127.0.0.1:0/v1/claim", "https://[::1]:99999999/v1/claim"] {
+            do {
+                _ = try await ClaimingClient.claim(url: url, code: "X", csrPEM: csr, caFile: nil, timeout: .seconds(1))
+                Issue.record("\(url) claimed")
+            } catch {
+                guard case .unreachable(let why) = error else { Issue.record("\(url): \(error)"); continue }
+                #expect(why.contains("port") || why.contains("not an https URL"), "\(url): \(why)")
+            }
+        }
+    }
+
+    @Test("An answer larger than 256 KiB is refused as a bad answer, not collected")
+    func anOversizedAnswerIsRefused() throws {
+        let channel = EmbeddedChannel()
+        let promise = channel.eventLoop.makePromise(of: (Int, [UInt8]).self)
+        try channel.pipeline.syncOperations.addHandler(ResponseCollector(promise))
+        try channel.writeInbound(HTTPClientResponsePart.head(HTTPResponseHead(version: .http1_1, status: .ok)))
+        for _ in 0..<5 {
+            try? channel.writeInbound(HTTPClientResponsePart.body(ByteBuffer(repeating: 0x41, count: 64 * 1024)))
+        }
+        var failure: (any Error)?
+        promise.futureResult.whenFailure { failure = $0 }
+        #expect(failure as? ClaimingError == .badAnswer("the answer is larger than 262144 bytes"))
     }
 }

@@ -68,6 +68,20 @@ struct BridgeConfigurationTests {
         }
     }
 
+    @Test("A claim URL whose port does not fit 16 bits is refused by check-config (it trapped the gateway at every start)")
+    func claimURLPortOutOfRange() {
+        for url in ["https://192.0.2.10:84430/v1/claim", "https://192.0.2.10:0/v1/claim"] {
+            let text = Self.minimal.replacingOccurrences(of: "server = \"127.0.0.1:5061\"", with: "server = \"127.0.0.1:5061\"\nclaim_url = \"\(url)\"")
+            #expect {
+                try BridgeConfiguration.parse(text, file: "bridge.toml")
+            } throws: { error in
+                (error as? ConfigErrors)?.errors.contains { $0.description.contains("cloud.claim_url") && $0.description.contains("port in 1–65535") } == true
+            }
+        }
+        let good = Self.minimal.replacingOccurrences(of: "server = \"127.0.0.1:5061\"", with: "server = \"127.0.0.1:5061\"\nclaim_url = \"https://192.0.2.10:8443/v1/claim\"")
+        #expect((try? BridgeConfiguration.parse(good, file: "bridge.toml"))?.claimURL == "https://192.0.2.10:8443/v1/claim")
+    }
+
     @Test func channelMistakesPointAtTheChannel() {
         let text = Self.minimal + """
 

@@ -22,6 +22,26 @@ struct MediaLegMappingTests {
         #expect(leg.dtmf == .telephoneEvent(payloadType: 100), "telephone-event at G.722's 8 kHz RTP clock")
     }
 
+    @Test("Whatever a negotiated result holds — ports past 16 bits, any ptime, any event clock — the mapping gives a leg or an error, never a trap")
+    func outOfRangeValuesAreErrorsOrDefaults() throws {
+        let offer = SDPOfferAnswer.makeOffer(
+            policy: SDPAudioPolicy(codecs: [.g722]), address: "192.0.2.10", port: 40000, sessionID: "1", makeKey: Self.key)
+        var (_, negotiated) = try SDPOfferAnswer.answer(
+            offer: offer, policy: SDPAudioPolicy(codecs: [.g722], rtcpMux: false), address: "192.0.2.1", port: 20000, sessionID: "2", makeKey: Self.key)
+        negotiated.rtcpMux = false
+        for port in [65536, 70000, -1, Int.max, Int.min] {
+            negotiated.remoteRTCPPort = port
+            #expect(try MediaLegMapping.configuration(negotiated).remoteRTCP == nil)
+            var bad = negotiated
+            bad.remotePort = port
+            #expect(throws: MediaLegMapping.MappingError.badAddress("192.0.2.10", port)) { try MediaLegMapping.configuration(bad) }
+        }
+        negotiated.ptime = 999_999_999_999_999
+        negotiated.telephoneEventClockRate = 9_000_000_000_000_000_000
+        let leg = try MediaLegMapping.configuration(negotiated)
+        #expect(leg.ptime == 20 && leg.dtmf == .sipInfo)
+    }
+
     @Test func aCloudOpusAnswerBecomesAnSRTPOpusLegAndTranscodesAgainstG722() throws {
         let policy = SDPAudioPolicy(
             codecs: [.opus, .g722], srtp: .required, cryptoSuites: [("AES_CM_128_HMAC_SHA1_80", 30)])

@@ -84,6 +84,57 @@ struct JitterBufferTests {
         #expect(frames(&jb, at: 20 * ms) == [.frame(sequence: 30000, timestamp: 999_999, payload: [2])])
         #expect(jb.concealed == 0)
     }
+
+    /// 20 ms G.711 frames from `first` on, one a frame time apart from `start`.
+    func stream(_ jb: inout JitterBuffer, from first: UInt16, count: Int, start: UInt64, ssrc: UInt32 = 1, timestampBase: UInt32 = 0) -> [JitterBuffer.Item] {
+        var out: [JitterBuffer.Item] = []
+        for n in 0..<count {
+            let t = start + UInt64(n) * 20 * ms
+            let sequence = first &+ UInt16(n)
+            jb.insert(sequence: sequence, timestamp: timestampBase &+ UInt32(sequence) &* 160, ssrc: ssrc, payload: [UInt8(truncatingIfNeeded: n)], arrival: t)
+            out += frames(&jb, at: t)
+        }
+        return out
+    }
+
+    @Test("One stray packet 32,767 ahead does not mute the stream: two genuine packets in a row take it back (RFC 3550 A.1 probation)")
+    func strayFarAhead() {
+        var jb = JitterBuffer(clockRate: 8000, frameTicks: 160, maxDelay: .milliseconds(100))
+        _ = stream(&jb, from: 100, count: 10, start: 0)
+        jb.insert(sequence: 100 &+ 10 &+ 32767, timestamp: 5, ssrc: 1, payload: [0xEE], arrival: 200 * ms)
+        _ = frames(&jb, at: 200 * ms)
+        let after = stream(&jb, from: 110, count: 20, start: 220 * ms)
+        let played = after.filter { if case .frame = $0 { true } else { false } }
+        #expect(played.count >= 18, "genuine frames played after the stray: \(played.count) of 20")
+    }
+
+    @Test("Another SSRC is a new stream: it plays at once, nothing of the old one is concealed for it")
+    func ssrcChange() {
+        var jb = JitterBuffer(clockRate: 8000, frameTicks: 160, maxDelay: .milliseconds(100))
+        _ = stream(&jb, from: 100, count: 10, start: 0, ssrc: 1)
+        let other = stream(&jb, from: 7, count: 10, start: 200 * ms, ssrc: 2)
+        #expect(other.first == .frame(sequence: 7, timestamp: 7 * 160, payload: [0]))
+        #expect(jb.concealed == 0)
+    }
+
+    @Test("A timestamp jump of 2^31 with the next sequence number restarts the buffer instead of moving its playout clock back 74 hours")
+    func timestampJump() {
+        var jb = JitterBuffer(clockRate: 8000, frameTicks: 160, maxDelay: .milliseconds(100))
+        _ = stream(&jb, from: 100, count: 10, start: 0)
+        let jumped = stream(&jb, from: 110, count: 10, start: 200 * ms, timestampBase: 1 << 31)
+        #expect(jumped.count == 10 && jb.concealed == 0, "each packet plays once, as it arrives")
+        // Then packets that claim to be up to 63 frames ahead each: without a floor under the
+        // playout clock, every one made all the frames between due at once.
+        var concealedAtOnce = 0
+        var sequence: UInt16 = 200
+        for n in 0..<20 {
+            let t = 400 * ms + UInt64(n) * 20 * ms
+            sequence &+= 60
+            jb.insert(sequence: sequence, timestamp: UInt32(sequence) &* 160 &+ (1 << 31), ssrc: 1, payload: [1], arrival: t)
+            concealedAtOnce = max(concealedAtOnce, frames(&jb, at: t).filter { if case .lost = $0 { true } else { false } }.count)
+        }
+        #expect(concealedAtOnce <= 12, "at most the buffer's delay worth of frames concealed at once: \(concealedAtOnce)")
+    }
 }
 
 @Suite("Output stream continuity and DTMF relay")

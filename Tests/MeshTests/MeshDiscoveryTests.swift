@@ -136,3 +136,71 @@ struct MeshRingPlanTests {
         #expect(MeshRingPlan(mode: .chain, targets: []).start().isEmpty)
     }
 }
+
+extension MeshDiscoveryTests {
+    /// gw2's announcement with TXT strings of the caller's choosing.
+    static func announcement(txt: [String], device: String = "gw2", ttl: UInt32 = 120) -> DNSMessage {
+        let instance = "\(device).\(MeshDiscovery.serviceType)"
+        return DNSMessage(flags: DNSMessage.responseFlags, answers: [
+            .init(name: MeshDiscovery.serviceType, data: .ptr(instance), ttl: ttl),
+            .init(name: instance, data: .srv(priority: 0, weight: 0, port: 5071, target: "symphony-\(device).local"), cacheFlush: true, ttl: ttl),
+            .init(name: instance, data: .txt(txt), cacheFlush: true, ttl: ttl),
+            .init(name: "symphony-\(device).local", data: .aaaa(theirs), cacheFlush: true, ttl: ttl),
+        ])
+    }
+
+    @Test("TXT strings with no key (=, ==, =x), empty ones and 255-byte ones are taken or skipped, never a crash (was: Index out of range on \"=\")",
+          arguments: [["="], ["==", "=x"], [""], ["=", "device=gw2", "site=lobby", "numbers=201"], [String(repeating: "=", count: 255)],
+                      ["device=" + String(repeating: "d", count: 248)], ["DEVICE=gw2", "Site=lobby", "device=evil", "numbers"]])
+    func txtWithoutKeys(txt: [String]) {
+        var discovery = Self.discovery()
+        _ = discovery.received(Self.announcement(txt: txt), from: "fe80::2", at: 1, jitter: 0)
+        let attributes = MeshDiscovery.attributes(txt)
+        #expect(!attributes.keys.contains(""))
+        if attributes["device"] == "gw2", attributes["site"] == "lobby" {
+            #expect(discovery.peers["gw2"] != nil, "a good record beside bad strings still counts; the first key wins")
+        }
+    }
+
+    @Test func txtAttributesFollowRFC6763() {
+        #expect(MeshDiscovery.attributes(["a=1", "A=2", "b", "=3", "c==4", ""]) == ["a": "1", "b": "", "c": "=4"])
+    }
+
+    @Test("A peer's TTL counts at most 240 s: a record that claims 136 years leaves the table like any other")
+    func hugeTTL() {
+        var discovery = Self.discovery()
+        _ = discovery.received(Self.announcement(ttl: .max), from: "fe80::2", at: 0, jitter: 0)
+        #expect(discovery.peers["gw2"]?.expiresAt == Double(MeshDiscovery.maxPeerTTL))
+        #expect(discovery.tick(at: Double(MeshDiscovery.maxPeerTTL) + 1).contains(.peersChanged))
+        #expect(discovery.peers.isEmpty)
+    }
+
+    @Test("Invented device names fill the table only up to its cap; the refusals are counted")
+    func peerTableIsCapped() {
+        var discovery = Self.discovery()
+        for n in 0..<(MeshDiscovery.maxPeers + 50) {
+            _ = discovery.received(Self.announcement(device: "fake\(n)"), from: "fe80::2", at: 1, jitter: 0)
+        }
+        #expect(discovery.peers.count == MeshDiscovery.maxPeers)
+        #expect(discovery.refusedPeers == 50)
+        // A known peer still refreshes.
+        _ = discovery.received(Self.announcement(device: "fake0"), from: "fe80::2", at: 50, jitter: 0)
+        #expect(discovery.peers["fake0"]?.lastSeen == 50)
+    }
+
+    @Test("A peer near the end of its TTL is asked about once at 80, 85, 90 and 95 % (RFC 6762 §5.2), not on every tick")
+    func refreshQueriesAreFour() {
+        var discovery = Self.discovery()
+        _ = discovery.start(at: 0)
+        _ = discovery.received(Self.announcement(ttl: 20), from: "fe80::2", at: 0, jitter: 0)
+        var queries = 0
+        var t = 0.05
+        // Queries of the start-up schedule (1, 2, 4, 8 s) land in 0–16 s; count those after.
+        while t < 25 {
+            let sent = Self.sent(discovery.tick(at: t)).filter { !$0.isResponse }
+            if t > 15.9 { queries += sent.count }
+            t += 0.05
+        }
+        #expect(queries == 4, "\(queries) queries in the last 20 % of the peer's life")
+    }
+}

@@ -180,6 +180,8 @@ struct SDPTests {
         #expect(DTMFRelayBody("signal = #\nduration= 100") == DTMFRelayBody(signal: "#", duration: 100))
         #expect(DTMFRelayBody("Signal=a\r\n")?.signal == "A")
         #expect(DTMFRelayBody("Signal=x\r\nDuration=100") == nil)
+        // "ß" uppercases to "SS", two characters: that trapped in Character(_:) (debug builds).
+        #expect(DTMFRelayBody("Signal=ß\r\n") == nil && DTMFRelayBody("Signal=ﬀ") == nil && DTMFRelayBody(signal: "ß", duration: 100) == nil)
         #expect(DTMFRelayBody("Duration=100") == nil)
         #expect(DTMFRelayBody(signal: "9", duration: 250)?.text == "Signal=9\r\nDuration=250\r\n")
     }

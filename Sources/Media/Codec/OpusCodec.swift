@@ -60,6 +60,9 @@ public final class OpusAudioDecoder: AudioDecoder {
     deinit { opus_decoder_destroy(decoder) }
 
     public func decode(_ payload: UnsafeRawBufferPointer, into output: UnsafeMutableBufferPointer<Int16>) throws(AudioCodecError) -> Int {
+        // An empty packet would be libopus's concealment of a whole `output` (up to 720 ms at
+        // 8 kHz): nothing to decode, the caller conceals one frame instead.
+        guard !payload.isEmpty, payload.count <= 65_535 else { return 0 }
         let n = opus_decode(decoder, payload.baseAddress?.assumingMemoryBound(to: UInt8.self), Int32(payload.count), output.baseAddress!, Int32(output.count), 0)
         guard n >= 0 else { throw .decode(codec: "opus", status: n) }
         return Int(n)
@@ -67,13 +70,13 @@ public final class OpusAudioDecoder: AudioDecoder {
 
     /// libopus's own concealment (a NULL packet), sized to the lost frame.
     public func conceal(into output: UnsafeMutableBufferPointer<Int16>, samples: Int) -> Int {
-        let n = opus_decode(decoder, nil, 0, output.baseAddress!, Int32(min(samples, output.count)), 0)
+        let n = opus_decode(decoder, nil, 0, output.baseAddress!, Int32(min(max(samples, 0), output.count)), 0)
         return max(0, Int(n))
     }
 
     /// In-band FEC (RFC 6716 §2.1.7): the next packet carries a low-rate copy of this one.
     public func recover(lostFrameFrom next: UnsafeRawBufferPointer, into output: UnsafeMutableBufferPointer<Int16>, samples: Int) -> Int? {
-        let n = opus_decode(decoder, next.baseAddress?.assumingMemoryBound(to: UInt8.self), Int32(next.count), output.baseAddress!, Int32(min(samples, output.count)), 1)
+        let n = opus_decode(decoder, next.baseAddress?.assumingMemoryBound(to: UInt8.self), Int32(next.count), output.baseAddress!, Int32(min(max(samples, 0), output.count)), 1)
         return n > 0 ? Int(n) : nil
     }
 }

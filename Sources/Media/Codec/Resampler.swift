@@ -42,7 +42,7 @@ public struct HalfBandResampler: Sendable {
 
     public mutating func process(_ input: UnsafeBufferPointer<Int16>, into output: UnsafeMutableBufferPointer<Int16>) -> Int {
         let count = outputCount(for: input.count)
-        precondition(output.count >= count)
+        guard output.count >= count else { return 0 }
         let n = taps.count
         // Work on history ‖ input so the filter sees across the frame edge.
         var line = history

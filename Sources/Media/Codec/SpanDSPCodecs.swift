@@ -14,7 +14,8 @@ public final class G722AudioEncoder: AudioEncoder {
     deinit { g722_encode_free(state) }
 
     public func encode(_ pcm: UnsafeBufferPointer<Int16>, into output: UnsafeMutableRawBufferPointer) throws(AudioCodecError) -> Int {
-        precondition(output.count >= pcm.count / 2)
+        // Buffers that do not fit are an error, never a trap (docs/RELIABILITY.md).
+        guard output.count >= pcm.count / 2, !pcm.isEmpty, pcm.count <= Int(Int32.max) else { throw .encode(codec: "G722", status: -2) }
         return Int(g722_encode(state, output.baseAddress!.assumingMemoryBound(to: UInt8.self), pcm.baseAddress, Int32(pcm.count)))
     }
 }
@@ -36,14 +37,14 @@ public final class G722AudioDecoder: AudioDecoder {
 
     public func decode(_ payload: UnsafeRawBufferPointer, into output: UnsafeMutableBufferPointer<Int16>) throws(AudioCodecError) -> Int {
         guard !payload.isEmpty else { return 0 }
-        precondition(output.count >= payload.count * 2)
+        guard output.count >= payload.count * 2, payload.count <= Int(Int32.max) else { throw .decode(codec: "G722", status: -2) }
         let n = Int(g722_decode(state, output.baseAddress, payload.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(payload.count)))
         plc.received(UnsafeMutableBufferPointer(rebasing: output[..<n]))
         return n
     }
 
     public func conceal(into output: UnsafeMutableBufferPointer<Int16>, samples: Int) -> Int {
-        plc.fill(UnsafeMutableBufferPointer(rebasing: output[..<min(samples, output.count)]))
+        plc.fill(UnsafeMutableBufferPointer(rebasing: output[..<min(max(samples, 0), output.count)]))
     }
 }
 
@@ -61,7 +62,7 @@ public final class G711AudioEncoder: AudioEncoder {
     }
 
     public func encode(_ pcm: UnsafeBufferPointer<Int16>, into output: UnsafeMutableRawBufferPointer) throws(AudioCodecError) -> Int {
-        precondition(output.count >= pcm.count)
+        guard output.count >= pcm.count else { throw .encode(codec: law == .aLaw ? "PCMA" : "PCMU", status: -2) }
         switch law {
         case .aLaw: for i in 0..<pcm.count { output[i] = linear_to_alaw(Int32(pcm[i])) }
         case .muLaw: for i in 0..<pcm.count { output[i] = linear_to_ulaw(Int32(pcm[i])) }
@@ -83,7 +84,7 @@ public final class G711AudioDecoder: AudioDecoder {
     }
 
     public func decode(_ payload: UnsafeRawBufferPointer, into output: UnsafeMutableBufferPointer<Int16>) throws(AudioCodecError) -> Int {
-        precondition(output.count >= payload.count)
+        guard output.count >= payload.count else { throw .decode(codec: law == .aLaw ? "PCMA" : "PCMU", status: -2) }
         switch law {
         case .aLaw: for i in 0..<payload.count { output[i] = alaw_to_linear(payload[i]) }
         case .muLaw: for i in 0..<payload.count { output[i] = ulaw_to_linear(payload[i]) }
@@ -93,7 +94,7 @@ public final class G711AudioDecoder: AudioDecoder {
     }
 
     public func conceal(into output: UnsafeMutableBufferPointer<Int16>, samples: Int) -> Int {
-        plc.fill(UnsafeMutableBufferPointer(rebasing: output[..<min(samples, output.count)]))
+        plc.fill(UnsafeMutableBufferPointer(rebasing: output[..<min(max(samples, 0), output.count)]))
     }
 }
 

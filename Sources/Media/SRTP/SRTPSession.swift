@@ -70,7 +70,7 @@ public final class SRTPSession {
     /// Protects the RTP packet of `length` bytes at the start of `buffer` in place; returns the new
     /// length. `buffer` must have `maxTrailer` bytes of room after the packet.
     public func protect(_ buffer: UnsafeMutableRawBufferPointer, length: Int) throws(Failure) -> Int {
-        precondition(buffer.count >= length + Self.maxTrailer)
+        guard length >= 0, buffer.count >= length + Self.maxTrailer else { throw .malformed }
         return try transform(buffer, length: length, with: srtp_protect)
     }
 
@@ -81,7 +81,7 @@ public final class SRTPSession {
 
     /// The same for RTCP; SRTCP adds the 4-byte index and the tag.
     public func protectRTCP(_ buffer: UnsafeMutableRawBufferPointer, length: Int) throws(Failure) -> Int {
-        precondition(buffer.count >= length + Self.maxTrailer + 4)
+        guard length >= 0, buffer.count >= length + Self.maxTrailer + 4 else { throw .malformed }
         return try transform(buffer, length: length, with: srtp_protect_rtcp)
     }
 
@@ -94,8 +94,9 @@ public final class SRTPSession {
         _ buffer: UnsafeMutableRawBufferPointer, length: Int,
         with function: (srtp_t?, UnsafeMutableRawPointer?, UnsafeMutablePointer<Int32>?) -> srtp_err_status_t
     ) throws(Failure) -> Int {
-        var len = Int32(length)
-        try Self.check(function(session, buffer.baseAddress, &len))
+        guard length >= 0, length <= buffer.count, let base = buffer.baseAddress else { throw .malformed }
+        var len = Int32(clamping: length)
+        try Self.check(function(session, base, &len))
         return Int(len)
     }
 
