@@ -50,7 +50,7 @@ let package = Package(
         .target(
             name: "SIPTransport",
             dependencies: [
-                "SIP", "NetworkAddress",
+                "SIP", "NetworkAddress", "CrashContext",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -88,7 +88,7 @@ let package = Package(
         // used by the gateway and by the cloud core.
         .target(
             name: "MQTTStatus",
-            dependencies: ["CMosquitto", "TOMLConfig", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            dependencies: ["CMosquitto", "TOMLConfig", "CrashContext", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
             swiftSettings: strictSettings
         ),
         // RTP/RTCP, SRTP, codecs, DTMF, jitter buffer, the media bridge and its sockets (its own
@@ -96,7 +96,7 @@ let package = Package(
         .target(
             name: "Media",
             dependencies: [
-                "CSRTP", "COpus", "CSpanDSP", "CEpoll", "NetworkAddress",
+                "CSRTP", "COpus", "CSpanDSP", "CEpoll", "NetworkAddress", "CrashContext",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
@@ -107,7 +107,7 @@ let package = Package(
         .target(
             name: "CloudCore",
             dependencies: [
-                "SIP", "SIPTransport", "TOMLConfig", "MQTTStatus",
+                "SIP", "SIPTransport", "TOMLConfig", "MQTTStatus", "CrashContext",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "X509", package: "swift-certificates"),
@@ -123,11 +123,15 @@ let package = Package(
         // What both daemons share as systemd services: the notify protocol (READY, STATUS,
         // WATCHDOG) without libsystemd.
         .target(name: "DaemonSupport", dependencies: [.product(name: "Logging", package: "swift-log")], swiftSettings: strictSettings),
+        // What each thread handles, for the one line a crash leaves in the journal: a signal
+        // handler in C (async-signal-safe), a Swift face for the code that sets it.
+        .target(name: "CCrashContext"),
+        .target(name: "CrashContext", dependencies: ["CCrashContext"], swiftSettings: strictSettings),
         // The `symphony-cloud-core` executable: run, check-config, admin.
         .executableTarget(
             name: "CloudCoreDaemon",
             dependencies: [
-                "CloudCore", "SIP", "SIPTransport", "TOMLConfig", "DaemonSupport",
+                "CloudCore", "SIP", "SIPTransport", "TOMLConfig", "DaemonSupport", "CrashContext",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -141,7 +145,7 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: [
-                "TOMLConfig", "LegacyLinks", "CloudUplink", "Mesh", "NetworkAddress", "SIP", "SIPTransport", "SIPUserAgent", "Media", "MQTTStatus",
+                "TOMLConfig", "LegacyLinks", "CloudUplink", "Mesh", "NetworkAddress", "SIP", "SIPTransport", "SIPUserAgent", "Media", "MQTTStatus", "CrashContext",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -184,7 +188,7 @@ let package = Package(
         .target(
             name: "Mesh",
             dependencies: [
-                "NetworkAddress",
+                "NetworkAddress", "CrashContext",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -195,7 +199,7 @@ let package = Package(
         .executableTarget(
             name: "BridgeGateway",
             dependencies: [
-                "Gateway", "TOMLConfig", "MQTTStatus", "DaemonSupport",
+                "Gateway", "TOMLConfig", "MQTTStatus", "DaemonSupport", "CrashContext",
                 "SIP",
                 "SIPTransport",
                 "SIPUserAgent",

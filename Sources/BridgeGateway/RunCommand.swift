@@ -1,4 +1,5 @@
 import ArgumentParser
+import CrashContext
 import Foundation
 import Gateway
 import Logging
@@ -26,6 +27,8 @@ struct RunCommand: AsyncParsableCommand {
         }
         let level = Logger.Level(rawValue: configuration.logLevel) ?? .info
         LoggingSystem.bootstrap { label in DaemonLogHandler(label: label, level: level) }
+        // A crash leaves one line naming what was being handled (docs/RELIABILITY.md).
+        CrashContext.install(daemon: "symphony-bridge", journal: ProcessInfo.processInfo.environment["JOURNAL_STREAM"] != nil)
         let logger = Logger(label: "symphony-bridge")
         let group = ServiceGroup(configuration: .init(
             services: [GatewayService(configuration: configuration, configFile: config, logger: logger)],

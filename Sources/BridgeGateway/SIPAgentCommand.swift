@@ -27,6 +27,12 @@ struct SIPAgentCommand: AsyncParsableCommand {
     @Option(help: "TLS port (needs --certificate, --key and --ca; 0 disables).")
     var tlsPort = 5061
 
+    func validate() throws {
+        for (name, value) in [("--port", port), ("--tls-port", tlsPort)] where !(0...65535).contains(value) {
+            throw ValidationError("\(name): \(value) is not a port (0–65535)")
+        }
+    }
+
     @Option(help: "PEM certificate chain for TLS.")
     var certificate: String?
 

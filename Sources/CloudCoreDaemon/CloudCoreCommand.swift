@@ -1,5 +1,6 @@
 import ArgumentParser
 import CloudCore
+import CrashContext
 import Foundation
 import Logging
 import DaemonSupport
@@ -45,6 +46,8 @@ struct RunCommand: AsyncParsableCommand {
     func run() async throws {
         let configuration = try loadConfiguration(config)
         let logger = makeLogger(level: configuration.logLevel)
+        // A crash leaves one line naming what was being handled (docs/RELIABILITY.md).
+        CrashContext.install(daemon: "symphony-cloud-core", journal: ProcessInfo.processInfo.environment["JOURNAL_STREAM"] != nil)
         let group = ServiceGroup(configuration: .init(
             services: [CloudCoreService(configuration: configuration, logger: logger)],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

@@ -1,4 +1,5 @@
 import CMosquitto
+import CrashContext
 import Foundation
 import NIOConcurrencyHelpers
 
@@ -94,6 +95,7 @@ public final class MQTTConnection: @unchecked Sendable {
             let length = Int(message.pointee.payloadlen)
             guard message.pointee.topic != nil, (0...MQTTConnection.maxIncomingPayload).contains(length) else { return }
             let topic = String(cString: message.pointee.topic)
+            CrashContext.set("MQTT message on \(topic.prefix(120))")
             let payload = message.pointee.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: length)) } ?? []
             Unmanaged<MQTTConnection>.fromOpaque(context).takeUnretainedValue()
                 .continuation.yield(.message(topic: topic, payload: payload, retained: message.pointee.retain))

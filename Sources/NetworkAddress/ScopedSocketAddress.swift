@@ -55,8 +55,10 @@ extension SocketAddress {
         return 0
     }
 
-    /// The same address on another port, keeping the scope.
-    public func withPort(_ port: Int) -> SocketAddress {
+    /// The same address on another port, keeping the scope; nil for a port outside 0–65535
+    /// (NIO's setter would trap).
+    public func withPort(_ port: Int) -> SocketAddress? {
+        guard (0...65535).contains(port) else { return nil }
         var copy = self
         copy.port = port
         return copy

@@ -1,3 +1,4 @@
+import CrashContext
 import NIOCore
 import NIOSSL
 import NIOTLS
@@ -122,6 +123,17 @@ final class SIPStreamHandler: ChannelInboundHandler {
 final class StreamAbortHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     struct Abort {}
+    /// What a crash while this connection's bytes are framed or decrypted would name.
+    private var crashContext: [UInt8] = []
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if crashContext.isEmpty {
+            let remote = context.channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
+            crashContext = Array("SIP stream bytes from \(remote)".utf8)
+        }
+        crashContext.withUnsafeBytes { CrashContext.set($0) }
+        context.fireChannelRead(data)
+    }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is Abort {

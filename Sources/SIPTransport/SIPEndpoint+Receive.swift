@@ -1,3 +1,4 @@
+import CrashContext
 import NIOCore
 import SIP
 
@@ -8,9 +9,13 @@ extension SIPEndpoint {
         // A UDP keepalive (CRLF or CRLFCRLF alone) carries nothing.
         if flow.transport == .udp, bytes.readableBytesView.allSatisfy({ $0 == 0x0D || $0 == 0x0A }) { return }
         statistics.received += 1
+        // What a crash would name (docs/RELIABILITY.md): the sender, then the message.
+        CrashContext.set("SIP \(flow.transport) message from \(flow.remote.displayText)")
         let message: SIPMessage
         do {
             message = try parser.parse(bytes, framing: flow.transport == .udp ? .datagram : .stream)
+            CrashContext.set(
+                "SIP \(message.method.map { "\($0)" } ?? "?") \(message.isRequest ? "request" : "response \(message.statusCode ?? 0)") from \(flow.remote.displayText), Call-ID \((message.callID ?? "-").prefix(120))")
         } catch {
             statistics.malformed += 1
             logger.notice("malformed message", metadata: ["flow": "\(flow)", "error": "\(error)"])

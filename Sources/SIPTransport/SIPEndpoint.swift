@@ -251,6 +251,8 @@ public actor SIPEndpoint {
     /// An IP literal needs no lookup; a name is resolved with getaddrinfo on
     /// the shared NIO thread pool, never on the event loop (RFC 3263 SRV/NAPTR lookups are not done yet).
     nonisolated static func resolve(_ destination: SIPDestination) async throws -> SocketAddress {
+        // NIO's resolving initializer traps on a port past 16 bits.
+        guard (0...65535).contains(destination.port) else { throw SocketAddress.ZoneError.portOutOfRange(destination.port) }
         if let literal = try? SocketAddress(ipAddressWithZone: destination.host, port: destination.port) { return literal }
         return try await NIOThreadPool.singleton.runIfActive {
             try SocketAddress.makeAddressResolvingHost(destination.host, port: destination.port)

@@ -1,4 +1,5 @@
 @testable import CloudCore
+import GRDB
 import NIOCore
 import SIP
 import SIPTransport
@@ -43,5 +44,52 @@ struct CoreHostileInputTests {
         #expect(try directory.callable(named: long) == nil && directory.forwardingRules(user: long).isEmpty)
         #expect(directory.ha1(user: long, algorithm: .md5) == nil && directory.ha1(user: "", algorithm: .md5) == nil)
         #expect(directory.userExists("alice") && directory.ha1(user: "alice", algorithm: .md5) != nil)
+    }
+
+    static func directory() throws -> Directory {
+        let directory = try Directory(path: nil, realm: "symphony")
+        try directory.createCompany("acme")
+        try directory.createProject("hq", company: "acme")
+        try directory.createSite("lobby", company: "acme", project: "hq")
+        try directory.createUser("alice", site: "lobby", password: "secret")
+        try directory.createDevice("gw1", site: "lobby", channels: 2)
+        return directory
+    }
+
+    @Test("Rows of a tampered directory that do not decode are skipped, never a trap: registrations (REAL past Int64, text in numbers), ring seconds, forwarding rules, claiming codes")
+    func tamperedRowsAreSkipped() throws {
+        let directory = try Self.directory()
+        try directory.saveRegistrations([(aor: "alice", bindings: [try Self.binding(expiresAt: 5000)])])
+        try directory.database.write { db in
+            // SQLite keeps what it is given in a column that is not STRICT.
+            try db.execute(sql: """
+                INSERT INTO registration VALUES ('alice', 'sip:x@192.0.2.9', NULL, 1e300, 5000, 'c2', 1, 'tls', '192.0.2.9:1', '127.0.0.1:5061', 'user:alice');
+                INSERT INTO registration VALUES ('alice', 'sip:y@192.0.2.9', NULL, NULL, 'soon', 'c3', 1, 'tls', '192.0.2.9:1', '127.0.0.1:5061', 'user:alice');
+                INSERT INTO registration VALUES ('alice', 'sip:z@192.0.2.9', NULL, NULL, 5000, 'c4', 1e300, 'tls', '192.0.2.9:1', '127.0.0.1:5061', 'user:alice');
+                INSERT INTO registration VALUES ('alice', 'sip:w@192.0.2.9', NULL, NULL, 5000, x'ff', 1, 'tls', '192.0.2.9:1', '127.0.0.1:5061', 'user:alice');
+                """)
+        }
+        let loaded = try directory.loadRegistrations()
+        #expect(loaded.map(\.contact.uri.description) == ["sip:alice@192.0.2.10:5060"], "only the good row")
+
+        _ = try directory.createRingGroup("door", site: "lobby", members: ["alice"], ringSeconds: 20)
+        try directory.database.write { db in try db.execute(sql: "UPDATE ringGroup SET ringSeconds = 'forever' WHERE name = 'door'") }
+        #expect(try directory.callable(named: "door") == .ringGroup(name: "door", members: ["alice"], ringSeconds: 30))
+        _ = try directory.createRingGroup("lift", site: "lobby", members: ["alice"], ringSeconds: 20)
+        try directory.database.write { db in try db.execute(sql: "UPDATE ringGroup SET ringSeconds = 1e300 WHERE name = 'lift'") }
+        #expect(try directory.callable(named: "lift") == .ringGroup(name: "lift", members: ["alice"], ringSeconds: 30))
+        _ = try directory.createRingGroup("desk", site: "lobby", members: ["alice"], ringSeconds: 20)
+        try directory.database.write { db in try db.execute(sql: "UPDATE ringGroup SET ringSeconds = -5 WHERE name = 'desk'") }
+        #expect(try directory.callable(named: "desk") == .ringGroup(name: "desk", members: ["alice"], ringSeconds: 5), "the 5–300 s rule held on read")
+
+        try directory.setForwardingRules([ForwardingRule(timeZone: "Europe/Berlin", target: .user("alice"))], user: "alice")
+        try directory.database.write { db in
+            try db.execute(sql: "UPDATE forwardingRule SET timeStart = 1e300, timeEnd = 'noon'")
+        }
+        #expect(try directory.forwardingRules(user: "alice").isEmpty)
+
+        let code = try directory.createClaimingCode(device: "gw1", lifetime: 600)
+        try directory.database.write { db in try db.execute(sql: "UPDATE claimingCode SET expiresAt = 'tomorrow'") }
+        #expect(throws: ClaimError.self) { try directory.redeemClaimingCode(code, by: "test") }
     }
 }

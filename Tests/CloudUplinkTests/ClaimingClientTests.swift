@@ -135,4 +135,25 @@ struct ClaimingClientTests {
         promise.futureResult.whenFailure { failure = $0 }
         #expect(failure as? ClaimingError == .badAnswer("the answer is larger than 262144 bytes"))
     }
+
+    @Test("A device.json that names no valid device is reported as such at load, and a claim answer naming one is not stored")
+    func badDeviceNamesAreRefused() throws {
+        let scratch = try ScratchDirectory()
+        let state = scratch.path("state")
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        for name in ["", String(repeating: "a.", count: 40_000), "gw1\nforged", "gw 1"] {
+            let json = try JSONSerialization.data(withJSONObject: ["device": name, "sipServer": "sips:127.0.0.1:5061", "domain": "symphony.local"])
+            try json.write(to: URL(fileURLWithPath: state + "/device.json"))
+            #expect {
+                try DeviceIdentity.load(from: state)
+            } throws: { error in
+                if case .badAnswer(let why) = error as? ClaimingError { return why.contains("names no valid device") }
+                return false
+            }
+        }
+        let (key, _) = try DeviceIdentity.makeKeyAndRequest(hint: "gw1")
+        let answer = ClaimAnswer(device: String(repeating: "a.", count: 40_000), certificate: "", ca: "", sipServer: "sips:127.0.0.1:5061", domain: "symphony.local")
+        #expect(throws: ClaimingError.self) { try DeviceIdentity.store(key: key, answer: answer, in: scratch.path("other")) }
+        #expect(!FileManager.default.fileExists(atPath: scratch.path("other") + "/device.json"))
+    }
 }

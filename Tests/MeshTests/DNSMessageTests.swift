@@ -48,4 +48,18 @@ struct DNSMessageTests {
         bad.removeLast()
         #expect(throws: DNSMessage.DecodingError.truncated) { try DNSMessage(decoding: bad) }
     }
+
+    @Test("A name or TXT record too long for DNS is cut to what DNS allows, never a trap in the 16-bit length (a device name from the claim answer went there)")
+    func oversizedRecordsAreCut() throws {
+        let long = Array(repeating: "a", count: 33_000).joined(separator: ".")
+        let message = DNSMessage(flags: DNSMessage.responseFlags, answers: [
+            .init(name: "_symphony-mesh._tcp.local", data: .ptr(long), ttl: 120),
+            .init(name: long, data: .srv(priority: 0, weight: 0, port: 5061, target: long), ttl: 120),
+            .init(name: "x.local", data: .txt(Array(repeating: String(repeating: "t", count: 255), count: 300)), ttl: 120),
+        ])
+        let decoded = try DNSMessage(decoding: message.encoded())
+        #expect(decoded.answers.count == 3)
+        if case .ptr(let name) = decoded.answers[0].data { #expect(name.utf8.count <= 255) } else { Issue.record("no PTR") }
+        if case .txt(let strings) = decoded.answers[2].data { #expect(strings.count < 300 && !strings.isEmpty) } else { Issue.record("no TXT") }
+    }
 }

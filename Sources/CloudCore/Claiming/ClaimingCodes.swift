@@ -63,10 +63,12 @@ extension Directory {
                     SELECT device.name AS device, expiresAt, usedAt FROM claimingCode JOIN device ON device.id = deviceId WHERE codeHash = ?
                     """, arguments: [hash])
                 else { return .failure(.unknownCode) }
-                if (row["usedAt"] as Double?) != nil { return .failure(.alreadyUsed) }
-                if (row["expiresAt"] as Double) <= now.timeIntervalSince1970 { return .failure(.expired) }
+                // Decoded with throws (a corrupt row is "directory unavailable", not a trap).
+                if !(row["usedAt"] as DatabaseValue).isNull { return .failure(.alreadyUsed) }
+                guard try row.decode(Double.self, forColumn: "expiresAt") > now.timeIntervalSince1970 else { return .failure(.expired) }
+                let device = try row.decode(String.self, forColumn: "device")
                 try db.execute(sql: "UPDATE claimingCode SET usedAt = ?, usedBy = ? WHERE codeHash = ?", arguments: [now.timeIntervalSince1970, source, hash])
-                return .success(row["device"])
+                return .success(device)
             }
         } catch {
             throw .badRequest("directory unavailable")

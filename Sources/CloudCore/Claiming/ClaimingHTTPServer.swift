@@ -1,3 +1,4 @@
+import CrashContext
 import Foundation
 import Logging
 public import NIOCore
@@ -18,6 +19,7 @@ public final class ClaimingHTTPServer: Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let operations = channel.pipeline.syncOperations
+                    try operations.addHandler(ClaimingCrashContextHandler())
                     try operations.addHandler(NIOSSLServerHandler(context: tls))
                     try operations.configureHTTPServerPipeline(withErrorHandling: true)
                     try operations.addHandler(ClaimingHTTPHandler(service: service))
@@ -35,6 +37,22 @@ public final class ClaimingHTTPServer: Sendable {
 
     public func shutdown() async {
         try? await channel.close()
+    }
+}
+
+/// Names the connection whose bytes are handled (TLS, HTTP parsing, the claim) for the line a
+/// crash leaves (docs/RELIABILITY.md).
+final class ClaimingCrashContextHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    private var text: [UInt8] = []
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if text.isEmpty {
+            let peer = context.channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
+            text = Array("claiming HTTPS bytes from \(peer)".utf8)
+        }
+        text.withUnsafeBytes { CrashContext.set($0) }
+        context.fireChannelRead(data)
     }
 }
 

@@ -196,8 +196,10 @@ public final class Directory: Sendable {
             }
             if let row = try Row.fetchOne(db, sql: "SELECT id, ringSeconds FROM ringGroup WHERE name = ?", arguments: [name]) {
                 let members = try String.fetchAll(
-                    db, sql: "SELECT member FROM ringGroupMember WHERE groupId = ? ORDER BY position", arguments: [row["id"] as Int64])
-                return .ringGroup(name: name, members: members, ringSeconds: row["ringSeconds"])
+                    db, sql: "SELECT member FROM ringGroupMember WHERE groupId = ? ORDER BY position", arguments: [try row.decode(Int64.self, forColumn: "id")])
+                // The rule `createRingGroup` writes by, held on read too (the file may say otherwise).
+                let seconds = (try? row.decode(Int.self, forColumn: "ringSeconds")).map { min(max($0, 5), 300) } ?? 30
+                return .ringGroup(name: name, members: members, ringSeconds: seconds)
             }
             if let (device, number) = Self.channelParts(name),
                 try Bool.fetchOne(db, sql: """
@@ -263,14 +265,28 @@ public final class Directory: Sendable {
                 WHERE user.name = ? ORDER BY position
                 """, arguments: [user])
         }.compactMap { row -> ForwardingRule? in
-            guard let target = ForwardingRule.Target(stored: row["targetKind"], value: row["targetValue"]) else { return nil }
-            let weekdays = Set((row["weekdays"] as String).split(separator: ",").compactMap { Int($0) })
-            var dates: ClosedRange<ForwardingRule.Day>?
-            if let from = ForwardingRule.Day(text: row["dateFrom"]), let to = ForwardingRule.Day(text: row["dateTo"]), from <= to { dates = from...to }
-            var time: (Int, Int)?
-            if let start = row["timeStart"] as Int?, let end = row["timeEnd"] as Int? { time = (start, end) }
-            return ForwardingRule(weekdays: weekdays, dates: dates, timeOfDay: time, timeZone: row["timeZone"], target: target)
+            // A row that does not decode is skipped (GRDB's subscripts would trap on it).
+            try? Self.forwardingRule(row)
         }
+    }
+
+    private static func forwardingRule(_ row: Row) throws -> ForwardingRule? {
+        guard let target = ForwardingRule.Target(
+            stored: try row.decode(String.self, forColumn: "targetKind"), value: try row.decode(String?.self, forColumn: "targetValue") ?? "")
+        else { return nil }
+        let weekdays = Set(try row.decode(String.self, forColumn: "weekdays").split(separator: ",").compactMap { Int($0) }.filter { (1...7).contains($0) })
+        var dates: ClosedRange<ForwardingRule.Day>?
+        if let from = ForwardingRule.Day(text: try row.decode(String?.self, forColumn: "dateFrom")),
+            let to = ForwardingRule.Day(text: try row.decode(String?.self, forColumn: "dateTo")), from <= to
+        {
+            dates = from...to
+        }
+        var time: (Int, Int)?
+        if let start = try row.decode(Int?.self, forColumn: "timeStart"), let end = try row.decode(Int?.self, forColumn: "timeEnd") {
+            guard (0...1439).contains(start), (0...1439).contains(end) else { return nil }
+            time = (start, end)
+        }
+        return ForwardingRule(weekdays: weekdays, dates: dates, timeOfDay: time, timeZone: try row.decode(forColumn: "timeZone"), target: target)
     }
 
     // MARK: Listing and deleting (admin)
@@ -385,7 +401,8 @@ extension ForwardingRule.Target {
         case "user": self = .user(value)
         case "ring-group": self = .ringGroup(value)
         case "uri": self = .uri(value)
-        case "reject": guard let status = Int(value) else { return nil }; self = .reject(status)
+        // A refusal is a final non-2xx status (as `ForwardingRule+Text` writes it), whatever the file says.
+        case "reject": guard let status = Int(value), (400...699).contains(status) else { return nil }; self = .reject(status)
         default: return nil
         }
     }

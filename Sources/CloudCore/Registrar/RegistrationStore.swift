@@ -33,18 +33,27 @@ extension Directory {
     }
 
     /// Stored bindings; stream flows come back with connection id 0 (their connection is gone).
+    /// The file is outside input too (docs/RELIABILITY.md): a row whose values do not decode —
+    /// a number where text belongs, a REAL past Int64, NULL — is skipped, never a trap (GRDB's
+    /// `row["column"]` subscripts trap on those; `decode` throws).
     public func loadRegistrations() throws -> [LocationBinding] {
         try database.read { db in try Row.fetchAll(db, sql: "SELECT * FROM registration") }.compactMap { row in
-            var scanner = SIPScanner(row["contact"] as String)
-            guard let contact = try? SIPNameAddress.parseSingle(&scanner, header: "Contact"),
-                let transport = SIPTransportProtocol(token: row["transport"]),
-                let remote = SocketAddress(displayText: row["remote"]), let local = SocketAddress(displayText: row["localAddress"])
-            else { return nil }
-            return LocationBinding(
-                addressOfRecord: row["addressOfRecord"], contact: contact, instance: row["instance"], regID: row["regId"],
-                expiresAt: row["expiresAt"], callID: row["callId"], cseq: UInt32(clamping: row["cseq"] as Int64),
-                flow: SIPFlow(transport: transport, local: local, remote: remote, connectionID: 0), principal: row["principal"])
+            try? Self.binding(row)
         }
+    }
+
+    private static func binding(_ row: Row) throws -> LocationBinding? {
+        var scanner = SIPScanner(try row.decode(String.self, forColumn: "contact"))
+        guard let contact = try? SIPNameAddress.parseSingle(&scanner, header: "Contact"),
+            let transport = SIPTransportProtocol(token: try row.decode(String.self, forColumn: "transport")),
+            let remote = SocketAddress(displayText: try row.decode(String.self, forColumn: "remote")),
+            let local = SocketAddress(displayText: try row.decode(String.self, forColumn: "localAddress"))
+        else { return nil }
+        return LocationBinding(
+            addressOfRecord: try row.decode(forColumn: "addressOfRecord"), contact: contact, instance: try row.decode(forColumn: "instance"),
+            regID: try row.decode(forColumn: "regId"), expiresAt: try row.decode(forColumn: "expiresAt"), callID: try row.decode(forColumn: "callId"),
+            cseq: UInt32(clamping: try row.decode(Int64.self, forColumn: "cseq")),
+            flow: SIPFlow(transport: transport, local: local, remote: remote, connectionID: 0), principal: try row.decode(forColumn: "principal"))
     }
 }
 

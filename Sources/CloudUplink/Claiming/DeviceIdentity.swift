@@ -26,6 +26,8 @@ public struct DeviceIdentity: Sendable, Equatable {
         let files = files(in: stateDirectory)
         guard FileManager.default.fileExists(atPath: files.metadata) else { return nil }
         let metadata = try JSONDecoder().decode(Metadata.self, from: Data(contentsOf: URL(fileURLWithPath: files.metadata)))
+        // The file is outside input too: the name becomes the AORs, mDNS names and TLS checks.
+        guard metadata.isValid else { throw ClaimingError.badAnswer("\(files.metadata) names no valid device (1–64 letters, digits, '-', '_', '.')") }
         for file in [files.key, files.certificate, files.ca] where !FileManager.default.fileExists(atPath: file) {
             throw ClaimingError.incompleteState(file)
         }
@@ -38,6 +40,19 @@ public struct DeviceIdentity: Sendable, Equatable {
         var device: String
         var sipServer: String
         var domain: String
+
+        /// The cloud's naming rule (device names: 1–64 letters, digits, '-', '_', '.'), and
+        /// server and domain short enough to be what they say.
+        var isValid: Bool {
+            DeviceIdentity.isDeviceName(device) && !sipServer.isEmpty && sipServer.utf8.count <= 512 && !domain.isEmpty && domain.utf8.count <= 255
+        }
+    }
+
+    /// Whether `name` can be a device's name (the cloud core's rule).
+    public static func isDeviceName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 64 && name.utf8.allSatisfy { byte in
+            (byte >= 0x30 && byte <= 0x39) || (byte | 0x20 >= 0x61 && byte | 0x20 <= 0x7A) || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: ".")
+        }
     }
 
     /// A fresh key and a CSR for it (the subject is only a hint: the cloud names the device).
@@ -52,12 +67,13 @@ public struct DeviceIdentity: Sendable, Equatable {
     /// Stores what a claim returned; the key and certificate are written 0600 from the start.
     public static func store(key: P256.Signing.PrivateKey, answer: ClaimAnswer, in stateDirectory: String) throws -> DeviceIdentity {
         let files = files(in: stateDirectory)
+        let metadata = Metadata(device: answer.device, sipServer: answer.sipServer, domain: answer.domain)
+        guard metadata.isValid else { throw ClaimingError.badAnswer("the cloud named the device \"\(answer.device.prefix(80))\", not a device name") }
         try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         try write(key.pemRepresentation + "\n", to: files.key, mode: 0o600)
         try write(answer.certificate, to: files.certificate, mode: 0o600)
         try write(answer.ca, to: files.ca, mode: 0o644)
-        let metadata = try JSONEncoder().encode(Metadata(device: answer.device, sipServer: answer.sipServer, domain: answer.domain))
-        try write(String(decoding: metadata, as: UTF8.self), to: files.metadata, mode: 0o600)
+        try write(String(decoding: try JSONEncoder().encode(metadata), as: UTF8.self), to: files.metadata, mode: 0o600)
         return DeviceIdentity(
             device: answer.device, keyFile: files.key, certificateFile: files.certificate, caFile: files.ca,
             sipServer: answer.sipServer, domain: answer.domain)

@@ -155,8 +155,10 @@ extension ChannelRouter {
             try await bridge.update(call.inboundIsLegacy ? .b : .a, to: outboundLeg)
         } else {
             let forwarder = DigitForwarder(router: self, call: id)
+            let callID = on(agent(call.inboundSide)) { $0.invite(of: call.inbound)?.callID } ?? "?"
             let bridge = try await relay.bridge(
-                legacyLeg, legacyConfig, farLeg, farConfig, jitterBufferMax: settings.jitterBufferMax, delegate: forwarder)
+                legacyLeg, legacyConfig, farLeg, farConfig, jitterBufferMax: settings.jitterBufferMax, delegate: forwarder,
+                label: "channel \(call.channel.index), Call-ID \(callID.prefix(120))")
             guard calls[id] != nil else {
                 await bridge.close()
                 throw MediaSetupError.callGone

@@ -1,4 +1,5 @@
 public import CloudUplink
+import CrashContext
 public import Foundation
 public import Logging
 public import Mesh
@@ -301,6 +302,7 @@ public actor ChannelRouter {
     // MARK: Events from the user agents
 
     func handle(_ event: SIPUserAgentEvent, side: Side) async {
+        noteHandling(event, side: side)
         switch event {
         case .incomingCall(let handle, _):
             await incoming(handle, side: side)
@@ -326,6 +328,32 @@ public actor ChannelRouter {
         default:
             return
         }
+    }
+
+    /// What a crash while this event is handled names (docs/RELIABILITY.md): the event, the
+    /// call's Call-ID and where its signalling comes from. Never the SDP.
+    private func noteHandling(_ event: SIPUserAgentEvent, side: Side) {
+        let (handle, name): (SIPCallHandle?, String)
+        switch event {
+        case .incomingCall(let h, _): (handle, name) = (h, "incoming call")
+        case .trying(let h): (handle, name) = (h, "trying")
+        case .ringing(let h): (handle, name) = (h, "ringing")
+        case .earlyMedia(let h): (handle, name) = (h, "early media")
+        case .answered(let h): (handle, name) = (h, "answer")
+        case .confirmed(let h): (handle, name) = (h, "ACK")
+        case .ended(let h, _): (handle, name) = (h, "end")
+        case .failed(let h, let status): (handle, name) = (h, "failure \(status)")
+        case .dtmfInfo(let h, _): (handle, name) = (h, "INFO")  // not the digit: door codes stay out
+        case .reinvited(let h): (handle, name) = (h, "re-INVITE")
+        case .glare(let h, _): (handle, name) = (h, "glare")
+        case .registered, .registrationFailed: (handle, name) = (nil, "registration")
+        }
+        guard let handle else {
+            CrashContext.set("\(side) \(name) event")
+            return
+        }
+        let (callID, peer) = on(agent(side)) { ($0.invite(of: handle)?.callID ?? "?", $0.flow(of: handle)?.remote.displayText ?? "?") }
+        CrashContext.set("\(side) call \(name) from \(peer), Call-ID \(callID.prefix(120))")
     }
 
     private func outbound(

@@ -1,3 +1,4 @@
+import CrashContext
 import NetworkAddress
 import CEpoll
 import NIOCore
@@ -172,7 +173,10 @@ final class MediaIOThread: @unchecked Sendable {
         let everyone = tickCount % 4 == 0
         for box in bridges.values {
             guard let bridge = box.bridge else { continue }
-            if everyone || bridge.mode == .transcoding { bridge.tick(now: now) }
+            if everyone || bridge.mode == .transcoding {
+                box.crashContexts[0].withUnsafeBytes { CrashContext.set($0) }
+                bridge.tick(now: now)
+            }
         }
         nextTick = now + Self.tickNanoseconds
     }
@@ -200,6 +204,7 @@ final class MediaIOThread: @unchecked Sendable {
                 }
                 let now = MediaClock.now()
                 guard let source = Self.address(storage) else { continue }
+                box.crashContexts[entry.side.rawValue].withUnsafeBytes { CrashContext.set($0) }
                 if entry.isRTCP {
                     bridge.receiveRTCP(buffer, length: n, from: source, on: entry.side, now: now)
                 } else {

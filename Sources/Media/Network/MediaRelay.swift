@@ -99,12 +99,17 @@ public final class MediaRelay: Sendable {
     /// Puts a bridge between two open legs. The bridge runs until `close` on the returned handle.
     public func bridge(
         _ a: MediaLegSocket, _ configA: MediaLegConfiguration, _ b: MediaLegSocket, _ configB: MediaLegConfiguration,
-        jitterBufferMax: Duration = .milliseconds(200), delegate: (any MediaBridgeDelegate & Sendable)? = nil
+        jitterBufferMax: Duration = .milliseconds(200), delegate: (any MediaBridgeDelegate & Sendable)? = nil, label: String = "a call"
     ) async throws -> MediaBridgeHandle {
         guard a.thread === b.thread else { throw RelayError.notOnSameThread }
         let thread = a.thread
+        // What a crash on the media thread names (docs/RELIABILITY.md): the call and the leg,
+        // made once here so that a packet costs a copy, not a formatting.
+        let contexts = [configA, configB].enumerated().map { side, config in
+            Array("media of \(label.prefix(160)), leg \(side == 0 ? "a" : "b") from \(config.remote.ipAddress ?? "?")".utf8)
+        }
         return try await thread.submit {
-            let box = MediaBridgeBox(a: a, b: b)
+            let box = MediaBridgeBox(a: a, b: b, crashContexts: contexts)
             let bridge = try MediaBridge(a: configA, b: configB, jitterBufferMax: jitterBufferMax, sink: box, now: MediaClock.now())
             bridge.delegate = delegate
             box.install(bridge)
@@ -213,10 +218,13 @@ final class MediaBridgeBox: MediaPacketSink {
     private(set) var bridge: MediaBridge?
     private let a: MediaLegSocket
     private let b: MediaLegSocket
+    /// Per leg, what a crash while handling its packets names.
+    let crashContexts: [[UInt8]]
 
-    init(a: MediaLegSocket, b: MediaLegSocket) {
+    init(a: MediaLegSocket, b: MediaLegSocket, crashContexts: [[UInt8]] = [[], []]) {
         self.a = a
         self.b = b
+        self.crashContexts = crashContexts
     }
 
     func install(_ bridge: MediaBridge) {

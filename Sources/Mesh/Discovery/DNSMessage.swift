@@ -111,14 +111,16 @@ public struct DNSMessage: Sendable, Equatable {
                 Self.put16(port, &rdata)
                 Self.putName(target, &rdata)
             case .txt(let strings):
-                // An empty TXT record is one empty string (RFC 6763 §6.1).
+                // An empty TXT record is one empty string (RFC 6763 §6.1); the record stays
+                // within an mDNS packet (RFC 6762 §17: 9,000 bytes).
                 for string in strings.isEmpty ? [""] : strings {
                     let bytes = Array(string.utf8.prefix(255))
+                    guard rdata.count + 1 + bytes.count <= 8_900 else { break }
                     rdata.append(UInt8(bytes.count))
                     rdata += bytes
                 }
             case .aaaa(let bytes), .a(let bytes), .other(_, let bytes):
-                rdata = bytes
+                rdata = Array(bytes.prefix(8_900))
             }
             Self.put16(UInt16(rdata.count), &out)
             out += rdata
@@ -131,10 +133,14 @@ public struct DNSMessage: Sendable, Equatable {
         out.append(UInt8(value & 0xFF))
     }
 
-    /// Labels of at most 63 bytes; the trailing dot is implied.
+    /// Labels of at most 63 bytes, a name of at most 255 (RFC 1035 §2.3.4: labels past that are
+    /// left out); the trailing dot is implied.
     private static func putName(_ name: String, _ out: inout [UInt8]) {
+        var length = 1
         for label in name.split(separator: ".") {
             let bytes = Array(label.utf8.prefix(63))
+            guard length + 1 + bytes.count <= 255 else { break }
+            length += 1 + bytes.count
             out.append(UInt8(bytes.count))
             out += bytes
         }

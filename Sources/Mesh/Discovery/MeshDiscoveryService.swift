@@ -1,3 +1,4 @@
+import CrashContext
 public import Logging
 public import NIOCore
 import NIOPosix
@@ -127,6 +128,7 @@ public actor MeshDiscoveryService {
     }
 
     func received(_ bytes: [UInt8], from source: SocketAddress, interface: String) {
+        CrashContext.set("mDNS packet from \(source.ipAddress ?? "?") on \(interface)")
         guard let link = links[interface], source.ipAddress != MeshDiscovery.text(link.discovery.address) else { return }
         let message: DNSMessage
         do { message = try DNSMessage(decoding: bytes) } catch {
