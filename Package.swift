@@ -236,6 +236,50 @@ let package = Package(
             exclude: ["seeds"],
             swiftSettings: strictSettings
         ),
+        // Targets that reach past the parsers (docs/RELIABILITY.md): a whole bridged call with
+        // packets, the far side's answers and re-INVITE offers, mDNS into discovery, SIP streams
+        // cut at random points, claiming requests and answers.
+        .target(name: "FuzzSDPBuilder", dependencies: ["FuzzDriver", "SIP"], path: "Fuzz/FuzzSDPBuilder", swiftSettings: strictSettings),
+        .executableTarget(
+            name: "CallPathFuzzer",
+            dependencies: ["FuzzDriver", "FuzzSDPBuilder", "Gateway", "Media", "SIP", "SIPUserAgent", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Fuzz/CallPathFuzzer",
+            exclude: ["seeds"],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "AnswerFuzzer",
+            dependencies: ["FuzzDriver", "FuzzSDPBuilder", "Gateway", "Media", "SIP", "SIPUserAgent", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Fuzz/AnswerFuzzer",
+            exclude: ["seeds", "sdp.dict"],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "MDNSFuzzer",
+            dependencies: ["FuzzDriver", "Mesh"],
+            path: "Fuzz/MDNSFuzzer",
+            exclude: ["seeds"],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "StreamFramingFuzzer",
+            dependencies: ["FuzzDriver", "SIP", "SIPTransport", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Fuzz/StreamFramingFuzzer",
+            exclude: ["seeds"],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "ClaimingFuzzer",
+            dependencies: [
+                "FuzzDriver", "CloudCore", "CloudUplink",
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Fuzz/ClaimingFuzzer",
+            exclude: ["seeds"],
+            swiftSettings: strictSettings
+        ),
         .target(name: "CMallocCounter", path: "Benchmarks/CMallocCounter"),
         .executableTarget(
             name: "SIPBenchmarks",
@@ -336,10 +380,12 @@ let package = Package(
         .testTarget(
             name: "GatewayEndToEndTests",
             dependencies: [
-                "Gateway", "CloudCore", "CloudUplink", "PeerTestSupport", "MeshTestSupport", "SIP", "SIPTransport", "SIPUserAgent", "Media",
+                "Gateway", "CloudCore", "CloudUplink", "PeerTestSupport", "MeshTestSupport", "SIP", "SIPTransport", "SIPUserAgent", "Media", "Mesh",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             swiftSettings: strictSettings
         ),

@@ -114,9 +114,14 @@ struct MediaHostileInputTests {
         let reported = rig.digits.digits.count
         #expect(reported >= 10 && reported <= 40, "\(reported) digits reported")
         #expect(rig.bridge.counters(.a).digitsThrottled == UInt64(200 - reported))
-        // A second later the budget is back: a real keypress gets through.
+        // A second later the budget is back: a real keypress (a new event after the flood's) gets through.
         rig.now += 2_000_000_000
-        rig.feed(rig.legacy.eventPackets("7"), on: .a)
+        for n in 0..<4 {
+            let end: UInt8 = n == 3 ? 0x80 : 0
+            var buffer = Self.packet(pt: 101, sequence: UInt16(300 + n), timestamp: 100_000, payload: [7, end | 10, 0x03, 0x20]) + [UInt8](repeating: 0, count: 64)
+            buffer.withUnsafeMutableBytes { rig.bridge.receive($0, length: 16, from: rig.legacyAddress, on: .a, now: rig.now) }
+            rig.now += 20_000_000
+        }
         #expect(rig.digits.digits.last?.0 == "7")
     }
 

@@ -21,8 +21,7 @@ public final class ClaimingHTTPServer: Sendable {
                     let operations = channel.pipeline.syncOperations
                     try operations.addHandler(ClaimingCrashContextHandler())
                     try operations.addHandler(NIOSSLServerHandler(context: tls))
-                    try operations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try operations.addHandler(ClaimingHTTPHandler(service: service))
+                    try addHTTPHandlers(to: operations, service: service)
                 }
             }
             .bind(to: address).get()
@@ -31,6 +30,13 @@ public final class ClaimingHTTPServer: Sendable {
 
     init(channel: any Channel) {
         self.channel = channel
+    }
+
+    /// The HTTP part of a claiming connection, after TLS: what the claiming fuzz target drives
+    /// with plain bytes.
+    public static func addHTTPHandlers(to operations: ChannelPipeline.SynchronousOperations, service: ClaimingService) throws {
+        try operations.configureHTTPServerPipeline(withErrorHandling: true)
+        try operations.addHandler(ClaimingHTTPHandler(service: service))
     }
 
     public var localAddress: SocketAddress? { channel.localAddress }

@@ -1,6 +1,6 @@
 import Foundation
 public import NIOCore
-import NIOHTTP1
+public import NIOHTTP1
 public import NIOPosix
 import NIOSSL
 
@@ -71,22 +71,33 @@ public enum ClaimingClient {
             if let error = error as? ClaimingError { throw error }
             throw .unreachable("\(url): \(error)")
         }
+        return try interpret(status: status, body: answer)
+    }
+
+    /// What an HTTP answer of the claim endpoint means: the claim answer, or the refusal with the
+    /// cloud's reason. Every field is checked before anything is stored (the device name goes
+    /// into AORs, mDNS names and TLS checks).
+    public static func interpret(status: Int, body: [UInt8]) throws(ClaimingError) -> ClaimAnswer {
         guard status == 200 else {
-            let reason = (try? JSONSerialization.jsonObject(with: Data(answer))) as? [String: String]
-            throw .refused(status: status, reason: reason?["error"] ?? String(decoding: answer.prefix(200), as: UTF8.self))
+            let reason = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any]
+            let text = reason?["error"] as? String ?? String(decoding: body.prefix(200), as: UTF8.self)
+            throw .refused(status: status, reason: String(text.prefix(200)))
         }
+        let answer: ClaimAnswer
         do {
-            return try JSONDecoder().decode(ClaimAnswer.self, from: Data(answer))
+            answer = try JSONDecoder().decode(ClaimAnswer.self, from: Data(body))
         } catch {
             throw .badAnswer("\(error)")
         }
+        guard DeviceIdentity.isDeviceName(answer.device) else { throw .badAnswer("the cloud named the device \"\(answer.device.prefix(80))\", not a device name") }
+        return answer
     }
 }
 
 /// Collects one HTTP response (status and body) and fulfils the promise with it; a connection
 /// that ends first, or an error, fails it.
-final class ResponseCollector: ChannelInboundHandler {
-    typealias InboundIn = HTTPClientResponsePart
+public final class ResponseCollector: ChannelInboundHandler {
+    public typealias InboundIn = HTTPClientResponsePart
 
     private var status = 0
     private var body: [UInt8] = []
@@ -94,11 +105,11 @@ final class ResponseCollector: ChannelInboundHandler {
     /// A claim answer is a certificate chain and a few names: a few KiB. More is not an answer.
     static let maxBody = 256 * 1024
 
-    init(_ promise: EventLoopPromise<(Int, [UInt8])>) {
+    public init(_ promise: EventLoopPromise<(Int, [UInt8])>) {
         self.promise = promise
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let head): status = Int(head.status.code)
         case .body(var buffer):
@@ -112,12 +123,12 @@ final class ResponseCollector: ChannelInboundHandler {
         }
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    public func channelInactive(context: ChannelHandlerContext) {
         promise.fail(ClaimingError.unreachable("the connection closed before an answer"))
         context.fireChannelInactive()
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
         promise.fail(error)
         context.close(promise: nil)
     }

@@ -29,11 +29,8 @@ extension ChannelRouter {
     /// offer for the callees.
     func prepareMedia(_ id: Int, offer: SIPMessageBody?) async throws {
         guard let call = calls[id] else { throw MediaSetupError.callGone }
-        guard let offer, offer.contentType.lowercased().hasPrefix("application/sdp") else { throw MediaSetupError.noOffer }
-        let session: SDPSession
-        do { session = try SDPParser.parse(offer.text) } catch { throw MediaSetupError.badDescription("\(error)") }
-        logger.debug("the caller's session description", metadata: ["channel": "\(call.channel.index)", "sdp": "\(offer.text)"])
-        let peer = session.media.first?.connection?.address ?? session.connection?.address
+        let session = try CallMediaNegotiation.description(in: offer, noneError: .noOffer)
+        let peer = CallMediaNegotiation.peerAddress(of: session)
         let legacyHost = legacyMediaHost(inboundIsLegacy: call.inboundIsLegacy, inboundPeer: peer, targets: call.targets)
         let legacyLeg = try await relay.openLeg(host: legacyHost)
         guard calls[id] != nil else {
@@ -46,16 +43,11 @@ extension ChannelRouter {
         let legacySide = (policy: settings.legacyPolicy, socket: legacyLeg, host: legacyHost)
         let farSide = (policy: policy(for: call.farSide), socket: farLeg, host: far.sdp)
         let (inbound, outbound) = call.inboundIsLegacy ? (legacySide, farSide) : (farSide, legacySide)
-        let answered: (answer: SDPSession, negotiated: SDPNegotiatedAudio)
-        do {
-            answered = try SDPOfferAnswer.answer(
-                offer: session, policy: inbound.policy, address: inbound.host, port: inbound.socket.port,
-                sessionID: String(UInt64.random(in: 1...UInt64(Int64.max))), makeKey: Self.makeKey)
-        } catch {
-            throw MediaSetupError.badDescription("the caller's offer: \(error)")
-        }
-        let inboundLeg = try MediaLegMapping.configuration(
-            answered.negotiated, codecOptions: settings.codecOptions, canonicalName: settings.device, scope: call.inboundIsLegacy ? 0 : far.scope)
+        let answered = try CallMediaNegotiation.answer(
+            session, policy: inbound.policy, address: inbound.host, port: inbound.socket.port, codecOptions: settings.codecOptions,
+            canonicalName: settings.device, scope: call.inboundIsLegacy ? 0 : far.scope,
+            sessionID: String(UInt64.random(in: 1...UInt64(Int64.max))), makeKey: Self.makeKey)
+        let inboundLeg = answered.leg
         let outboundOffer = SDPOfferAnswer.makeOffer(
             policy: outbound.policy, address: outbound.host, port: outbound.socket.port,
             sessionID: String(UInt64.random(in: 1...UInt64(Int64.max))), makeKey: Self.makeKey)
@@ -136,21 +128,11 @@ extension ChannelRouter {
             let legacyLeg = call.legacyLeg, let farLeg = call.farLeg
         else { throw MediaSetupError.callGone }
         if call.bridge != nil, call.bridgedBranch == branch { return }
-        guard let body = on(agent(call.outboundSide), { $0.remoteBody(of: handle) }) else {
-            throw MediaSetupError.badDescription("the callee's answer has no SDP")
-        }
-        logger.debug("the callee's session description", metadata: ["channel": "\(call.channel.index)", "sdp": "\(body.text)"])
-        let outboundLeg: MediaLegConfiguration
-        do {
-            let negotiated = try SDPOfferAnswer.negotiate(offer: offer, answer: try SDPParser.parse(body.text))
-            outboundLeg = try MediaLegMapping.configuration(
-                negotiated, codecOptions: settings.codecOptions, canonicalName: settings.device, scope: call.inboundIsLegacy ? call.farScope : 0)
-        } catch {
-            throw MediaSetupError.badDescription("the callee's answer: \(error)")
-        }
+        let body = on(agent(call.outboundSide), { $0.remoteBody(of: handle) })
+        let outboundLeg = try CallMediaNegotiation.leg(
+            answeredBy: body, to: offer, codecOptions: settings.codecOptions, canonicalName: settings.device, scope: call.inboundIsLegacy ? call.farScope : 0)
         let (legacyConfig, farConfig) = call.inboundIsLegacy ? (inboundLeg, outboundLeg) : (outboundLeg, inboundLeg)
-        let codec = MediaLegMapping.isPassthrough(legacyConfig, farConfig)
-            ? legacyConfig.codec.rawValue : "\(legacyConfig.codec.rawValue)/\(farConfig.codec.rawValue)"
+        let codec = CallMediaNegotiation.codecLabel(legacy: legacyConfig, far: farConfig)
         if let bridge = call.bridge {
             try await bridge.update(call.inboundIsLegacy ? .b : .a, to: outboundLeg)
         } else {
