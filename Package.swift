@@ -107,7 +107,7 @@ let package = Package(
         .target(
             name: "CloudCore",
             dependencies: [
-                "SIP", "SIPTransport", "TOMLConfig", "MQTTStatus", "CrashContext",
+                "SIP", "SIPTransport", "TOMLConfig", "MQTTStatus", "CrashContext", "BoundedJSON",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "X509", package: "swift-certificates"),
@@ -126,6 +126,9 @@ let package = Package(
         // What each thread handles, for the one line a crash leaves in the journal: a signal
         // handler in C (async-signal-safe), a Swift face for the code that sets it.
         .target(name: "CCrashContext"),
+        // JSON from outside read with a size and depth bound first (swift-foundation's decoder
+        // traps on some deep documents).
+        .target(name: "BoundedJSON", swiftSettings: strictSettings),
         .target(name: "CrashContext", dependencies: ["CCrashContext"], swiftSettings: strictSettings),
         // The `symphony-cloud-core` executable: run, check-config, admin.
         .executableTarget(
@@ -171,7 +174,7 @@ let package = Package(
         .target(
             name: "CloudUplink",
             dependencies: [
-                "SIP", "SIPTransport",
+                "SIP", "SIPTransport", "BoundedJSON",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
@@ -199,7 +202,7 @@ let package = Package(
         .executableTarget(
             name: "BridgeGateway",
             dependencies: [
-                "Gateway", "TOMLConfig", "MQTTStatus", "DaemonSupport", "CrashContext",
+                "Gateway", "TOMLConfig", "MQTTStatus", "DaemonSupport", "CrashContext", "BoundedJSON",
                 "SIP",
                 "SIPTransport",
                 "SIPUserAgent",
@@ -358,7 +361,7 @@ let package = Package(
         .testTarget(
             name: "CloudCoreTests",
             dependencies: [
-                "CloudCore", "PeerTestSupport", "SIP", "SIPTransport",
+                "CloudCore", "PeerTestSupport", "SIP", "SIPTransport", "BoundedJSON",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),

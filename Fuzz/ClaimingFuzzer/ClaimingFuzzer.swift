@@ -96,13 +96,15 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             if case .byteBuffer(var bytes) = part { written.writeBuffer(&bytes) }
         }
         let text = String(buffer: written)
-        let heads = text.components(separatedBy: "HTTP/1.1 ").dropFirst()
-        precondition(heads.count <= 1, "answered \(heads.count) times")
-        if let status = heads.first.flatMap({ Int($0.prefix(3)) }) {
-            FuzzTrace.note("answered \(status)")
+        // One claim per connection: NIO's error handler may still answer a broken pipelined
+        // request with 400, but the claiming handler answers once.
+        let statuses = text.components(separatedBy: "HTTP/1.1 ").dropFirst().compactMap { Int($0.prefix(3)) }
+        FuzzTrace.note("answered \(statuses)")
+        precondition(statuses.filter { $0 != 400 }.count <= 1, "answered \(statuses)")
+        for status in statuses {
             precondition([200, 400, 403, 404, 405, 410, 413, 429, 500].contains(status), "unexpected status \(status)")
         }
-        _ = try? channel.finish()
+        _ = try? channel.finish(acceptAlreadyClosed: true)
     } else {
         let channel = EmbeddedChannel()
         let promise = channel.eventLoop.makePromise(of: (Int, [UInt8]).self)
@@ -113,7 +115,7 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         _ = try? channel.writeOutbound(HTTPClientRequestPart.end(nil))
         while (try? channel.readOutbound(as: IOData.self)) != nil {}
         _ = try? channel.writeInbound(ByteBuffer(bytes: answer(&input)))
-        _ = try? channel.finish()
+        _ = try? channel.finish(acceptAlreadyClosed: true)
         promise.fail(ClaimingError.unreachable("fuzz: no answer"))  // (ignored when already completed)
         var collected: (Int, [UInt8])?
         promise.futureResult.whenSuccess { collected = $0 }

@@ -1,3 +1,4 @@
+import BoundedJSON
 import ArgumentParser
 import Foundation
 import Gateway
@@ -97,7 +98,7 @@ struct StatusCommand: AsyncParsableCommand {
     static func publish(_ seen: [String: String]) async { await latest.set(seen) }
 
     static func object(_ text: String?) -> [String: Any] {
-        guard let text, let data = text.data(using: .utf8), let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return [:] }
+        guard let text, let data = text.data(using: .utf8), let object = try? BoundedJSON.object(from: data) as? [String: Any] else { return [:] }
         return object
     }
 

@@ -1,6 +1,10 @@
+import BoundedJSON
 @testable import CloudCore
+import Foundation
+import Logging
 import GRDB
 import NIOCore
+import PeerTestSupport
 import SIP
 import SIPTransport
 import Testing
@@ -91,5 +95,31 @@ struct CoreHostileInputTests {
         let code = try directory.createClaimingCode(device: "gw1", lifetime: 600)
         try directory.database.write { db in try db.execute(sql: "UPDATE claimingCode SET expiresAt = 'tomorrow'") }
         #expect(throws: ClaimError.self) { try directory.redeemClaimingCode(code, by: "test") }
+    }
+
+    @Test("A claiming body of exactly 513 nested arrays is refused as a bad request (JSONDecoder trapped on it: found by ClaimingFuzzer)")
+    func deeplyNestedClaimIsRefused() throws {
+        let scratch = try ScratchDirectory()
+        let directory = try Self.directory()
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let service = ClaimingService(
+            directory: directory, authority: try DeviceCertificateAuthority.loadOrCreate(certificateFile: scratch.path("ca.pem"), keyFile: scratch.path("ca-key.pem")),
+            validDays: 825, sipServer: "sips:127.0.0.1:5061", domain: "symphony.local", attemptsPerMinute: 100, logger: logger)
+        for body in [String(repeating: "[", count: 513), String(repeating: "{\"a\":", count: 513), String(repeating: "[", count: 40) + String(repeating: "]", count: 40)] {
+            guard case .failure(.badRequest) = service.claim(Array(body.utf8), source: "192.0.2.1") else {
+                Issue.record("\(body.prefix(20))… was not refused as a bad request")
+                continue
+            }
+        }
+    }
+
+    @Test("The JSON bound counts nesting outside strings only, and refuses size and depth")
+    func jsonBounds() throws {
+        try BoundedJSON.check(Array(#"{"a": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{"}"#.utf8))
+        try BoundedJSON.check(Array((String(repeating: "[", count: 32) + String(repeating: "]", count: 32)).utf8))
+        #expect(throws: BoundedJSON.Refusal.tooDeep) { try BoundedJSON.check(Array(String(repeating: "[", count: 33).utf8)) }
+        #expect(throws: BoundedJSON.Refusal.tooLarge(BoundedJSON.maxSize + 1)) { try BoundedJSON.check([UInt8](repeating: 0x20, count: BoundedJSON.maxSize + 1)) }
+        #expect(try BoundedJSON.decode([String: Int].self, from: Data(#"{"a": 1}"#.utf8)) == ["a": 1])
     }
 }

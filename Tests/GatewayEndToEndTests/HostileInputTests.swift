@@ -235,6 +235,7 @@ struct HostileInputTests {
             ("a CSR that is not one", "POST /v1/claim HTTP/1.1\r\nHost: core\r\nContent-Length: 38\r\n\r\n{\"code\": \"X\", \"csr\": \"-----BEGIN x\"}"),
             ("a chunked body of 1 MB", "POST /v1/claim HTTP/1.1\r\nHost: core\r\nTransfer-Encoding: chunked\r\n\r\n100000\r\n" + String(repeating: "[", count: 0x100000) + "\r\n0\r\n\r\n"),
             ("a 100 KB request line", "GET /" + String(repeating: "a", count: 100_000) + " HTTP/1.1\r\n\r\n"),
+            ("a body of exactly 513 nested arrays (JSONDecoder trapped on it)", "POST /v1/claim HTTP/1.1\r\nHost: core\r\nContent-Length: 513\r\n\r\n" + String(repeating: "[", count: 513)),
         ]
         for (name, request) in claims {
             await check("claiming request: \(name)") {

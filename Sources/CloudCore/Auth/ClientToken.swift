@@ -1,3 +1,4 @@
+import BoundedJSON
 public import Crypto
 public import Foundation
 
@@ -102,7 +103,7 @@ public struct ClientTokenVerifier: Sendable {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3 else { throw .malformed("\(parts.count) parts, not 3") }
         guard let headerData = Base64URL.decode(parts[0]),
-            let header = try? JSONSerialization.jsonObject(with: headerData) as? [String: Any]
+            let header = try? BoundedJSON.object(from: headerData) as? [String: Any]
         else { throw .malformed("header is not base64url JSON") }
         // RFC 8725 §3.1: the algorithm is ours to choose, not the token's.
         guard let alg = header["alg"] as? String else { throw .malformed("no alg") }
@@ -115,7 +116,7 @@ public struct ClientTokenVerifier: Sendable {
             throw .badSignature
         }
         guard let payloadData = Base64URL.decode(parts[1]),
-            let claims = try? JSONDecoder().decode(ClientTokenClaims.self, from: payloadData)
+            let claims = try? BoundedJSON.decode(ClientTokenClaims.self, from: payloadData)
         else { throw .malformed("payload lacks sub, aud, iat or exp") }
         // The claims are numbers from outside (signed, but by whom is not the point): compare
         // without adding to them, so `exp` near Int.max cannot overflow.

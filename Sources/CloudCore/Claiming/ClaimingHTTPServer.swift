@@ -71,6 +71,7 @@ final class ClaimingHTTPHandler: ChannelInboundHandler {
     var head: HTTPRequestHead?
     var body: [UInt8] = []
     var tooLarge = false
+    var answered = false
 
     init(service: ClaimingService) {
         self.service = service
@@ -84,7 +85,10 @@ final class ClaimingHTTPHandler: ChannelInboundHandler {
         case .body(var buffer):
             if body.count + buffer.readableBytes > Self.maxBody { tooLarge = true } else { body += buffer.readBytes(length: buffer.readableBytes) ?? [] }
         case .end:
-            guard let head else { return }
+            // One request per connection (the answer says Connection: close): a pipelined
+            // second request is not answered, so one connection buys one claim attempt.
+            guard let head, !answered else { return }
+            answered = true
             let source = context.channel.remoteAddress?.ipAddress ?? "?"
             let (status, json) = answer(head, source: source)
             write(context, status: status, json: json)

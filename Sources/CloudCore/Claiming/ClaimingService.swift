@@ -1,3 +1,4 @@
+import BoundedJSON
 public import Foundation
 public import Logging
 import NIOConcurrencyHelpers
@@ -74,7 +75,7 @@ public final class ClaimingService: Sendable {
     }
 
     private func process(_ body: [UInt8], source: String, now: Date) -> Result<ClaimResponse, ClaimError> {
-        guard let request = try? JSONDecoder().decode(ClaimRequest.self, from: Data(body)) else {
+        guard let request = try? BoundedJSON.decode(ClaimRequest.self, from: Data(body)) else {
             return .failure(.badRequest("body must be JSON {\"code\": …, \"csr\": …}"))
         }
         // Check the CSR before spending the code: a broken request should not burn it.

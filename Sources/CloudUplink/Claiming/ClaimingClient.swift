@@ -1,3 +1,4 @@
+import BoundedJSON
 import Foundation
 public import NIOCore
 public import NIOHTTP1
@@ -79,13 +80,13 @@ public enum ClaimingClient {
     /// into AORs, mDNS names and TLS checks).
     public static func interpret(status: Int, body: [UInt8]) throws(ClaimingError) -> ClaimAnswer {
         guard status == 200 else {
-            let reason = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any]
+            let reason = (try? BoundedJSON.object(from: Data(body))) as? [String: Any]
             let text = reason?["error"] as? String ?? String(decoding: body.prefix(200), as: UTF8.self)
             throw .refused(status: status, reason: String(text.prefix(200)))
         }
         let answer: ClaimAnswer
         do {
-            answer = try JSONDecoder().decode(ClaimAnswer.self, from: Data(body))
+            answer = try BoundedJSON.decode(ClaimAnswer.self, from: Data(body))
         } catch {
             throw .badAnswer("\(error)")
         }

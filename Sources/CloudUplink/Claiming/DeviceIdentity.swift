@@ -1,3 +1,4 @@
+import BoundedJSON
 public import Foundation
 public import Crypto
 import SwiftASN1
@@ -25,7 +26,7 @@ public struct DeviceIdentity: Sendable, Equatable {
     public static func load(from stateDirectory: String) throws -> DeviceIdentity? {
         let files = files(in: stateDirectory)
         guard FileManager.default.fileExists(atPath: files.metadata) else { return nil }
-        let metadata = try JSONDecoder().decode(Metadata.self, from: Data(contentsOf: URL(fileURLWithPath: files.metadata)))
+        let metadata = try BoundedJSON.decode(Metadata.self, from: Data(contentsOf: URL(fileURLWithPath: files.metadata)))
         // The file is outside input too: the name becomes the AORs, mDNS names and TLS checks.
         guard metadata.isValid else { throw ClaimingError.badAnswer("\(files.metadata) names no valid device (1–64 letters, digits, '-', '_', '.')") }
         for file in [files.key, files.certificate, files.ca] where !FileManager.default.fileExists(atPath: file) {
