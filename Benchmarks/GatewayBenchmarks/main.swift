@@ -65,7 +65,7 @@ func spawn(_ tool: String, _ arguments: [String], log: String) throws -> Process
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "\(buildDirectory)/\(tool)")
     process.arguments = arguments
-    FileManager.default.createFile(atPath: log, contents: nil)
+    _ = FileManager.default.createFile(atPath: log, contents: nil)
     process.standardError = FileHandle(forWritingAtPath: log)
     process.standardOutput = FileHandle(forWritingAtPath: log)
     try process.run()

@@ -117,8 +117,10 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         _ = try? channel.writeInbound(ByteBuffer(bytes: answer(&input)))
         _ = try? channel.finish(acceptAlreadyClosed: true)
         promise.fail(ClaimingError.unreachable("fuzz: no answer"))  // (ignored when already completed)
-        var collected: (Int, [UInt8])?
-        promise.futureResult.whenSuccess { collected = $0 }
+        // The embedded loop has completed the future by now.
+        let box = ResultBox()
+        promise.futureResult.whenSuccess { box.value = $0 }
+        let collected = box.value
         if let (status, body) = collected {
             do {
                 _ = try ClaimingClient.interpret(status: status, body: body)
@@ -134,6 +136,10 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         }
     }
     return 0
+}
+
+private final class ResultBox: @unchecked Sendable {
+    var value: (Int, [UInt8])?
 }
 
 /// The gateway loads the stored PEMs with NIOSSL when it starts TLS.

@@ -37,9 +37,11 @@ struct CrashCheckCommand: ParsableCommand {
         }
     }
 
+    /// Recurses until the stack runs out (`depth` never reaches `Int.max` first).
     private static func recurse(_ depth: Int, _ carry: [Int]) -> Int {
         var local = carry
         local.append(depth)
+        guard depth < Int.max - 1 else { return local.count }
         return recurse(depth + 1, local.count > 8 ? [] : local) + local.count
     }
 }

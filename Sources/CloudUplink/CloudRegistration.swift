@@ -1,7 +1,7 @@
-public import Foundation
+import Foundation
 public import Logging
 import NIOCore
-public import SIP
+import SIP
 public import SIPTransport
 
 /// Where the uplink stands, for status (MQTT `cloud` topic) and for the router.

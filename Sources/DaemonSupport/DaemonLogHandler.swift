@@ -26,12 +26,10 @@ public struct DaemonLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    public func log(
-        level: Logger.Level, message: Logger.Message, metadata extra: Logger.Metadata?, source: String, file: String, function: String, line: UInt
-    ) {
+    public func log(event: LogEvent) {
         // One write(2) per line: lines of several threads never interleave (below PIPE_BUF, and
         // O_APPEND files), and nothing is buffered that a crash would lose.
-        var line = format(level: level, message: message, metadata: extra) + "\n"
+        var line = format(level: event.level, message: event.message, metadata: event.metadata) + "\n"
         line.withUTF8 { bytes in
             var offset = 0
             while offset < bytes.count {

@@ -1,6 +1,6 @@
 public import Logging
 import NIOCore
-public import SIP
+import SIP
 public import SIPTransport
 
 /// The SIP trunk to the legacy intercom server: OPTIONS supervision every `interval` with up/down

@@ -72,10 +72,15 @@ public enum NetworkInterface {
         return index == 0 ? nil : index
     }
 
+    /// A NUL-terminated C string from a buffer, as text.
+    static func text(_ buffer: [CChar]) -> String {
+        String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     public static func name(of index: UInt32) -> String? {
         var buffer = [CChar](repeating: 0, count: Int(IF_NAMESIZE) + 1)
         guard if_indextoname(index, &buffer) != nil else { return nil }
-        return String(cString: buffer)
+        return Self.text(buffer)
     }
 
     /// The IPv6 link-local addresses (fe80::/10) of the interface called `name`, as text without zone.
@@ -93,7 +98,7 @@ public enum NetworkInterface {
             guard bytes[0] == 0xFE, bytes[1] & 0xC0 == 0x80 else { continue }
             var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
             guard inet_ntop(AF_INET6, &v6.sin6_addr, &text, socklen_t(text.count)) != nil else { continue }
-            found.append(String(cString: text))
+            found.append(Self.text(text))
         }
         return found
     }

@@ -203,7 +203,7 @@ public actor SIPEndpoint {
         connectionFlows[flow.connectionID] = nil
         // The close starts below TLS (`StreamAbortHandler`): TLS's own close would first wait
         // up to 5 s for the peer's close_notify, with the socket and its queue still alive.
-        let abort = { channel.pipeline.fireUserInboundEventTriggered(StreamAbortHandler.Abort()) }
+        let abort: @Sendable () -> Void = { channel.pipeline.fireUserInboundEventTriggered(StreamAbortHandler.Abort()) }
         if let options = channel as? any SocketOptionProvider {
             options.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in abort() }
         } else {

@@ -1,6 +1,7 @@
 import CloudCore
 @testable import CloudUplink
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
@@ -129,11 +130,11 @@ struct ClaimingClientTests {
         try channel.pipeline.syncOperations.addHandler(ResponseCollector(promise))
         try channel.writeInbound(HTTPClientResponsePart.head(HTTPResponseHead(version: .http1_1, status: .ok)))
         for _ in 0..<5 {
-            try? channel.writeInbound(HTTPClientResponsePart.body(ByteBuffer(repeating: 0x41, count: 64 * 1024)))
+            _ = try? channel.writeInbound(HTTPClientResponsePart.body(ByteBuffer(repeating: 0x41, count: 64 * 1024)))
         }
-        var failure: (any Error)?
-        promise.futureResult.whenFailure { failure = $0 }
-        #expect(failure as? ClaimingError == .badAnswer("the answer is larger than 262144 bytes"))
+        let failure = NIOLockedValueBox<(any Error)?>(nil)
+        promise.futureResult.whenFailure { error in failure.withLockedValue { $0 = error } }
+        #expect(failure.withLockedValue { $0 } as? ClaimingError == .badAnswer("the answer is larger than 262144 bytes"))
     }
 
     @Test("A device.json that names no valid device is reported as such at load, and a claim answer naming one is not stored")

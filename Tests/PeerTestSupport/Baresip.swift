@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 
 /// One baresip 1.0 (Debian's `baresip-core`) with its own config directory: it plays a WAV into
 /// every call (module aufile), dumps what it decodes (module sndfile, `snd/…-dec.wav`), answers by

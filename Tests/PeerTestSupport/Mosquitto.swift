@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 
 /// A mosquitto 2.0 broker for one test on a loopback port (anonymous, no persistence: a restart
 /// forgets retained messages, as a broker without a database would), and mosquitto_sub to read

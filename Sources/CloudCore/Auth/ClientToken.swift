@@ -1,6 +1,6 @@
 import BoundedJSON
 public import Crypto
-public import Foundation
+import Foundation
 
 /// Client tokens: JWTs (RFC 7519) signed with ES256 (RFC 7518 §3.4: ECDSA P-256 with SHA-256,
 /// the signature as R‖S), presented as SIP `Authorization: Bearer` (RFC 8898). The verifier pins

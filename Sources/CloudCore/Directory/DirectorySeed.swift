@@ -1,5 +1,5 @@
 import Foundation
-public import TOMLConfig
+import TOMLConfig
 
 /// A demo directory from a TOML file (`etc/cloud-core-seed.toml`): arrays of tables `company`,
 /// `project`, `site`, `user`, `device`, `ring_group` and `rule`, checked like a config file

@@ -1,5 +1,5 @@
 import BoundedJSON
-public import Foundation
+import Foundation
 public import Crypto
 import SwiftASN1
 import X509

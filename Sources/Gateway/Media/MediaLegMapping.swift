@@ -1,5 +1,5 @@
 public import Media
-public import NIOCore
+import NIOCore
 public import SIP
 import NetworkAddress
 import Mesh

@@ -79,21 +79,21 @@ public actor GatewayStatusPublisher {
             while !Task.isCancelled {
                 try? await Task.sleep(for: statsInterval)
                 if Task.isCancelled { return }
-                await self.publishStats(await statistics())
+                self.publishStats(await statistics())
             }
         }
         Task { [self] in
             for await event in connection.events {
                 if case .connected = event {
-                    await self.republishAll()
-                    await self.subscribeHomeAssistant()
+                    self.republishAll()
+                    self.subscribeHomeAssistant()
                 }
                 // Home Assistant announces itself after its own restart: discovery goes again.
                 if case .message(let topic, let payload, _) = event, topic == "homeassistant/status", payload == Array("online".utf8) {
-                    await self.publishDiscoveryOnRequest()
+                    self.publishDiscoveryOnRequest()
                 }
                 if case .disconnected(let code) = event, code != 0 {
-                    await self.logDisconnect(code)
+                    self.logDisconnect(code)
                 }
             }
         }
