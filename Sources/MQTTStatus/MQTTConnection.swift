@@ -53,6 +53,8 @@ public final class MQTTConnection: @unchecked Sendable {
     private let continuation: AsyncStream<Event>.Continuation
     private let handle: OpaquePointer
     private let state = NIOLockedValueBox((connected: false, started: false, stopped: false))
+    /// The latest message ids the broker acknowledged (QoS 1 PUBACK; the last 64), for `publishAndStop`.
+    private let acknowledged = NIOLockedValueBox<[Int32]>([])
 
     private static let libraryReady: Bool = {
         mosquitto_lib_init()
@@ -83,6 +85,13 @@ public final class MQTTConnection: @unchecked Sendable {
         mosquitto_connect_callback_set(handle) { _, context, code in
             guard let context else { return }
             Unmanaged<MQTTConnection>.fromOpaque(context).takeUnretainedValue().connectionChanged(up: code == 0, code: code)
+        }
+        mosquitto_publish_callback_set(handle) { _, context, mid in
+            guard let context else { return }
+            Unmanaged<MQTTConnection>.fromOpaque(context).takeUnretainedValue().acknowledged.withLockedValue { recent in
+                recent.append(mid)
+                if recent.count > 64 { recent.removeFirst(recent.count - 64) }
+            }
         }
         mosquitto_disconnect_callback_set(handle) { _, context, code in
             guard let context else { return }
@@ -135,6 +144,24 @@ public final class MQTTConnection: @unchecked Sendable {
 
     public func subscribe(_ pattern: String, qos: Int32 = 0) {
         _ = mosquitto_subscribe(handle, nil, pattern, qos)
+    }
+
+    /// Publishes a last message (QoS 1) and waits — at most `timeout` — until the broker has
+    /// acknowledged it, then stops: a disconnect right after a publish can close the connection
+    /// before the message went out, and the broker then publishes the will instead.
+    public func publishAndStop(_ topic: String, _ payload: String, retain: Bool, timeout: Duration = .seconds(2)) {
+        if state.withLockedValue({ $0.connected && !$0.stopped }) {
+            var mid: Int32 = 0
+            let bytes = Array(payload.utf8)
+            let rc = bytes.withUnsafeBytes { mosquitto_publish(handle, &mid, topic, Int32(bytes.count), $0.baseAddress, 1, retain) }
+            if rc == MOSQ_ERR_SUCCESS.rawValue {
+                let deadline = ContinuousClock.now + timeout
+                while ContinuousClock.now < deadline, !acknowledged.withLockedValue({ $0.contains(mid) }) {
+                    usleep(5000)
+                }
+            }
+        }
+        stop()
     }
 
     /// Disconnects cleanly (the broker does not publish the will) and stops the thread.

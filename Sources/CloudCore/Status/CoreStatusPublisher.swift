@@ -46,7 +46,6 @@ final class CoreStatusPublisher: Sendable {
     }
 
     func stop() {
-        connection.publish("\(prefix)/status", #"{"state":"offline","ts":\#(Self.now)}"#, qos: 1, retain: true)
-        connection.stop()
+        connection.publishAndStop("\(prefix)/status", #"{"state":"offline","ts":\#(Self.now)}"#, retain: true)
     }
 }

@@ -682,6 +682,11 @@ public actor ChannelRouter {
             metadata["\(call.farSide)_rx"] = "\(far.packetsReceived)"
             metadata["concealed"] = "\(legacy.concealedFrames)/\(far.concealedFrames)"
             metadata["late"] = "\(legacy.latePackets)/\(far.latePackets)"
+            // What each leg dropped instead of playing (docs/RELIABILITY.md): malformed, failed
+            // SRTP, wrong source or payload type, outside the frame budget; and digits past the keypad rate.
+            metadata["dropped"] = "\(legacy.dropped)/\(far.dropped)"
+            metadata["oversized"] = "\(legacy.oversized)/\(far.oversized)"
+            if legacy.digitsThrottled + far.digitsThrottled > 0 { metadata["digits_throttled"] = "\(legacy.digitsThrottled)/\(far.digitsThrottled)" }
         }
         logger.info("call ended", metadata: metadata)
         eventContinuation.yield(.channelIdle(channel: call.channel.index, outcome: outcome, reason: reason))

@@ -237,8 +237,7 @@ public actor GatewayStatusPublisher {
     /// Goes offline cleanly: `status` offline (retained), then a normal disconnect (no will).
     public func stop() {
         statsTask?.cancel()
-        connection.publish("\(prefix)/status", JSONValue.object(["state": .string("offline"), "ts": .int(nowMilliseconds)]).text, qos: 1, retain: true)
-        connection.stop()
+        connection.publishAndStop("\(prefix)/status", JSONValue.object(["state": .string("offline"), "ts": .int(nowMilliseconds)]).text, retain: true)
     }
 
     // MARK: Publishing
