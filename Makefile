@@ -4,8 +4,8 @@ export PATH := /opt/swift/usr/bin:$(PATH)
 
 SWIFT ?= swift
 BUILD_FLAGS ?=
-FUZZ_RUNS ?= 10000000
-FUZZ_SECONDS ?= 1800
+FUZZ_RUNS ?= 5000000
+FUZZ_SECONDS ?= 14400
 
 .PHONY: all bootstrap build test run bench fuzz clean deb deb-test
 
