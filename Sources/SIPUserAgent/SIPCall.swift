@@ -39,11 +39,30 @@ struct SIPCall {
     /// The peer's body: from its INVITE (incoming) or its 2xx, or a provisional response with a
     /// body (early media) (outgoing).
     var remoteBody: SIPMessageBody?
+    /// Mid-call offer/answer (re-INVITE, UPDATE): who has an offer out.
+    var offerAnswer = SIPOfferAnswerState()
+    /// The peer's mid-call offer while the owner works out the answer.
+    var pendingOffer: PendingOffer?
+    /// Our 2xx to an offerless re-INVITE carried an offer: its ACK carries the answer.
+    var offerInOK = false
+    /// What our re-INVITE offers, kept for its retry after a 491.
+    var reinviteBody: SIPMessageBody?
+
+    /// A re-INVITE or UPDATE with an offer (or a re-INVITE without one, which asks for ours),
+    /// waiting for `answerOffer` or `refuseOffer`.
+    struct PendingOffer {
+        let request: SIPMessage
+        let key: SIPTransactionKey
+        /// nil: an offerless re-INVITE; what the owner gives is our offer.
+        let offer: SIPMessageBody?
+        var deadline: Scheduled<Void>?
+    }
 
     func cancelTimers() {
         okRetransmitTask?.cancel()
         answerTask?.cancel()
         durationTask?.cancel()
+        pendingOffer?.deadline?.cancel()
     }
 }
 

@@ -174,14 +174,23 @@ extension SIPUserAgent {
 
     // MARK: Re-INVITE (RFC 3261 §14)
 
-    /// Sends a re-INVITE with our session description (a session refresh or a codec change).
-    /// On 491 (glare, §14.1) it tries again after the randomized delay, as often as it takes.
-    public func reinvite(_ handle: SIPCallHandle) {
-        guard var call = calls[handle], call.state == .established, var dialog = call.dialog else { return }
-        guard dialog.beginOutgoingInvite() else { return }
+    /// Sends a re-INVITE offering `body` (else the call's own description): a new address, key,
+    /// codec or direction (hold), or a session refresh. False when it cannot go now: the call is
+    /// not established, or an offer or INVITE is already in flight (§14.1) — the caller tries
+    /// later. On 491 (glare) it goes again after the randomized delay, as often as it takes; the
+    /// answer arrives as `answerReceived`.
+    @discardableResult
+    public func reinvite(_ handle: SIPCallHandle, body: SIPMessageBody? = nil) -> Bool {
+        guard var call = calls[handle], call.state == .established, var dialog = call.dialog else { return false }
+        guard call.offerAnswer.outstanding == .none, dialog.beginOutgoingInvite() else { return false }
+        _ = call.offerAnswer.sendOffer()
+        let offer = body ?? call.reinviteBody ?? call.localBody
         let via = endpoint.assumeIsolated { $0.makeVia(for: call.flow.transport) }
         var invite = dialog.makeRequest(.invite, via: via)
-        addBody(to: &invite)
+        invite.headers.add(.contact, dialog.localContact.description)
+        invite.headers.add(.allow, allowHeader)
+        addBody(to: &invite, offer)
+        call.reinviteBody = offer
         call.dialog = dialog
         calls[handle] = call
         let sequence = invite.cseq?.sequence ?? dialog.localSequence
@@ -190,6 +199,7 @@ extension SIPUserAgent {
                 self.assumeIsolated { $0.reinviteEvent(handle, event, sequence: sequence) }
             }
         }
+        return true
     }
 
     private func reinviteEvent(_ handle: SIPCallHandle, _ event: SIPClientEvent, sequence: UInt32) {
@@ -198,24 +208,30 @@ extension SIPUserAgent {
         case .response(let response, _):
             guard let code = response.statusCode, code >= 200 else { return }
             dialog.finishOutgoingInvite(response: response)
+            call.offerAnswer.closedOurs()
+            call.dialog = dialog
             if (200...299).contains(code) {
                 let via = endpoint.assumeIsolated { $0.makeVia(for: call.flow.transport) }
                 let ack = dialog.makeACK(inviteSequence: sequence, via: via)
                 endpoint.assumeIsolated { $0.send(ack, on: call.flow) }
-                call.dialog = dialog
+                let answer = SIPMessageBody(response)
+                if let offered = call.reinviteBody { call.localBody = offered }
+                call.reinviteBody = nil
+                if let answer { call.remoteBody = answer }
                 calls[handle] = call
                 emit(.reinvited(handle))
+                if let answer { emit(.answerReceived(handle, answer: answer)) }
             } else if code == 491 {
                 var generator = SystemRandomNumberGenerator()
                 let delay = dialog.glareRetryDelay(using: &generator)
-                call.dialog = dialog
                 calls[handle] = call
                 emit(.glare(handle, retryAfter: delay))
                 _ = endpoint.eventLoop.scheduleTask(in: TimeAmount(delay)) { [self] in
                     self.assumeIsolated { $0.reinvite(handle) }
                 }
             } else {
-                call.dialog = dialog
+                // Refused: the session stays as it was (§14.1).
+                call.reinviteBody = nil
                 calls[handle] = call
             }
         case .timedOut, .transportFailed:
@@ -229,7 +245,8 @@ extension SIPUserAgent {
     func receiveInvite(_ request: SIPMessage, key: SIPTransactionKey, flow: SIPFlow) {
         let handle = newHandle()
         let tag = SIPIdentifiers.tag()
-        guard let dialog = SIPDialog(uasRequest: request, localTag: tag, localContact: contact(for: flow), early: true) else {
+        let called = Self.contactUser(request.requestURI?.sipURI?.user)
+        guard let dialog = SIPDialog(uasRequest: request, localTag: tag, localContact: contact(for: flow, user: called), early: true) else {
             respond(SIPResponseFactory.response(to: request, status: 400, toTag: tag), to: key)
             return
         }
@@ -332,17 +349,37 @@ extension SIPUserAgent {
         call.okTransaction = nil
         let wasAnswer = call.state == .answered
         call.state = .established
+        var answer: SIPMessageBody?
+        if call.offerInOK {
+            // We offered in the 2xx: the ACK carries the answer (§14.2). Without one the
+            // exchange failed and the session stays as it was.
+            call.offerInOK = false
+            call.offerAnswer.closedOurs()
+            answer = SIPMessageBody(ack)
+            if let answer { call.remoteBody = answer }
+        }
         calls[handle] = call
         if wasAnswer {
             startDurationLimit(handle)
             emit(.confirmed(handle))
         }
+        if let answer { emit(.answerReceived(handle, answer: answer)) }
     }
 
     func receiveCancel(inviteKey: SIPTransactionKey) {
         guard let handle = callsByServerTransaction[inviteKey], let call = calls[handle] else { return }
         respond(SIPResponseFactory.response(to: call.invite, status: 487, toTag: call.dialog?.id.localTag), to: inviteKey)
         endCall(handle, reason: "cancelled by caller")
+    }
+
+    /// The user part of our Contact on a call we answer: the one the caller called (a channel's
+    /// AOR, `gw1-ch3`, so that in-dialog requests name the channel), when it is a plain token;
+    /// else the agent's own user.
+    static func contactUser(_ user: String?) -> String? {
+        guard let user, (1...64).contains(user.utf8.count),
+            user.utf8.allSatisfy({ SIPCharacterClass.hostname.contains($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "+") })
+        else { return nil }
+        return user
     }
 
     // MARK: In-dialog requests (RFC 3261 §12.2.2)
@@ -371,19 +408,116 @@ extension SIPUserAgent {
         case .bye:
             respond(SIPResponseFactory.response(to: request, status: 200), to: key)
             endCall(handle, reason: "remote BYE")
-        case .invite:
-            // A re-INVITE (session refresh or hold): accept with our description.
-            var ok = SIPResponseFactory.response(to: request, status: 200)
-            ok.headers.add(.contact, dialog.localContact.description)
-            addBody(to: &ok)
-            calls[handle]?.dialog?.answeredIncomingInvite()
-            sendOK(ok, to: key, in: handle)
+        case .invite, .update:
+            receiveSessionChange(request, key: key, in: handle)
         case .info:
             respond(SIPResponseFactory.response(to: request, status: 200), to: key)
             emit(.dtmfInfo(handle, body: String(buffer: request.body)))
+        case .options:
+            respond(optionsResponse(to: request, toTag: nil), to: key)
         default:
-            respond(SIPResponseFactory.response(to: request, status: 200), to: key)
+            // Implemented methods that make no sense inside a call (REGISTER goes elsewhere):
+            // 405 with what is allowed (RFC 3261 §8.2.1); unknown ones had their 501.
+            var refused = SIPResponseFactory.response(to: request, status: 405)
+            refused.headers.add(.allow, allowHeader)
+            respond(refused, to: key)
         }
+    }
+
+    /// A re-INVITE or UPDATE inside the call (RFC 3261 §14.2, RFC 3311 §5.2): an offer to
+    /// answer, an offerless re-INVITE to answer with an offer, a refresh, or glare.
+    private func receiveSessionChange(_ request: SIPMessage, key: SIPTransactionKey, in handle: SIPCallHandle) {
+        guard var call = calls[handle] else { return }
+        let isInvite = request.method == .invite
+        let body = SIPMessageBody(request)
+        let verdict = call.offerAnswer.received(isInvite: isInvite, carriesOffer: body != nil)
+        calls[handle] = call
+        switch verdict {
+        case .reject(let status, let retryAfter):
+            var response = SIPResponseFactory.response(to: request, status: status)
+            if let retryAfter { response.headers.add(.retryAfter, String(retryAfter)) }
+            if isInvite { calls[handle]?.dialog?.answeredIncomingInvite() }
+            respond(response, to: key)
+        case .refresh:
+            respond(sessionResponse(to: request, in: handle, body: nil), to: key)
+        case .offerInResponse, .offer:
+            // An offerless re-INVITE asks for our offer; its answer comes in the ACK (§14.2).
+            guard configuration.ownerAnswersOffers else {
+                calls[handle]?.pendingOffer = .init(request: request, key: key, offer: body)
+                answerOffer(handle, body: call.localBody ?? configuredBody)
+                return
+            }
+            let deadline = endpoint.eventLoop.scheduleTask(in: TimeAmount(configuration.offerAnswerTimeout)) { [self] in
+                self.assumeIsolated { agent in
+                    guard agent.calls[handle]?.pendingOffer?.key == key else { return }
+                    agent.logger.warning("a mid-call offer went unanswered; refused with 500", metadata: ["call": "\(handle)"])
+                    agent.refuseOffer(handle, status: 500)
+                }
+            }
+            calls[handle]?.pendingOffer = .init(request: request, key: key, offer: body, deadline: deadline)
+            if let body {
+                emit(.offerReceived(handle, offer: body, method: request.method ?? .invite))
+            } else {
+                emit(.offerRequested(handle))
+            }
+        }
+    }
+
+    /// A 2xx to a re-INVITE or UPDATE: our Contact (the dialog's), what we allow, a body.
+    private func sessionResponse(to request: SIPMessage, in handle: SIPCallHandle, body: SIPMessageBody?) -> SIPMessage {
+        var ok = SIPResponseFactory.response(to: request, status: 200)
+        if let contact = calls[handle]?.dialog?.localContact { ok.headers.add(.contact, contact.description) }
+        ok.headers.add(.allow, allowHeader)
+        if let body { addBody(to: &ok, body) }
+        return ok
+    }
+
+    var configuredBody: SIPMessageBody? {
+        configuration.sessionDescription.map { SIPMessageBody(contentType: $0.contentType, text: $0.body) }
+    }
+
+    /// Answers the peer's pending mid-call offer with `body` (2xx; for a re-INVITE retransmitted
+    /// until its ACK). From now on `body` is the call's own description and the offer the peer's.
+    /// For an offerless re-INVITE `body` is our offer, and the ACK brings the answer.
+    public func answerOffer(_ handle: SIPCallHandle, body: SIPMessageBody?) {
+        guard var call = calls[handle], let pending = call.pendingOffer else { return }
+        pending.deadline?.cancel()
+        call.pendingOffer = nil
+        if let offer = pending.offer {
+            call.offerAnswer.answeredTheirs()
+            call.remoteBody = offer
+        } else {
+            call.offerInOK = body != nil
+            if body == nil { call.offerAnswer.closedOurs() }
+        }
+        if let body { call.localBody = body }
+        calls[handle] = call
+        let ok = sessionResponse(to: pending.request, in: handle, body: body)
+        if pending.request.method == .invite {
+            calls[handle]?.dialog?.answeredIncomingInvite()
+            sendOK(ok, to: pending.key, in: handle)
+        } else {
+            respond(ok, to: pending.key)
+        }
+    }
+
+    /// Refuses the peer's pending mid-call offer (488 when it cannot be accepted, RFC 3261
+    /// §14.2): the session goes on as it was.
+    public func refuseOffer(_ handle: SIPCallHandle, status: Int = 488, warning: String? = nil) {
+        guard var call = calls[handle], let pending = call.pendingOffer else { return }
+        pending.deadline?.cancel()
+        call.pendingOffer = nil
+        call.offerAnswer.refusedTheirs()
+        call.offerAnswer.closedOurs()  // an offerless re-INVITE refused: we offer nothing
+        calls[handle] = call
+        var response = SIPResponseFactory.response(to: pending.request, status: (300...699).contains(status) ? status : 488)
+        if let warning {
+            // RFC 3261 §20.43: 399 with our host, the text quoted (quotes and controls removed).
+            let text = String(warning.unicodeScalars.filter { $0 != "\"" && $0 != "\\" && $0.value >= 0x20 && $0.value != 0x7F }.prefix(200))
+            response.headers.add(.warning, "399 \(configuration.domain) \"\(text)\"")
+        }
+        if pending.request.method == .invite { calls[handle]?.dialog?.answeredIncomingInvite() }
+        respond(response, to: pending.key)
     }
 
     // MARK: Shared
@@ -437,6 +571,9 @@ extension SIPUserAgent {
     /// The peer's session description: its offer (incoming) or its answer (outgoing, from the
     /// 2xx or from early media).
     public func remoteBody(of handle: SIPCallHandle) -> SIPMessageBody? { calls[handle]?.remoteBody }
+
+    /// Our session description on a call: what we offered or answered last.
+    public func localBody(of handle: SIPCallHandle) -> SIPMessageBody? { calls[handle]?.localBody }
 
     /// The flow a call's signalling runs on.
     public func flow(of handle: SIPCallHandle) -> SIPFlow? { calls[handle]?.flow }

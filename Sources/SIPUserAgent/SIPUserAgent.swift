@@ -31,6 +31,12 @@ public actor SIPUserAgent {
         public var sessionDescription: (contentType: String, body: String)?
         /// Calls end with BYE after this long (the product's duration limit); nil for none.
         public var maxCallDuration: Duration?
+        /// Mid-call offers (re-INVITE, UPDATE; RFC 3264 §8): false answers them at once with
+        /// the call's own description (a softphone whose media never moves); true reports them
+        /// (`offerReceived`) and waits for `answerOffer` or `refuseOffer` — a back-to-back leg,
+        /// whose answer depends on its media — for at most `offerAnswerTimeout`, then 500.
+        public var ownerAnswersOffers = false
+        public var offerAnswerTimeout: Duration = .seconds(8)
 
         public init() {}
     }
@@ -112,16 +118,14 @@ public actor SIPUserAgent {
                 return
             }
             guard let method = request.method else { return }
-            if request.to?.tag != nil {
+            // A REGISTER is never in a dialog, whatever tag its To carries (RFC 3261 §10.2).
+            if request.to?.tag != nil, method != .register {
                 receiveInDialog(request, key: key, flow: incoming.flow)
                 return
             }
             switch method {
             case .options:
-                var ok = SIPResponseFactory.response(to: request, status: 200, toTag: SIPIdentifiers.tag())
-                ok.headers.add(.allow, validator.allowedMethods.map(\.rawValue).joined(separator: ", "))
-                ok.headers.add(.accept, "application/sdp")
-                respond(ok, to: key)
+                respond(optionsResponse(to: request, toTag: SIPIdentifiers.tag()), to: key)
             case .register:
                 receiveRegister(request, key: key, flow: incoming.flow)
             case .invite:
@@ -133,6 +137,16 @@ public actor SIPUserAgent {
             }
         }
     }
+
+    /// 200 to OPTIONS, in or out of a dialog (RFC 3261 §11.2): what we implement and accept.
+    func optionsResponse(to request: SIPMessage, toTag: String?) -> SIPMessage {
+        var ok = SIPResponseFactory.response(to: request, status: 200, toTag: toTag)
+        ok.headers.add(.allow, allowHeader)
+        ok.headers.add(.accept, "application/sdp")
+        return ok
+    }
+
+    var allowHeader: String { validator.allowedMethods.map(\.rawValue).joined(separator: ", ") }
 
     func respond(_ response: SIPMessage, to key: SIPTransactionKey) {
         endpoint.assumeIsolated { $0.respond(response, to: key) }
@@ -163,6 +177,15 @@ public enum SIPUserAgentEvent: Sendable, Equatable, CustomStringConvertible {
     case reinvited(SIPCallHandle)
     /// Our re-INVITE met the peer's (491); it goes again after `retryAfter`.
     case glare(SIPCallHandle, retryAfter: Duration)
+    /// The peer's mid-call offer (`method`: INVITE or UPDATE): with `ownerAnswersOffers`, the
+    /// owner answers it (`answerOffer`) or refuses it (`refuseOffer`).
+    case offerReceived(SIPCallHandle, offer: SIPMessageBody, method: SIPMethod)
+    /// A re-INVITE without a body: with `ownerAnswersOffers`, the owner gives our offer
+    /// (`answerOffer`); the answer comes back as `answerReceived`.
+    case offerRequested(SIPCallHandle)
+    /// The peer's answer to our mid-call offer (in the 2xx to our re-INVITE, or in the ACK when
+    /// we offered in a 2xx).
+    case answerReceived(SIPCallHandle, answer: SIPMessageBody)
 
     public var description: String {
         switch self {
@@ -179,6 +202,9 @@ public enum SIPUserAgentEvent: Sendable, Equatable, CustomStringConvertible {
         case .dtmfInfo(let h, let body): "call \(h): INFO \(body)"
         case .reinvited(let h): "call \(h): re-INVITE accepted"
         case .glare(let h, let delay): "call \(h): re-INVITE glare (491), retrying in \(delay)"
+        case .offerReceived(let h, let offer, let method): "call \(h): \(method) offer (\(offer.text.utf8.count) bytes)"
+        case .offerRequested(let h): "call \(h): re-INVITE without an offer"
+        case .answerReceived(let h, let answer): "call \(h): answer to our offer (\(answer.text.utf8.count) bytes)"
         }
     }
 }

@@ -232,3 +232,44 @@ struct MediaBridgeRenegotiationTests {
         #expect(first.payloadType == 111)
     }
 }
+
+@Suite("Media bridge: hold")
+struct MediaBridgeHoldTests {
+    @Test("A held leg (recvonly from the peer, or c=0.0.0.0) gets nothing; resumed, it gets the same stream on")
+    func heldLegGetsNothing() throws {
+        let rig = try BridgeRig(legacy: .g722, legacyPT: 9, cloud: .g722, cloudPT: 9, srtp: nil)
+        let tone = AudioAnalysis.tone(frequency: 1000, dBFS: -15, sampleRate: 16000, seconds: 1)
+        rig.feed(try rig.legacy.audioPackets(tone), on: .a)
+        let before = try rig.received(on: .b).headers
+        #expect(before.count == 50)
+
+        var held = MediaLegConfiguration(codec: .g722, payloadType: 9, dtmf: .telephoneEvent(payloadType: 100), remote: rig.cloudAddress)
+        held.sends = false
+        try rig.bridge.update(.b, to: held, now: rig.now)
+        rig.sink.packets[.b] = []
+        rig.feed(try rig.legacy.audioPackets(tone), on: .a)
+        #expect((rig.sink.packets[.b] ?? []).isEmpty)
+        #expect(rig.bridge.counters(.b).heldBack == 50)
+
+        held.sends = true
+        try rig.bridge.update(.b, to: held, now: rig.now)
+        rig.feed(try rig.legacy.audioPackets(tone), on: .a)
+        let after = try rig.received(on: .b).headers
+        #expect(after.count == 50)
+        let last = try #require(before.last), first = try #require(after.first)
+        #expect(first.ssrc == last.ssrc && first.sequenceNumber == last.sequenceNumber &+ 1)
+    }
+
+    @Test("A leg we hold (sendonly from us, inactive): what it still sends is not played")
+    func legWeHoldIsNotPlayed() throws {
+        let rig = try BridgeRig(legacy: .g722, legacyPT: 9, cloud: .pcmu, cloudPT: 0, srtp: nil)
+        var holding = MediaLegConfiguration(codec: .g722, payloadType: 9, dtmf: .telephoneEvent(payloadType: 101), remote: rig.legacyAddress)
+        holding.receives = false
+        try rig.bridge.update(.a, to: holding, now: rig.now)
+        let tone = AudioAnalysis.tone(frequency: 1000, dBFS: -15, sampleRate: 16000, seconds: 0.5)
+        rig.feed(try rig.legacy.audioPackets(tone), on: .a)
+        #expect(rig.bridge.counters(.a).heldBack == 25)
+        #expect(rig.bridge.counters(.a).packetsReceived == 0)
+        #expect(rig.bridge.counters(.a).dropped == 0)
+    }
+}

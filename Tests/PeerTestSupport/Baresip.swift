@@ -96,6 +96,17 @@ public final class Baresip: @unchecked Sendable {
         return try wavSamples(URL(fileURLWithPath: mono))
     }
 
+    /// The receive bit rate of its last status line (`audio=<tx>/<rx> (bit/s)`, once a second
+    /// during a call): what reached the decoder (SRTP that fails authentication never does).
+    /// baresip 1.0's decoded-audio dump stops at a hold of its own, so after a resume this is
+    /// what tells that audio comes back to the phone that held.
+    public var lastReceiveBitRate: Int? {
+        guard let range = output.range(of: "audio=", options: .backwards) else { return nil }
+        let rest = output[range.upperBound...].prefix { $0 != " " && $0 != "(" }
+        let parts = rest.split(separator: "/")
+        return parts.count == 2 ? Int(parts[1]) : nil
+    }
+
     /// Makes a tone WAV with sox: `seconds` of a sine at `frequency`, at `rate` Hz and `channels`.
     public static func tone(_ path: String, frequency: Int, seconds: Int, rate: Int, channels: Int) async throws {
         _ = try await runCommand("sox", ["-n", "-r", String(rate), "-c", String(channels), "-b", "16", path, "synth", String(seconds), "sine", String(frequency), "vol", "0.5"])

@@ -112,6 +112,41 @@ struct SDPTests {
         #expect(answer.media[0].direction == answered && negotiated.direction == answered)
     }
 
+    @Test("Hold the old ways: a session-level direction, and c=0.0.0.0 (RFC 2543 hold, RFC 3264 §8.4), are answered as holds")
+    func oldStyleHold() throws {
+        // A session-level a=sendonly applies to a stream that states none.
+        var text = baresipOffer.replacingOccurrences(of: "a=sendrecv\r\n", with: "")
+        text = text.replacingOccurrences(of: "t=0 0\r\n", with: "t=0 0\r\na=sendonly\r\n")
+        let sessionLevel = try SDPParser.parse(text)
+        let (answer1, negotiated1) = try SDPOfferAnswer.answer(offer: sessionLevel, policy: SDPAudioPolicy(codecs: [.g722]), address: "h", port: 1, sessionID: "1", makeKey: key)
+        #expect(answer1.media[0].direction == .recvonly && !negotiated1.direction.sends && negotiated1.direction.receives)
+
+        // c=0.0.0.0 with sendrecv: the peer receives nothing, so we only receive.
+        let zero = try SDPParser.parse(baresipOffer.replacingOccurrences(of: "c=IN IP4 192.0.2.10", with: "c=IN IP4 0.0.0.0"))
+        let (answer2, negotiated2) = try SDPOfferAnswer.answer(offer: zero, policy: SDPAudioPolicy(codecs: [.g722]), address: "h", port: 1, sessionID: "1", makeKey: key)
+        #expect(answer2.media[0].direction == .recvonly && negotiated2.direction == .recvonly)
+        // c=0.0.0.0 with sendonly or inactive stays inactive.
+        let zeroInactive = try SDPParser.parse(baresipOffer.replacingOccurrences(of: "c=IN IP4 192.0.2.10", with: "c=IN IP4 0.0.0.0")
+            .replacingOccurrences(of: "a=sendrecv", with: "a=recvonly"))
+        #expect(zeroInactive.media[0].effectiveDirection(in: zeroInactive) == .inactive)
+    }
+
+    @Test("The offerer's view never widens its own offer: we offered sendonly, a sendrecv answer leaves us sendonly")
+    func answerDirectionWithinOffer() throws {
+        var offer = SDPOfferAnswer.makeOffer(policy: SDPAudioPolicy(codecs: [.g722]), address: "192.0.2.1", port: 4000, sessionID: "7", makeKey: key)
+        offer.media[0].setDirection(.sendonly)
+        var answer = offer
+        answer.media[0].setDirection(.sendrecv)
+        #expect(try SDPOfferAnswer.negotiate(offer: offer, answer: answer).direction == .sendonly)
+        answer.media[0].setDirection(.recvonly)
+        #expect(try SDPOfferAnswer.negotiate(offer: offer, answer: answer).direction == .sendonly)
+        answer.media[0].setDirection(.inactive)
+        #expect(try SDPOfferAnswer.negotiate(offer: offer, answer: answer).direction == .inactive)
+        offer.media[0].setDirection(.sendrecv)
+        answer.media[0].setDirection(.sendonly)
+        #expect(try SDPOfferAnswer.negotiate(offer: offer, answer: answer).direction == .recvonly)
+    }
+
     @Test("SDES: the first usable crypto line is answered with the same tag and a fresh key; MKI lines are skipped")
     func sdesAnswer() throws {
         let theirKey = (0..<30).map { UInt8(200 &- $0) }

@@ -52,4 +52,69 @@ struct CallLegBodyTests {
         await caller.shutdown()
         await callee.shutdown()
     }
+
+    @Test func aReinviteOfferIsAnsweredByTheOwnerAndTheAnswerReachesTheOfferer() async throws {
+        let callee = try await AgentHarness(transports: [.udp]) {
+            $0.user = "callee"
+            $0.ownerAnswersOffers = true
+        }
+        let caller = try await AgentHarness(transports: [.udp]) { $0.user = "caller" }
+        let target = SIPURI(user: "gw1-ch2", host: "127.0.0.1", port: callee.port(.udp))
+        let outgoing = try await caller.agent.call(target, via: SIPDestination(transport: .udp, host: "127.0.0.1", port: callee.port(.udp)), body: Self.sdp("a", port: 40002))
+        try await caller.recorder.wait(for: "answered") { $0.isAnswered }
+        try await callee.recorder.wait(for: "ACK") { $0.isConfirmed }
+
+        // The caller moves its media: the callee's owner sees the new offer and answers it.
+        let moved = Self.sdp("a", port: 41002)
+        #expect(await caller.agent.reinvite(outgoing, body: moved))
+        guard case .offerReceived(let incoming, let offer, let method) = try await callee.recorder.wait(for: "offer", { if case .offerReceived = $0 { true } else { false } })
+        else { return }
+        #expect(offer == moved && method == .invite)
+        let answer = Self.sdp("b", port: 50004)
+        await callee.agent.answerOffer(incoming, body: answer)
+        let received = try await caller.recorder.wait(for: "answer") { if case .answerReceived = $0 { true } else { false } }
+        #expect(received == .answerReceived(outgoing, answer: answer))
+        #expect(await caller.agent.remoteBody(of: outgoing) == answer)
+        #expect(await callee.agent.remoteBody(of: incoming) == moved)
+        #expect(await callee.agent.localBody(of: incoming) == answer)
+
+        // A refused offer leaves the session as it was (RFC 3261 §14.2) and the call up.
+        #expect(await caller.agent.reinvite(outgoing, body: Self.sdp("a", port: 42002)))
+        try await callee.recorder.wait(for: "second offer") { event in
+            if case .offerReceived(_, let offer, _) = event { offer.text.contains("42002") } else { false }
+        }
+        await callee.agent.refuseOffer(incoming, status: 488, warning: "no \"shared\" codec")
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(await callee.agent.remoteBody(of: incoming) == moved)
+        #expect(await caller.agent.remoteBody(of: outgoing) == answer)
+        #expect(await caller.agent.activeCallCount == 1)
+        // And the next offer may go again (nothing stays outstanding).
+        #expect(await caller.agent.reinvite(outgoing, body: Self.sdp("a", port: 43002)))
+        try await callee.recorder.wait(for: "third offer") { event in
+            if case .offerReceived(_, let offer, _) = event { offer.text.contains("43002") } else { false }
+        }
+        await caller.agent.hangUp(outgoing)
+        try await callee.recorder.wait(for: "ended") { $0.isEnded }
+        await caller.shutdown()
+        await callee.shutdown()
+    }
+
+    @Test func anUnansweredOfferIsRefusedAfterTheTimeout() async throws {
+        let callee = try await AgentHarness(transports: [.udp]) {
+            $0.ownerAnswersOffers = true
+            $0.offerAnswerTimeout = .milliseconds(300)
+        }
+        let caller = try await AgentHarness(transports: [.udp])
+        let target = SIPURI(user: "callee", host: "127.0.0.1", port: callee.port(.udp))
+        let outgoing = try await caller.agent.call(target, via: SIPDestination(transport: .udp, host: "127.0.0.1", port: callee.port(.udp)))
+        try await callee.recorder.wait(for: "ACK") { $0.isConfirmed }
+        #expect(await caller.agent.reinvite(outgoing, body: Self.sdp("a", port: 41002)))
+        try await callee.recorder.wait(for: "offer") { if case .offerReceived = $0 { true } else { false } }
+        // Nobody answers: 500 after the timeout, and a new offer is possible again.
+        try await Task.sleep(for: .milliseconds(800))
+        #expect(await caller.agent.reinvite(outgoing, body: Self.sdp("a", port: 42002)))
+        await caller.agent.hangUp(outgoing)
+        await caller.shutdown()
+        await callee.shutdown()
+    }
 }

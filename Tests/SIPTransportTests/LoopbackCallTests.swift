@@ -50,8 +50,8 @@ struct LoopbackCallTests {
         guard case .incomingCall(let calleeHandle, _) = try await callee.recorder.wait(for: "incoming", { $0.isIncoming }) else { return }
         let callerAgent = caller.agent, calleeAgent = callee.agent
         try await group.next().submit {
-            callerAgent.assumeIsolated { $0.reinvite(handle) }
-            calleeAgent.assumeIsolated { $0.reinvite(calleeHandle) }
+            _ = callerAgent.assumeIsolated { $0.reinvite(handle) }
+            _ = calleeAgent.assumeIsolated { $0.reinvite(calleeHandle) }
         }.get()
         let callerGlare = try await caller.recorder.wait(for: "caller 491") { if case .glare = $0 { true } else { false } }
         let calleeGlare = try await callee.recorder.wait(for: "callee 491") { if case .glare = $0 { true } else { false } }

@@ -149,6 +149,26 @@ struct SippInteropTests {
         #expect(Self.retransmissions(line: "200 <----------", scratch: setup.scratch) >= 2, "sipp saw our 200 retransmitted")
     }
 
+    /// After the answer, sipp changes the session every way RFC 3264 §8 and RFC 3311 allow, and
+    /// sends what a call must answer besides (`midcall_uac.xml` checks each answer). The test
+    /// plays the owner of a back-to-back leg: it answers offers with `SDPOfferAnswer`.
+    @Test func midCallOffersAndRequestsAreAnswered() async throws {
+        let setup = try await Self.setUp(.udp) { $0.ownerAnswersOffers = true }
+        defer { setup.stopSoon() }
+        let owner = MidCallOwner(agent: setup.agent)
+        let sipp = try Self.sipp(["-sf", Self.scenario("midcall_uac.xml"), "127.0.0.1:\(setup.remotePort)"], path: .udp, localPort: try freePort(udp: true), in: setup.scratch)
+        try await Self.expectSuccess(sipp, "mid-call", scratch: setup.scratch)
+        owner.stop()
+        let events = await setup.agent.recorder.events
+        let offers = events.compactMap { if case .offerReceived(_, _, let method) = $0 { method } else { nil } }
+        #expect(offers == [.update, .invite])
+        #expect(events.contains { if case .offerRequested = $0 { true } else { false } })
+        // The ACK's answer moved the media to sipp's third port.
+        let answer = events.compactMap { if case .answerReceived(_, let answer) = $0 { answer } else { nil } }.first
+        #expect(answer?.text.contains("m=audio 6200 ") == true)
+        try await setup.agent.recorder.wait(for: "BYE") { if case .ended(_, "remote BYE") = $0 { true } else { false } }
+    }
+
     /// sipp's final screen (`-trace_screen`): the Retrans column of the first message line
     /// that starts with `line` (e.g. "200 <----------" or "INVITE ---------->").
     static func retransmissions(line: String, scratch: ScratchDirectory) -> Int {
@@ -219,4 +239,44 @@ struct SippInteropTests {
         try await Self.expectSuccess(sipp, "lost INVITE", scratch: setup.scratch)
         #expect(Self.retransmissions(line: "----------> INVITE", scratch: setup.scratch) >= 1, "sipp saw our INVITE again")
     }
+}
+
+/// The owner of a back-to-back leg, as a test plays it: answers each mid-call offer with
+/// `SDPOfferAnswer` (G.722 or PCMU, plain RTP) and gives an offer when one is asked for.
+final class MidCallOwner: @unchecked Sendable {
+    private var task: Task<Void, Never>?
+
+    init(agent harness: AgentHarness) {
+        task = Task {
+            var handled = 0
+            var version: UInt64 = 1
+            while !Task.isCancelled {
+                let events = await harness.recorder.events
+                while handled < events.count {
+                    defer { handled += 1 }
+                    version += 1
+                    let policy = SDPAudioPolicy(codecs: [.g722, .pcmu])
+                    switch events[handled] {
+                    case .offerReceived(let handle, let offer, _):
+                        guard let session = try? SDPParser.parse(offer.text),
+                            let answered = try? SDPOfferAnswer.answer(
+                                offer: session, policy: policy, address: "127.0.0.1", port: 40000, sessionID: "1", sessionVersion: version, makeKey: { _ in [] })
+                        else {
+                            await harness.agent.refuseOffer(handle)
+                            continue
+                        }
+                        await harness.agent.answerOffer(handle, body: SIPMessageBody(contentType: "application/sdp", text: answered.answer.serialized))
+                    case .offerRequested(let handle):
+                        let offer = SDPOfferAnswer.makeOffer(policy: policy, address: "127.0.0.1", port: 40000, sessionID: "1", sessionVersion: version, makeKey: { _ in [] })
+                        await harness.agent.answerOffer(handle, body: SIPMessageBody(contentType: "application/sdp", text: offer.serialized))
+                    default:
+                        continue
+                    }
+                }
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+        }
+    }
+
+    func stop() { task?.cancel() }
 }

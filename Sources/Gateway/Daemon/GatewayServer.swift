@@ -76,6 +76,8 @@ public final class GatewayServer: Sendable {
         legacyAgent.domain = config.legacyServer?.host ?? legacyAddress.ipAddress ?? "localhost"
         legacyAgent.answerAfter = nil
         legacyAgent.ringOnIncoming = false
+        // A bridged leg's answer depends on its media: the router answers mid-call offers.
+        legacyAgent.ownerAnswersOffers = true
         let legacyUA = SIPUserAgent(endpoint: legacyEndpoint, configuration: legacyAgent, logger: component(logger, "legacy-ua"))
         var cloudAgent = legacyAgent
         cloudAgent.domain = "localhost"  // replaced by the claimed domain in From; see `ChannelRouter.Settings.domain`

@@ -27,10 +27,11 @@ public enum CallMediaNegotiation {
     /// the caller's leg.
     public static func answer(
         _ offer: SDPSession, policy: SDPAudioPolicy, address: String, port: Int, codecOptions: AudioCodecOptions, canonicalName: String, scope: UInt32,
-        sessionID: String, makeKey: (String) -> [UInt8]
+        sessionID: String, sessionVersion: UInt64 = 1, makeKey: (String) -> [UInt8]
     ) throws(ChannelRouter.MediaSetupError) -> (answer: SDPSession, leg: MediaLegConfiguration) {
         do {
-            let answered = try SDPOfferAnswer.answer(offer: offer, policy: policy, address: address, port: port, sessionID: sessionID, makeKey: makeKey)
+            let answered = try SDPOfferAnswer.answer(
+                offer: offer, policy: policy, address: address, port: port, sessionID: sessionID, sessionVersion: sessionVersion, makeKey: makeKey)
             let leg = try MediaLegMapping.configuration(answered.negotiated, codecOptions: codecOptions, canonicalName: canonicalName, scope: scope)
             return (answered.answer, leg)
         } catch {
@@ -48,6 +49,32 @@ public enum CallMediaNegotiation {
             return try MediaLegMapping.configuration(negotiated, codecOptions: codecOptions, canonicalName: canonicalName, scope: scope)
         } catch {
             throw .badDescription("the callee's answer: \(error)")
+        }
+    }
+
+    /// What a new description on a leg keeps from our previous one (RFC 3264 §8): the o= session
+    /// id with the version one up, the address, and the SRTP keys per suite (a re-answer that
+    /// keeps our key leaves no packet the peer cannot decrypt while the answer travels).
+    public struct PreviousDescription: Sendable {
+        public var sessionID: String
+        public var nextVersion: UInt64
+        public var address: String?
+        public var keys: [String: [UInt8]]
+
+        public init(_ body: SIPMessageBody?) {
+            let session = body.flatMap { try? CallMediaNegotiation.description(in: $0, noneError: .noOffer) }
+            sessionID = session?.origin.sessionID ?? String(UInt64.random(in: 1...UInt64(Int64.max)))
+            let version = session?.origin.sessionVersion ?? 0
+            nextVersion = version < UInt64(Int64.max) ? version + 1 : 1
+            address = session.flatMap(CallMediaNegotiation.peerAddress)
+            var keys: [String: [UInt8]] = [:]
+            for media in session?.media ?? [] {
+                for value in media.attributes(named: "crypto") {
+                    guard let crypto = SDPCryptoAttribute(attributeValue: value) else { continue }
+                    keys[crypto.suite] = crypto.keyMaterial
+                }
+            }
+            self.keys = keys
         }
     }
 

@@ -170,6 +170,8 @@ public actor ChannelRouter {
         /// Legacy → mesh: the targets' plan and the chain's step timer.
         var ringPlan: MeshRingPlan?
         var stepTimer: Scheduled<Void>?
+        /// Our mid-call offers (in a 2xx to an offerless re-INVITE) waiting for the answer, per leg.
+        var midCallOffers: [MediaLegSide: SDPSession] = [:]
 
         var direction: BridgedCall.Direction { state.direction }
         var inboundIsLegacy: Bool { inboundSide == .legacy }
@@ -325,6 +327,12 @@ public actor ChannelRouter {
             await ended(handle, side: side)
         case .dtmfInfo(let handle, let body):
             await digitByInfo(handle, side: side, body: body)
+        case .offerReceived(let handle, let offer, let method):
+            await midCallOffer(handle, side: side, offer: offer, method: method)
+        case .offerRequested(let handle):
+            midCallOfferRequested(handle, side: side)
+        case .answerReceived(let handle, let answer):
+            await midCallAnswer(handle, side: side, answer: answer)
         default:
             return
         }
@@ -346,6 +354,9 @@ public actor ChannelRouter {
         case .dtmfInfo(let h, _): (handle, name) = (h, "INFO")  // not the digit: door codes stay out
         case .reinvited(let h): (handle, name) = (h, "re-INVITE")
         case .glare(let h, _): (handle, name) = (h, "glare")
+        case .offerReceived(let h, _, let method): (handle, name) = (h, "\(method) offer")
+        case .offerRequested(let h): (handle, name) = (h, "offerless re-INVITE")
+        case .answerReceived(let h, _): (handle, name) = (h, "answer")
         case .registered, .registrationFailed: (handle, name) = (nil, "registration")
         }
         guard let handle else {

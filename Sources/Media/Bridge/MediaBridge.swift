@@ -142,6 +142,11 @@ public final class MediaBridge {
         case .rtp:
             break
         }
+        guard legs[legIndex].config.receives else {
+            // On hold by us (sendonly, inactive): whatever still comes is not played.
+            legs[legIndex].counters.heldBack &+= 1
+            return
+        }
         var plainLength = length
         if let inbound = legs[legIndex].inbound {
             do {
@@ -180,6 +185,12 @@ public final class MediaBridge {
         legs[legIndex].counters.packetsReceived &+= 1
         legs[legIndex].counters.bytesReceived &+= UInt64(plainLength)
         legs[legIndex].reporter.received(sequenceNumber: header.sequenceNumber, timestamp: header.timestamp, ssrc: header.ssrc, at: now)
+        guard legs[output.rawValue].config.sends else {
+            // The other leg is held (recvonly, inactive, c=0.0.0.0): nothing goes into it, and
+            // its stream's sequence numbers stay where they were (RFC 3550 §5.1: no false loss).
+            legs[output.rawValue].counters.heldBack &+= 1
+            return
+        }
 
         if isAudio {
             switch mode {
@@ -251,6 +262,8 @@ public final class MediaBridge {
     /// Plays out every frame of the direction into `output` whose time has come.
     private func playOut(to output: MediaLegSide, now: UInt64) {
         let o = output.rawValue
+        // Held: no concealment either; resuming (`update`) starts a fresh jitter buffer.
+        guard legs[o].config.sends else { return }
         // Frames made up in one go: an outage ends in a burst of concealment; the rest follows
         // on the next ticks (5 ms apart), so no packet buys more than this much codec work.
         var concealedHere = 0
@@ -401,6 +414,9 @@ public final class MediaBridge {
             }
         }
         let destination = legs[i].config.remoteRTCP ?? legs[i].remote
+        // The RFC 2543 hold (c=0.0.0.0): nowhere to report to (a datagram to 0.0.0.0 would reach
+        // this host).
+        if let ip = destination.ipAddress, ip == "0.0.0.0" || ip == "::" { return }
         report.withUnsafeBytes { sink.send(UnsafeRawBufferPointer(rebasing: $0[..<sendLength]), to: destination, from: side, rtcp: legs[i].config.remoteRTCP != nil) }
         legs[i].counters.rtcpSent &+= 1
     }
@@ -409,6 +425,12 @@ public final class MediaBridge {
 
     private func send(_ buffer: UnsafeMutableRawBufferPointer, length: Int, on side: MediaLegSide, payloadBytes: Int, timestamp: UInt32, now: UInt64) {
         let i = side.rawValue
+        guard legs[i].config.sends else {
+            // A held stream (recvonly, inactive, c=0.0.0.0): nothing goes into it (digits that
+            // were due, for one).
+            legs[i].counters.heldBack &+= 1
+            return
+        }
         var sendLength = length
         if let outbound = legs[i].outbound {
             do {

@@ -48,6 +48,12 @@ public struct MediaLegConfiguration: Sendable {
     public var codecOptions: AudioCodecOptions
     /// RTCP CNAME (RFC 3550 §6.5.1).
     public var canonicalName: String
+    /// What the leg's negotiated direction allows (RFC 3264 §5.1, §8.4): `sends` false when the
+    /// peer holds us or is on hold (`recvonly`, `inactive`, or the old `c=0.0.0.0`): nothing
+    /// goes to it; `receives` false when we put it on hold (`sendonly`, `inactive`): its RTP is
+    /// dropped. RTCP flows either way (RFC 3264 §5.1).
+    public var sends = true
+    public var receives = true
 
     public init(
         codec: AudioCodecKind, payloadType: UInt8, dtmf: DTMFTransport, remote: SocketAddress, remoteRTCP: SocketAddress? = nil,
@@ -116,6 +122,8 @@ public struct MediaLegCounters: Sendable, Equatable {
     /// Digits past the rate a keypad can produce (`MediaBridge.digitRate`): relayed in the media
     /// where the other leg takes telephone-event, but neither reported nor sent as SIP INFO.
     public var digitsThrottled: UInt64 = 0
+    /// RTP that arrived or was due while the direction said no (hold): neither played nor sent.
+    public var heldBack: UInt64 = 0
 
     /// Every packet this leg dropped instead of playing: malformed, failed SRTP, wrong source or
     /// payload type, oversized.

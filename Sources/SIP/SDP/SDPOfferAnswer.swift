@@ -265,7 +265,7 @@ public enum SDPOfferAnswer {
         section.attributes.append(SDPAttribute("ptime", String(policy.ptime)))
         if rtcpMux { section.attributes.append(SDPAttribute("rtcp-mux")) }
         if let cryptoLine { section.attributes.append(SDPAttribute("crypto", cryptoLine.attributeValue)) }
-        let direction = offered.direction.answer
+        let direction = offered.effectiveDirection(in: session).answer
         section.setDirection(direction)
 
         let result = SDPNegotiatedAudio(
@@ -329,7 +329,7 @@ public enum SDPOfferAnswer {
                 telephoneEventPayloadType: telephoneEvent?.payloadType, telephoneEventClockRate: telephoneEvent?.clockRate,
                 remoteAddress: address, remotePort: answered.port,
                 remoteRTCPPort: rtcpPort, rtcpMux: rtcpMux,
-                direction: answered.direction.answer,
+                direction: answered.effectiveDirection(in: answer).answer.restricted(to: ours.direction),
                 ptime: SDPValueRules.packetTime(answered.attributes(named: "ptime").first), srtp: srtp)
         }
         throw .badAnswer("every stream refused")

@@ -165,6 +165,17 @@ public struct SDPMedia: Sendable, Equatable {
         attributes.removeAll { SDPDirection(rawValue: $0.name) != nil }
         attributes.append(SDPAttribute(direction.rawValue))
     }
+
+    /// The stream's direction as its sender meant it: the media-level attribute, else the
+    /// session-level one, else `sendrecv` (RFC 3264 §5.1). A connection address of 0.0.0.0 (the
+    /// RFC 2543 hold, RFC 3264 §8.4) means the sender receives nothing, whatever it says.
+    public func effectiveDirection(in session: SDPSession) -> SDPDirection {
+        let stated = attributes.lazy.compactMap { SDPDirection(rawValue: $0.name) }.first
+            ?? session.attributes.lazy.compactMap { SDPDirection(rawValue: $0.name) }.first
+            ?? .sendrecv
+        guard let address = (connection ?? session.connection)?.address, address == "0.0.0.0" || address == "::" else { return stated }
+        return stated.sends ? .sendonly : .inactive
+    }
 }
 
 /// The four direction attributes of RFC 3264 §5.1.
@@ -184,6 +195,16 @@ public enum SDPDirection: String, Sendable, CaseIterable {
 
     public var sends: Bool { self == .sendrecv || self == .sendonly }
     public var receives: Bool { self == .sendrecv || self == .recvonly }
+
+    /// This direction within what `other` allows (an answer never widens the offer, §6.1).
+    public func restricted(to other: SDPDirection) -> SDPDirection {
+        switch (sends && other.sends, receives && other.receives) {
+        case (true, true): .sendrecv
+        case (true, false): .sendonly
+        case (false, true): .recvonly
+        case (false, false): .inactive
+        }
+    }
 }
 
 /// An `a=rtpmap` value. Encoding names compare case-insensitively (RFC 4855 §3).

@@ -1,0 +1,90 @@
+import Foundation
+import Gateway
+import PeerTestSupport
+import Testing
+
+/// A call lives after its answer (RFC 3264 §8): baresip puts the other side on hold with a
+/// re-INVITE (`a=sendonly`) and resumes it (`a=sendrecv`), from the cloud leg and from the
+/// legacy leg, in both call directions. Each re-INVITE must be answered with SDP, and after the
+/// resume both ends hear each other again — the way it once broke (issue 15) was a station that
+/// heard nothing after the cloud client resumed.
+@Suite("Gateway mid-call changes", .serialized)
+struct MidCallTests {
+    enum Case: String, CaseIterable, CustomTestStringConvertible, Sendable {
+        case stationCallsClientHolds, clientCallsClientHolds, stationCallsStationHolds
+        var testDescription: String {
+            switch self {
+            case .stationCallsClientHolds: "station calls, the cloud client holds and resumes"
+            case .clientCallsClientHolds: "the cloud client calls, holds and resumes"
+            case .stationCallsStationHolds: "station calls, the station holds and resumes"
+            }
+        }
+        var stationCalls: Bool { self != .clientCallsClientHolds }
+        var clientHolds: Bool { self != .stationCallsStationHolds }
+    }
+
+    /// The phone that did not hold decoded the peer's tone through the whole call, after the
+    /// resume included (more than `atLeastSeconds`; the dump's end is after the resume).
+    static func expectHeardThroughout(_ phone: Baresip, _ frequency: Double, from peer: String, atLeastSeconds: Int) async throws {
+        let pcm = try await phone.decodedAudio()
+        #expect(pcm.count >= 16000 * atLeastSeconds, "\(phone.name) decoded \(Double(pcm.count) / 16000) s from \(peer), at least \(atLeastSeconds) s expected")
+        let tail = pcm.suffix(16000 * 3).prefix(16000 * 2)
+        let measured = ToneMeasurement.frequency(tail, sampleRate: 16000)
+        #expect(abs(measured - frequency) < 15, "\(phone.name) hears \(peer)'s \(Int(frequency)) Hz tone at the end: \(measured) Hz")
+        #expect(ToneMeasurement.level(tail) > -20, "\(phone.name) hears it loud enough at the end: \(ToneMeasurement.level(tail)) dBFS")
+    }
+
+    /// The phone that held heard the peer's tone before the hold (its dump stops there) and
+    /// receives the peer's full stream again after the resume (its last status line).
+    static func expectHeardAgain(_ phone: Baresip, _ frequency: Double, from peer: String, minimumBitRate: Int) async throws {
+        let pcm = try await phone.decodedAudio()
+        let measured = ToneMeasurement.frequency(pcm.suffix(16000), sampleRate: 16000)
+        #expect(abs(measured - frequency) < 15, "\(phone.name) heard \(peer)'s \(Int(frequency)) Hz tone before the hold: \(measured) Hz")
+        let rate = phone.lastReceiveBitRate ?? 0
+        #expect(rate >= minimumBitRate, "\(phone.name) receives \(rate) bit/s from \(peer) at the end, after the resume (at least \(minimumBitRate))")
+    }
+
+    @Test(arguments: Case.allCases)
+    func holdAndResumeKeepAudioBothWays(_ scenario: Case) async throws {
+        let scratch = try ScratchDirectory()
+        let doorTone = scratch.path("door.wav")
+        try await Baresip.tone(doorTone, frequency: 800, seconds: 24, rate: 16000, channels: 1)
+        let door = try GatewayPath.legacyStation("door", in: scratch, tone: doorTone)
+        let path = try await GatewayPath.start(legacyTargets: ["sip:door@127.0.0.1:\(door.sipPort)"])
+        let alice: Baresip
+        if scenario.stationCalls {
+            alice = try await path.startCloudClient("alice", frequency: 1200, seconds: 24)
+            try door.start(seconds: 16, command: path.dial(channel: 1))
+        } else {
+            try door.start(seconds: 24)
+            alice = try await path.startCloudClient(
+                "alice", frequency: 1200, seconds: 16, command: "/dial sip:gw1-ch1@\(path.coreConfiguration.domain)")
+        }
+        try await path.eventually("the call connected", timeout: .seconds(15)) { await path.core.proxy.statistics.callsAnswered == 1 }
+        try await Task.sleep(for: .seconds(2))
+        let holder = scenario.clientHolds ? alice : door
+        try await holder.command("hold")
+        try await Task.sleep(for: .seconds(2))
+        try await holder.command("resume")
+        try await Task.sleep(for: .seconds(1))
+        #expect(path.logs.count("renegotiated by INVITE") == 2, "both re-INVITEs were answered with SDP and reached the bridge")
+        #expect(path.logs.contains("held by the peer"), "the hold reached the bridge")
+
+        let caller = scenario.stationCalls ? door : alice
+        _ = try await caller.process?.wait(timeout: .seconds(30))
+        let records = try await path.records(atLeast: 1)
+        door.stop()
+        alice.stop()
+        // Calls last ~14 s, ~2 s of it on hold, the resume ~5 s in.
+        if scenario.clientHolds {
+            try await Self.expectHeardThroughout(door, 1200, from: "alice", atLeastSeconds: 10)
+            try await Self.expectHeardAgain(alice, 800, from: "door", minimumBitRate: 16000)
+        } else {
+            try await Self.expectHeardThroughout(alice, 800, from: "door", atLeastSeconds: 10)
+            try await Self.expectHeardAgain(door, 1200, from: "alice", minimumBitRate: 48000)
+        }
+        #expect(records.first?.status == .answered)
+        #expect(!holder.output.contains("488 Not Acceptable") && !holder.output.contains("without SDP"), "\(holder.output.suffix(2000))")
+        await path.stop()
+    }
+}
