@@ -149,16 +149,18 @@ extension SIPUserAgent {
             }
             endCall(handle, reason: "declined")
         case (_, .answered), (_, .established):
-            sendBYE(handle)
+            sendBYE(handle, reason: reason)
         default:
             return
         }
     }
 
-    private func sendBYE(_ handle: SIPCallHandle) {
+    /// BYE, with a `Reason` (RFC 3326) when the call ends for a reason the peer should know.
+    private func sendBYE(_ handle: SIPCallHandle, reason: String? = nil) {
         guard var call = calls[handle], var dialog = call.dialog else { return }
         let via = endpoint.assumeIsolated { $0.makeVia(for: call.flow.transport) }
-        let bye = dialog.makeRequest(.bye, via: via)
+        var bye = dialog.makeRequest(.bye, via: via)
+        if let reason { bye.headers.add(.reason, reason) }
         call.dialog = dialog
         call.state = .ending
         calls[handle] = call
@@ -227,7 +229,7 @@ extension SIPUserAgent {
                 calls[handle] = call
                 emit(.glare(handle, retryAfter: delay))
                 _ = endpoint.eventLoop.scheduleTask(in: TimeAmount(delay)) { [self] in
-                    self.assumeIsolated { $0.reinvite(handle) }
+                    self.assumeIsolated { $0.retryReinvite(handle, attempts: 20) }
                 }
             } else {
                 // Refused: the session stays as it was (§14.1).
@@ -237,6 +239,15 @@ extension SIPUserAgent {
         case .timedOut, .transportFailed:
             // §14.1: a re-INVITE that fails this way ends the call.
             sendBYE(handle)
+        }
+    }
+
+    /// The retry after a 491. If the peer's own re-INVITE or offer is still being answered at
+    /// that moment (§14.1 allows one at a time), it waits a little and tries again.
+    private func retryReinvite(_ handle: SIPCallHandle, attempts: Int) {
+        guard calls[handle] != nil, !reinvite(handle), attempts > 1 else { return }
+        _ = endpoint.eventLoop.scheduleTask(in: .milliseconds(250)) { [self] in
+            self.assumeIsolated { $0.retryReinvite(handle, attempts: attempts - 1) }
         }
     }
 

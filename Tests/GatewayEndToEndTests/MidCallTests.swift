@@ -87,4 +87,32 @@ struct MidCallTests {
         #expect(!holder.output.contains("488 Not Acceptable") && !holder.output.contains("without SDP"), "\(holder.output.suffix(2000))")
         await path.stop()
     }
+
+    /// A far end that vanishes without BYE (killed, unplugged) is noticed by its silence: after
+    /// `inactivity_timeout_s` both legs get BYE with a Reason, and the channel is free again.
+    @Test(arguments: [true, false])
+    func aVanishedFarEndIsHungUpAndItsChannelFreed(cloudClientVanishes: Bool) async throws {
+        let scratch = try ScratchDirectory()
+        let doorTone = scratch.path("door.wav")
+        try await Baresip.tone(doorTone, frequency: 800, seconds: 40, rate: 16000, channels: 1)
+        let door = try GatewayPath.legacyStation("door", in: scratch, tone: doorTone)
+        let path = try await GatewayPath.start(legacyTargets: ["sip:door@127.0.0.1:\(door.sipPort)"]) { $0.mediaInactivitySeconds = 5 }
+        let alice = try await path.startCloudClient("alice", frequency: 1200, seconds: 40)
+        try door.start(seconds: 40, command: path.dial(channel: 1))
+        try await path.eventually("the call connected", timeout: .seconds(15)) { await path.core.proxy.statistics.callsAnswered == 1 }
+        try await Task.sleep(for: .seconds(2))
+        let vanished = cloudClientVanishes ? alice : door
+        let survivor = cloudClientVanishes ? door : alice
+        vanished.stop()  // SIGKILL: no BYE, no more RTP or RTCP
+        let killedAt = ContinuousClock.now
+        let records = try await path.records(atLeast: 1, timeout: .seconds(20))
+        let took = ContinuousClock.now - killedAt
+        let leg = cloudClientVanishes ? "cloud leg" : "legacy leg"
+        #expect(records.first?.reason == "no media from the \(leg) for 5 s", "\(String(describing: records.first))")
+        #expect(took >= .seconds(4) && took < .seconds(12), "hung up \(took) after the far end went silent (timeout 5 s, looked at every second)")
+        #expect(await path.gateway.router.busyChannelIndices.isEmpty, "the channel is free")
+        try await path.eventually("the survivor got BYE") { survivor.output.contains("terminated") }
+        survivor.stop()
+        await path.stop()
+    }
 }

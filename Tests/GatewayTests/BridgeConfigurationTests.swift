@@ -37,6 +37,9 @@ struct BridgeConfigurationTests {
         #expect(c.legacyListen.port == 5060 && c.legacyTransport == .udp)
         #expect(c.cloudCodecs == ["opus", "G722", "PCMA", "PCMU"] && c.srtpSuites.first == "AES_CM_128_HMAC_SHA1_80")
         #expect(c.retentionDays == 180 && c.mqtt.host == nil && !c.meshEnabled)
+        #expect(c.mediaInactivitySeconds == 30)
+        let off = try BridgeConfiguration.parse("[media]\ninactivity_timeout_s = 0\n" + Self.minimal, file: "bridge.toml")
+        #expect(off.mediaInactivitySeconds == 0)
     }
 
     /// Each mistake, the text it is made in, and the message expected (as a suffix of one line).
@@ -48,6 +51,7 @@ struct BridgeConfigurationTests {
         ("[legacy]\ntransport = \"tls\"\n", "bridge.toml:2:13: legacy.transport: \"tls\" is not one of \"udp\", \"tcp\""),
         ("[legacy]\ncodecs = [\"G722\", \"G729\"]\n", "bridge.toml:2:10: legacy.codecs: a non-empty list without repeats, in order of preference, of \"G722\", \"PCMA\", \"PCMU\""),
         ("[legacy]\nserver = \"[fe80::1%eth0]:5060\"\n", "bridge.toml:2:10: legacy.server: \"[fe80::1%eth0]:5060\": expected host, host:port or [IPv6]:port (no zone id)"),
+        ("[media]\ninactivity_timeout_s = 3\n", "bridge.toml:2:24: media.inactivity_timeout_s: is 3; 0 (off) or 5–3600 s"),
         ("[records]\nretention_days = 365\n", "bridge.toml:2:18: records.retention_days: 365 is out of range (expected 1...180)"),
         ("[mqtt]\ntopic_prefix = \"site/#\"\n", "bridge.toml:2:16: mqtt.topic_prefix: \"site/#\": a topic without wildcards (#, +) or a trailing /"),
         ("[mesh]\nenabled = true\n", "bridge.toml:2:11: mesh.enabled: the mesh needs at least one interface"),

@@ -72,6 +72,17 @@ struct BridgedCallTests {
         #expect(call.outboundEnded(0) == [])
     }
 
+    @Test func silentMediaEndsBothLegsWithAReason() {
+        var call = BridgedCall(channel: 1, direction: .cloudToLegacy, branches: 2)
+        #expect(call.mediaTimeout(silentLeg: "cloud leg", seconds: 30) == [], "not before the answer")
+        _ = call.outboundAnswered(1)
+        #expect(call.mediaTimeout(silentLeg: "cloud leg", seconds: 30) == [
+            .hangUpBoth(reason: "Q.850;cause=102;text=\"no media from the cloud leg for 30 s\""),
+            .finish(.answered, reason: "no media from the cloud leg for 30 s"),
+        ])
+        #expect(call.inboundEnded() == [], "over once")
+    }
+
     /// The mesh fallback: the silent cloud branch is dropped, the mesh targets take over while
     /// the caller waits; what ends the call afterwards speaks of the mesh.
     @Test func aCallReroutedToTheMeshStartsAFreshForkAndKeepsTheCaller() {

@@ -70,6 +70,9 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public var rtpPortMax = 50000
     public var jitterMaxMilliseconds = 120
     public var opusComplexity = 5
+    /// A connected call whose leg sends no RTP or RTCP for this long (while not on hold) ends;
+    /// 0 turns the supervision off.
+    public var mediaInactivitySeconds = 30
     // [[channel]]
     public var channels: [Channel] = []
     // [mesh]
@@ -162,6 +165,10 @@ public struct BridgeConfiguration: Sendable, Equatable {
             }
             c.jitterMaxMilliseconds = media.int("jitter_max_ms", in: 20...1000) ?? c.jitterMaxMilliseconds
             c.opusComplexity = media.int("opus_complexity", in: 0...10) ?? c.opusComplexity
+            if let seconds = media.int("inactivity_timeout_s", in: 0...3600) {
+                // Below 5 s a pause in a stream without RTCP (some stations send none) would end calls.
+                if seconds != 0, seconds < 5 { media.reject("inactivity_timeout_s", "is \(seconds); 0 (off) or 5–3600 s") } else { c.mediaInactivitySeconds = seconds }
+            }
             media.finish()
         }
 

@@ -109,6 +109,7 @@ public final class GatewayServer: Sendable {
         settings.jitterBufferMax = .milliseconds(config.jitterMaxMilliseconds)
         settings.meshPolicy = ChannelRouter.Settings.meshPolicy(config)
         settings.fallbackAfter = .milliseconds(config.fallbackAfterMilliseconds)
+        settings.mediaTimeout = config.mediaInactivitySeconds > 0 ? .seconds(config.mediaInactivitySeconds) : nil
         let router = ChannelRouter(
             legacy: legacyUA, cloud: cloudUA, mesh: meshUA, settings: settings, relay: relay, records: records, logger: component(logger, "router"))
         await router.start()
@@ -393,7 +394,8 @@ public final class GatewayServer: Sendable {
         let policies = ChannelRouter.Settings.policies(new)
         await router.update(
             channels: new.channels, legacyPolicy: policies.legacy, cloudPolicy: policies.cloud, meshPolicy: ChannelRouter.Settings.meshPolicy(new),
-            codecOptions: AudioCodecOptions(opusComplexity: new.opusComplexity), jitterBufferMax: .milliseconds(new.jitterMaxMilliseconds))
+            codecOptions: AudioCodecOptions(opusComplexity: new.opusComplexity), jitterBufferMax: .milliseconds(new.jitterMaxMilliseconds),
+            mediaTimeout: new.mediaInactivitySeconds > 0 ? .seconds(new.mediaInactivitySeconds) : nil)
         if let device = uplink.device, let registration = uplink.registration {
             await registration.update(addressesOfRecord: new.channels.filter(\.enabled).map { "\(device)-ch\($0.index)" })
         }

@@ -50,6 +50,8 @@ public struct BridgedCall: Sendable {
         case hangUpOutbound(branch: Int)
         /// BYE to the caller (the callee hung up, the duration limit).
         case hangUpInbound
+        /// BYE on both connected legs with a `Reason` header (RFC 3326): the media stopped.
+        case hangUpBoth(reason: String)
         /// The call is over: release media and the channel, write the record.
         case finish(Outcome, reason: String)
     }
@@ -210,6 +212,17 @@ public struct BridgedCall: Sendable {
         phase = .ended
         outcome = .answered
         return [.hangUpInbound, .hangUpOutbound(branch: connectedBranch!), .finish(.answered, reason: "duration limit")]
+    }
+
+    /// A leg that should be sending has sent no RTP or RTCP for the supervision time: the far
+    /// end vanished (a phone unplugged, a client gone from the network without BYE). Both legs
+    /// get BYE with Q.850 cause 102, "recovery on timer expiry", and the channel is free.
+    public mutating func mediaTimeout(silentLeg: String, seconds: Int) -> [Action] {
+        guard phase == .connected else { return [] }
+        phase = .ended
+        outcome = .answered
+        let text = "no media from the \(silentLeg) for \(seconds) s"
+        return [.hangUpBoth(reason: "Q.850;cause=102;text=\"\(text)\""), .finish(.answered, reason: text)]
     }
 
     /// The gateway gives up on the call (shutdown, a media failure): everything ends.

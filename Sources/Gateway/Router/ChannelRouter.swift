@@ -53,6 +53,9 @@ public actor ChannelRouter {
         public var meshPolicy = SDPAudioPolicy(codecs: [.g722], srtp: .required)
         /// A cloud leg without a provisional answer by then is cancelled and the call goes to the mesh.
         public var fallbackAfter: Duration = .milliseconds(1500)
+        /// A connected call whose leg sends no RTP or RTCP for this long (while not on hold) ends
+        /// with BYE on both legs; nil turns supervision off.
+        public var mediaTimeout: Duration? = .seconds(30)
 
         public init(channels: [BridgeConfiguration.Channel], device: String, domain: String, legacyPolicy: SDPAudioPolicy, cloudPolicy: SDPAudioPolicy) {
             self.channels = channels
@@ -163,6 +166,9 @@ public actor ChannelRouter {
         var codec: String?
         var ringTimer: Scheduled<Void>?
         var durationTimer: Scheduled<Void>?
+        /// RTP/RTCP inactivity supervision (`MediaInactivity`), checked every few seconds.
+        var inactivityTimer: RepeatedTask?
+        var inactivity: MediaInactivity?
         /// Legacy → cloud: the fallback timer, and whether the cloud said anything (100 counts).
         var fallbackTimer: Scheduled<Void>?
         var cloudAnswered = false
@@ -241,8 +247,9 @@ public actor ChannelRouter {
     /// they started with; new calls see the new plan.
     public func update(
         channels: [BridgeConfiguration.Channel], legacyPolicy: SDPAudioPolicy, cloudPolicy: SDPAudioPolicy, meshPolicy: SDPAudioPolicy,
-        codecOptions: AudioCodecOptions, jitterBufferMax: Duration
+        codecOptions: AudioCodecOptions, jitterBufferMax: Duration, mediaTimeout: Duration?
     ) {
+        settings.mediaTimeout = mediaTimeout
         settings.channels = channels
         settings.legacyPolicy = legacyPolicy
         settings.cloudPolicy = cloudPolicy
@@ -605,6 +612,39 @@ public actor ChannelRouter {
         await perform(actions, call: id)
     }
 
+    /// Starts the call's inactivity supervision (`mediaTimeout`): one repeated look at both legs.
+    private func superviseMedia(_ id: Int) {
+        guard let timeout = settings.mediaTimeout, calls[id]?.bridge != nil else { return }
+        let monitor = MediaInactivity(timeout: Double(timeout.components.seconds), now: now())
+        calls[id]?.inactivity = monitor
+        let interval = TimeAmount.milliseconds(Int64(monitor.checkInterval * 1000))
+        calls[id]?.inactivityTimer = legacy.endpoint.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in
+            Task { await self.checkMedia(id) }
+        }
+    }
+
+    private func checkMedia(_ id: Int) async {
+        guard let bridge = calls[id]?.bridge,
+            let activity = try? await bridge.withBridge({ bridge in MediaLegSide.allCases.map { bridge.activity($0) } }),
+            var call = calls[id], var monitor = call.inactivity
+        else { return }
+        let at = now()
+        var silent: MediaLegSide?
+        for (leg, seen) in zip(MediaLegSide.allCases, activity) where monitor.observe(leg, received: seen.received, expected: seen.expected, now: at) {
+            silent = leg
+        }
+        call.inactivity = monitor
+        guard let silent else {
+            calls[id] = call
+            return
+        }
+        let name = silent == .a ? "legacy leg" : "\(call.farSide) leg"
+        let actions = call.state.mediaTimeout(silentLeg: name, seconds: Int(monitor.timeout))
+        calls[id] = call
+        if !actions.isEmpty { logger.notice("no media from the \(name) for \(Int(monitor.timeout)) s; BYE on both legs", metadata: ["channel": "\(call.channel.index)"]) }
+        await perform(actions, call: id)
+    }
+
     private func durationReached(_ id: Int) async {
         guard var call = calls[id] else { return }
         let actions = call.state.durationLimit()
@@ -650,6 +690,7 @@ public actor ChannelRouter {
                 calls[id]?.durationTimer = legacy.endpoint.eventLoop.scheduleTask(in: .seconds(Int64(call.channel.maxCallSeconds))) { [self] in
                     Task { await self.durationReached(id) }
                 }
+                superviseMedia(id)
                 if !call.direction.fromLegacy { calls[id]?.peer = call.targets[branch] + " ← " + call.peer }
                 if let plan = call.ringPlan { calls[id]?.peer = plan.mode == .chain ? plan.targets[plan.position] : call.targets[branch] }
                 eventContinuation.yield(.channelConnected(channel: call.channel.index, codec: calls[id]?.codec ?? "?", overMesh: call.direction.overMesh))
@@ -671,6 +712,15 @@ public actor ChannelRouter {
                 guard !call.closedByUs.contains(-1) else { continue }
                 calls[id]?.closedByUs.insert(-1)
                 on(inboundAgent) { $0.hangUp(call.inbound) }
+            case .hangUpBoth(let reason):
+                if !call.closedByUs.contains(-1) {
+                    calls[id]?.closedByUs.insert(-1)
+                    on(inboundAgent) { $0.hangUp(call.inbound, reason: reason) }
+                }
+                if let branch = call.state.connectedBranch, let handle = call.branches[branch], !call.closedByUs.contains(branch) {
+                    calls[id]?.closedByUs.insert(branch)
+                    on(outboundAgent) { $0.hangUp(handle, reason: reason) }
+                }
             case .finish(let outcome, let reason):
                 await finish(id, outcome: outcome, reason: reason)
             }
@@ -681,6 +731,7 @@ public actor ChannelRouter {
         guard let call = calls.removeValue(forKey: id) else { return }
         call.ringTimer?.cancel()
         call.durationTimer?.cancel()
+        call.inactivityTimer?.cancel()
         call.fallbackTimer?.cancel()
         call.stepTimer?.cancel()
         if busyChannels[call.channel.index] == id { busyChannels[call.channel.index] = nil }

@@ -109,6 +109,14 @@ public final class MediaBridge {
         return counters
     }
 
+    /// What a leg has sent us that shows its peer is there — RTP and RTCP that passed the source
+    /// and SRTP checks — and whether its direction says it should be sending at all (not while we
+    /// hold it, nor while it says `inactive` or `recvonly`). Inactivity supervision reads these.
+    public func activity(_ leg: MediaLegSide) -> (received: UInt64, expected: Bool) {
+        let counters = legs[leg.rawValue].counters
+        return (counters.packetsReceived &+ counters.rtcpReceived, legs[leg.rawValue].config.receives)
+    }
+
     /// The current added delay of the jitter buffer on the input from `leg` (transcoding only).
     public func jitterBufferDelay(input leg: MediaLegSide) -> Duration? { directions[leg.other.rawValue].jitterBuffer?.delay }
     public func receiveStatistics(_ leg: MediaLegSide) -> RTPReceiveStatistics { legs[leg.rawValue].reporter.receiveStatistics }
