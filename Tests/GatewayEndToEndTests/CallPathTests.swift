@@ -182,6 +182,38 @@ struct CallPathTests {
         await path.stop()
     }
 
+    /// The product rule (issue 15): the highest bandwidth both *end parties* have. A G.722 station
+    /// and a client that takes Opus (its first choice) and G.722 meet on G.722, passed through
+    /// without transcoding, whoever calls: the gateway offers the station's codec first to the
+    /// client, and answers the client with the codec the station took.
+    @Test(arguments: [true, false])
+    func endPartiesMeetOnTheBestCodecTheyShare(stationCalls: Bool) async throws {
+        let scratch = try ScratchDirectory()
+        let doorTone = scratch.path("door.wav"), aliceTone = scratch.path("alice.wav")
+        try await Baresip.tone(doorTone, frequency: 700, seconds: 14, rate: 16000, channels: 1)
+        // G.722 is what the call should carry: the client's tone is made for it.
+        try await Baresip.tone(aliceTone, frequency: 1100, seconds: 14, rate: 16000, channels: 1)
+        let door = try GatewayPath.legacyStation("door", in: scratch, tone: doorTone)
+        let path = try await GatewayPath.start(legacyTargets: ["sip:door@127.0.0.1:\(door.sipPort)"])
+        let alice = try path.cloudClient("alice", codec: "opus/48000/2,G722/16000/1", tone: aliceTone)
+        if stationCalls {
+            try alice.start(seconds: 20)
+            try await path.eventually("alice registered") { await !path.core.proxy.contacts(of: "alice").isEmpty }
+            try door.start(seconds: 8, command: path.dial(channel: 1))
+        } else {
+            try door.start(seconds: 20)
+            try alice.start(seconds: 8, command: "/dial sip:gw1-ch1@\(path.coreConfiguration.domain)")
+        }
+        _ = try await (stationCalls ? door : alice).process?.wait(timeout: .seconds(20))
+        let records = try await path.records(atLeast: 1)
+        door.stop()
+        alice.stop()
+        #expect(records.first?.codec == "g722", "G.722 end to end, passed through: \(records)")
+        try await Self.expectTone(door, 1100, from: "alice")
+        try await Self.expectTone(alice, 700, from: "door")
+        await path.stop()
+    }
+
     /// `make run`'s demo calls: the built `symphony-bridge demo` (built-in station and client)
     /// through a gateway and core, both ways, with its own tone checks.
     @Test func theBuiltInDemoPhonesCallEachOtherThroughThePath() async throws {

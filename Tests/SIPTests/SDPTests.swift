@@ -147,6 +147,24 @@ struct SDPTests {
         #expect(try SDPOfferAnswer.negotiate(offer: offer, answer: answer).direction == .recvonly)
     }
 
+    @Test("A preferred codec (the other end's) wins when both have it, else the best bandwidth; an offer lists preferred codecs first")
+    func codecPreference() throws {
+        let offer = try SDPParser.parse(baresipOffer)
+        let policy = SDPAudioPolicy(codecs: [.opus, .g722, .pcma])
+        let plain = try SDPOfferAnswer.answer(offer: offer, policy: policy, address: "h", port: 1, sessionID: "1", makeKey: key)
+        #expect(plain.negotiated.codec == .opus)
+        let preferred = try SDPOfferAnswer.answer(offer: offer, policy: policy, address: "h", port: 1, sessionID: "1", preferring: [.g722], makeKey: key)
+        #expect(preferred.negotiated.codec == .g722 && preferred.answer.media[0].formats.first == "9")
+        // PCMU is not ours to answer with: the preference falls back to the best shared.
+        let unshared = try SDPOfferAnswer.answer(offer: offer, policy: policy, address: "h", port: 1, sessionID: "1", preferring: [.pcmu], makeKey: key)
+        #expect(unshared.negotiated.codec == .opus)
+
+        let ours = SDPOfferAnswer.makeOffer(policy: policy, address: "192.0.2.1", port: 4000, sessionID: "1", preferring: [.g722, .pcmu], makeKey: key)
+        #expect(ours.media[0].payloadFormats.compactMap(SDPAudioCodec.init) == [.g722, .opus, .pcma])
+        let byBandwidth = SDPOfferAnswer.makeOffer(policy: policy, address: "192.0.2.1", port: 4000, sessionID: "1", makeKey: key)
+        #expect(byBandwidth.media[0].payloadFormats.compactMap(SDPAudioCodec.init) == [.opus, .g722, .pcma])
+    }
+
     @Test("SDES: the first usable crypto line is answered with the same tag and a fresh key; MKI lines are skipped")
     func sdesAnswer() throws {
         let theirKey = (0..<30).map { UInt8(200 &- $0) }

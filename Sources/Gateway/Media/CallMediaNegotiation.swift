@@ -27,11 +27,12 @@ public enum CallMediaNegotiation {
     /// the caller's leg.
     public static func answer(
         _ offer: SDPSession, policy: SDPAudioPolicy, address: String, port: Int, codecOptions: AudioCodecOptions, canonicalName: String, scope: UInt32,
-        sessionID: String, sessionVersion: UInt64 = 1, makeKey: (String) -> [UInt8]
+        sessionID: String, sessionVersion: UInt64 = 1, preferring: [SDPAudioCodec] = [], makeKey: (String) -> [UInt8]
     ) throws(ChannelRouter.MediaSetupError) -> (answer: SDPSession, leg: MediaLegConfiguration) {
         do {
             let answered = try SDPOfferAnswer.answer(
-                offer: offer, policy: policy, address: address, port: port, sessionID: sessionID, sessionVersion: sessionVersion, makeKey: makeKey)
+                offer: offer, policy: policy, address: address, port: port, sessionID: sessionID, sessionVersion: sessionVersion,
+                preferring: preferring, makeKey: makeKey)
             let leg = try MediaLegMapping.configuration(answered.negotiated, codecOptions: codecOptions, canonicalName: canonicalName, scope: scope)
             return (answered.answer, leg)
         } catch {
@@ -50,6 +51,18 @@ public enum CallMediaNegotiation {
         } catch {
             throw .badDescription("the callee's answer: \(error)")
         }
+    }
+
+    /// The codecs a caller offers (its first audio stream that is not refused), highest bandwidth
+    /// first: what our offer to the callees lists first, so that the end parties meet on the best
+    /// codec both have and the bridge passes it through.
+    public static func codecs(offeredIn session: SDPSession) -> [SDPAudioCodec] {
+        guard let media = session.media.first(where: { $0.type == "audio" && $0.port != 0 }) else { return [] }
+        var codecs: [SDPAudioCodec] = []
+        for map in media.payloadFormats {
+            if let codec = SDPAudioCodec(map), !codecs.contains(codec) { codecs.append(codec) }
+        }
+        return codecs.sorted { $0.bandwidthRank > $1.bandwidthRank }
     }
 
     /// What a new description on a leg keeps from our previous one (RFC 3264 §8): the o= session

@@ -22,6 +22,16 @@ public enum MediaLegMapping {
         }
     }
 
+    /// The media engine's codec in SDP's terms (the reverse of `codec(_:)`).
+    public static func sdpCodec(_ codec: AudioCodecKind) -> SDPAudioCodec {
+        switch codec {
+        case .opus: .opus
+        case .g722: .g722
+        case .pcma: .pcma
+        case .pcmu: .pcmu
+        }
+    }
+
     public static func codec(_ codec: SDPAudioCodec) -> AudioCodecKind {
         switch codec {
         case .opus: .opus

@@ -43,17 +43,52 @@ extension ChannelRouter {
         let legacySide = (policy: settings.legacyPolicy, socket: legacyLeg, host: legacyHost)
         let farSide = (policy: policy(for: call.farSide), socket: farLeg, host: far.sdp)
         let (inbound, outbound) = call.inboundIsLegacy ? (legacySide, farSide) : (farSide, legacySide)
-        let answered = try CallMediaNegotiation.answer(
-            session, policy: inbound.policy, address: inbound.host, port: inbound.socket.port, codecOptions: settings.codecOptions,
-            canonicalName: settings.device, scope: call.inboundIsLegacy ? 0 : far.scope,
-            sessionID: String(UInt64.random(in: 1...UInt64(Int64.max))), makeKey: Self.makeKey)
-        let inboundLeg = answered.leg
+        let answering = InboundAnswering(
+            offer: session, policy: inbound.policy, address: inbound.host, port: inbound.socket.port, scope: call.inboundIsLegacy ? 0 : far.scope,
+            sessionID: String(UInt64.random(in: 1...UInt64(Int64.max))))
+        let answered = try answerInbound(answering, preferring: [])
+        // The end parties should meet on the best codec both have (issue 15): the callees are
+        // offered first what the caller speaks — a station's codec as we answered it, or what a
+        // cloud or mesh caller offered, best first.
+        let preferred = call.inboundIsLegacy ? [MediaLegMapping.sdpCodec(answered.leg.codec)] : CallMediaNegotiation.codecs(offeredIn: session)
         let outboundOffer = SDPOfferAnswer.makeOffer(
             policy: outbound.policy, address: outbound.host, port: outbound.socket.port,
-            sessionID: String(UInt64.random(in: 1...UInt64(Int64.max))), makeKey: Self.makeKey)
-        calls[id]?.inboundLeg = inboundLeg
+            sessionID: String(UInt64.random(in: 1...UInt64(Int64.max))), preferring: preferred, makeKey: Self.makeKey)
+        calls[id]?.inboundAnswering = answering
+        calls[id]?.inboundLeg = answered.leg
         calls[id]?.inboundAnswer = SIPMessageBody(contentType: "application/sdp", text: answered.answer.serialized)
         calls[id]?.outboundOffer = outboundOffer
+    }
+
+    /// What answering the caller's offer takes; kept so that a caller from the cloud or the mesh
+    /// can be answered again, before anything went back to it, with the codec its callee took.
+    struct InboundAnswering {
+        let offer: SDPSession
+        let policy: SDPAudioPolicy
+        let address: String
+        let port: Int
+        let scope: UInt32
+        let sessionID: String
+    }
+
+    func answerInbound(_ answering: InboundAnswering, preferring: [SDPAudioCodec]) throws -> (answer: SDPSession, leg: MediaLegConfiguration) {
+        try CallMediaNegotiation.answer(
+            answering.offer, policy: answering.policy, address: answering.address, port: answering.port, codecOptions: settings.codecOptions,
+            canonicalName: settings.device, scope: answering.scope, sessionID: answering.sessionID, preferring: preferring, makeKey: Self.makeKey)
+    }
+
+    /// The callee's codec for a caller who has had no answer yet: if the caller offered it too,
+    /// the caller's answer takes it (passthrough instead of transcoding between two codecs both
+    /// ends have). The caller's answer is fixed from the first 183 or 200 that carries it
+    /// (RFC 3261 §13.3.1.1: the same description in both).
+    private func matchInboundCodec(_ id: Int, to outbound: MediaLegConfiguration) {
+        guard let call = calls[id], !call.inboundIsLegacy, !call.inboundAnswerSent, let answering = call.inboundAnswering,
+            let current = call.inboundLeg, current.codec != outbound.codec,
+            let answered = try? answerInbound(answering, preferring: [MediaLegMapping.sdpCodec(outbound.codec)]),
+            answered.leg.codec == outbound.codec
+        else { return }
+        calls[id]?.inboundLeg = answered.leg
+        calls[id]?.inboundAnswer = SIPMessageBody(contentType: "application/sdp", text: answered.answer.serialized)
     }
 
     /// A new far leg and offer for a call that changed its outbound side (the mesh fallback):
@@ -124,13 +159,15 @@ extension ChannelRouter {
     /// starts the bridge, or moves the bridge's outbound leg to it when another branch's early
     /// media had it.
     func connectMedia(_ id: Int, branch: Int) async throws {
-        guard let call = calls[id], let handle = call.branches[branch], let offer = call.outboundOffer, let inboundLeg = call.inboundLeg,
+        guard let call = calls[id], let handle = call.branches[branch], let offer = call.outboundOffer, call.inboundLeg != nil,
             let legacyLeg = call.legacyLeg, let farLeg = call.farLeg
         else { throw MediaSetupError.callGone }
         if call.bridge != nil, call.bridgedBranch == branch { return }
         let body = on(agent(call.outboundSide), { $0.remoteBody(of: handle) })
         let outboundLeg = try CallMediaNegotiation.leg(
             answeredBy: body, to: offer, codecOptions: settings.codecOptions, canonicalName: settings.device, scope: call.inboundIsLegacy ? call.farScope : 0)
+        matchInboundCodec(id, to: outboundLeg)
+        guard let inboundLeg = calls[id]?.inboundLeg else { throw MediaSetupError.callGone }
         let (legacyConfig, farConfig) = call.inboundIsLegacy ? (inboundLeg, outboundLeg) : (outboundLeg, inboundLeg)
         let codec = CallMediaNegotiation.codecLabel(legacy: legacyConfig, far: farConfig)
         if let bridge = call.bridge {

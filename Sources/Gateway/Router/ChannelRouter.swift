@@ -154,6 +154,10 @@ public actor ChannelRouter {
         /// The interface index a link-local far side is reached through (0: none).
         var farScope: UInt32 = 0
         var inboundAnswer: SIPMessageBody?
+        /// The caller's offer and how we answer it (until `inboundAnswerSent`, it may be answered
+        /// again with the callee's codec).
+        var inboundAnswering: InboundAnswering?
+        var inboundAnswerSent = false
         var outboundOffer: SDPSession?
         var inboundLeg: MediaLegConfiguration?
         var bridge: MediaBridgeHandle?
@@ -662,7 +666,8 @@ public actor ChannelRouter {
             let outboundAgent = agent(call.outboundSide)
             switch action {
             case .ringInbound(let early):
-                let body = early == nil ? nil : call.inboundAnswer
+                let body = early == nil ? nil : calls[id]?.inboundAnswer
+                if body != nil { calls[id]?.inboundAnswerSent = true }
                 on(inboundAgent) { $0.ring(call.inbound, status: body == nil ? 180 : 183, body: body) }
             case .earlyMedia(let branch):
                 do { try await connectMedia(id, branch: branch) } catch {
@@ -682,6 +687,7 @@ public actor ChannelRouter {
                     return
                 }
                 guard let current = calls[id], current.state.phase == .connected else { return }
+                calls[id]?.inboundAnswerSent = true
                 on(inboundAgent) { $0.answer(call.inbound, body: current.inboundAnswer) }
                 calls[id]?.answeredAt = now()
                 calls[id]?.ringTimer?.cancel()

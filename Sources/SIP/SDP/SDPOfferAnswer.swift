@@ -130,13 +130,18 @@ public enum SDPOfferAnswer {
     public static let telephoneEventPayloadTypes: [Int: Int] = [8000: 100, 16000: 102, 48000: 101]
 
     /// A new offer with one audio stream.
+    /// `preferring`: codecs to list first, in that order (those the policy has) — the codec the
+    /// other end of a bridged call speaks, so that an answerer that takes the first it supports
+    /// takes the one that needs no transcoding; the rest follow by bandwidth.
     public static func makeOffer(
         policy: SDPAudioPolicy, address: String, port: Int, sessionID: String, sessionVersion: UInt64 = 1,
-        makeKey: (String) -> [UInt8]
+        preferring: [SDPAudioCodec] = [], makeKey: (String) -> [UInt8]
     ) -> SDPSession {
         var media = SDPMedia(type: "audio", port: port, proto: policy.srtp == .off ? "RTP/AVP" : "RTP/SAVP", formats: [])
         var clockRates: [Int] = []
-        for codec in policy.codecs.sorted(by: { $0.bandwidthRank > $1.bandwidthRank }) {
+        let first = preferring.filter { policy.codecs.contains($0) }
+        let rest = policy.codecs.filter { !first.contains($0) }.sorted(by: { $0.bandwidthRank > $1.bandwidthRank })
+        for codec in Self.unique(first + rest) {
             media.formats.append(String(codec.defaultPayloadType))
             media.attributes.append(SDPAttribute("rtpmap", SDPRTPMap(payloadType: codec.defaultPayloadType, encoding: codec.encoding, clockRate: codec.clockRate, channels: codec.channels).attributeValue))
             if codec == .opus { media.attributes.append(SDPAttribute("fmtp", "\(codec.defaultPayloadType) \(policy.opusParameters)")) }
@@ -168,17 +173,19 @@ public enum SDPOfferAnswer {
 
     /// Answers an offer (RFC 3264 §6): the first acceptable audio stream is accepted with the best
     /// shared codec and the matching telephone-event, every other m-line is refused with port 0, in
-    /// the offer's order and with the offer's payload type numbers.
+    /// the offer's order and with the offer's payload type numbers. The best is the first of
+    /// `preferring` that both have (the codec the other end of a bridged call took, so that no
+    /// transcoding is needed), else the one of the highest bandwidth.
     public static func answer(
         offer: SDPSession, policy: SDPAudioPolicy, address: String, port: Int, sessionID: String,
-        sessionVersion: UInt64 = 1, makeKey: (String) -> [UInt8]
+        sessionVersion: UInt64 = 1, preferring: [SDPAudioCodec] = [], makeKey: (String) -> [UInt8]
     ) throws(SDPOfferAnswerError) -> (answer: SDPSession, negotiated: SDPNegotiatedAudio) {
         var negotiated: SDPNegotiatedAudio?
         var reasons: [String] = []
         var sections: [SDPMedia] = []
         for (index, offered) in offer.media.enumerated() {
             if negotiated == nil {
-                switch accept(offered, index: index, session: offer, policy: policy, port: port, makeKey: makeKey) {
+                switch accept(offered, index: index, session: offer, policy: policy, port: port, preferring: preferring, makeKey: makeKey) {
                 case .success(let (section, result)):
                     sections.append(section)
                     negotiated = result
@@ -206,7 +213,8 @@ public enum SDPOfferAnswer {
     }
 
     private static func accept(
-        _ offered: SDPMedia, index: Int, session: SDPSession, policy: SDPAudioPolicy, port: Int, makeKey: (String) -> [UInt8]
+        _ offered: SDPMedia, index: Int, session: SDPSession, policy: SDPAudioPolicy, port: Int, preferring: [SDPAudioCodec],
+        makeKey: (String) -> [UInt8]
     ) -> Acceptance {
         guard offered.type == "audio" else { return .failure("not audio") }
         guard offered.port != 0 else { return .failure("port 0") }
@@ -222,10 +230,13 @@ public enum SDPOfferAnswer {
 
         let formats = offered.payloadFormats
         var best: (codec: SDPAudioCodec, map: SDPRTPMap)?
+        var shared: [(codec: SDPAudioCodec, map: SDPRTPMap)] = []
         for map in formats {
             guard let codec = SDPAudioCodec(map), policy.codecs.contains(codec) else { continue }
+            shared.append((codec, map))
             if best == nil || codec.bandwidthRank > best!.codec.bandwidthRank { best = (codec, map) }
         }
+        if let preferred = preferring.lazy.compactMap({ codec in shared.first { $0.codec == codec } }).first { best = preferred }
         guard let best else { return .failure("no shared codec") }
 
         var srtp: SDPNegotiatedAudio.SRTP?
@@ -276,6 +287,12 @@ public enum SDPOfferAnswer {
             remoteRTCPPort: rtcpPort, rtcpMux: rtcpMux, direction: direction,
             ptime: SDPValueRules.packetTime(offered.attributes(named: "ptime").first), srtp: srtp)
         return .success((section, result))
+    }
+
+    private static func unique(_ codecs: [SDPAudioCodec]) -> [SDPAudioCodec] {
+        var seen: [SDPAudioCodec] = []
+        for codec in codecs where !seen.contains(codec) { seen.append(codec) }
+        return seen
     }
 
     /// The telephone-event at the codec's clock rate, else (a peer that ignores RFC 4733 §2.1)
