@@ -61,6 +61,7 @@ public final class CloudCoreServer: Sendable {
 
         var settings = CloudCoreProxy.Settings()
         settings.realm = c.realm
+        settings.domain = c.domain
         settings.maxCallDuration = .seconds(c.maxCallSeconds)
         settings.ringSeconds = c.ringSeconds
         settings.maxBranches = c.maxParallel

@@ -9,19 +9,23 @@ extension SIPUserAgent {
     /// `from` replaces the agent's own user in From and Contact (a gateway calls as one of its
     /// channels); `body` replaces the configured session description for this call.
     @discardableResult
-    public func call(_ target: SIPURI, via destination: SIPDestination, from user: String? = nil, body: SIPMessageBody? = nil) async throws -> SIPCallHandle {
+    public func call(
+        _ target: SIPURI, via destination: SIPDestination, from user: String? = nil, displayName: String? = nil, body: SIPMessageBody? = nil
+    ) async throws -> SIPCallHandle {
         let flow = try await endpoint.flow(to: destination)
-        return startCall(target, on: flow, from: user, body: body)
+        return startCall(target, on: flow, from: user, displayName: displayName, body: body)
     }
 
     /// The same over a flow that exists (a registration's flow to the cloud, RFC 5626 §5.3).
     @discardableResult
-    public func call(_ target: SIPURI, on flow: SIPFlow, from user: String? = nil, body: SIPMessageBody? = nil) -> SIPCallHandle {
-        startCall(target, on: flow, from: user, body: body)
+    public func call(_ target: SIPURI, on flow: SIPFlow, from user: String? = nil, displayName: String? = nil, body: SIPMessageBody? = nil) -> SIPCallHandle {
+        startCall(target, on: flow, from: user, displayName: displayName, body: body)
     }
 
-    func startCall(_ target: SIPURI, on flow: SIPFlow, from user: String? = nil, body: SIPMessageBody? = nil) -> SIPCallHandle {
+    /// `displayName` (text, made safe here) replaces the configured one in From.
+    func startCall(_ target: SIPURI, on flow: SIPFlow, from user: String? = nil, displayName: String? = nil, body: SIPMessageBody? = nil) -> SIPCallHandle {
         var from = localAddressOfRecord
+        if let display = SIPNameAddress.safeDisplayName(displayName) { from.displayName = SIPNameAddress.quoted(display) }
         if let user, case .sip(var uri) = from.uri {
             uri.user = user
             from.uri = .sip(uri)

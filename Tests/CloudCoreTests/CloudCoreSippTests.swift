@@ -234,6 +234,18 @@ struct CloudCoreSippTests {
         await setup.stop()
     }
 
+    /// RFC 3325: the core asserts who called (the directory's display name and the user it
+    /// authenticated) and drops the identities the caller claimed for itself.
+    @Test(arguments: [Path.udp, .tls])
+    func theCoreAssertsTheCallersIdentityAndDropsForgedOnes(_ path: Path) async throws {
+        let setup = try await Self.setUp(path)
+        let callee = try await setup.callee("alice", .answerCheckingIdentity(pattern: "&quot;Bob Builder&quot; &lt;sips:bob@symphony\\.local&gt;"), index: 0)
+        let caller = try await setup.caller(.hangUp(holdMilliseconds: 200), callee: "alice")
+        try await caller.expectSuccess()
+        try await callee.expectSuccess()
+        await setup.stop()
+    }
+
     @Test(arguments: [Path.udp, .tls])
     func busyEverywhereGivesBusy(_ path: Path) async throws {
         let setup = try await Self.setUp(path)

@@ -7,7 +7,8 @@ import SIPTransport
 
 /// A real cloud core for one test: its own state directory, TLS plus the lab UDP and TCP
 /// listeners on free loopback ports, the claiming endpoint, and a small directory:
-/// users alice, bob and carol (digest passwords `<name>-pw`), device gw1, ring group desk.
+/// users alice, bob ("Bob Builder") and carol (digest passwords `<name>-pw`), device gw1, ring
+/// group desk.
 final class CoreHarness: @unchecked Sendable {
     let scratch: ScratchDirectory
     let server: CloudCoreServer
@@ -41,7 +42,9 @@ final class CoreHarness: @unchecked Sendable {
         try directory.createCompany("acme")
         try directory.createProject("hq", company: "acme")
         try directory.createSite("lobby", company: "acme", project: "hq", timeZone: "Europe/Berlin")
-        for name in ["alice", "bob", "carol"] { try directory.createUser(name, site: "lobby", password: "\(name)-pw") }
+        for name in ["alice", "bob", "carol"] {
+            try directory.createUser(name, site: "lobby", password: "\(name)-pw", displayName: name == "bob" ? "Bob Builder" : nil)
+        }
         try directory.createDevice("gw1", site: "lobby", channels: 14)
         try directory.createRingGroup("desk", site: "lobby", members: ["alice", "carol"], ringSeconds: 30)
     }

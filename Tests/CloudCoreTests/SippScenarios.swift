@@ -72,6 +72,8 @@ enum SippScenario {
               Call-ID: [call_id]
               CSeq: \(cseq) INVITE
               Contact: <sip:[caller]@[local_ip]:[local_port];transport=[transport]>
+              P-Asserted-Identity: "Forged" <sip:alice@\(domain)>
+              P-Preferred-Identity: <sip:carol@\(domain)>
               Max-Forwards: 70\(auth ? "\n      [authentication]" : "")
               Content-Type: application/sdp
               Content-Length: [len]
@@ -210,6 +212,9 @@ enum SippScenario {
         /// Ring until cancelled; the CANCEL's Reason must match (empty: any).
         case ringUntilCancelled(reasonPattern: String)
         case reject(String)
+        /// As `answer`, after checking the INVITE's P-Asserted-Identity (RFC 3325) against a
+        /// pattern, and that no P-Preferred-Identity is left.
+        case answerCheckingIdentity(pattern: String)
     }
 
     static func callee(_ behaviour: CalleeBehaviour) -> String {
@@ -257,6 +262,23 @@ enum SippScenario {
             body += """
                 \(provisionalOrFinal(status))
                   <recv request="ACK"/>
+                """
+        case .answerCheckingIdentity(let pattern):
+            body = """
+                  <recv request="INVITE" crlf="true">
+                    <action>
+                      <ereg regexp=".*" search_in="hdr" header="CSeq:" assign_to="cseq"/>
+                      <ereg regexp="\(pattern)" search_in="hdr" header="P-Asserted-Identity:" check_it="true" assign_to="pai"/>
+                      <ereg regexp="." search_in="hdr" header="P-Preferred-Identity:" check_it_inverse="true" assign_to="ppi"/>
+                      <ereg regexp="Forged" search_in="hdr" header="P-Asserted-Identity:" check_it_inverse="true" assign_to="forged"/>
+                    </action>
+                  </recv>
+                \(provisionalOrFinal("180 Ringing"))
+                \(provisionalOrFinal("200 OK", withSDP: true))
+                  <recv request="ACK" crlf="true"/>
+                  <recv request="BYE"/>
+                \(okToLast)
+                  <Reference variables="pai,ppi,forged"/>
                 """
         }
         return wrap("callee", body)

@@ -214,6 +214,37 @@ struct CallPathTests {
         await path.stop()
     }
 
+    /// Who calls, seen at each end: the client sees the channel's name and the station's number
+    /// ("Lobby door (door)"), the station sees the name the directory has for the client (the
+    /// core asserts it, RFC 3325), not what the client put in its From.
+    @Test func eachEndSeesWhoCalls() async throws {
+        let scratch = try ScratchDirectory()
+        let tone = scratch.path("tone.wav")
+        try await Baresip.tone(tone, frequency: 900, seconds: 10, rate: 16000, channels: 1)
+        let door = try Baresip(
+            "door", in: scratch, modules: ["g722.so"], account: "\"Door 1\" <sip:door@127.0.0.1>;regint=0;audio_codecs=G722/16000/1;answermode=manual",
+            tone: tone, rtpPorts: 33000...33999)
+        var channel = GatewayPath.channel(1, to: "alice", ringing: ["sip:door@127.0.0.1:\(door.sipPort)"])
+        channel.displayName = "Lobby door"
+        let path = try await GatewayPath.start(channels: [channel])
+        // Both answer by hand: baresip prints the caller's display name only for a call it rings.
+        let alice = try path.cloudClient("alice", codec: "G722/16000/1", tone: tone, answer: false)
+        try alice.start(seconds: 30)
+        try await path.eventually("alice registered") { await !path.core.proxy.contacts(of: "alice").isEmpty }
+        try door.start(seconds: 30, command: path.dial(channel: 1))
+        try await path.eventually("alice saw the door's name and number") { alice.output.contains("Incoming call from: Lobby door (door) ") }
+        try await door.command("hangup")
+        try await path.eventually("the first call ended") { await path.gateway.router.busyChannelIndices.isEmpty }
+        // The other way: alice calls the channel; the station sees the directory's name for her.
+        try await alice.command("dial", "sip:gw1-ch1@\(path.coreConfiguration.domain)")
+        try await path.eventually("the station saw the asserted name") { door.output.contains("Incoming call from: Alice Example ") }
+        try await alice.command("hangup")
+        _ = try await path.records(atLeast: 2)
+        door.stop()
+        alice.stop()
+        await path.stop()
+    }
+
     /// `make run`'s demo calls: the built `symphony-bridge demo` (built-in station and client)
     /// through a gateway and core, both ways, with its own tone checks.
     @Test func theBuiltInDemoPhonesCallEachOtherThroughThePath() async throws {

@@ -45,7 +45,9 @@ final class GatewayPath: @unchecked Sendable {
         try directory.createCompany("acme")
         try directory.createProject("hq", company: "acme")
         try directory.createSite("lobby", company: "acme", project: "hq", timeZone: "Europe/Berlin")
-        for name in ["alice", "bob", "carol"] + users { _ = try directory.createUser(name, site: "lobby", password: "\(name)-pw") }
+        for name in ["alice", "bob", "carol"] + users {
+            _ = try directory.createUser(name, site: "lobby", password: "\(name)-pw", displayName: name == "alice" ? "Alice Example" : nil)
+        }
         _ = try directory.createDevice("gw1", site: "lobby", channels: 14)
         _ = try directory.createRingGroup("desk", site: "lobby", members: ["alice", "bob"], ringSeconds: 30)
         let core = try await CloudCoreServer.start(c, logger: Self.quietLogger("core"))

@@ -51,6 +51,8 @@ struct BridgeConfigurationTests {
         ("[legacy]\ntransport = \"tls\"\n", "bridge.toml:2:13: legacy.transport: \"tls\" is not one of \"udp\", \"tcp\""),
         ("[legacy]\ncodecs = [\"G722\", \"G729\"]\n", "bridge.toml:2:10: legacy.codecs: a non-empty list without repeats, in order of preference, of \"G722\", \"PCMA\", \"PCMU\""),
         ("[legacy]\nserver = \"[fe80::1%eth0]:5060\"\n", "bridge.toml:2:10: legacy.server: \"[fe80::1%eth0]:5060\": expected host, host:port or [IPv6]:port (no zone id)"),
+        ("[[channel]]\nindex = 2\nnumber = \"802\"\ncloud_target = \"bob\"\nlegacy_targets = [\"sip:door@192.0.2.5\"]\ndisplay_name = \"Lobby \\\"door\\\"\"\n",
+         "bridge.toml:6:16: channel[0].display_name: \"Lobby \"door\"\": 1–64 characters, no quotes, backslashes or control characters"),
         ("[media]\ninactivity_timeout_s = 3\n", "bridge.toml:2:24: media.inactivity_timeout_s: is 3; 0 (off) or 5–3600 s"),
         ("[records]\nretention_days = 365\n", "bridge.toml:2:18: records.retention_days: 365 is out of range (expected 1...180)"),
         ("[mqtt]\ntopic_prefix = \"site/#\"\n", "bridge.toml:2:16: mqtt.topic_prefix: \"site/#\": a topic without wildcards (#, +) or a trailing /"),

@@ -29,6 +29,7 @@ public final class Directory: Sendable {
     let existence = DirectoryCache<Bool>()
     let callables = DirectoryCache<Callable?>()
     let rules = DirectoryCache<[ForwardingRule]>()
+    let displayNames = DirectoryCache<String?>()
 
     /// After a change through this process: forget what the caches remember.
     func changed() {
@@ -36,6 +37,7 @@ public final class Directory: Sendable {
         existence.removeAll()
         callables.removeAll()
         rules.removeAll()
+        displayNames.removeAll()
     }
 
     /// Opens (creating and migrating) the directory at `path`; `nil` keeps it in memory (tests).
@@ -105,6 +107,17 @@ public final class Directory: Sendable {
         return credentials.value((md5 ? "m:" : "s:") + user) {
             let sql = md5 ? "SELECT ha1Md5 FROM user WHERE name = ?" : "SELECT ha1Sha256 FROM user WHERE name = ?"
             return try? database.read { db in try String.fetchOne(db.cachedStatement(sql: sql), arguments: [user]) }
+        }
+    }
+
+    /// A user's display name (what the core asserts for the user's calls, RFC 3325), if set.
+    public func displayName(ofUser name: String) -> String? {
+        guard Self.couldBeName(name) else { return nil }
+        return displayNames.value("d:" + name) {
+            let display = try? database.read { db in
+                try String.fetchOne(db.cachedStatement(sql: "SELECT displayName FROM user WHERE name = ?"), arguments: [name])
+            }
+            return display.flatMap { $0 }.flatMap { $0.isEmpty ? nil : $0 }
         }
     }
 

@@ -36,6 +36,7 @@ extension CloudCoreProxy {
             forbid(request, key: key, "\(principal) calls as \(callerUser)", flow: flow)
             return
         }
+        let request = assertIdentity(request, caller: callerUser, principal: principal)
         let now = clock()
         let plan: CallTargetResolver.Plan
         do {
@@ -99,6 +100,25 @@ extension CloudCoreProxy {
         for (index, target) in targets.enumerated() {
             startBranch(index, of: key, uri: target.uri, flow: target.flow)
         }
+    }
+
+    /// RFC 3325: the identity this request's caller authenticated as, asserted by us. Whatever
+    /// P-Asserted-Identity or P-Preferred-Identity the caller sent is removed (no client is
+    /// trusted to assert itself, §5). The display name: a user's from the directory; a gateway
+    /// channel's as the gateway gave it in From ("Lobby door (801)": the device is trusted for
+    /// the names of its own channels); either made safe for a header.
+    func assertIdentity(_ request: SIPMessage, caller: String, principal: Principal) -> SIPMessage {
+        var request = request
+        request.headers.remove(.pAssertedIdentity)
+        request.headers.remove(.pPreferredIdentity)
+        let display: String?
+        switch principal {
+        case .user: display = SIPNameAddress.safeDisplayName(directory.displayName(ofUser: caller))
+        case .device: display = SIPNameAddress.safeDisplayName(request.from?.displayText)
+        }
+        let asserted = SIPNameAddress(displayName: SIPNameAddress.quoted(display), uri: SIPURI(secure: true, user: caller, host: settings.domain))
+        request.headers.add(.pAssertedIdentity, asserted.description)
+        return request
     }
 
     enum BindingRoute { case flow(SIPFlow), contact, unreachable }

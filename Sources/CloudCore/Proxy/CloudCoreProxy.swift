@@ -21,6 +21,8 @@ public actor CloudCoreProxy {
 
     public struct Settings: Sendable {
         public var realm = "symphony"
+        /// The SIP domain: the host of the identities the core asserts (P-Asserted-Identity).
+        public var domain = "symphony.local"
         public var maxCallDuration: Duration = .seconds(600)
         /// How long a user's contacts ring before the caller gets 480 (ring groups have their own).
         public var ringSeconds = 30

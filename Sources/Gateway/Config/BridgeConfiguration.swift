@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import LegacyLinks
+import SIP
 public import MQTTStatus
 public import TOMLConfig
 
@@ -29,11 +30,15 @@ public struct BridgeConfiguration: Sendable, Equatable {
         public var ringSeconds: Int
         public var maxCallSeconds: Int
         public var enabled: Bool
+        /// What the cloud sees as the caller when a station calls ("Lobby door"; the station's
+        /// number follows in parentheses); unset: the station's own display name.
+        public var displayName: String?
 
         public init(
             index: Int, number: String, cloudTarget: String, legacyTargets: [String], meshTargets: [String] = [], ring: RingMode = .parallel,
-            ringSeconds: Int = 30, maxCallSeconds: Int = 600, enabled: Bool = true
+            ringSeconds: Int = 30, maxCallSeconds: Int = 600, enabled: Bool = true, displayName: String? = nil
         ) {
+            self.displayName = displayName
             self.index = index
             self.number = number
             self.cloudTarget = cloudTarget
@@ -193,10 +198,14 @@ public struct BridgeConfiguration: Sendable, Equatable {
             // Product limit: calls of at most 10 minutes.
             let maxCall = table.int("max_call_s", in: 10...600) ?? 600
             let enabled = table.bool("enabled") ?? true
+            let displayName = table.string("display_name")
+            if let displayName, SIPNameAddress.safeDisplayName(displayName) != displayName || displayName.count > 64 {
+                table.reject("display_name", "\"\(displayName)\": 1–64 characters, no quotes, backslashes or control characters")
+            }
             table.finish()
             c.channels.append(Channel(
                 index: index, number: number, cloudTarget: cloudTarget, legacyTargets: legacyTargets, meshTargets: meshTargets,
-                ring: ring, ringSeconds: ringSeconds, maxCallSeconds: maxCall, enabled: enabled))
+                ring: ring, ringSeconds: ringSeconds, maxCallSeconds: maxCall, enabled: enabled, displayName: displayName))
             planned.append(ChannelPlan.Channel(index: index, number: number, enabled: enabled))
             // The plan's rules (unique index, dialable and unique number), each at its key.
             do { _ = try ChannelPlan(planned) } catch {

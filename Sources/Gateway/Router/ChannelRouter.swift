@@ -508,7 +508,9 @@ public actor ChannelRouter {
         let body = SIPMessageBody(contentType: "application/sdp", text: offer.serialized)
         let target = SIPURI(secure: true, user: channel.cloudTarget, host: settings.domain)
         let user = "\(settings.device)-ch\(channel.index)"
-        let placed = on(cloud) { $0.call(target, on: flow, from: user, body: body) }
+        let caller = on(legacy) { $0.invite(of: call.inbound)?.from }
+        let display = CallerIdentity.towardCloud(channel: channel, station: caller)
+        let placed = on(cloud) { $0.call(target, on: flow, from: user, displayName: display, body: body) }
         attach(placed, side: .cloud, call: id, branch: 0)
         guard canUseMesh(channel) else { return }
         calls[id]?.fallbackTimer = legacy.endpoint.eventLoop.scheduleTask(in: TimeAmount(settings.fallbackAfter)) { [self] in
@@ -519,13 +521,14 @@ public actor ChannelRouter {
     private func placeOnLegacy(_ id: Int) async {
         guard let call = calls[id], let offer = call.outboundOffer else { return }
         let body = SIPMessageBody(contentType: "application/sdp", text: offer.serialized)
+        let display = CallerIdentity.towardStations(on(agent(call.inboundSide)) { $0.invite(of: call.inbound) }, trusted: call.inboundSide == .cloud)
         for (branch, target) in call.targets.enumerated() {
             guard let (uri, destination) = legacyDestination(target) else {
                 await failBranch(id, branch, status: 404)
                 continue
             }
             do {
-                let placed = try await legacy.call(uri, via: destination, from: call.channel.number, body: body)
+                let placed = try await legacy.call(uri, via: destination, from: call.channel.number, displayName: display, body: body)
                 attach(placed, side: .legacy, call: id, branch: branch)
             } catch {
                 logger.warning("legacy target unreachable: \(error)", metadata: ["channel": "\(call.channel.index)", "target": "\(target)"])

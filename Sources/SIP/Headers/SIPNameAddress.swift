@@ -26,6 +26,26 @@ public struct SIPNameAddress: Hashable, Sendable, CustomStringConvertible {
 
     public var sipURI: SIPURI? { uri.sipURI }
 
+    /// The display name as text: without its quotes, quoted pairs resolved (RFC 3261 §25.1).
+    public var displayText: String? {
+        guard var text = displayName else { return nil }
+        guard text.hasPrefix("\""), text.hasSuffix("\""), text.count >= 2 else { return text }
+        text = String(text.dropFirst().dropLast())
+        var out = "", escaped = false
+        for character in text {
+            if escaped || character != "\\" {
+                out.append(character)
+                escaped = false
+            } else {
+                escaped = true
+            }
+        }
+        return out
+    }
+
+    /// A display name quoted for a header, from text that went through `safeDisplayName`.
+    public static func quoted(_ text: String?) -> String? { text.map { "\"\($0)\"" } }
+
     /// Always the `<…>` form, which is never ambiguous (RFC 3261 §20.10).
     public var description: String {
         var out = ""
@@ -133,5 +153,24 @@ public enum SIPContact: Hashable, Sendable {
             }
         }
         return .addresses(list)
+    }
+}
+
+extension SIPHeaderName {
+    /// RFC 3325 §9.1: the identity a trusted element asserts.
+    public static let pAssertedIdentity = SIPHeaderName("P-Asserted-Identity")
+    /// RFC 3325 §9.2: the identity a user agent would like asserted.
+    public static let pPreferredIdentity = SIPHeaderName("P-Preferred-Identity")
+}
+
+extension SIPNameAddress {
+    /// A display name as it may go into a header: at most `limit` characters, no controls, quotes
+    /// or backslashes (so that quoting it cannot break the header), trimmed; nil when nothing is
+    /// left. Display names come from outside (a station's From, the directory, configuration).
+    public static func safeDisplayName(_ text: String?, limit: Int = 64) -> String? {
+        guard let text else { return nil }
+        let kept = text.unicodeScalars.filter { $0.value >= 0x20 && $0.value != 0x7F && $0 != "\"" && $0 != "\\" }
+        let trimmed = String(String.UnicodeScalarView(kept.prefix(limit))).trimmingCharacters(in: .whitespaces)
+        return trimmed.isEmpty ? nil : trimmed
     }
 }

@@ -1,0 +1,47 @@
+import Gateway
+import SIP
+import Testing
+
+/// Who calls, as each side shows it: a station's name and number toward the cloud, the
+/// asserted cloud user toward the stations; every name from outside made safe for a header.
+@Suite("Caller identity across the bridge")
+struct CallerIdentityTests {
+    static func from(_ text: String) throws -> SIPNameAddress {
+        var scanner = SIPScanner(text)
+        return try SIPNameAddress.parseSingle(&scanner, header: "From")
+    }
+
+    static let channel = BridgeConfiguration.Channel(index: 1, number: "801", cloudTarget: "desk", legacyTargets: ["sip:door@192.0.2.5"])
+
+    @Test func towardTheCloudTheChannelsNameOrTheStationsThenItsNumber() throws {
+        var named = Self.channel
+        named.displayName = "Lobby door"
+        #expect(CallerIdentity.towardCloud(channel: named, station: try Self.from("\"Door 1\" <sip:801@192.0.2.5>;tag=a")) == "Lobby door (801)")
+        #expect(CallerIdentity.towardCloud(channel: Self.channel, station: try Self.from("\"Door 1\" <sip:801@192.0.2.5>;tag=a")) == "Door 1 (801)")
+        #expect(CallerIdentity.towardCloud(channel: Self.channel, station: try Self.from("<sip:801@192.0.2.5>;tag=a")) == "801")
+        #expect(CallerIdentity.towardCloud(channel: named, station: nil) == "Lobby door")
+        // A user part that is no number or plain name is left out; the name stays.
+        #expect(CallerIdentity.towardCloud(channel: named, station: try Self.from("<sip:%22%3Cx%3E@192.0.2.5>;tag=a")) == "Lobby door")
+    }
+
+    @Test func hostileDisplayNamesAreMadeSafe() throws {
+        // Quotes and backslashes cannot break out of the quoted display name; controls go.
+        let station = try Self.from("\"Door \\\"1\\\" \\\\ x\" <sip:801@192.0.2.5>;tag=a")
+        #expect(station.displayText == "Door \"1\" \\ x")
+        #expect(CallerIdentity.towardCloud(channel: Self.channel, station: station) == "Door 1  x (801)")
+        #expect(SIPNameAddress.safeDisplayName(String(repeating: "a", count: 500))?.count == 64)
+        #expect(SIPNameAddress.safeDisplayName("\u{1}\u{7F}  ") == nil)
+    }
+
+    @Test func towardTheStationsTheAssertedIdentityWhenTheCoreGaveIt() throws {
+        var invite = SIPMessage.request(.invite, .sip(SIPURI(user: "gw1-ch1", host: "192.0.2.1")))
+        invite.headers.add(.from, "<sips:alice@symphony.local>;tag=x")
+        #expect(CallerIdentity.towardStations(invite, trusted: true) == "alice")
+        invite.headers.add(.pAssertedIdentity, "\"Alice Example\" <sips:alice@symphony.local>")
+        #expect(CallerIdentity.towardStations(invite, trusted: true) == "Alice Example")
+        // From a mesh peer nobody asserted anything: its own From.
+        #expect(CallerIdentity.towardStations(invite, trusted: false) == "alice")
+        invite.headers.set(.from, "\"Concierge\" <sips:alice@symphony.local>;tag=x")
+        #expect(CallerIdentity.towardStations(invite, trusted: false) == "Concierge")
+    }
+}
