@@ -235,6 +235,14 @@ extension SIPUserAgent {
                 _ = endpoint.eventLoop.scheduleTask(in: TimeAmount(delay)) { [self] in
                     self.assumeIsolated { $0.retryReinvite(handle, attempts: 20) }
                 }
+            } else if code == 500, let seconds = response.headers[.retryAfter].flatMap({ UInt32($0.prefix { $0.isNumber }) }), seconds <= 10 {
+                // The peer's own offer was still unanswered (§14.2): again after its Retry-After.
+                calls[handle] = call
+                let delay = Duration.seconds(Int(seconds))
+                emit(.glare(handle, retryAfter: delay))
+                _ = endpoint.eventLoop.scheduleTask(in: TimeAmount(delay)) { [self] in
+                    self.assumeIsolated { $0.retryReinvite(handle, attempts: 20) }
+                }
             } else {
                 // Refused: the session stays as it was (§14.1).
                 call.reinviteBody = nil

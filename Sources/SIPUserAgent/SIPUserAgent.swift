@@ -175,7 +175,8 @@ public enum SIPUserAgentEvent: Sendable, Equatable, CustomStringConvertible {
     case dtmfInfo(SIPCallHandle, body: String)
     /// Our re-INVITE was accepted.
     case reinvited(SIPCallHandle)
-    /// Our re-INVITE met the peer's (491); it goes again after `retryAfter`.
+    /// Our re-INVITE met the peer's (491, or 500 with Retry-After while the peer's offer was
+    /// unanswered); it goes again after `retryAfter`.
     case glare(SIPCallHandle, retryAfter: Duration)
     /// The peer's mid-call offer (`method`: INVITE or UPDATE): with `ownerAnswersOffers`, the
     /// owner answers it (`answerOffer`) or refuses it (`refuseOffer`).
@@ -201,7 +202,7 @@ public enum SIPUserAgentEvent: Sendable, Equatable, CustomStringConvertible {
         case .registrationFailed(let status): "registration failed \(status)"
         case .dtmfInfo(let h, let body): "call \(h): INFO \(body)"
         case .reinvited(let h): "call \(h): re-INVITE accepted"
-        case .glare(let h, let delay): "call \(h): re-INVITE glare (491), retrying in \(delay)"
+        case .glare(let h, let delay): "call \(h): re-INVITE glare, retrying in \(delay)"
         case .offerReceived(let h, let offer, let method): "call \(h): \(method) offer (\(offer.text.utf8.count) bytes)"
         case .offerRequested(let h): "call \(h): re-INVITE without an offer"
         case .answerReceived(let h, let answer): "call \(h): answer to our offer (\(answer.text.utf8.count) bytes)"

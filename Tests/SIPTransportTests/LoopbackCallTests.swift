@@ -57,8 +57,14 @@ struct LoopbackCallTests {
         let calleeGlare = try await callee.recorder.wait(for: "callee 491") { if case .glare = $0 { true } else { false } }
         if case .glare(_, let delay) = callerGlare { #expect(delay >= .milliseconds(2100) && delay <= .seconds(4)) }
         if case .glare(_, let delay) = calleeGlare { #expect(delay <= .seconds(2)) }
-        try await caller.recorder.wait(for: "caller re-INVITE done", timeout: .seconds(8)) { if case .reinvited = $0 { true } else { false } }
-        try await callee.recorder.wait(for: "callee re-INVITE done", timeout: .seconds(8)) { if case .reinvited = $0 { true } else { false } }
+        do {
+            // A retry may meet the peer's retry once more (then 2.1–4 s again): room for two.
+            try await caller.recorder.wait(for: "caller re-INVITE done", timeout: .seconds(15)) { if case .reinvited = $0 { true } else { false } }
+        } catch {
+            Issue.record("\(error); callee's events: \(await callee.recorder.events)")
+            return
+        }
+        try await callee.recorder.wait(for: "callee re-INVITE done", timeout: .seconds(15)) { if case .reinvited = $0 { true } else { false } }
         await caller.agent.hangUp(handle)
         try await callee.recorder.wait(for: "BYE") { $0.isEnded }
     }
