@@ -47,6 +47,11 @@ struct SIPCall {
     var offerInOK = false
     /// What our re-INVITE offers, kept for its retry after a 491.
     var reinviteBody: SIPMessageBody?
+    /// RFC 4028: the session timer this call settled on, and its next deadline.
+    var sessionTimer: SIPSessionTimer?
+    var sessionTimerTask: Scheduled<Void>?
+    /// Our INVITE went again with the peer's Min-SE after a 422 (once).
+    var retriedSessionInterval = false
 
     /// A re-INVITE or UPDATE with an offer (or a re-INVITE without one, which asks for ours),
     /// waiting for `answerOffer` or `refuseOffer`.
@@ -63,6 +68,7 @@ struct SIPCall {
         answerTask?.cancel()
         durationTask?.cancel()
         pendingOffer?.deadline?.cancel()
+        sessionTimerTask?.cancel()
     }
 }
 

@@ -39,6 +39,11 @@ extension SIPUserAgent {
         invite.headers.add(.cseq, "1 INVITE")
         invite.headers.add(.contact, contact(for: flow, user: user).description)
         invite.headers.add(.allow, validator.allowedMethods.map(\.rawValue).joined(separator: ", "))
+        invite.headers.add(.supported, "timer")
+        if let interval = configuration.sessionExpires {
+            invite.headers.add(.sessionExpires, String(interval))
+            invite.headers.add(SIPSessionTimer.minSE, String(configuration.minimumSessionExpires))
+        }
         invite.headers.add(.userAgent, endpoint.configuration.productName)
         addBody(to: &invite, body)
         let handle = newHandle()
@@ -87,6 +92,23 @@ extension SIPUserAgent {
                 if early { emit(.earlyMedia(handle)) }
             case 200...299:
                 receiveInviteOK(handle, response, flow: flow)
+            case 422 where !call.retriedSessionInterval:
+                // RFC 4028 §7.4: our interval was too small; again with the peer's Min-SE.
+                guard let minimum = SIPSessionTimer.minimum(in: response), minimum > (configuration.sessionExpires ?? 0) else {
+                    endCall(handle, reason: "rejected 422")
+                    emit(.failed(handle, status: 422))
+                    return
+                }
+                var invite = call.invite
+                invite.headers.remove(.via)
+                let sequence = (invite.cseq?.sequence ?? 1) &+ 1
+                invite.headers.set(.cseq, "\(sequence) INVITE")
+                invite.headers.set(.sessionExpires, String(minimum))
+                invite.headers.set(SIPSessionTimer.minSE, String(minimum))
+                call.invite = invite
+                call.retriedSessionInterval = true
+                calls[handle] = call
+                sendInvite(handle)
             case 401, 407:
                 // Retry once with credentials, CSeq + 1 (RFC 3261 §22.2).
                 guard !call.authenticated, digestClient != nil, let header = try? digestClient!.authorize(
@@ -130,9 +152,11 @@ extension SIPUserAgent {
         call.dialog = dialog
         call.state = .established
         if let body = SIPMessageBody(response) { call.remoteBody = body }
+        call.sessionTimer = SIPSessionTimer.settled(by: response)
         calls[handle] = call
         callsByDialog[dialog.id] = handle
         startDurationLimit(handle)
+        scheduleSessionTimer(handle)
         emit(.answered(handle))
     }
 
@@ -160,7 +184,9 @@ extension SIPUserAgent {
     }
 
     /// BYE, with a `Reason` (RFC 3326) when the call ends for a reason the peer should know.
-    private func sendBYE(_ handle: SIPCallHandle, reason: String? = nil) {
+    /// `endingNow`: the peer is presumed gone (a timer ran out), so the call ends at once with
+    /// that reason instead of when the BYE's transaction does (up to 64·T1 later).
+    private func sendBYE(_ handle: SIPCallHandle, reason: String? = nil, endingNow: String? = nil) {
         guard var call = calls[handle], var dialog = call.dialog else { return }
         let via = endpoint.assumeIsolated { $0.makeVia(for: call.flow.transport) }
         var bye = dialog.makeRequest(.bye, via: via)
@@ -176,6 +202,7 @@ extension SIPUserAgent {
                 }
             }
         }
+        if let endingNow { endCall(handle, reason: endingNow) }
     }
 
     // MARK: Re-INVITE (RFC 3261 §14)
@@ -195,6 +222,11 @@ extension SIPUserAgent {
         var invite = dialog.makeRequest(.invite, via: via)
         invite.headers.add(.contact, dialog.localContact.description)
         invite.headers.add(.allow, allowHeader)
+        invite.headers.add(.supported, "timer")
+        if let timer = call.sessionTimer {
+            // A refresh keeps the interval, and we stay the refresher (RFC 4028 §7.4).
+            invite.headers.add(.sessionExpires, "\(timer.interval);refresher=uac")
+        }
         addBody(to: &invite, offer)
         call.reinviteBody = offer
         call.dialog = dialog
@@ -224,7 +256,9 @@ extension SIPUserAgent {
                 if let offered = call.reinviteBody { call.localBody = offered }
                 call.reinviteBody = nil
                 if let answer { call.remoteBody = answer }
+                if let settled = SIPSessionTimer.settled(by: response) { call.sessionTimer = settled }
                 calls[handle] = call
+                scheduleSessionTimer(handle)
                 emit(.reinvited(handle))
                 if let answer { emit(.answerReceived(handle, answer: answer)) }
             } else if code == 491 {
@@ -250,7 +284,7 @@ extension SIPUserAgent {
             }
         case .timedOut, .transportFailed:
             // §14.1: a re-INVITE that fails this way ends the call.
-            sendBYE(handle)
+            sendBYE(handle, endingNow: "re-INVITE timed out")
         }
     }
 
@@ -266,8 +300,9 @@ extension SIPUserAgent {
     // MARK: Incoming calls (UAS, RFC 3261 §13.3)
 
     func receiveInvite(_ request: SIPMessage, key: SIPTransactionKey, flow: SIPFlow) {
-        let handle = newHandle()
         let tag = SIPIdentifiers.tag()
+        if refuseShortSession(request, key: key, toTag: tag) { return }
+        let handle = newHandle()
         let called = Self.contactUser(request.requestURI?.sipURI?.user)
         guard let dialog = SIPDialog(uasRequest: request, localTag: tag, localContact: contact(for: flow, user: called), early: true) else {
             respond(SIPResponseFactory.response(to: request, status: 400, toTag: tag), to: key)
@@ -317,6 +352,7 @@ extension SIPUserAgent {
         SIPResponseFactory.copyRecordRoute(from: call.invite, into: &ok)
         ok.headers.add(.contact, dialog.localContact.description)
         ok.headers.add(.allow, validator.allowedMethods.map(\.rawValue).joined(separator: ", "))
+        addSessionTimer(to: &ok, answering: call.invite, in: &call)
         addBody(to: &ok, call.localBody)
         call.state = .answered
         calls[handle] = call
@@ -352,7 +388,7 @@ extension SIPUserAgent {
             call.okResponse = nil
             call.state = .established
             calls[handle] = call
-            sendBYE(handle)
+            sendBYE(handle, endingNow: "no ACK")
             return
         }
         respond(ok, to: key)
@@ -384,6 +420,7 @@ extension SIPUserAgent {
         calls[handle] = call
         if wasAnswer {
             startDurationLimit(handle)
+            scheduleSessionTimer(handle)
             emit(.confirmed(handle))
         }
         if let answer { emit(.answerReceived(handle, answer: answer)) }
@@ -452,6 +489,10 @@ extension SIPUserAgent {
     private func receiveSessionChange(_ request: SIPMessage, key: SIPTransactionKey, in handle: SIPCallHandle) {
         guard var call = calls[handle] else { return }
         let isInvite = request.method == .invite
+        if refuseShortSession(request, key: key, toTag: nil) {
+            if isInvite { calls[handle]?.dialog?.answeredIncomingInvite() }
+            return
+        }
         let body = SIPMessageBody(request)
         let verdict = call.offerAnswer.received(isInvite: isInvite, carriesOffer: body != nil)
         calls[handle] = call
@@ -491,6 +532,12 @@ extension SIPUserAgent {
         var ok = SIPResponseFactory.response(to: request, status: 200)
         if let contact = calls[handle]?.dialog?.localContact { ok.headers.add(.contact, contact.description) }
         ok.headers.add(.allow, allowHeader)
+        if var call = calls[handle] {
+            // A re-INVITE or UPDATE refreshes the session (RFC 4028 §9): the timer starts again.
+            addSessionTimer(to: &ok, answering: request, in: &call)
+            calls[handle] = call
+            scheduleSessionTimer(handle)
+        }
         if let body { addBody(to: &ok, body) }
         return ok
     }
@@ -541,6 +588,57 @@ extension SIPUserAgent {
         }
         if pending.request.method == .invite { calls[handle]?.dialog?.answeredIncomingInvite() }
         respond(response, to: pending.key)
+    }
+
+    // MARK: Session timers (RFC 4028)
+
+    /// The 2xx to an INVITE or refresh we answer: Session-Expires (and Require: timer) as
+    /// `SIPSessionTimer.answer` settles it, and the call's timer with it. (A 422 for an interval
+    /// below our minimum went out before: `receiveInvite`, `receiveSessionChange`.)
+    func addSessionTimer(to response: inout SIPMessage, answering request: SIPMessage, in call: inout SIPCall) {
+        let preferred = call.sessionTimer?.interval ?? configuration.sessionExpires
+        guard case .timer(let timer, let headers) = SIPSessionTimer.answer(request, minimum: 1, preferred: preferred) else { return }
+        for header in headers { response.headers.add(SIPHeaderName(header.name), header.value ?? "") }
+        call.sessionTimer = timer
+    }
+
+    /// A request whose Session-Expires is below our minimum: 422 with our Min-SE (§9). True
+    /// when it was refused.
+    func refuseShortSession(_ request: SIPMessage, key: SIPTransactionKey, toTag: String?) -> Bool {
+        guard case .tooSmall(let minimum) = SIPSessionTimer.answer(request, minimum: configuration.minimumSessionExpires, preferred: nil) else {
+            return false
+        }
+        var response = SIPResponseFactory.response(to: request, status: 422, toTag: toTag)
+        response.headers.add(SIPSessionTimer.minSE, String(minimum))
+        respond(response, to: key)
+        return true
+    }
+
+    /// (Re)starts the call's session timer from now: at its deadline we refresh (a re-INVITE
+    /// with our description) or, when the peer should have, end the call with BYE (§10).
+    func scheduleSessionTimer(_ handle: SIPCallHandle) {
+        calls[handle]?.sessionTimerTask?.cancel()
+        guard let timer = calls[handle]?.sessionTimer else { return }
+        let deadline = timer.nextDeadline
+        calls[handle]?.sessionTimerTask = endpoint.eventLoop.scheduleTask(in: .milliseconds(Int64(deadline.seconds * 1000))) { [self] in
+            self.assumeIsolated { agent in
+                guard agent.calls[handle]?.state == .established else { return }
+                if deadline.refresh {
+                    agent.refreshSession(handle, attempts: 10)
+                } else {
+                    agent.logger.notice("session timer expired without a refresh; BYE", metadata: ["call": "\(handle)"])
+                    agent.sendBYE(handle, reason: "SIP;cause=408;text=\"session timer expired\"", endingNow: "session timer expired")
+                }
+            }
+        }
+    }
+
+    /// The refresh: a re-INVITE with our description; while another offer is out, a little later.
+    private func refreshSession(_ handle: SIPCallHandle, attempts: Int) {
+        guard calls[handle] != nil, !reinvite(handle), attempts > 1 else { return }
+        _ = endpoint.eventLoop.scheduleTask(in: .milliseconds(500)) { [self] in
+            self.assumeIsolated { $0.refreshSession(handle, attempts: attempts - 1) }
+        }
     }
 
     // MARK: Shared
@@ -594,6 +692,9 @@ extension SIPUserAgent {
     /// The peer's session description: its offer (incoming) or its answer (outgoing, from the
     /// 2xx or from early media).
     public func remoteBody(of handle: SIPCallHandle) -> SIPMessageBody? { calls[handle]?.remoteBody }
+
+    /// The RFC 4028 session timer a call settled on, if any.
+    public func sessionTimer(of handle: SIPCallHandle) -> SIPSessionTimer? { calls[handle]?.sessionTimer }
 
     /// Our session description on a call: what we offered or answered last.
     public func localBody(of handle: SIPCallHandle) -> SIPMessageBody? { calls[handle]?.localBody }

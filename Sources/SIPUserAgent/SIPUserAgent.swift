@@ -36,6 +36,12 @@ public actor SIPUserAgent {
         /// (`offerReceived`) and waits for `answerOffer` or `refuseOffer` — a back-to-back leg,
         /// whose answer depends on its media — for at most `offerAnswerTimeout`, then 500.
         public var ownerAnswersOffers = false
+        /// RFC 4028 session timers: the interval our INVITEs ask for (and what we offer a caller
+        /// that supports timers but asked for none); nil asks for none. A session not refreshed
+        /// in time ends with BYE, so a peer that vanished frees the call.
+        public var sessionExpires: Int?
+        /// The smallest interval we accept (Min-SE; RFC 4028 says 90 s, tests use less).
+        public var minimumSessionExpires = SIPSessionTimer.floor
         public var offerAnswerTimeout: Duration = .seconds(8)
 
         public init() {}
@@ -43,7 +49,7 @@ public actor SIPUserAgent {
 
     public var configuration: Configuration
     let logger: Logger
-    let validator = SIPRequestValidator()
+    let validator = SIPRequestValidator(supportedExtensions: ["outbound", "path", "gruu", "timer"])
     var calls: [SIPCallHandle: SIPCall] = [:]
     var callsByDialog: [SIPDialogID: SIPCallHandle] = [:]
     var callsByServerTransaction: [SIPTransactionKey: SIPCallHandle] = [:]

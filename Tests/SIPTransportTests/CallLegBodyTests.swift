@@ -117,4 +117,48 @@ struct CallLegBodyTests {
         await caller.shutdown()
         await callee.shutdown()
     }
+
+    /// RFC 4028 between two of our agents, with intervals short enough for a test: the caller
+    /// refreshes at half the interval; when it vanishes (no BYE), the callee ends the call at
+    /// the interval less a third.
+    @Test func sessionTimersRefreshAndEndAVanishedSession() async throws {
+        let callee = try await AgentHarness(transports: [.udp]) {
+            $0.minimumSessionExpires = 2
+        }
+        let caller = try await AgentHarness(transports: [.udp]) {
+            $0.sessionExpires = 3
+            $0.minimumSessionExpires = 2
+        }
+        let outgoing = try await caller.agent.call(
+            SIPURI(user: "callee", host: "127.0.0.1", port: callee.port(.udp)), via: SIPDestination(transport: .udp, host: "127.0.0.1", port: callee.port(.udp)))
+        try await callee.recorder.wait(for: "ACK") { $0.isConfirmed }
+        #expect(await caller.agent.sessionTimer(of: outgoing) == SIPSessionTimer(interval: 3, weRefresh: true))
+        // Two refreshes (at 1.5 s and 3 s).
+        try await Task.sleep(for: .milliseconds(3400))
+        let refreshes = await caller.recorder.events.filter { if case .reinvited = $0 { true } else { false } }.count
+        #expect(refreshes >= 2, "the caller refreshed every 1.5 s: \(refreshes)")
+        #expect(await callee.agent.activeCallCount == 1)
+        // The caller vanishes: no BYE, no refresh. The callee gives up 2 s after the last one.
+        await caller.shutdown()
+        let vanishedAt = ContinuousClock.now
+        try await callee.recorder.wait(for: "ended", timeout: .seconds(6)) { $0.isEnded }
+        #expect(ContinuousClock.now - vanishedAt < .seconds(4))
+        await callee.shutdown()
+    }
+
+    @Test func anIntervalBelowTheCalleesMinimumIsRetriedWithItsMinSE() async throws {
+        let callee = try await AgentHarness(transports: [.udp]) { $0.minimumSessionExpires = 120 }
+        let caller = try await AgentHarness(transports: [.udp]) {
+            $0.sessionExpires = 100
+            $0.minimumSessionExpires = 2
+        }
+        let outgoing = try await caller.agent.call(
+            SIPURI(user: "callee", host: "127.0.0.1", port: callee.port(.udp)), via: SIPDestination(transport: .udp, host: "127.0.0.1", port: callee.port(.udp)))
+        try await caller.recorder.wait(for: "answered") { $0.isAnswered }
+        #expect(await caller.agent.sessionTimer(of: outgoing)?.interval == 120)
+        await caller.agent.hangUp(outgoing)
+        try await callee.recorder.wait(for: "ended") { $0.isEnded }
+        await caller.shutdown()
+        await callee.shutdown()
+    }
 }

@@ -36,6 +36,13 @@ extension CloudCoreProxy {
             forbid(request, key: key, "\(principal) calls as \(callerUser)", flow: flow)
             return
         }
+        // RFC 4028 §8.1: an interval below what we allow is refused with our Min-SE.
+        if let asked = SIPSessionTimer.sessionExpires(in: request), asked.interval < SIPSessionTimer.floor {
+            var tooSmall = SIPResponseFactory.response(to: request, status: 422, toTag: SIPIdentifiers.tag())
+            tooSmall.headers.add(SIPSessionTimer.minSE, String(SIPSessionTimer.floor))
+            endpoint.assumeIsolated { $0.respond(tooSmall, to: key) }
+            return
+        }
         let request = assertIdentity(request, caller: callerUser, principal: principal)
         let now = clock()
         let plan: CallTargetResolver.Plan

@@ -80,6 +80,9 @@ public final class GatewayServer: Sendable {
         legacyAgent.ownerAnswersOffers = true
         let legacyUA = SIPUserAgent(endpoint: legacyEndpoint, configuration: legacyAgent, logger: component(logger, "legacy-ua"))
         var cloudAgent = legacyAgent
+        // RFC 4028 on the cloud leg: a client that supports session timers refreshes the call
+        // every 150 s, and one that stops is hung up (docs/GATEWAY.md).
+        cloudAgent.sessionExpires = 300
         cloudAgent.domain = "localhost"  // replaced by the claimed domain in From; see `ChannelRouter.Settings.domain`
         let cloudUA = SIPUserAgent(endpoint: cloudEndpoint, configuration: cloudAgent, logger: component(logger, "cloud-ua"))
         await legacyUA.attach()
