@@ -117,9 +117,9 @@ struct CloudCoreSippTests {
             try await sipp.expectSuccess()
         }
 
-        func caller(_ end: SippScenario.CallerEnd, callee: String, as caller: String = "bob") async throws -> Sipp {
+        func caller(_ end: SippScenario.CallerEnd, callee: String, as caller: String = "bob", extraHeaders: String = "") async throws -> Sipp {
             try Sipp(
-                "caller-\(callee)", scenario: SippScenario.caller(end), transport: path.sippTransport,
+                "caller-\(callee)", scenario: SippScenario.caller(end, extraHeaders: extraHeaders), transport: path.sippTransport,
                 localPort: try freePort(udp: path == .udp), remote: try await clientTarget(),
                 keys: ["caller": caller, "callee": callee], extra: ["-au", caller, "-ap", "\(caller)-pw"], scratch: scratch)
         }
@@ -243,6 +243,14 @@ struct CloudCoreSippTests {
         let caller = try await setup.caller(.hangUp(holdMilliseconds: 200), callee: "alice")
         try await caller.expectSuccess()
         try await callee.expectSuccess()
+        await setup.stop()
+    }
+
+    /// RFC 4028 §8.1: a session interval below 90 s is refused by the core with its Min-SE.
+    @Test func aSessionIntervalBelowTheMinimumIs422() async throws {
+        let setup = try await Self.setUp(.udp)
+        let caller = try await setup.caller(.failure(422), callee: "alice", extraHeaders: "Supported: timer\n      Session-Expires: 60")
+        try await caller.expectSuccess()
         await setup.stop()
     }
 

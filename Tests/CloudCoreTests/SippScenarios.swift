@@ -61,7 +61,7 @@ enum SippScenario {
               a=rtpmap:9 G722/8000
         """
 
-    private static func invite(cseq: Int, auth: Bool) -> String {
+    private static func invite(cseq: Int, auth: Bool, extraHeaders: String = "") -> String {
         """
           <send retrans="500">
             <![CDATA[
@@ -73,7 +73,7 @@ enum SippScenario {
               CSeq: \(cseq) INVITE
               Contact: <sip:[caller]@[local_ip]:[local_port];transport=[transport]>
               P-Asserted-Identity: "Forged" <sip:alice@\(domain)>
-              P-Preferred-Identity: <sip:carol@\(domain)>
+              P-Preferred-Identity: <sip:carol@\(domain)>\(extraHeaders.isEmpty ? "" : "\n      " + extraHeaders)
               Max-Forwards: 70\(auth ? "\n      [authentication]" : "")
               Content-Type: application/sdp
               Content-Length: [len]
@@ -131,13 +131,13 @@ enum SippScenario {
     }
 
     /// `-key caller` calls `-key callee` through the core, answering the 407 (-au/-ap).
-    static func caller(_ end: CallerEnd) -> String {
+    static func caller(_ end: CallerEnd, extraHeaders: String = "") -> String {
         var body = """
-            \(invite(cseq: 1, auth: false))
+            \(invite(cseq: 1, auth: false, extraHeaders: extraHeaders))
               <recv response="100" optional="true"/>
               <recv response="407" auth="true"/>
             \(ackNon2xx(cseq: 1))
-            \(invite(cseq: 2, auth: true))
+            \(invite(cseq: 2, auth: true, extraHeaders: extraHeaders))
               <recv response="100" optional="true"/>
               <recv response="180" optional="true"/>
               <recv response="183" optional="true"/>
@@ -163,8 +163,11 @@ enum SippScenario {
                 """
         case .failure(let status):
             body += """
-                  <recv response="\(status)"/>
+                  <recv response="\(status)">
+                    <action><ereg regexp=".*" search_in="hdr" header="Min-SE:" check_it="\(status == 422)" assign_to="minse"/></action>
+                  </recv>
                 \(ackNon2xx(cseq: 2))
+                  <Reference variables="minse"/>
                 """
         }
         return wrap("caller", body)
