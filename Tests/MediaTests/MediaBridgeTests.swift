@@ -272,4 +272,33 @@ struct MediaBridgeHoldTests {
         #expect(rig.bridge.counters(.a).packetsReceived == 0)
         #expect(rig.bridge.counters(.a).dropped == 0)
     }
+
+    @Test("The party still on the call gets silence at its packet time while the other is held, on one continuous stream, and the silence stops at the resume", arguments: [
+        (AudioCodecKind.g722, UInt8(9)), (.pcmu, 0), (.opus, 111),
+    ])
+    func silenceTowardThePartyStillOnTheCall(_ codec: AudioCodecKind, _ pt: UInt8) throws {
+        let rig = try BridgeRig(legacy: .g722, legacyPT: 9, cloud: codec, cloudPT: pt, srtp: nil, cloudSampleRate: codec == .opus ? 48000 : nil)
+        var held = MediaLegConfiguration(codec: .g722, payloadType: 9, dtmf: .telephoneEvent(payloadType: 101), remote: rig.legacyAddress)
+        held.receives = false  // the station is on hold (or said inactive): it sends nothing
+        try rig.bridge.update(.a, to: held, now: rig.now)
+        for _ in 0..<200 {
+            rig.now += 5_000_000
+            rig.bridge.tick(now: rig.now)
+        }
+        let received = try rig.received(on: .b)
+        #expect((49...51).contains(received.headers.count), "one packet per 20 ms for 1 s: \(received.headers.count)")
+        #expect(Set(received.headers.map(\.ssrc)).count == 1)
+        #expect(zip(received.headers, received.headers.dropFirst()).allSatisfy { $1.sequenceNumber == $0.sequenceNumber &+ 1 })
+        #expect(AudioAnalysis.level(received.pcm[...]) < -60, "silence: \(AudioAnalysis.level(received.pcm[...])) dBFS")
+        #expect((rig.sink.packets[.a] ?? []).isEmpty, "nothing toward the held station")
+
+        held.receives = true
+        try rig.bridge.update(.a, to: held, now: rig.now)
+        rig.sink.packets[.b] = []
+        for _ in 0..<100 {
+            rig.now += 5_000_000
+            rig.bridge.tick(now: rig.now)
+        }
+        #expect((rig.sink.packets[.b] ?? []).isEmpty, "resumed: the station's own stream again, no silence of ours")
+    }
 }

@@ -307,6 +307,54 @@ public final class MediaBridge {
         }
     }
 
+    // MARK: - Hold
+
+    /// The other leg sends nothing by agreement (we hold it, or it said `inactive`/`recvonly`):
+    /// the leg still on the call gets silence at its packet time instead of no stream at all
+    /// (RFC 3264 §8.4 leaves the held side's media to us; a station would take a silent stream
+    /// for a dead call). Encoded once per hold with the output's own codec.
+    private func playSilence(to output: MediaLegSide, now: UInt64) {
+        let o = output.rawValue
+        guard legs[o].config.sends, !legs[output.other.rawValue].config.receives else {
+            directions[o].nextSilenceAt = nil
+            return
+        }
+        let config = legs[o].config
+        if directions[o].silence == nil {
+            directions[o].silence = Self.silence(config)
+            directions[o].nextSilenceAt = now
+        }
+        guard let silence = directions[o].silence, !silence.isEmpty, var due = directions[o].nextSilenceAt, due <= now else { return }
+        let step = UInt64(config.ptime) * 1_000_000
+        // After a stall, one packet and the schedule moves on: never a burst.
+        if now - due > step { due = now }
+        directions[o].nextSilenceAt = due + step
+        directions[o].output.catchUp(to: now, frameTicks: config.frameTicks)
+        let timestamp = directions[o].output.takeTimestamp(advancingBy: config.frameTicks)
+        let sequence = directions[o].output.takeSequence(at: now)
+        let header = RTPHeader(payloadType: config.payloadType, sequenceNumber: sequence, timestamp: timestamp, ssrc: directions[o].output.ssrc)
+        scratch.withUnsafeMutableBytes { bytes in
+            header.writeFixed(into: bytes)
+            for (index, byte) in silence.enumerated() { bytes[12 + index] = byte }
+            send(bytes, length: 12 + silence.count, on: output, payloadBytes: silence.count, timestamp: timestamp, now: now)
+        }
+    }
+
+    /// One packet time of silence in a leg's codec (empty if the codec cannot be made).
+    static func silence(_ config: MediaLegConfiguration) -> [UInt8] {
+        guard let encoder = try? config.codec.makeEncoder(options: config.codecOptions) else { return [] }
+        let rate = config.codec.nativeSampleRate
+        let zeros = [Int16](repeating: 0, count: rate * config.ptime / 1000)
+        var out = [UInt8](repeating: 0, count: 1500)
+        var n = 0
+        // The encoder's state settles first (ADPCM adapts): the last of a few frames is the one
+        // that decodes to silence when repeated.
+        for _ in 0..<10 {
+            n = zeros.withUnsafeBufferPointer { pcm in out.withUnsafeMutableBytes { (try? encoder.encode(pcm, into: $0)) ?? 0 } }
+        }
+        return (1...1400).contains(n) ? Array(out.prefix(n)) : []
+    }
+
     // MARK: - DTMF
 
     private func relayEvent(
@@ -391,6 +439,7 @@ public final class MediaBridge {
         for output in MediaLegSide.allCases {
             let o = output.rawValue
             if mode == .transcoding { playOut(to: output, now: now) }
+            playSilence(to: output, now: now)
             while let due = directions[o].nextDigitPacketAt, due <= now, !directions[o].pendingDigits.isEmpty {
                 guard let pt = legs[o].config.telephoneEventPayloadType, let (event, marker) = directions[o].pendingDigits[0].next() else {
                     directions[o].pendingDigits.removeFirst()

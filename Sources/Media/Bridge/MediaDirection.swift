@@ -10,6 +10,11 @@ extension MediaBridge {
         var eventRelay: TelephoneEventRelay
         var pendingDigits: [TelephoneEventGenerator] = []
         var nextDigitPacketAt: UInt64?
+        /// While the other leg sends nothing by agreement (held, `inactive`, `recvonly`): one
+        /// packet time of encoded silence, sent at the output's pace so that the party still on
+        /// the call keeps a stream (stations hang up on RTP timeouts).
+        var silence: [UInt8]?
+        var nextSilenceAt: UInt64?
 
         var jitterBuffer: JitterBuffer?
         private let decoder: (any AudioDecoder)?
