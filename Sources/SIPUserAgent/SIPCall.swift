@@ -50,6 +50,10 @@ struct SIPCall {
     /// RFC 4028: the session timer this call settled on, and its next deadline.
     var sessionTimer: SIPSessionTimer?
     var sessionTimerTask: Scheduled<Void>?
+    /// A REFER the owner has not decided on; and the CSeq of the one accepted, which its
+    /// NOTIFYs name (RFC 3515 §2.4.6: `Event: refer;id=`).
+    var pendingRefer: (request: SIPMessage, key: SIPTransactionKey)?
+    var referID: UInt32?
     /// Our INVITE went again with the peer's Min-SE after a 422 (once).
     var retriedSessionInterval = false
 

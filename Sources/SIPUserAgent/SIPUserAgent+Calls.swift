@@ -475,6 +475,8 @@ extension SIPUserAgent {
             emit(.dtmfInfo(handle, body: String(buffer: request.body)))
         case .options:
             respond(optionsResponse(to: request, toTag: nil), to: key)
+        case .refer:
+            receiveRefer(request, key: key, in: handle)
         default:
             // Implemented methods that make no sense inside a call (REGISTER goes elsewhere):
             // 405 with what is allowed (RFC 3261 §8.2.1); unknown ones had their 501.
@@ -588,6 +590,63 @@ extension SIPUserAgent {
         }
         if pending.request.method == .invite { calls[handle]?.dialog?.answeredIncomingInvite() }
         respond(response, to: pending.key)
+    }
+
+    // MARK: Transfer (REFER, RFC 3515)
+
+    private func receiveRefer(_ request: SIPMessage, key: SIPTransactionKey, in handle: SIPCallHandle) {
+        guard let call = calls[handle], call.state == .established, call.pendingRefer == nil, let referTo = request.headers[.referTo],
+            request.headers.count(of: .referTo) == 1
+        else {
+            // One Refer-To, on an established call, one at a time (RFC 3515 §2.4.1).
+            let status = calls[handle]?.pendingRefer != nil ? 491 : (request.headers[.referTo] == nil ? 400 : 403)
+            respond(SIPResponseFactory.response(to: request, status: status), to: key)
+            return
+        }
+        guard configuration.ownerAnswersOffers else {
+            respond(SIPResponseFactory.response(to: request, status: 603), to: key)
+            return
+        }
+        calls[handle]?.pendingRefer = (request, key)
+        emit(.referReceived(handle, referTo: referTo))
+    }
+
+    /// Accepts the pending REFER: 202, and the first NOTIFY ("100 Trying") at once (§2.4.4).
+    public func acceptRefer(_ handle: SIPCallHandle) {
+        guard let pending = calls[handle]?.pendingRefer else { return }
+        calls[handle]?.pendingRefer = nil
+        calls[handle]?.referID = pending.request.cseq?.sequence
+        respond(SIPResponseFactory.response(to: pending.request, status: 202), to: pending.key)
+        notifyRefer(handle, status: 100, reason: "Trying", final: false)
+    }
+
+    /// Refuses the pending REFER (403 for a target we will not call, 503 when we cannot now).
+    public func refuseRefer(_ handle: SIPCallHandle, status: Int, warning: String? = nil) {
+        guard let pending = calls[handle]?.pendingRefer else { return }
+        calls[handle]?.pendingRefer = nil
+        var response = SIPResponseFactory.response(to: pending.request, status: (400...699).contains(status) ? status : 403)
+        if let warning, let text = SIPNameAddress.safeDisplayName(warning, limit: 200) {
+            response.headers.add(.warning, "399 \(configuration.domain) \"\(text)\"")
+        }
+        respond(response, to: pending.key)
+    }
+
+    /// Tells the transferor how the call it asked for goes: a NOTIFY with the status line as
+    /// `message/sipfrag` (RFC 3515 §2.4.5); `final` ends the implicit subscription.
+    public func notifyRefer(_ handle: SIPCallHandle, status: Int, reason: String, final: Bool) {
+        guard var call = calls[handle], call.state == .established, var dialog = call.dialog, let id = call.referID else { return }
+        let via = endpoint.assumeIsolated { $0.makeVia(for: call.flow.transport) }
+        var notify = dialog.makeRequest(.notify, via: via)
+        notify.headers.add(.event, "refer;id=\(id)")
+        notify.headers.add(.subscriptionState, final ? "terminated;reason=noresource" : "active;expires=60")
+        notify.headers.add(.contact, dialog.localContact.description)
+        let clamped = (100...699).contains(status) ? status : 500
+        let phrase = SIPNameAddress.safeDisplayName(reason, limit: 60) ?? "Unknown"
+        addBody(to: &notify, SIPMessageBody(contentType: "message/sipfrag;version=2.0", text: "SIP/2.0 \(clamped) \(phrase)\r\n"))
+        if final { call.referID = nil }
+        call.dialog = dialog
+        calls[handle] = call
+        _ = endpoint.assumeIsolated { $0.sendRequest(notify, on: call.flow) { _, _ in } }
     }
 
     // MARK: Session timers (RFC 4028)

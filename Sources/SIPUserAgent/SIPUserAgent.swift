@@ -49,7 +49,9 @@ public actor SIPUserAgent {
 
     public var configuration: Configuration
     let logger: Logger
-    let validator = SIPRequestValidator(supportedExtensions: ["outbound", "path", "gruu", "timer"])
+    let validator = SIPRequestValidator(
+        allowedMethods: [.invite, .ack, .bye, .cancel, .options, .info, .update, .refer, .register],
+        supportedExtensions: ["outbound", "path", "gruu", "timer"])
     var calls: [SIPCallHandle: SIPCall] = [:]
     var callsByDialog: [SIPDialogID: SIPCallHandle] = [:]
     var callsByServerTransaction: [SIPTransactionKey: SIPCallHandle] = [:]
@@ -190,6 +192,10 @@ public enum SIPUserAgentEvent: Sendable, Equatable, CustomStringConvertible {
     /// A re-INVITE without a body: with `ownerAnswersOffers`, the owner gives our offer
     /// (`answerOffer`); the answer comes back as `answerReceived`.
     case offerRequested(SIPCallHandle)
+    /// The peer asks us to call `referTo` (REFER, RFC 3515: a blind transfer). With
+    /// `ownerAnswersOffers`, the owner accepts (`acceptRefer`, then `notifyRefer` with the new
+    /// call's progress) or refuses it (`refuseRefer`); otherwise it is declined (603).
+    case referReceived(SIPCallHandle, referTo: String)
     /// The peer's answer to our mid-call offer (in the 2xx to our re-INVITE, or in the ACK when
     /// we offered in a 2xx).
     case answerReceived(SIPCallHandle, answer: SIPMessageBody)
@@ -211,6 +217,7 @@ public enum SIPUserAgentEvent: Sendable, Equatable, CustomStringConvertible {
         case .glare(let h, let delay): "call \(h): re-INVITE glare, retrying in \(delay)"
         case .offerReceived(let h, let offer, let method): "call \(h): \(method) offer (\(offer.text.utf8.count) bytes)"
         case .offerRequested(let h): "call \(h): re-INVITE without an offer"
+        case .referReceived(let h, _): "call \(h): REFER"
         case .answerReceived(let h, let answer): "call \(h): answer to our offer (\(answer.text.utf8.count) bytes)"
         }
     }

@@ -529,7 +529,7 @@ extension SIPUserAgentEvent {
         switch self {
         case .incomingCall(let h, _), .trying(let h), .ringing(let h), .earlyMedia(let h), .answered(let h), .confirmed(let h), .ended(let h, _),
             .failed(let h, _), .dtmfInfo(let h, _), .reinvited(let h), .glare(let h, _), .offerReceived(let h, _, _),
-            .offerRequested(let h), .answerReceived(let h, _):
+            .offerRequested(let h), .answerReceived(let h, _), .referReceived(let h, _):
             h
         case .registered, .registrationFailed:
             nil

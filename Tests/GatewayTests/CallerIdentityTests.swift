@@ -45,3 +45,27 @@ struct CallerIdentityTests {
         #expect(CallerIdentity.towardStations(invite, trusted: false) == "Concierge")
     }
 }
+
+/// Which REFER targets the gateway calls (RFC 3515 blind transfer from the cloud leg).
+@Suite("Transfer targets")
+struct TransferTargetTests {
+    @Test(arguments: [
+        ("<sips:bob@symphony.local>", "bob"),
+        ("sip:desk@SYMPHONY.local", "desk"),
+        ("\"Bob\" <sips:bob@symphony.local;method=INVITE>", "bob"),
+        ("<sips:bob@evil.example>", nil),
+        ("<sips:bob@symphony.local?Replaces=abc%3Bto-tag%3D1>", nil),
+        ("<sips:bob@symphony.local;method=BYE>", nil),
+        ("<sips:bob%20x@symphony.local>", nil),
+        ("<tel:+4930123>", nil),
+        ("<sips:symphony.local>", nil),
+        ("garbage <<>>", nil),
+    ] as [(String, String?)])
+    func onlyNamesOfTheCloudsDomain(_ referTo: String, _ expected: String?) {
+        #expect(ChannelRouter.transferTarget(referTo, domain: "symphony.local") == expected)
+    }
+
+    @Test func aHugeReferToIsNotParsed() {
+        #expect(ChannelRouter.transferTarget("<sips:" + String(repeating: "a", count: 600) + "@symphony.local>", domain: "symphony.local") == nil)
+    }
+}

@@ -111,6 +111,8 @@ public actor ChannelRouter {
     var calls: [Int: ActiveCall] = [:]
     private var busyChannels: [Int: Int] = [:]
     var legs: [LegKey: (call: Int, branch: Int?)] = [:]
+    /// Cloud legs placed for a transfer, until they answer (then they are the call's cloud leg).
+    var transferLegs: [SIPCallHandle: Int] = [:]
     private var nextID = 1
     private var started = false
     let eventContinuation: AsyncStream<Event>.Continuation
@@ -142,7 +144,8 @@ public actor ChannelRouter {
     struct ActiveCall {
         var state: BridgedCall
         let channel: BridgeConfiguration.Channel
-        let inbound: SIPCallHandle
+        /// The leg that called in; a transfer of a cloud caller puts the new cloud leg here.
+        var inbound: SIPCallHandle
         let inboundSide: Side
         var outboundSide: Side
         var branches: [SIPCallHandle?] = []
@@ -182,6 +185,8 @@ public actor ChannelRouter {
         var stepTimer: Scheduled<Void>?
         /// Our mid-call offers (in a 2xx to an offerless re-INVITE) waiting for the answer, per leg.
         var midCallOffers: [MediaLegSide: SDPSession] = [:]
+        /// A blind transfer under way (REFER from the cloud leg).
+        var transfer: Transfer?
 
         var direction: BridgedCall.Direction { state.direction }
         var inboundIsLegacy: Bool { inboundSide == .legacy }
@@ -316,6 +321,10 @@ public actor ChannelRouter {
 
     func handle(_ event: SIPUserAgentEvent, side: Side) async {
         noteHandling(event, side: side)
+        if side == .cloud, let handle = event.callHandle, let id = transferLegs[handle] {
+            await transferLegEvent(event, call: id)
+            return
+        }
         switch event {
         case .incomingCall(let handle, _):
             await incoming(handle, side: side)
@@ -344,6 +353,8 @@ public actor ChannelRouter {
             midCallOfferRequested(handle, side: side)
         case .answerReceived(let handle, let answer):
             await midCallAnswer(handle, side: side, answer: answer)
+        case .referReceived(let handle, let referTo):
+            await referReceived(handle, side: side, referTo: referTo)
         default:
             return
         }
@@ -368,6 +379,7 @@ public actor ChannelRouter {
         case .offerReceived(let h, _, let method): (handle, name) = (h, "\(method) offer")
         case .offerRequested(let h): (handle, name) = (h, "offerless re-INVITE")
         case .answerReceived(let h, _): (handle, name) = (h, "answer")
+        case .referReceived(let h, _): (handle, name) = (h, "REFER")
         case .registered, .registrationFailed: (handle, name) = (nil, "registration")
         }
         guard let handle else {
@@ -391,6 +403,14 @@ public actor ChannelRouter {
 
     private func ended(_ handle: SIPCallHandle, side: Side) async {
         guard let (id, branch) = legs[LegKey(side: side, handle: handle)], var call = calls[id] else { return }
+        if side == .cloud, call.transfer?.transferor == handle {
+            // The transferor left before the target answered (RFC 5589 would have it wait): the
+            // legacy party stays on the line for the target; `failTransfer` ends the call if
+            // the target does not answer.
+            legs[LegKey(side: side, handle: handle)] = nil
+            calls[id]?.transfer?.transferorGone = true
+            return
+        }
         let index = branch ?? -1
         guard !call.closedByUs.contains(index) else { return }
         let actions: [BridgedCall.Action]
@@ -743,6 +763,10 @@ public actor ChannelRouter {
         call.inactivityTimer?.cancel()
         call.fallbackTimer?.cancel()
         call.stepTimer?.cancel()
+        if let transfer = call.transfer {
+            transferLegs[transfer.handle] = nil
+            on(cloud) { $0.hangUp(transfer.handle) }
+        }
         if busyChannels[call.channel.index] == id { busyChannels[call.channel.index] = nil }
         legs = legs.filter { $0.value.call != id }
         let ended = now()

@@ -124,6 +124,9 @@ public final class MediaBridge {
     /// The SSRC of what the bridge sends on a leg.
     public func outputSSRC(_ leg: MediaLegSide) -> UInt32 { directions[leg.rawValue].output.ssrc }
     /// Where the bridge sends a leg's RTP now (after latching).
+    /// The codec a leg runs.
+    public func legCodec(_ leg: MediaLegSide) -> AudioCodecKind { legs[leg.rawValue].config.codec }
+
     /// The RTP clock of what `leg` receives (jitter counts in it).
     public func rtpClockRate(_ leg: MediaLegSide) -> Int { legs[leg.rawValue].config.codec.rtpClockRate }
 
