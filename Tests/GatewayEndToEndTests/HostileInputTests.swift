@@ -176,6 +176,29 @@ struct HostileInputTests {
             try await Task.sleep(for: .milliseconds(300))
         }
 
+        // MARK: Mid-call offers from the LAN side (re-INVITE on an answered call, issue 15)
+        let renegotiated = try await site.mediaCall(formats: "9 100")
+        let reoffers: [(String, String)] = [
+            ("a=rtcp:70000", Self.legacyOffer("a=rtcp:70000")),
+            ("RTP port 65535 without rtcp-mux", Self.legacyOffer(port: 65535)),
+            ("c=0.0.0.0 (the RFC 2543 hold) with a=ptime:999999999999999",
+             Self.legacyOffer("a=ptime:999999999999999").replacingOccurrences(of: "c=IN IP4 127.0.0.1", with: "c=IN IP4 0.0.0.0")),
+            ("inactive at the session level, no shared codec", Self.legacyOffer(formats: "96", "a=rtpmap:96 G729/8000").replacingOccurrences(of: "t=0 0", with: "t=0 0\r\na=inactive")),
+            ("16,000 payload formats", Self.legacyOffer(formats: "9 " + (0..<16000).map { _ in "100" }.joined(separator: " "))),
+            ("back to G.722, sendrecv", Self.legacyOffer()),
+        ]
+        for (name, offer) in reoffers {
+            await check("LAN re-INVITE: \(name)", keepCalls: true) {
+                _ = await site.lan.reinvite(renegotiated.lanHandle, body: SIPMessageBody(contentType: "application/sdp", text: offer))
+                try await Task.sleep(for: .milliseconds(400))
+                legacy(genuine(5), to: renegotiated)
+            }
+        }
+        #expect(await site.lan.activeCallCount >= 1, "the re-INVITEs left the call up")
+        let refused = site.gateway.text.components(separatedBy: "legacy INVITE offer refused").count - 1
+        let taken = site.gateway.text.components(separatedBy: "legacy leg renegotiated by INVITE").count - 1
+        #expect(refused >= 3 && taken >= 2, "re-INVITEs answered 488 (\(refused)) or taken (\(taken)), none dropped")
+
         // MARK: SIP bytes on the LAN side (UDP)
         await check("the RFC 4475 torture messages, each as a datagram") {
             let folder = #filePath.split(separator: "/").dropLast(2).joined(separator: "/") + "/SIPTests/Fixtures/rfc4475"
@@ -270,6 +293,7 @@ struct HostileInputTests {
         }
 
         #expect(cases.count >= 40, "\(cases.count) hostile cases")
+        print("abuse suite: \(cases.count) hostile cases")
 
         // MARK: Normal calls, each way, carry audio
         try await site.normalCallsEachWay()

@@ -657,8 +657,10 @@ public actor ChannelRouter {
         else { return }
         let at = now()
         var silent: MediaLegSide?
-        for (leg, seen) in zip(MediaLegSide.allCases, activity) where monitor.observe(leg, received: seen.received, expected: seen.expected, now: at) {
-            silent = leg
+        for (leg, seen) in zip(MediaLegSide.allCases, activity) {
+            // While a transfer target rings, the cloud leg may be quiet (its transferor gone).
+            let expected = seen.expected && !(leg == .b && call.transfer != nil)
+            if monitor.observe(leg, received: seen.received, expected: expected, now: at) { silent = leg }
         }
         call.inactivity = monitor
         guard let silent else {
