@@ -199,6 +199,50 @@ struct HostileInputTests {
         let taken = site.gateway.text.components(separatedBy: "legacy leg renegotiated by INVITE").count - 1
         #expect(refused >= 3 && taken >= 2, "re-INVITEs answered 488 (\(refused)) or taken (\(taken)), none dropped")
 
+        // The other way round, and genuine: the cloud user moves its media to another port with
+        // another key and another codec (Opus → G.722) in a re-INVITE; the station's audio
+        // follows to the new port, in the new codec, under the key the gateway answered with.
+        await check("bob moves port, SRTP key and codec in a re-INVITE: the station's stream follows") {
+            await site.lan.hangUpAll()  // the re-INVITE cases' call holds the channel
+            try await site.eventually("the channel is free") { await site.lan.activeCallCount == 0 }
+            try await Task.sleep(for: .milliseconds(300))
+            let before = Set(site.bobAnswers.withLockedValue { Array($0.keys) })
+            let moving = try await site.mediaCall(formats: "9 100")
+            guard let bobHandle = site.bobAnswers.withLockedValue({ $0.keys.first { !before.contains($0) } }) else {
+                Issue.record("bob's side of the call not found")
+                return
+            }
+            let newPort = try UDPSocket()
+            let newKey = SRTPKeyMaterial.random(.aesCM128HMACSHA1_80)
+            let offer = SDPOfferAnswer.makeOffer(
+                policy: SDPAudioPolicy(codecs: [.g722], srtp: .required, cryptoSuites: [("AES_CM_128_HMAC_SHA1_80", 30)]),
+                address: "127.0.0.1", port: newPort.port, sessionID: "9", sessionVersion: 2, makeKey: { _ in newKey.bytes })
+            let sent = await site.bob.reinvite(bobHandle, body: SIPMessageBody(contentType: "application/sdp", text: offer.serialized))
+            #expect(sent)
+            guard case .answerReceived(_, let answerBody)? = await site.bobEvents.wait(for: bobHandle, timeout: .seconds(5), { if case .answerReceived = $0 { true } else { false } }),
+                let answer = try? SDPParser.parse(answerBody.text), let negotiated = try? SDPOfferAnswer.negotiate(offer: offer, answer: answer),
+                let srtp = negotiated.srtp
+            else {
+                Issue.record("the gateway's answer to bob's re-INVITE is missing or unusable")
+                return
+            }
+            #expect(negotiated.codec == .g722 && negotiated.remotePort == moving.gatewayCloudPort, "\(negotiated)")
+            let gatewayKey = try SRTPKeyMaterial(suite: .aesCM128HMACSHA1_80, bytes: srtp.remoteKey)
+            let receiving = try SRTPSession(key: gatewayKey, direction: .inbound)
+            newPort.drain()
+            legacy(genuine(25), to: moving)
+            var received = 0, g722 = 0
+            while let packet = try await newPort.receive(timeout: .milliseconds(600)) {
+                var buffer = packet + [UInt8](repeating: 0, count: 64)
+                guard let length = try? buffer.withUnsafeMutableBytes({ try receiving.unprotect($0, length: packet.count) }),
+                    let header = try? buffer.withUnsafeBytes({ try RTPHeader.parse(UnsafeRawBufferPointer(rebasing: $0[..<length])) })
+                else { continue }
+                received += 1
+                if header.payloadType == 9 { g722 += 1 }
+            }
+            #expect(received >= 20 && g722 == received, "the station's packets reach bob's new port, G.722, under the gateway's key: \(received) (\(g722) G.722)")
+        }
+
         // MARK: SIP bytes on the LAN side (UDP)
         await check("the RFC 4475 torture messages, each as a datagram") {
             let folder = #filePath.split(separator: "/").dropLast(2).joined(separator: "/") + "/SIPTests/Fixtures/rfc4475"
