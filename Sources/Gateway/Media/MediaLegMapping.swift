@@ -70,17 +70,13 @@ public enum MediaLegMapping {
             dtmf: negotiated.telephoneEventPayloadType.map { .telephoneEvent(payloadType: UInt8(clamping: $0)) } ?? .sipInfo,
             remote: remote, remoteRTCP: rtcp, srtp: keys, ptime: negotiated.ptime ?? 20, codecOptions: codecOptions, canonicalName: canonicalName)
         if let rate = negotiated.telephoneEventClockRate, rate != config.codec.rtpClockRate { config.telephoneEventClockRate = rate }
-        // Hold (RFC 3264 §8.4): what the negotiated direction allows; an unspecified address
-        // (the RFC 2543 hold) receives nothing.
-        config.sends = negotiated.direction.sends && !Self.isUnspecified(negotiated.remoteAddress)
+        // Hold (RFC 3264 §8.4): what the negotiated direction allows (it already counts an
+        // unspecified address, the RFC 2543 hold, as receiving nothing: `effectiveDirection`).
+        config.sends = negotiated.direction.sends
         config.receives = negotiated.direction.receives
         // The packet time and event clock as the bridge will run them, so that the passthrough
         // decision here and the bridge's agree (docs/RELIABILITY.md).
         return config.checked
-    }
-
-    static func isUnspecified(_ address: String) -> Bool {
-        address == "0.0.0.0" || address == "::" || address == "0:0:0:0:0:0:0:0"
     }
 
     /// Passthrough needs the same codec on both legs (payload types and SRTP may differ: the

@@ -13,7 +13,7 @@ extension ChannelRouter {
     static func bridgeSide(_ side: Side) -> MediaLegSide { side == .legacy ? .a : .b }
 
     /// The connected call a leg belongs to, when its media runs through a bridge.
-    private func bridgedCall(_ handle: SIPCallHandle, side: Side) -> (id: Int, call: ActiveCall, bridge: MediaBridgeHandle, socket: MediaLegSocket)? {
+    func bridgedCall(_ handle: SIPCallHandle, side: Side) -> (id: Int, call: ActiveCall, bridge: MediaBridgeHandle, socket: MediaLegSocket)? {
         guard let (id, branch) = legs[LegKey(side: side, handle: handle)], let call = calls[id], call.state.phase == .connected,
             branch == nil || branch == call.bridgedBranch, let bridge = call.bridge,
             let socket = side == .legacy ? call.legacyLeg : call.farLeg

@@ -26,7 +26,7 @@ extension ChannelRouter {
             on(agent) { $0.refuseRefer(handle, status: 403, warning: "transfers are taken from the cloud leg only") }
             return
         }
-        guard let (id, call, _, socket) = connectedCloudLeg(handle) else {
+        guard let (id, call, _, socket) = bridgedCall(handle, side: .cloud) else {
             on(agent) { $0.refuseRefer(handle, status: 403, warning: "the call is not connected") }
             return
         }
@@ -129,14 +129,6 @@ extension ChannelRouter {
             return
         }
         on(cloud) { $0.notifyRefer(transfer.transferor, status: status >= 300 ? status : 500, reason: reason, final: true) }
-    }
-
-    /// The connected call whose cloud leg `handle` is.
-    private func connectedCloudLeg(_ handle: SIPCallHandle) -> (Int, ActiveCall, MediaBridgeHandle, MediaLegSocket)? {
-        guard let (id, branch) = legs[LegKey(side: .cloud, handle: handle)], let call = calls[id], call.state.phase == .connected,
-            branch == nil || branch == call.bridgedBranch, let bridge = call.bridge, let socket = call.farLeg
-        else { return nil }
-        return (id, call, bridge, socket)
     }
 
     /// The codec the legacy leg runs, offered first to the transfer target (no transcoding

@@ -1,0 +1,191 @@
+import Foundation
+import Logging
+import Media
+import NIOCore
+import SIPUserAgent
+
+/// The router carrying out what a call's state decided (`BridgedCall` actions), its timers
+/// (ring, duration, media inactivity), and the end of a call: record, status, sockets.
+extension ChannelRouter {
+    // MARK: Timers
+
+    /// The ring timer: `ring_s`; for a chain the call's `max_call_s` (each target has `ring_s`).
+    func startRingTimer(_ id: Int) {
+        guard let call = calls[id] else { return }
+        call.ringTimer?.cancel()
+        let seconds = call.ringPlan?.mode == .chain ? call.channel.maxCallSeconds : call.channel.ringSeconds
+        calls[id]?.ringTimer = legacy.endpoint.eventLoop.scheduleTask(in: .seconds(Int64(seconds))) { [self] in
+            Task { await self.ringTimedOut(id) }
+        }
+    }
+
+    func ringTimedOut(_ id: Int) async {
+        guard var call = calls[id] else { return }
+        let actions = call.state.ringTimeout()
+        calls[id] = call
+        if !actions.isEmpty { logger.info("no answer within \(call.channel.ringSeconds) s", metadata: ["channel": "\(call.channel.index)"]) }
+        await perform(actions, call: id)
+    }
+
+    /// Starts the call's inactivity supervision (`mediaTimeout`): one repeated look at both legs.
+    func superviseMedia(_ id: Int) {
+        guard let timeout = settings.mediaTimeout, calls[id]?.bridge != nil else { return }
+        let monitor = MediaInactivity(timeout: Double(timeout.components.seconds), now: now())
+        calls[id]?.inactivity = monitor
+        let interval = TimeAmount.milliseconds(Int64(monitor.checkInterval * 1000))
+        calls[id]?.inactivityTimer = legacy.endpoint.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in
+            Task { await self.checkMedia(id) }
+        }
+    }
+
+    func checkMedia(_ id: Int) async {
+        guard let bridge = calls[id]?.bridge,
+            let activity = try? await bridge.withBridge({ bridge in MediaLegSide.allCases.map { bridge.activity($0) } }),
+            var call = calls[id], var monitor = call.inactivity
+        else { return }
+        let at = now()
+        var silent: MediaLegSide?
+        for (leg, seen) in zip(MediaLegSide.allCases, activity) {
+            // While a transfer target rings, the cloud leg may be quiet (its transferor gone).
+            let expected = seen.expected && !(leg == .b && call.transfer != nil)
+            if monitor.observe(leg, received: seen.received, expected: expected, now: at) { silent = leg }
+        }
+        call.inactivity = monitor
+        guard let silent else {
+            calls[id] = call
+            return
+        }
+        let name = silent == .a ? "legacy leg" : "\(call.farSide) leg"
+        let actions = call.state.mediaTimeout(silentLeg: name, seconds: Int(monitor.timeout))
+        calls[id] = call
+        if !actions.isEmpty { logger.notice("no media from the \(name) for \(Int(monitor.timeout)) s; BYE on both legs", metadata: ["channel": "\(call.channel.index)"]) }
+        await perform(actions, call: id)
+    }
+
+    func durationReached(_ id: Int) async {
+        guard var call = calls[id] else { return }
+        let actions = call.state.durationLimit()
+        calls[id] = call
+        if !actions.isEmpty { logger.notice("call reached max_call_s (\(call.channel.maxCallSeconds) s); BYE on both legs", metadata: ["channel": "\(call.channel.index)"]) }
+        await perform(actions, call: id)
+    }
+
+    // MARK: Doing what the call state says
+
+    func perform(_ actions: [BridgedCall.Action], call id: Int) async {
+        for action in actions {
+            guard let call = calls[id] else { return }
+            let inboundAgent = agent(call.inboundSide)
+            let outboundAgent = agent(call.outboundSide)
+            switch action {
+            case .ringInbound(let early):
+                let body = early == nil ? nil : calls[id]?.inboundAnswer
+                if body != nil { calls[id]?.inboundAnswerSent = true }
+                on(inboundAgent) { $0.ring(call.inbound, status: body == nil ? 180 : 183, body: body) }
+            case .earlyMedia(let branch):
+                do { try await connectMedia(id, branch: branch) } catch {
+                    logger.warning("early media not bridged: \(error)", metadata: ["channel": "\(call.channel.index)"])
+                }
+            case .answerInbound(let branch):
+                do {
+                    try await connectMedia(id, branch: branch)
+                } catch {
+                    logger.warning("the callee's answer cannot be bridged: \(error)", metadata: ["channel": "\(call.channel.index)"])
+                    guard var failing = calls[id] else { return }
+                    failing.closedByUs.insert(-1)
+                    let abort = failing.state.abort(status: 488, reason: "media: \(error)")
+                    calls[id] = failing
+                    on(inboundAgent) { $0.reject(call.inbound, status: 488) }
+                    await perform(abort.filter { if case .hangUpInbound = $0 { false } else { true } }, call: id)
+                    return
+                }
+                guard let current = calls[id], current.state.phase == .connected else { return }
+                calls[id]?.inboundAnswerSent = true
+                on(inboundAgent) { $0.answer(call.inbound, body: current.inboundAnswer) }
+                calls[id]?.answeredAt = now()
+                calls[id]?.ringTimer?.cancel()
+                calls[id]?.stepTimer?.cancel()
+                calls[id]?.fallbackTimer?.cancel()
+                calls[id]?.durationTimer = legacy.endpoint.eventLoop.scheduleTask(in: .seconds(Int64(call.channel.maxCallSeconds))) { [self] in
+                    Task { await self.durationReached(id) }
+                }
+                superviseMedia(id)
+                if !call.direction.fromLegacy { calls[id]?.peer = call.targets[branch] + " ← " + call.peer }
+                if let plan = call.ringPlan { calls[id]?.peer = plan.mode == .chain ? plan.targets[plan.position] : call.targets[branch] }
+                eventContinuation.yield(.channelConnected(channel: call.channel.index, codec: calls[id]?.codec ?? "?", overMesh: call.direction.overMesh))
+                logger.info("connected", metadata: ["channel": "\(call.channel.index)", "codec": "\(calls[id]?.codec ?? "?")"])
+            case .rejectInbound(let status):
+                calls[id]?.closedByUs.insert(-1)
+                on(inboundAgent) { $0.reject(call.inbound, status: status) }
+            case .cancel(let branches, let reason):
+                for branch in branches {
+                    guard let handle = call.branches[branch] else { continue }
+                    calls[id]?.closedByUs.insert(branch)
+                    on(outboundAgent) { $0.hangUp(handle, reason: reason.headerValue) }
+                }
+            case .hangUpOutbound(let branch):
+                guard let handle = call.branches[branch] else { continue }
+                calls[id]?.closedByUs.insert(branch)
+                on(outboundAgent) { $0.hangUp(handle) }
+            case .hangUpInbound:
+                guard !call.closedByUs.contains(-1) else { continue }
+                calls[id]?.closedByUs.insert(-1)
+                on(inboundAgent) { $0.hangUp(call.inbound) }
+            case .hangUpBoth(let reason):
+                if !call.closedByUs.contains(-1) {
+                    calls[id]?.closedByUs.insert(-1)
+                    on(inboundAgent) { $0.hangUp(call.inbound, reason: reason) }
+                }
+                if let branch = call.state.connectedBranch, let handle = call.branches[branch], !call.closedByUs.contains(branch) {
+                    calls[id]?.closedByUs.insert(branch)
+                    on(outboundAgent) { $0.hangUp(handle, reason: reason) }
+                }
+            case .finish(let outcome, let reason):
+                await finish(id, outcome: outcome, reason: reason)
+            }
+        }
+    }
+
+    func finish(_ id: Int, outcome: BridgedCall.Outcome, reason: String) async {
+        guard let call = calls.removeValue(forKey: id) else { return }
+        call.ringTimer?.cancel()
+        call.durationTimer?.cancel()
+        call.inactivityTimer?.cancel()
+        call.fallbackTimer?.cancel()
+        call.stepTimer?.cancel()
+        if let transfer = call.transfer {
+            transferLegs[transfer.handle] = nil
+            on(cloud) { $0.hangUp(transfer.handle) }
+        }
+        if busyChannels[call.channel.index] == id { busyChannels[call.channel.index] = nil }
+        legs = legs.filter { $0.value.call != id }
+        let ended = now()
+        var metadata: Logger.Metadata = ["channel": "\(call.channel.index)", "outcome": "\(outcome.rawValue)", "reason": "\(reason)"]
+        if let bridge = call.bridge, let legacy = try? await bridge.counters(.a), let far = try? await bridge.counters(.b) {
+            // What each leg received, and what the bridge made up for it (loss and lateness).
+            metadata["legacy_rx"] = "\(legacy.packetsReceived)"
+            metadata["\(call.farSide)_rx"] = "\(far.packetsReceived)"
+            metadata["concealed"] = "\(legacy.concealedFrames)/\(far.concealedFrames)"
+            metadata["late"] = "\(legacy.latePackets)/\(far.latePackets)"
+            // What each leg dropped instead of playing (docs/RELIABILITY.md): malformed, failed
+            // SRTP, wrong source or payload type, outside the frame budget; and digits past the keypad rate.
+            metadata["dropped"] = "\(legacy.dropped)/\(far.dropped)"
+            metadata["oversized"] = "\(legacy.oversized)/\(far.oversized)"
+            if legacy.digitsThrottled + far.digitsThrottled > 0 { metadata["digits_throttled"] = "\(legacy.digitsThrottled)/\(far.digitsThrottled)" }
+        }
+        logger.info("call ended", metadata: metadata)
+        eventContinuation.yield(.channelIdle(channel: call.channel.index, outcome: outcome, reason: reason))
+        records?.record(GatewayCallRecord(
+            startedAt: call.startedAt, answeredAt: call.answeredAt, endedAt: ended,
+            direction: GatewayCallRecord.Direction(call.direction), channel: call.channel.index, peer: call.peer,
+            status: GatewayCallRecord.Status(rawValue: outcome.rawValue) ?? .failed, codec: call.codec, reason: reason)) { [logger] error in
+            if let error { logger.error("call record not written: \(error)") }
+        }
+        if let bridge = call.bridge {
+            await bridge.close()
+        } else {
+            await call.legacyLeg?.close()
+            await call.farLeg?.close()
+        }
+    }
+}
