@@ -37,6 +37,19 @@ struct CloudCoreSippTests {
             process = try PeerProcess("sipp", arguments, directory: scratch.url)
         }
 
+        /// sipp on a free local port, made by `make`: a port checked free can be taken before sipp
+        /// binds it (the other suites run in parallel), and sipp then exits at once with -2,
+        /// "fatal error binding a socket". Such a start is tried again on another port.
+        static func onFreePort(udp: Bool, _ make: (Int) async throws -> Sipp) async throws -> Sipp {
+            var attempt = 0
+            while true {
+                attempt += 1
+                let sipp = try await make(try freePort(udp: udp))
+                try await Task.sleep(for: .milliseconds(300))
+                guard attempt < 3, !sipp.process.process.isRunning, sipp.process.process.terminationStatus == 254 else { return sipp }
+            }
+        }
+
         func expectSuccess(timeout: Duration = .seconds(40)) async throws {
             let status = try await process.wait(timeout: timeout)
             #expect(status == 0, "sipp \(name) failed (exit \(status)):\n\(log("_errors.log"))\n\(log("_messages.log").suffix(4000))\n\(process.text.suffix(1500))")
@@ -118,10 +131,13 @@ struct CloudCoreSippTests {
         }
 
         func caller(_ end: SippScenario.CallerEnd, callee: String, as caller: String = "bob", extraHeaders: String = "") async throws -> Sipp {
-            try Sipp(
-                "caller-\(callee)", scenario: SippScenario.caller(end, extraHeaders: extraHeaders), transport: path.sippTransport,
-                localPort: try freePort(udp: path == .udp), remote: try await clientTarget(),
-                keys: ["caller": caller, "callee": callee], extra: ["-au", caller, "-ap", "\(caller)-pw"], scratch: scratch)
+            let remote = try await clientTarget()
+            return try await Sipp.onFreePort(udp: path == .udp) { port in
+                try Sipp(
+                    "caller-\(callee)", scenario: SippScenario.caller(end, extraHeaders: extraHeaders), transport: path.sippTransport,
+                    localPort: port, remote: remote,
+                    keys: ["caller": caller, "callee": callee], extra: ["-au", caller, "-ap", "\(caller)-pw"], scratch: scratch)
+            }
         }
     }
 
@@ -134,12 +150,15 @@ struct CloudCoreSippTests {
     @Test(arguments: Path.allCases)
     func registerWithDigest(_ path: Path) async throws {
         let setup = try await Self.setUp(path)
-        let port = try freePort(udp: path == .udp)
-        let contact = "sip:alice@127.0.0.1:\(port);transport=\(path.rawValue)"
-        let sipp = try Sipp(
-            "register", scenario: SippScenario.registerDigest, transport: path.sippTransport, localPort: port,
-            remote: try await setup.clientTarget(), keys: ["aor": "alice", "contact_uri": contact],
-            extra: ["-au", "alice", "-ap", "alice-pw"], scratch: setup.scratch)
+        let remote = try await setup.clientTarget()
+        var contact = ""
+        let sipp = try await Sipp.onFreePort(udp: path == .udp) { port in
+            contact = "sip:alice@127.0.0.1:\(port);transport=\(path.rawValue)"
+            return try Sipp(
+                "register", scenario: SippScenario.registerDigest, transport: path.sippTransport, localPort: port,
+                remote: remote, keys: ["aor": "alice", "contact_uri": contact],
+                extra: ["-au", "alice", "-ap", "alice-pw"], scratch: setup.scratch)
+        }
         try await sipp.expectSuccess()
         let bindings = await setup.core.server.proxy.contacts(of: "alice")
         #expect(bindings.map(\.contact.uri.description) == [contact])
@@ -179,11 +198,13 @@ struct CloudCoreSippTests {
             token = "\(header).\(payload)."
         case .otherUser: token = try setup.core.token(for: "bob")
         }
-        let port = try freePort()
-        let sipp = try Sipp(
-            "register", scenario: SippScenario.registerBearer(expecting: tokenCase == .good ? 200 : 403), transport: "t1", localPort: port,
-            remote: try await setup.clientTarget(), keys: ["aor": "alice", "contact_uri": "sip:alice@127.0.0.1:\(port);transport=tls", "token": token],
-            scratch: setup.scratch)
+        let remote = try await setup.clientTarget()
+        let sipp = try await Sipp.onFreePort(udp: false) { port in
+            try Sipp(
+                "register", scenario: SippScenario.registerBearer(expecting: tokenCase == .good ? 200 : 403), transport: "t1", localPort: port,
+                remote: remote, keys: ["aor": "alice", "contact_uri": "sip:alice@127.0.0.1:\(port);transport=tls", "token": token],
+                scratch: setup.scratch)
+        }
         try await sipp.expectSuccess()
         let registered = !(await setup.core.server.proxy.contacts(of: "alice")).isEmpty
         #expect(registered == (tokenCase == .good))
