@@ -37,8 +37,9 @@ struct RunCommand: AsyncParsableCommand {
     }
 }
 
-/// The gateway as a swift-service-lifecycle service: a graceful shutdown ends the calls with
-/// BYE, unregisters the channels and closes the sockets before `run` returns.
+/// The gateway as a swift-service-lifecycle service: its parts run in their own group inside
+/// this one (`GatewayServer.run`), so SIGTERM stops them in order — calls end with BYE, the
+/// channels unregister, the status goes offline, the sockets close — before `run` returns.
 struct GatewayService: Service {
     let configuration: BridgeConfiguration
     let configFile: String
@@ -48,7 +49,7 @@ struct GatewayService: Service {
         let server: GatewayServer
         let notifier = SystemdNotifier()
         do {
-            server = try await GatewayServer.start(configuration, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+            server = try await GatewayServer.make(configuration, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
         } catch {
             logger.critical("cannot start: \(error)")
             notifier.status("cannot start: \(error)")
@@ -60,20 +61,26 @@ struct GatewayService: Service {
         let watchdog = notifier.watchdogInterval.map { interval in
             server.legacyEndpoint.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: TimeAmount(interval)) { _ in notifier.watchdog() }
         }
-        let reloads = Task {
-            for await _ in await UnixSignalsSequence(trapping: .sighup) {
-                notifier.reloading()
-                switch await server.reload(file: configFile) {
-                case .applied(let what): notifier.notify("READY=1\nSTATUS=reloaded: \(what)")
-                case .refused(let why): notifier.notify("READY=1\nSTATUS=reload refused (old config running): \(why)")
+        defer { watchdog?.cancel() }
+        let (logger, configFile) = (logger, configFile)
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask {
+                    await cancelWhenGracefulShutdown {
+                        for await _ in await UnixSignalsSequence(trapping: .sighup) {
+                            notifier.reloading()
+                            switch await server.reload(file: configFile) {
+                            case .applied(let what): notifier.notify("READY=1\nSTATUS=reloaded: \(what)")
+                            case .refused(let why): notifier.notify("READY=1\nSTATUS=reload refused (old config running): \(why)")
+                            }
+                        }
+                    }
                 }
+                try await server.run()
             }
+        } onGracefulShutdown: {
+            logger.notice("shutting down")
+            notifier.stopping()
         }
-        try? await gracefulShutdown()
-        logger.notice("shutting down")
-        notifier.stopping()
-        reloads.cancel()
-        watchdog?.cancel()
-        await server.stop()
     }
 }

@@ -18,6 +18,15 @@ struct ClientTransactionEntry {
     /// The TU asked to cancel before any provisional response: send CANCEL on the first one
     /// (§9.1), with these extra header fields (a Reason, RFC 3326).
     var cancelRequested: [(SIPHeaderName, String)]?
+
+    /// The request has no final response yet (nor did its transaction end without one).
+    var awaitsFinalResponse: Bool {
+        switch machine {
+        case let invite as ClientInviteTransaction: invite.state == .calling || invite.state == .proceeding
+        case let other as ClientNonInviteTransaction: other.state == .trying || other.state == .proceeding
+        default: false
+        }
+    }
 }
 
 struct ServerTransactionEntry {

@@ -148,6 +148,19 @@ public actor SIPEndpoint {
     }
 
     /// Closes every listener and connection and cancels every transaction timer.
+    /// Requests we sent that have no final response yet.
+    public var requestsAwaitingAnswer: Int { clientTransactions.values.count { $0.awaitsFinalResponse } }
+
+    /// Waits until every request we sent has its final response (or its transaction ended), for
+    /// at most `limit`: a graceful stop lets the last BYEs, CANCELs and un-REGISTERs finish
+    /// before the sockets close, and a peer that does not answer holds the stop no longer.
+    public func drain(within limit: Duration) async {
+        let deadline = ContinuousClock.now + limit
+        while requestsAwaitingAnswer > 0, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
     public func shutdown() async {
         // Client transactions still waiting for a final response learn that their flow is gone,
         // so that no TU waits forever; finished ones only lose their timers.

@@ -85,6 +85,34 @@ struct GatewayResilienceTests {
         await path.stop()
     }
 
+    /// The ServiceGroup's order at work: the router ends the call on both legs, the uplink
+    /// unregisters, the records reach the disk, and only then do the sockets close — so when
+    /// `stop` returns, each of those has already happened.
+    @Test func aGracefulStopEndsTheCallOnBothLegsUnregistersAndKeepsTheRecord() async throws {
+        let scratch = try ScratchDirectory()
+        let doorTone = scratch.path("door.wav")
+        try await Baresip.tone(doorTone, frequency: 800, seconds: 40, rate: 16000, channels: 1)
+        let door = try GatewayPath.legacyStation("door", in: scratch, tone: doorTone)
+        let path = try await GatewayPath.start(legacyTargets: ["sip:door@127.0.0.1:\(door.sipPort)"])
+        let alice = try await path.startCloudClient("alice", frequency: 1200, seconds: 40)
+        try door.start(seconds: 40, command: path.dial(channel: 1))
+        try await path.eventually("the call connected", timeout: .seconds(15)) { await path.core.proxy.statistics.callsAnswered == 1 }
+        #expect(await !path.core.proxy.contacts(of: "gw1-ch1").isEmpty)
+
+        await path.gateway.stop()
+        #expect(await path.core.proxy.contacts(of: "gw1-ch1").isEmpty, "the channel unregistered before the sockets closed")
+        let records = try path.gateway.records.all()
+        #expect(records.count == 1 && records.first?.reason == "gateway shutting down" && records.first?.status == .answered, "\(records)")
+        // libre closes a session that received BYE with ECONNRESET.
+        let bye = "session closed: Connection reset by peer"
+        try? await path.eventually("both ends got BYE") { door.output.contains(bye) && alice.output.contains(bye) }
+        #expect(door.output.contains(bye), "the station got BYE: \(door.output.suffix(1500))")
+        #expect(alice.output.contains(bye), "the cloud client got BYE: \(alice.output.suffix(1500))")
+        door.stop()
+        alice.stop()
+        await path.core.shutdown()
+    }
+
     @Test func aWrongClaimingCodeIsRefusedAndTheGatewayStaysUp() async throws {
         let path = try await GatewayPath.start(claimCode: "NOT-A-CODE", waitForRegistration: false)
         try await path.eventually("the refusal in the log") { path.logs.contains("claiming refused: the cloud refused the claim (403): unknown claiming code") }
@@ -93,6 +121,11 @@ struct GatewayResilienceTests {
         let call = try await LegacySipp.runCaller(LegacySipp.call(expecting: 503), number: GatewayPath.number(1), gatewayPort: path.legacyPort, in: path.scratch)
         #expect(call.status == 0, "legacy call while unclaimed gets 503: \(call.output.suffix(1500))")
         #expect(path.logs.contains("the cloud is unreachable"))
+        // A reload with a new code claims again (the uplink waited for it) and registers.
+        var config = path.gateway.configuration
+        config.claimCode = try path.core.directory.createClaimingCode(device: "gw1", lifetime: 600)
+        guard case .applied = await path.gateway.apply(config) else { Issue.record("the new claim code was refused"); return }
+        try await path.eventually("gw1-ch1 registered after the new code", timeout: .seconds(20)) { await !path.core.proxy.contacts(of: "gw1-ch1").isEmpty }
         await path.stop()
     }
 

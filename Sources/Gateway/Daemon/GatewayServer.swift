@@ -9,12 +9,20 @@ import NetworkAddress
 public import SIPTransport
 import SIPUserAgent
 import MQTTStatus
+public import ServiceLifecycle
 
 /// The running gateway: the legacy trunk's SIP endpoint and user agent, the cloud side's (claimed
 /// identity, mutual-TLS registration of the channels), the media relay, the channel router and the
-/// call records, wired together from a `BridgeConfiguration`. `symphony-bridge run` is this under
-/// swift-service-lifecycle; the end-to-end tests start it in-process.
-public final class GatewayServer: Sendable {
+/// call records, wired together from a `BridgeConfiguration`.
+///
+/// Its parts run as swift-service-lifecycle services in one `ServiceGroup` (`components`), in
+/// this order: SIP transport and media, call records, status, legacy trunk supervision, cloud
+/// uplink, mesh, router. A graceful shutdown stops them in reverse: the router ends every call
+/// (BYE, CANCEL, 503 to new ones) and the mesh says goodbye, the uplink unregisters, the trunk
+/// stops probing, the status topics publish the idle channels and go offline, the records reach
+/// the disk, and the endpoints close once the last requests have their answers (docs/ARCHITECTURE.md).
+/// `symphony-bridge run` runs the gateway (`run`) in its own group; tests `start` and `stop` it.
+public final class GatewayServer: Service, Sendable {
     /// The configuration in force (the one started with, or the last good reload).
     public var configuration: BridgeConfiguration { uplink.configuration }
     public let router: ChannelRouter
@@ -30,7 +38,13 @@ public final class GatewayServer: Sendable {
     /// Where the legacy side listens (the bound port, also when the config says port 0).
     public let legacyAddress: SocketAddress
     let logger: Logger
-    private let uplink = UplinkBox()
+    let uplink = UplinkBox()
+    /// A reload brought a new claim code (the uplink waits for one after a refusal).
+    let claimCodeChanges: AsyncStream<Void>
+    let claimCodeChanged: AsyncStream<Void>.Continuation
+    /// The device identity, once claimed (the mesh waits for it).
+    let identities: AsyncStream<DeviceIdentity>
+    let identityKnown: AsyncStream<DeviceIdentity>.Continuation
     /// The MQTT status topics, when `[mqtt] host` is set.
     public let status: GatewayStatusPublisher?
 
@@ -46,10 +60,22 @@ public final class GatewayServer: Sendable {
         }
     }
 
-    /// Starts everything that needs no cloud at once (legacy listener, router, records), then
-    /// claims the gateway if it has no identity yet, and registers its channels. A refused claim
-    /// leaves the gateway up (legacy calls get 503, the log says why) without retrying the code.
+    /// Starts the gateway in the background (tests; the daemon uses `make` and `run`) and returns
+    /// once its legacy listener is bound. `stop` shuts it down gracefully.
     public static func start(
+        _ config: BridgeConfiguration, group: any EventLoopGroup, logger: Logger = Logger(label: "symphony-bridge"),
+        claimRetry: ReconnectBackoff = ReconnectBackoff(base: .seconds(2), ceiling: .seconds(300)), statsInterval: Duration = .seconds(60)
+    ) async throws -> GatewayServer {
+        let gateway = try await make(config, group: group, logger: logger, claimRetry: claimRetry, statsInterval: statsInterval)
+        gateway.uplink.running = Task { try? await gateway.run() }
+        return gateway
+    }
+
+    /// Builds the gateway and binds what can fail at once (the state directory, the legacy
+    /// listener, the media ports, the records), so that `run` starts on solid ground. `run` then
+    /// claims the gateway if it has no identity yet and registers its channels; a refused claim
+    /// leaves the gateway up (legacy calls get 503, the log says why) until a reload brings a new code.
+    public static func make(
         _ config: BridgeConfiguration, group: any EventLoopGroup, logger: Logger = Logger(label: "symphony-bridge"),
         claimRetry: ReconnectBackoff = ReconnectBackoff(base: .seconds(2), ceiling: .seconds(300)), statsInterval: Duration = .seconds(60)
     ) async throws -> GatewayServer {
@@ -115,27 +141,23 @@ public final class GatewayServer: Sendable {
         settings.mediaTimeout = config.mediaInactivitySeconds > 0 ? .seconds(config.mediaInactivitySeconds) : nil
         let router = ChannelRouter(
             legacy: legacyUA, cloud: cloudUA, mesh: meshUA, settings: settings, relay: relay, records: records, logger: component(logger, "router"))
-        await router.start()
 
         var trunk: LegacyTrunk?
         if let server = settings.legacyServer, config.optionsIntervalSeconds > 0 {
             trunk = LegacyTrunk(endpoint: legacyEndpoint, server: server, interval: .seconds(config.optionsIntervalSeconds), user: config.gatewayID, logger: component(logger, "legacy-trunk"))
-            await trunk?.start()
         }
         let status = Self.makeStatusPublisher(config, logger: component(logger, "mqtt"), statsInterval: statsInterval)
         let gateway = GatewayServer(
             configuration: config, router: router, legacyEndpoint: legacyEndpoint, cloudEndpoint: cloudEndpoint, meshEndpoint: meshEndpoint, relay: relay,
-            records: records, trunk: trunk, legacyAddress: legacyAddress, status: status, logger: logger)
-        if let status { await gateway.startStatus(status) }
+            records: records, trunk: trunk, legacyAddress: legacyAddress, status: status, logger: logger, identity: identity, claimRetry: claimRetry)
         logger.notice("legacy trunk listening", metadata: ["address": "\(config.legacyTransport.rawValue):\(legacyAddress.ipAddress ?? "?"):\(legacyAddress.port ?? 0)", "channels": "\(config.channels.count)"])
-        gateway.scheduleRetention(on: loop)
-        Task { await gateway.connectCloud(identity: identity, retry: claimRetry) }
         return gateway
     }
 
     private init(
         configuration: BridgeConfiguration, router: ChannelRouter, legacyEndpoint: SIPEndpoint, cloudEndpoint: SIPEndpoint, meshEndpoint: SIPEndpoint?, relay: MediaRelay,
-        records: GatewayCallRecords, trunk: LegacyTrunk?, legacyAddress: SocketAddress, status: GatewayStatusPublisher?, logger: Logger
+        records: GatewayCallRecords, trunk: LegacyTrunk?, legacyAddress: SocketAddress, status: GatewayStatusPublisher?, logger: Logger,
+        identity: DeviceIdentity?, claimRetry: ReconnectBackoff
     ) {
         self.status = status
         self.uplink.configuration = configuration
@@ -148,150 +170,31 @@ public final class GatewayServer: Sendable {
         self.trunk = trunk
         self.legacyAddress = legacyAddress
         self.logger = logger
+        (claimCodeChanges, claimCodeChanged) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        (identities, identityKnown) = AsyncStream.makeStream(of: DeviceIdentity.self, bufferingPolicy: .bufferingNewest(1))
+        var group = ServiceGroupConfiguration(
+            services: components(identity: identity, claimRetry: claimRetry).map { .init(service: $0) }, logger: component(logger, "lifecycle"))
+        // A part that hangs on its way down does not keep the daemon from stopping.
+        group.maximumGracefulShutdownDuration = .seconds(15)
+        uplink.group = ServiceGroup(configuration: group)
+    }
+
+    /// Runs the gateway's parts until a graceful shutdown (SIGTERM under `symphony-bridge run`,
+    /// `stop` in tests) has stopped them all.
+    public func run() async throws {
+        try await uplink.group?.run()
+    }
+
+    /// Stops a gateway begun with `start`: everything ends gracefully, then this returns.
+    public func stop() async {
+        await uplink.group?.triggerGracefulShutdown()
+        await uplink.running?.value
     }
 
     /// The uplink's registration, once the gateway has an identity.
     public var registration: CloudRegistration? { uplink.registration }
 
-    /// Claims (when needed), then registers the channels and keeps the router's cloud flow current.
-    private func connectCloud(identity stored: DeviceIdentity?, retry: ReconnectBackoff) async {
-        var identity = stored
-        var backoff = retry
-        if identity == nil, configuration.meshEnabled {
-            logger.notice("the mesh starts once the gateway is claimed: mesh calls need its device certificate")
-        }
-        while identity == nil {
-            switch await claim() {
-            case .success(let claimed):
-                identity = claimed
-            case .failure(let error):
-                if case .unreachable = error {} else {
-                    uplink.claimRefused = true
-                    logger.error("claiming refused: \(error). The gateway stays up without the cloud; put a new claim_code in the config and restart or reload.")
-                    uplink.set(status: "claim refused: \(error)")
-                    await status?.claim(claimed: false, error: "claim refused: \(error)")
-                    return
-                }
-                var generator = SystemRandomNumberGenerator()
-                let delay = backoff.nextDelay(using: &generator)
-                logger.warning("claiming failed: \(error); retrying in \(delay)")
-                uplink.set(status: "claim failed: \(error)")
-                await status?.claim(claimed: false, error: "claim failed: \(error)")
-                try? await Task.sleep(for: delay)
-                if uplink.stopped { return }
-            }
-        }
-        guard let identity else { return }
-        if identity.device != configuration.gatewayID {
-            logger.notice("the cloud knows this gateway as \"\(identity.device)\" (config id \"\(configuration.gatewayID)\"); its channels register as \(identity.device)-ch<n>")
-        }
-        uplink.device = identity.device
-        await router.setIdentity(device: identity.device, domain: identity.domain)
-        await status?.claim(claimed: true, error: nil)
-        do {
-            try await cloudEndpoint.useTLS(SIPTLSSettings(
-                certificateFile: identity.certificateFile, keyFile: identity.keyFile, caFile: configuration.cloudCAFile ?? identity.caFile))
-        } catch {
-            logger.error("the device identity in \(configuration.stateDirectory) cannot be loaded: \(error)")
-            uplink.set(status: "identity unusable: \(error)")
-            await status?.claim(claimed: true, error: "identity unusable: \(error)")
-            return
-        }
-        if configuration.meshEnabled { Task { await self.startMesh(identity) } }
-        guard let server = configuration.cloudServer else { return }
-        var settings = CloudRegistration.Settings(
-            server: SIPDestination(transport: .tls, host: server.host, port: server.port), domain: identity.domain,
-            addressesOfRecord: configuration.channels.filter(\.enabled).map { "\(identity.device)-ch\($0.index)" },
-            instance: Self.instanceID(in: configuration.stateDirectory))
-        settings.keepAlive = .seconds(configuration.keepaliveSeconds)
-        // A gateway on a LAN comes back soon after an outage: at most 15 s between attempts.
-        settings.backoff = ReconnectBackoff(base: .seconds(1), ceiling: .seconds(15))
-        let registration = CloudRegistration(endpoint: cloudEndpoint, settings: settings, logger: component(logger, "cloud-uplink"))
-        guard uplink.install(registration) else { return }
-        let router = self.router
-        Task {
-            for await change in registration.statusChanges {
-                if case .registered(let flow) = change { await router.setCloudFlow(flow) } else { await router.setCloudFlow(nil) }
-                await self.status?.uplink(change)
-            }
-        }
-        Task {
-            for await health in registration.healthChanges {
-                await router.setCloudHealth(health)
-                await self.status?.health(health)
-                // Know the site as it is now: the mesh may carry the next call.
-                if health == .down { await self.discovery?.refresh() }
-            }
-        }
-        await registration.start()
-    }
-
-    /// The mesh: mutual TLS with the device certificate and the site CA (from the claim, so it
-    /// works offline), a SIPS listener on each interface's link-local address, and discovery
-    /// there. An interface without a usable link-local address yet (down, or still in duplicate
-    /// address detection) is tried again every 2 seconds.
-    private func startMesh(_ identity: DeviceIdentity) async {
-        guard let meshEndpoint else { return }
-        do {
-            var tls = try SIPTLSSettings(
-                certificateFile: identity.certificateFile, keyFile: identity.keyFile, caFile: identity.caFile, clientCertificates: .required)
-            // Peers are at link-local addresses: the certificate's device name is checked instead.
-            tls.verifiesServerName = false
-            try await meshEndpoint.useTLS(tls)
-        } catch {
-            logger.error("mesh: the device identity cannot be used for TLS: \(error); no mesh")
-            return
-        }
-        let config = configuration
-        let node = MeshNode(
-            device: identity.device, site: config.site ?? "default", numbers: config.channels.filter(\.enabled).map(\.number), port: config.meshPort)
-        let discovery = MeshDiscoveryService(node: node, eventLoop: meshEndpoint.eventLoop, logger: component(logger, "mesh-discovery"))
-        guard uplink.install(discovery) else { return }
-        let (router, status) = (self.router, self.status)
-        Task {
-            for await peers in discovery.peerChanges {
-                await router.setMesh(peers: peers)
-                await status?.mesh(peers: peers)
-            }
-        }
-        var pending = config.meshInterfaces
-        var addresses: [String: String] = [:]
-        var lastProblem: [String: String] = [:]
-        var listening: Set<String> = []
-        func problem(_ interface: String, _ text: String) {
-            // Said once per new reason, not every 2 s.
-            guard lastProblem[interface] != text else { return }
-            lastProblem[interface] = text
-            logger.warning("mesh on \(interface) not up yet: \(text); trying again every 2 s")
-        }
-        while !pending.isEmpty, !uplink.stopped {
-            for interface in pending {
-                guard let address = NetworkInterface.linkLocalAddresses(of: interface).first,
-                    let linkLocal = try? LinkLocalAddress(address, interface: interface)
-                else {
-                    problem(interface, NetworkInterface.index(of: interface) == nil ? "no such interface" : "no IPv6 link-local address")
-                    continue
-                }
-                do {
-                    if !listening.contains(interface) {
-                        let listen = try SocketAddress(ipAddressWithZone: linkLocal.scopedText, port: config.meshPort)
-                        try await meshEndpoint.listen(.tls, on: listen)
-                        listening.insert(interface)
-                    }
-                    try await discovery.add(interface: interface, address: linkLocal)
-                    addresses[interface] = address
-                    pending.removeAll { $0 == interface }
-                    await router.setMesh(addresses: addresses)
-                    logger.notice("mesh on \(interface): sips:[\(address)]:\(config.meshPort) as \(identity.device)")
-                } catch {
-                    problem(interface, "\(error)")
-                }
-            }
-            if !pending.isEmpty { try? await Task.sleep(for: .seconds(2)) }
-        }
-    }
-
-    private func claim() async -> Result<DeviceIdentity, ClaimingError> {
+    func claim() async -> Result<DeviceIdentity, ClaimingError> {
         guard let url = configuration.claimURL, let code = configuration.claimCode else {
             return .failure(.notClaimed)
         }
@@ -317,20 +220,6 @@ public final class GatewayServer: Sendable {
         let id = UUID().uuidString.lowercased()
         _ = FileManager.default.createFile(atPath: path, contents: Data((id + "\n").utf8), attributes: [.posixPermissions: 0o600])
         return id
-    }
-
-    /// Deletes call records past the retention once at start and then every hour.
-    private func scheduleRetention(on loop: any EventLoop) {
-        let (records, logger, box) = (records, logger, uplink)
-        uplink.retention = loop.scheduleRepeatedTask(initialDelay: .seconds(5), delay: .hours(1)) { _ in
-            let days = box.configuration.retentionDays
-            do {
-                let removed = try records.purge(retentionDays: days, now: Date())
-                if removed > 0 { logger.info("retention: \(removed) call records older than \(days) days deleted") }
-            } catch {
-                logger.error("retention job failed: \(error)")
-            }
-        }
     }
 
     /// What a reload did, for the log, the `event` topic and systemd's STATUS.
@@ -364,7 +253,8 @@ public final class GatewayServer: Sendable {
         return result
     }
 
-    func apply(_ new: BridgeConfiguration) async -> ReloadResult {
+    /// Applies a configuration already loaded, as `reload` does after reading its file.
+    public func apply(_ new: BridgeConfiguration) async -> ReloadResult {
         let old = configuration
         var restartOnly: [String] = []
         func check<T: Equatable>(_ key: String, _ a: T, _ b: T) { if a != b { restartOnly.append(key) } }
@@ -407,27 +297,9 @@ public final class GatewayServer: Sendable {
             await discovery.update(node: MeshNode(
                 device: device, site: new.site ?? "default", numbers: new.channels.filter(\.enabled).map(\.number), port: new.meshPort))
         }
-        if claimChanged, uplink.claimRefused, uplink.registration == nil {
-            uplink.claimRefused = false
-            Task { await self.connectCloud(identity: nil, retry: ReconnectBackoff(base: .seconds(2), ceiling: .seconds(300))) }
-        }
+        // The uplink waits for a new code after a refusal (`claimIdentity`).
+        if claimChanged, uplink.claimRefused, uplink.registration == nil { claimCodeChanged.yield() }
         return .applied("\(new.channels.count) channel(s), config \(new.digest)")
-    }
-
-    /// Ends calls (BYE/CANCEL), unregisters, stops supervision and closes sockets.
-    public func stop() async {
-        uplink.stop()
-        await router.shutdown()
-        if let registration = uplink.registration { await registration.stop() }
-        await trunk?.stop()
-        // Let the BYEs and REGISTERs leave before the sockets close.
-        try? await Task.sleep(for: .milliseconds(300))
-        await uplink.discovery?.stop()
-        await legacyEndpoint.shutdown()
-        await cloudEndpoint.shutdown()
-        await meshEndpoint?.shutdown()
-        relay.shutdown()
-        await status?.stop()
     }
 
     /// The MQTT connection and its publisher, from `[mqtt]`; nil without a host, or (logged)
@@ -444,30 +316,6 @@ public final class GatewayServer: Sendable {
         }
     }
 
-    /// Feeds the status topics from the router and the trunk, and connects to the broker.
-    private func startStatus(_ status: GatewayStatusPublisher) async {
-        let router = self.router
-        await status.run { [router] in
-            let media = await router.mediaStatistics()
-            return GatewayStatistics(
-                activeCalls: await router.busyChannelIndices.count, expected: media.expected, lost: media.lost, jitterMilliseconds: media.jitterMilliseconds)
-        }
-        Task {
-            for await event in router.events {
-                await status.routerEvent(event)
-                switch event {
-                case .channelBusy, .channelIdle: await status.mesh(activeCalls: await router.meshCallCount)
-                default: break
-                }
-            }
-        }
-        if let trunk {
-            Task {
-                for await state in trunk.stateChanges { await status.trunk(state, roundTrip: await trunk.supervision.lastRoundTrip) }
-            }
-        }
-        status.connection.start()
-    }
 }
 
 /// One logger for the whole gateway (one handler, one level), each part named in its metadata.
@@ -488,6 +336,10 @@ final class UplinkBox: @unchecked Sendable {
     private var _configuration = BridgeConfiguration()
     private var _device: String?
     private var _claimRefused = false
+    private var _registration: CloudRegistration?
+    private var _discovery: MeshDiscoveryService?
+    private var _group: ServiceGroup?
+    private var _running: Task<Void, Never>?
 
     var configuration: BridgeConfiguration {
         get { lock.withLock { _configuration } }
@@ -502,43 +354,22 @@ final class UplinkBox: @unchecked Sendable {
         get { lock.withLock { _claimRefused } }
         set { lock.withLock { _claimRefused = newValue } }
     }
-    private var _registration: CloudRegistration?
-    private var _status: String?
-    private var _stopped = false
-    private var _retention: RepeatedTask?
-
-    var registration: CloudRegistration? { lock.withLock { _registration } }
-    var stopped: Bool { lock.withLock { _stopped } }
-    var retention: RepeatedTask? {
-        get { lock.withLock { _retention } }
-        set { lock.withLock { _retention = newValue } }
+    var registration: CloudRegistration? {
+        get { lock.withLock { _registration } }
+        set { lock.withLock { _registration = newValue } }
     }
-
-    private var _discovery: MeshDiscoveryService?
-    var discovery: MeshDiscoveryService? { lock.withLock { _discovery } }
-
-    func install(_ discovery: MeshDiscoveryService) -> Bool {
-        lock.withLock {
-            guard !_stopped else { return false }
-            _discovery = discovery
-            return true
-        }
+    var discovery: MeshDiscoveryService? {
+        get { lock.withLock { _discovery } }
+        set { lock.withLock { _discovery = newValue } }
     }
-
-    func install(_ registration: CloudRegistration) -> Bool {
-        lock.withLock {
-            guard !_stopped else { return false }
-            _registration = registration
-            return true
-        }
+    /// The gateway's parts as services (set once, at the end of `GatewayServer.init`).
+    var group: ServiceGroup? {
+        get { lock.withLock { _group } }
+        set { lock.withLock { _group = newValue } }
     }
-
-    func set(status: String) { lock.withLock { _status = status } }
-
-    func stop() {
-        lock.withLock {
-            _stopped = true
-            _retention?.cancel()
-        }
+    /// `GatewayServer.start`'s background run (tests).
+    var running: Task<Void, Never>? {
+        get { lock.withLock { _running } }
+        set { lock.withLock { _running = newValue } }
     }
 }

@@ -85,6 +85,11 @@ public final class GatewayCallRecords: Sendable {
         })
     }
 
+    /// Returns once every record handed to `record` so far is written (a graceful stop).
+    public func flush() throws {
+        try database.barrierWriteWithoutTransaction { _ in }
+    }
+
     public func all() throws -> [GatewayCallRecord] {
         try database.read { db in try GatewayCallRecord.order(Column("startedAt"), Column("id")).fetchAll(db) }
     }

@@ -115,6 +115,8 @@ public actor ChannelRouter {
     var transferLegs: [SIPCallHandle: Int] = [:]
     private var nextID = 1
     private var started = false
+    /// False once the gateway shuts down: new calls get 503.
+    private var accepting = true
     let eventContinuation: AsyncStream<Event>.Continuation
     public nonisolated let events: AsyncStream<Event>
 
@@ -212,15 +214,16 @@ public actor ChannelRouter {
         (events, eventContinuation) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingNewest(1024))
     }
 
-    /// Takes both user agents' calls. Returns at once; events are handled until `shutdown`.
-    public func start() {
+    /// Takes the user agents' calls: handles their events in order until the task is cancelled
+    /// (the router's service, when the gateway stops, after `shutdown`).
+    public func run() async {
         guard !started else { return }
         started = true
         var agents: [(SIPUserAgent, Side)] = [(legacy, .legacy), (cloud, .cloud)]
         if let mesh { agents.append((mesh, .mesh)) }
-        for (agent, side) in agents {
-            Task { [self] in
-                for await event in agent.events { await self.handle(event, side: side) }
+        await withDiscardingTaskGroup { group in
+            for (agent, side) in agents {
+                group.addTask { for await event in agent.events { await self.handle(event, side: side) } }
             }
         }
     }
@@ -304,9 +307,12 @@ public actor ChannelRouter {
     /// Channels with a call, for status and tests.
     public var busyChannelIndices: [Int] { busyChannels.keys.sorted() }
 
-    /// Ends every call (shutdown): CANCEL or 503 before an answer, BYE after.
+    /// Ends every call (shutdown): CANCEL or 503 before an answer, BYE after; a call that comes
+    /// in from now on gets 503. The event stream ends after the last call's `channelIdle`.
     public func shutdown() async {
+        accepting = false
         for id in calls.keys.sorted() { await abort(id, status: 503, reason: "gateway shutting down") }
+        eventContinuation.finish()
     }
 
     /// The gateway gives up on a call: `status` to a caller still waiting, BYE after an answer.
@@ -442,6 +448,10 @@ public actor ChannelRouter {
             channel = settings.channels.first { $0.number == user }
         }
         let caller = invite.from?.uri.description ?? "?"
+        guard accepting else {
+            refuse(agent, handle, 503, "the gateway is shutting down (from \(caller))")
+            return
+        }
         guard let channel else {
             refuse(agent, handle, 404, "no channel has the number \"\(user)\" (from \(caller))")
             return

@@ -44,7 +44,6 @@ public actor GatewayStatusPublisher {
     private var failedOver = false
     private var counters = (calls: 0, answered: 0, failures: 0)
     private var lastDiscoveryRequest: ContinuousClock.Instant?
-    private var statsTask: Task<Void, Never>?
 
     /// How often `stats` goes out (60 s; tests shorten it).
     let statsInterval: Duration
@@ -72,35 +71,35 @@ public actor GatewayStatusPublisher {
         ("\(configuration.mqtt.topicPrefix)/\(configuration.gatewayID)/status", #"{"state":"offline"}"#, true)
     }
 
-    /// Follows the connection: every (re)connect rewrites all retained topics. Runs until the
-    /// connection stops.
-    public func run(statistics: @escaping @Sendable () async -> GatewayStatistics) {
-        statsTask = Task { [self] in
-            while !Task.isCancelled {
-                try? await Task.sleep(for: statsInterval)
-                if Task.isCancelled { return }
-                self.publishStats(await statistics())
+    /// Follows the connection (every (re)connect rewrites all retained topics) and publishes
+    /// `stats` every interval, until the task is cancelled (the gateway's status service).
+    public func run(statistics: @escaping @Sendable () async -> GatewayStatistics) async {
+        await withDiscardingTaskGroup { group in
+            group.addTask { [self] in
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: statsInterval)
+                    if Task.isCancelled { return }
+                    await self.publishStats(await statistics())
+                }
             }
-        }
-        Task { [self] in
-            for await event in connection.events {
-                if case .connected = event {
-                    self.republishAll()
-                    self.subscribeHomeAssistant()
-                }
-                // Home Assistant announces itself after its own restart: discovery goes again.
-                if case .message(let topic, let payload, _) = event, topic == "homeassistant/status", payload == Array("online".utf8) {
-                    self.publishDiscoveryOnRequest()
-                }
-                if case .disconnected(let code) = event, code != 0 {
-                    self.logDisconnect(code)
-                }
+            group.addTask { [self] in
+                for await event in connection.events { await self.connectionEvent(event) }
             }
         }
     }
 
-    private func logDisconnect(_ code: Int32) {
-        logger.warning("MQTT broker connection lost; reconnecting with backoff", metadata: ["code": "\(code)"])
+    private func connectionEvent(_ event: MQTTConnection.Event) {
+        if case .connected = event {
+            republishAll()
+            subscribeHomeAssistant()
+        }
+        // Home Assistant announces itself after its own restart: discovery goes again.
+        if case .message(let topic, let payload, _) = event, topic == "homeassistant/status", payload == Array("online".utf8) {
+            publishDiscoveryOnRequest()
+        }
+        if case .disconnected(let code) = event, code != 0 {
+            logger.warning("MQTT broker connection lost; reconnecting with backoff", metadata: ["code": "\(code)"])
+        }
     }
 
     // MARK: Inputs
@@ -236,7 +235,6 @@ public actor GatewayStatusPublisher {
 
     /// Goes offline cleanly: `status` offline (retained), then a normal disconnect (no will).
     public func stop() {
-        statsTask?.cancel()
         connection.publishAndStop("\(prefix)/status", JSONValue.object(["state": .string("offline"), "ts": .int(nowMilliseconds)]).text, retain: true)
     }
 

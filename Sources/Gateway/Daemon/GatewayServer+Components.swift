@@ -1,0 +1,303 @@
+import CloudUplink
+import Foundation
+import Logging
+import Mesh
+import NIOCore
+import NetworkAddress
+import SIPTransport
+import ServiceLifecycle
+
+/// One part of the running gateway as a swift-service-lifecycle service. Its `run` starts the
+/// part, waits for the graceful shutdown and stops the part before it returns: a part that has
+/// nothing left to do (a refused claim, no mesh interface) still waits, so that the group never
+/// takes an early return for a failure and stops everything.
+struct GatewayComponent: Service, CustomStringConvertible {
+    let description: String
+    let body: @Sendable () async -> Void
+
+    func run() async { await body() }
+}
+
+extension GatewayServer {
+    /// The parts, in the order they start; they stop in the reverse order.
+    func components(identity: DeviceIdentity?, claimRetry: ReconnectBackoff) -> [GatewayComponent] {
+        var parts = [
+            GatewayComponent(description: "sip-transport") { await self.runTransport() },
+            GatewayComponent(description: "call-records") { await self.runRecords() },
+        ]
+        if let status { parts.append(GatewayComponent(description: "status") { await self.runStatus(status) }) }
+        if let trunk {
+            parts.append(GatewayComponent(description: "legacy-trunk") {
+                await trunk.start()
+                try? await gracefulShutdown()
+                await trunk.stop()
+            })
+        }
+        parts.append(GatewayComponent(description: "cloud-uplink") { await self.runUplink(identity: identity, retry: claimRetry) })
+        if meshEndpoint != nil { parts.append(GatewayComponent(description: "mesh") { await self.runMesh() }) }
+        parts.append(GatewayComponent(description: "router") { await self.runRouter() })
+        return parts
+    }
+
+    // MARK: The parts
+
+    /// The sockets: open from `make` on; closed last, once the requests of the last moment (BYE,
+    /// CANCEL, un-REGISTER) have their answers or 2 s have passed.
+    private func runTransport() async {
+        try? await gracefulShutdown()
+        let endpoints = [legacyEndpoint, cloudEndpoint] + (meshEndpoint.map { [$0] } ?? [])
+        await withDiscardingTaskGroup { group in
+            for endpoint in endpoints { group.addTask { await endpoint.drain(within: .seconds(2)) } }
+        }
+        for endpoint in endpoints { await endpoint.shutdown() }
+        relay.shutdown()
+    }
+
+    /// Deletes call records past the retention 5 s after the start and then every hour; on the
+    /// way down, waits until every record of the ended calls is on disk.
+    private func runRecords() async {
+        let (records, logger, box) = (records, logger, uplink)
+        await cancelWhenGracefulShutdown {
+            try? await Task.sleep(for: .seconds(5))
+            while !Task.isCancelled {
+                let days = box.configuration.retentionDays
+                do {
+                    let removed = try records.purge(retentionDays: days, now: Date())
+                    if removed > 0 { logger.info("retention: \(removed) call records older than \(days) days deleted") }
+                } catch {
+                    logger.error("retention job failed: \(error)")
+                }
+                try? await Task.sleep(for: .seconds(3600))
+            }
+        }
+        do { try records.flush() } catch { logger.error("call records not all written at shutdown: \(error)") }
+    }
+
+    /// The MQTT status topics, fed by the router (until its last `channelIdle`), the trunk and
+    /// the statistics; `offline` and a clean disconnect at the end.
+    private func runStatus(_ status: GatewayStatusPublisher) async {
+        let (router, trunk) = (router, trunk)
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                await cancelWhenGracefulShutdown {
+                    await status.run {
+                        let media = await router.mediaStatistics()
+                        return GatewayStatistics(
+                            activeCalls: await router.busyChannelIndices.count, expected: media.expected, lost: media.lost,
+                            jitterMilliseconds: media.jitterMilliseconds)
+                    }
+                }
+            }
+            group.addTask {
+                // The router finishes its events when it has ended the calls at shutdown.
+                for await event in router.events {
+                    await status.routerEvent(event)
+                    switch event {
+                    case .channelBusy, .channelIdle: await status.mesh(activeCalls: await router.meshCallCount)
+                    default: break
+                    }
+                }
+            }
+            if let trunk {
+                group.addTask {
+                    await cancelWhenGracefulShutdown {
+                        for await state in trunk.stateChanges { await status.trunk(state, roundTrip: await trunk.supervision.lastRoundTrip) }
+                    }
+                }
+            }
+            status.connection.start()
+        }
+        try? await gracefulShutdown()
+        await status.stop()
+    }
+
+    /// Claims (when needed), then registers the channels and keeps the router's cloud flow and
+    /// health current; unregisters at the end.
+    private func runUplink(identity stored: DeviceIdentity?, retry: ReconnectBackoff) async {
+        await cancelWhenGracefulShutdown {
+            guard let identity = await self.claimIdentity(stored, retry: retry), let registration = await self.register(identity) else { return }
+            let (router, status, box) = (self.router, self.status, self.uplink)
+            await withDiscardingTaskGroup { group in
+                group.addTask {
+                    for await change in registration.statusChanges {
+                        if case .registered(let flow) = change { await router.setCloudFlow(flow) } else { await router.setCloudFlow(nil) }
+                        await status?.uplink(change)
+                    }
+                }
+                group.addTask {
+                    for await health in registration.healthChanges {
+                        await router.setCloudHealth(health)
+                        await status?.health(health)
+                        // Know the site as it is now: the mesh may carry the next call.
+                        if health == .down { await box.discovery?.refresh() }
+                    }
+                }
+                await registration.start()
+            }
+        }
+        try? await gracefulShutdown()
+        await uplink.registration?.stop()
+    }
+
+    /// The identity stored or claimed now; retried with backoff while the claiming server is
+    /// unreachable, and after a refusal only once a reload brings a new code. Nil when cancelled.
+    private func claimIdentity(_ stored: DeviceIdentity?, retry: ReconnectBackoff) async -> DeviceIdentity? {
+        if let stored { return stored }
+        if configuration.meshEnabled {
+            logger.notice("the mesh starts once the gateway is claimed: mesh calls need its device certificate")
+        }
+        var backoff = retry
+        while !Task.isCancelled {
+            switch await claim() {
+            case .success(let claimed):
+                return claimed
+            case .failure(let error):
+                if case .unreachable = error {
+                    var generator = SystemRandomNumberGenerator()
+                    let delay = backoff.nextDelay(using: &generator)
+                    logger.warning("claiming failed: \(error); retrying in \(delay)")
+                    await status?.claim(claimed: false, error: "claim failed: \(error)")
+                    try? await Task.sleep(for: delay)
+                    continue
+                }
+                uplink.claimRefused = true
+                logger.error("claiming refused: \(error). The gateway stays up without the cloud; put a new claim_code in the config and restart or reload.")
+                await status?.claim(claimed: false, error: "claim refused: \(error)")
+                for await _ in claimCodeChanges { break }
+                uplink.claimRefused = false
+                backoff = retry
+            }
+        }
+        return nil
+    }
+
+    /// Loads the identity into TLS, hands it to the mesh, and makes the channels' registration
+    /// (started by the caller); nil when the identity is unusable or there is no cloud server.
+    private func register(_ identity: DeviceIdentity) async -> CloudRegistration? {
+        if identity.device != configuration.gatewayID {
+            logger.notice("the cloud knows this gateway as \"\(identity.device)\" (config id \"\(configuration.gatewayID)\"); its channels register as \(identity.device)-ch<n>")
+        }
+        uplink.device = identity.device
+        await router.setIdentity(device: identity.device, domain: identity.domain)
+        await status?.claim(claimed: true, error: nil)
+        do {
+            try await cloudEndpoint.useTLS(SIPTLSSettings(
+                certificateFile: identity.certificateFile, keyFile: identity.keyFile, caFile: configuration.cloudCAFile ?? identity.caFile))
+        } catch {
+            logger.error("the device identity in \(configuration.stateDirectory) cannot be loaded: \(error)")
+            await status?.claim(claimed: true, error: "identity unusable: \(error)")
+            return nil
+        }
+        identityKnown.yield(identity)
+        guard let server = configuration.cloudServer else { return nil }
+        var settings = CloudRegistration.Settings(
+            server: SIPDestination(transport: .tls, host: server.host, port: server.port), domain: identity.domain,
+            addressesOfRecord: configuration.channels.filter(\.enabled).map { "\(identity.device)-ch\($0.index)" },
+            instance: Self.instanceID(in: configuration.stateDirectory))
+        settings.keepAlive = .seconds(configuration.keepaliveSeconds)
+        // A gateway on a LAN comes back soon after an outage: at most 15 s between attempts.
+        settings.backoff = ReconnectBackoff(base: .seconds(1), ceiling: .seconds(15))
+        let registration = CloudRegistration(endpoint: cloudEndpoint, settings: settings, logger: component(logger, "cloud-uplink"))
+        uplink.registration = registration
+        return registration
+    }
+
+    /// The mesh: mutual TLS with the device certificate and the site CA (from the claim, so it
+    /// works offline), a SIPS listener on each interface's link-local address, and discovery
+    /// there. Goodbyes on every interface at the end.
+    private func runMesh() async {
+        await cancelWhenGracefulShutdown {
+            var claimed: DeviceIdentity?
+            for await identity in self.identities {
+                claimed = identity
+                break
+            }
+            guard let identity = claimed, let discovery = await self.makeDiscovery(identity) else { return }
+            let (router, status) = (self.router, self.status)
+            await withDiscardingTaskGroup { group in
+                group.addTask {
+                    for await peers in discovery.peerChanges {
+                        await router.setMesh(peers: peers)
+                        await status?.mesh(peers: peers)
+                    }
+                }
+                await self.bringUpMeshInterfaces(discovery, as: identity)
+            }
+        }
+        try? await gracefulShutdown()
+        await uplink.discovery?.stop()
+    }
+
+    private func makeDiscovery(_ identity: DeviceIdentity) async -> MeshDiscoveryService? {
+        guard let meshEndpoint else { return nil }
+        do {
+            var tls = try SIPTLSSettings(
+                certificateFile: identity.certificateFile, keyFile: identity.keyFile, caFile: identity.caFile, clientCertificates: .required)
+            // Peers are at link-local addresses: the certificate's device name is checked instead.
+            tls.verifiesServerName = false
+            try await meshEndpoint.useTLS(tls)
+        } catch {
+            logger.error("mesh: the device identity cannot be used for TLS: \(error); no mesh")
+            return nil
+        }
+        let config = configuration
+        let node = MeshNode(
+            device: identity.device, site: config.site ?? "default", numbers: config.channels.filter(\.enabled).map(\.number), port: config.meshPort)
+        let discovery = MeshDiscoveryService(node: node, eventLoop: meshEndpoint.eventLoop, logger: component(logger, "mesh-discovery"))
+        uplink.discovery = discovery
+        return discovery
+    }
+
+    /// Listens and announces on each mesh interface; one without a usable link-local address yet
+    /// (down, or still in duplicate address detection) is tried again every 2 seconds.
+    private func bringUpMeshInterfaces(_ discovery: MeshDiscoveryService, as identity: DeviceIdentity) async {
+        guard let meshEndpoint else { return }
+        let config = configuration
+        var pending = config.meshInterfaces
+        var addresses: [String: String] = [:]
+        var lastProblem: [String: String] = [:]
+        var listening: Set<String> = []
+        func problem(_ interface: String, _ text: String) {
+            // Said once per new reason, not every 2 s.
+            guard lastProblem[interface] != text else { return }
+            lastProblem[interface] = text
+            logger.warning("mesh on \(interface) not up yet: \(text); trying again every 2 s")
+        }
+        while !pending.isEmpty, !Task.isCancelled {
+            for interface in pending {
+                guard let address = NetworkInterface.linkLocalAddresses(of: interface).first,
+                    let linkLocal = try? LinkLocalAddress(address, interface: interface)
+                else {
+                    problem(interface, NetworkInterface.index(of: interface) == nil ? "no such interface" : "no IPv6 link-local address")
+                    continue
+                }
+                do {
+                    if !listening.contains(interface) {
+                        let listen = try SocketAddress(ipAddressWithZone: linkLocal.scopedText, port: config.meshPort)
+                        try await meshEndpoint.listen(.tls, on: listen)
+                        listening.insert(interface)
+                    }
+                    try await discovery.add(interface: interface, address: linkLocal)
+                    addresses[interface] = address
+                    pending.removeAll { $0 == interface }
+                    await router.setMesh(addresses: addresses)
+                    logger.notice("mesh on \(interface): sips:[\(address)]:\(config.meshPort) as \(identity.device)")
+                } catch {
+                    problem(interface, "\(error)")
+                }
+            }
+            if !pending.isEmpty { try? await Task.sleep(for: .seconds(2)) }
+        }
+    }
+
+    /// The router takes calls until the shutdown, then ends them all (new ones get 503).
+    private func runRouter() async {
+        let router = router
+        await withDiscardingTaskGroup { group in
+            group.addTask { await router.run() }
+            try? await gracefulShutdown()
+            await router.shutdown()
+            group.cancelAll()
+        }
+    }
+}
