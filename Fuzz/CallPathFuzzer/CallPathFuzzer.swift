@@ -96,7 +96,9 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
 
     // Our offer to the callee, and its fuzzed answer.
     let ourOffer = SDPOfferAnswer.makeOffer(policy: outboundPolicy, address: "192.0.2.1", port: 20002, sessionID: "2", makeKey: FuzzSDP.ourKey)
-    var call = BridgedCall(channel: 1, direction: fromLegacy ? (overMesh ? .legacyToMesh : .legacyToCloud) : (overMesh ? .meshToLegacy : .cloudToLegacy), branches: input.int(in: 1...3))
+    var call = BridgedCall(channel: 1, direction: fromLegacy ? (overMesh ? .legacyToMesh : .legacyToCloud) : (overMesh ? .meshToLegacy : .cloudToLegacy), branches: input.int(in: 1...3),
+        timing: BridgedCall.Timing(ring: 30, maxCall: 600, fallbackAfter: 1.5, mediaTimeout: 5))
+    call.begin(at: 0)
     let answerText = FuzzSDP.answer(&input, to: ourOffer)
     let callee: MediaLegConfiguration
     do {
@@ -146,6 +148,7 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         case 6:
             now += UInt64(input.int(in: 0...250)) * 1_000_000
             bridge.tick(now: now)
+            _ = call.tick(at: Double(now) / 1e9)
         default:
             switch input.byte() % 4 {
             case 0:
@@ -153,7 +156,7 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
                 _ = bridge.sendDigit(digit, durationMilliseconds: input.pick([-1, 0, 40, 250, 60_000, Int.max, Int.min, input.int(in: 0...70_000)]), on: side, now: now)
             case 1:
                 let branch = input.int(in: 0...(call.fork.branches.count - 1))
-                for action in call.outboundAnswered(branch) where action == .answerInbound(branch: branch) {
+                for action in call.outboundAnswered(branch, at: Double(now) / 1e9) where action == .answerInbound(branch: branch) {
                     precondition(!connected, "answered twice")
                     connected = true
                 }

@@ -58,6 +58,8 @@ struct CallPathTests {
         ])
         try answering.start(seconds: 30)
         try ringing.start(seconds: 30)
+        try await answering.waitUntilReady()
+        try await ringing.waitUntilReady()
         let aliceTone = path.scratch.path("alice.wav")
         try await Baresip.tone(aliceTone, frequency: 1100, seconds: 14, rate: 16000, channels: 1)
         let alice = try path.cloudClient("alice", codec: "G722/16000/1", tone: aliceTone)
@@ -202,6 +204,7 @@ struct CallPathTests {
             try door.start(seconds: 8, command: path.dial(channel: 1))
         } else {
             try door.start(seconds: 20)
+            try await door.waitUntilReady()
             try alice.start(seconds: 8, command: "/dial sip:gw1-ch1@\(path.coreConfiguration.domain)")
         }
         _ = try await (stationCalls ? door : alice).process?.wait(timeout: .seconds(20))

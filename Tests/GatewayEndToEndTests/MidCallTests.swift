@@ -57,6 +57,7 @@ struct MidCallTests {
             try door.start(seconds: 16, command: path.dial(channel: 1))
         } else {
             try door.start(seconds: 24)
+            try await door.waitUntilReady()
             alice = try await path.startCloudClient(
                 "alice", frequency: 1200, seconds: 16, command: "/dial sip:gw1-ch1@\(path.coreConfiguration.domain)")
         }

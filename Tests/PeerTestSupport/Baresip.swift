@@ -73,6 +73,20 @@ public final class Baresip: @unchecked Sendable {
 
     public var output: String { process?.text ?? "" }
 
+    /// Waits until it takes commands: ctrl_tcp is loaded after its SIP transports are bound, so
+    /// a call placed to it from then on finds it listening (a station called the moment its
+    /// process starts may not be, and the call fails for a reason the test is not about).
+    public func waitUntilReady(timeout: Duration = .seconds(10)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        let probe = ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/\(controlPort)"]
+        while ContinuousClock.now < deadline {
+            let command = namespace.map { ["ip", "netns", "exec", $0] + probe } ?? probe
+            if (try? await runCommand(command[0], Array(command.dropFirst()))) != nil { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw PeerError("\(name) did not start within \(timeout): \(output.suffix(2000))")
+    }
+
     public func stop() { process?.stop() }
 
     /// A menu command over ctrl_tcp: `{"command":"sndcode","params":"5"}`.

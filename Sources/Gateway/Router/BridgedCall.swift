@@ -5,6 +5,11 @@ public import SIP
 /// stations rung in parallel). It hears what the legs report and returns what the router must do;
 /// it sends nothing itself, so every rule here is tested without sockets (`BridgedCallTests`).
 ///
+/// It owns the call's timers too (`BridgedCall+Timers.swift`): ring time, mesh fallback, chain
+/// step, duration limit and media supervision are deadlines in its `timers` table, armed and
+/// disarmed by the events above; the router sleeps until `nextDeadline` and hands the time back
+/// (`tick`), so a manual clock drives every timer in the tests.
+///
 /// The forking rules are RFC 3261 §16.7's (`ForkedInvite`, shared with the cloud core's proxy):
 /// the first 2xx wins and the others are cancelled with `Reason: SIP;cause=200`, the best final
 /// response goes back when all fail, a ring timeout cancels everyone. What goes back to the caller
@@ -54,6 +59,12 @@ public struct BridgedCall: Sendable {
         case hangUpBoth(reason: String)
         /// The call is over: release media and the channel, write the record.
         case finish(Outcome, reason: String)
+        /// The cloud leg said nothing within `fallback_after_ms`: cancel it, ring the mesh.
+        case fallBackToMesh(reason: String)
+        /// The chain's current target rang its `ring_s` without answering: ring the next.
+        case nextInChain
+        /// Time to look at both legs' media (`mediaActivity` takes what the bridge saw).
+        case checkMedia
     }
 
     public let channel: Int
@@ -67,11 +78,23 @@ public struct BridgedCall: Sendable {
     public private(set) var outcome: Outcome?
     private var rangInbound = false
     private var callerGone = false
+    public let timing: Timing
+    /// The call's timers (deadlines, seconds on the router's monotonic clock).
+    public internal(set) var timers = CallTimers()
+    /// Mesh chains ring one target at a time, each for `ring_s`, within `max_call_s` overall.
+    public internal(set) var chain: Bool
+    /// Whether the callee's side said anything yet (a 100 counts; it cancels the mesh fallback),
+    /// and whether it rang.
+    public internal(set) var heardFromCallee = false
+    public internal(set) var calleeRang = false
+    var inactivity: MediaInactivity?
 
-    public init(channel: Int, direction: Direction, branches: Int) {
+    public init(channel: Int, direction: Direction, branches: Int, chain: Bool = false, timing: Timing = Timing()) {
         self.channel = channel
         self.direction = direction
         self.fork = ForkedInvite(branchCount: branches)
+        self.chain = chain
+        self.timing = timing
     }
 
     // MARK: Outbound legs
@@ -79,6 +102,7 @@ public struct BridgedCall: Sendable {
     /// A provisional response on `branch`; `early` when it carried a session description.
     public mutating func outboundRinging(_ branch: Int, early: Bool) -> [Action] {
         guard phase == .routing, !callerGone else { return [] }
+        heard(rang: true)
         var actions: [Action] = []
         for action in fork.response(early ? 183 : 180, on: branch) {
             guard case .relay = action else { continue }
@@ -95,8 +119,9 @@ public struct BridgedCall: Sendable {
         return actions
     }
 
-    /// A 2xx on `branch`.
-    public mutating func outboundAnswered(_ branch: Int) -> [Action] {
+    /// A 2xx on `branch`, at `now`: the ring timers stop, the duration limit and the media
+    /// supervision start.
+    public mutating func outboundAnswered(_ branch: Int, at now: Double) -> [Action] {
         if phase != .routing || callerGone {
             // Answered after another branch won, or after the caller went: a dialog nobody wants
             // (RFC 3261 §16.7 step 5 lets every 2xx through; the UAC tears the extra ones down).
@@ -109,6 +134,7 @@ public struct BridgedCall: Sendable {
             case .relay(let relayed, let status) where relayed == branch && (200...299).contains(status):
                 phase = .connected
                 connectedBranch = branch
+                connected(at: now)
                 actions.append(.answerInbound(branch: branch))
             case .cancel(let branches, let reason):
                 actions.append(.cancel(branches: branches, reason: reason))
@@ -182,18 +208,23 @@ public struct BridgedCall: Sendable {
     /// Starts over with new outbound branches while the caller waits: the cloud leg gave no sign
     /// of life and the call goes to the mesh, or a chain moves to its next target. The old
     /// branches are the router's to cancel; the caller keeps what it had (its 180 is not repeated).
-    public mutating func reroute(to direction: Direction, branches: Int) -> Bool {
+    /// A chain's overall limit (`max_call_s`) replaces the single ring time when the call
+    /// becomes one.
+    public mutating func reroute(to direction: Direction, branches: Int, chain: Bool = false, at now: Double) -> Bool {
         guard phase == .routing, !callerGone else { return false }
         self.direction = direction
         fork = ForkedInvite(branchCount: branches)
         earlyBranch = nil
+        timers.stop(.fallback)
+        if chain, !self.chain { timers.start(.ring, after: timing.maxCall, now: now) }
+        self.chain = chain
         return true
     }
 
     // MARK: Timers and the gateway itself
 
     /// Nobody answered within the channel's ring time.
-    public mutating func ringTimeout() -> [Action] {
+    mutating func ringTimeout() -> [Action] {
         guard phase == .routing else { return [] }
         var actions: [Action] = []
         for action in fork.ringTimerFired() {
@@ -207,7 +238,7 @@ public struct BridgedCall: Sendable {
     }
 
     /// The call reached the channel's `max_call_s` (product limit: 10 minutes).
-    public mutating func durationLimit() -> [Action] {
+    mutating func durationLimit() -> [Action] {
         guard phase == .connected else { return [] }
         phase = .ended
         outcome = .answered
@@ -217,7 +248,7 @@ public struct BridgedCall: Sendable {
     /// A leg that should be sending has sent no RTP or RTCP for the supervision time: the far
     /// end vanished (a phone unplugged, a client gone from the network without BYE). Both legs
     /// get BYE with Q.850 cause 102, "recovery on timer expiry", and the channel is free.
-    public mutating func mediaTimeout(silentLeg: String, seconds: Int) -> [Action] {
+    mutating func mediaTimeout(silentLeg: String, seconds: Int) -> [Action] {
         guard phase == .connected else { return [] }
         phase = .ended
         outcome = .answered

@@ -4,69 +4,49 @@ import Media
 import NIOCore
 import SIPUserAgent
 
-/// The router carrying out what a call's state decided (`BridgedCall` actions), its timers
-/// (ring, duration, media inactivity), and the end of a call: record, status, sockets.
+/// The router carrying out what a call's state decided (`BridgedCall` actions), the one wake-up
+/// for the call's timers (their deadlines are the state's), and the end of a call: record,
+/// status, sockets.
 extension ChannelRouter {
     // MARK: Timers
 
-    /// The ring timer: `ring_s`; for a chain the call's `max_call_s` (each target has `ring_s`).
-    func startRingTimer(_ id: Int) {
+    /// Sets the call's one wake-up to its state's earliest deadline (`BridgedCall.nextDeadline`).
+    func rearm(_ id: Int) {
         guard let call = calls[id] else { return }
-        call.ringTimer?.cancel()
-        let seconds = call.ringPlan?.mode == .chain ? call.channel.maxCallSeconds : call.channel.ringSeconds
-        calls[id]?.ringTimer = legacy.endpoint.eventLoop.scheduleTask(in: .seconds(Int64(seconds))) { [self] in
-            Task { await self.ringTimedOut(id) }
+        let deadline = call.state.nextDeadline
+        guard deadline != call.wakeUpAt else { return }
+        call.wakeUp?.cancel()
+        calls[id]?.wakeUpAt = deadline
+        calls[id]?.wakeUp = deadline.map { deadline in
+            let delay = min(max(0, deadline - clock()), 86_400)
+            return legacy.endpoint.eventLoop.scheduleTask(in: .nanoseconds(Int64(delay * 1e9))) { [self] in
+                Task { await self.timersDue(id) }
+            }
         }
     }
 
-    func ringTimedOut(_ id: Int) async {
+    func timersDue(_ id: Int) async {
         guard var call = calls[id] else { return }
-        let actions = call.state.ringTimeout()
+        call.wakeUp = nil
+        call.wakeUpAt = nil
+        let actions = call.state.tick(at: clock())
         calls[id] = call
-        if !actions.isEmpty { logger.info("no answer within \(call.channel.ringSeconds) s", metadata: ["channel": "\(call.channel.index)"]) }
         await perform(actions, call: id)
     }
 
-    /// Starts the call's inactivity supervision (`mediaTimeout`): one repeated look at both legs.
-    func superviseMedia(_ id: Int) {
-        guard let timeout = settings.mediaTimeout, calls[id]?.bridge != nil else { return }
-        let monitor = MediaInactivity(timeout: Double(timeout.components.seconds), now: now())
-        calls[id]?.inactivity = monitor
-        let interval = TimeAmount.milliseconds(Int64(monitor.checkInterval * 1000))
-        calls[id]?.inactivityTimer = legacy.endpoint.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in
-            Task { await self.checkMedia(id) }
-        }
-    }
-
+    /// One look at both legs' media for the call's inactivity supervision.
     func checkMedia(_ id: Int) async {
         guard let bridge = calls[id]?.bridge,
             let activity = try? await bridge.withBridge({ bridge in MediaLegSide.allCases.map { bridge.activity($0) } }),
-            var call = calls[id], var monitor = call.inactivity
+            activity.count == 2, var call = calls[id]
         else { return }
-        let at = now()
-        var silent: MediaLegSide?
-        for (leg, seen) in zip(MediaLegSide.allCases, activity) {
-            // While a transfer target rings, the cloud leg may be quiet (its transferor gone).
-            let expected = seen.expected && !(leg == .b && call.transfer != nil)
-            if monitor.observe(leg, received: seen.received, expected: expected, now: at) { silent = leg }
-        }
-        call.inactivity = monitor
-        guard let silent else {
-            calls[id] = call
-            return
-        }
-        let name = silent == .a ? "legacy leg" : "\(call.farSide) leg"
-        let actions = call.state.mediaTimeout(silentLeg: name, seconds: Int(monitor.timeout))
+        // While a transfer target rings, the cloud leg may be quiet (its transferor gone).
+        let actions = call.state.mediaActivity(
+            legacy: (activity[0].received, activity[0].expected), far: (activity[1].received, activity[1].expected && call.transfer == nil), at: clock())
         calls[id] = call
-        if !actions.isEmpty { logger.notice("no media from the \(name) for \(Int(monitor.timeout)) s; BYE on both legs", metadata: ["channel": "\(call.channel.index)"]) }
-        await perform(actions, call: id)
-    }
-
-    func durationReached(_ id: Int) async {
-        guard var call = calls[id] else { return }
-        let actions = call.state.durationLimit()
-        calls[id] = call
-        if !actions.isEmpty { logger.notice("call reached max_call_s (\(call.channel.maxCallSeconds) s); BYE on both legs", metadata: ["channel": "\(call.channel.index)"]) }
+        if case .hangUpBoth(let reason)? = actions.first {
+            logger.notice("media stopped; BYE on both legs: \(reason)", metadata: ["channel": "\(call.channel.index)"])
+        }
         await perform(actions, call: id)
     }
 
@@ -103,13 +83,6 @@ extension ChannelRouter {
                 calls[id]?.inboundAnswerSent = true
                 on(inboundAgent) { $0.answer(call.inbound, body: current.inboundAnswer) }
                 calls[id]?.answeredAt = now()
-                calls[id]?.ringTimer?.cancel()
-                calls[id]?.stepTimer?.cancel()
-                calls[id]?.fallbackTimer?.cancel()
-                calls[id]?.durationTimer = legacy.endpoint.eventLoop.scheduleTask(in: .seconds(Int64(call.channel.maxCallSeconds))) { [self] in
-                    Task { await self.durationReached(id) }
-                }
-                superviseMedia(id)
                 if !call.direction.fromLegacy { calls[id]?.peer = call.targets[branch] + " ← " + call.peer }
                 if let plan = call.ringPlan { calls[id]?.peer = plan.mode == .chain ? plan.targets[plan.position] : call.targets[branch] }
                 eventContinuation.yield(.channelConnected(channel: call.channel.index, codec: calls[id]?.codec ?? "?", overMesh: call.direction.overMesh))
@@ -142,17 +115,21 @@ extension ChannelRouter {
                 }
             case .finish(let outcome, let reason):
                 await finish(id, outcome: outcome, reason: reason)
+            case .fallBackToMesh(let reason):
+                await fallBack(id, reason: reason)
+            case .nextInChain:
+                logger.info("chain: no answer within \(call.channel.ringSeconds) s; next target", metadata: ["channel": "\(call.channel.index)"])
+                if await !nextInChain(id, after: 480) { await abort(id, status: 480, reason: "no answer from the chain") }
+            case .checkMedia:
+                await checkMedia(id)
             }
         }
+        rearm(id)
     }
 
     func finish(_ id: Int, outcome: BridgedCall.Outcome, reason: String) async {
         guard let call = calls.removeValue(forKey: id) else { return }
-        call.ringTimer?.cancel()
-        call.durationTimer?.cancel()
-        call.inactivityTimer?.cancel()
-        call.fallbackTimer?.cancel()
-        call.stepTimer?.cancel()
+        call.wakeUp?.cancel()
         if let transfer = call.transfer {
             transferLegs[transfer.handle] = nil
             on(cloud) { $0.hangUp(transfer.handle) }

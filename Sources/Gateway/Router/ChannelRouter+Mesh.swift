@@ -21,20 +21,6 @@ extension ChannelRouter {
         calls[id]?.ringPlan?.rang()
     }
 
-    /// Any provisional answer on a cloud leg (100 included) proves the cloud is there: no fallback.
-    func heardFromCloud(_ handle: SIPCallHandle, side: Side, rang: Bool = false) {
-        guard side == .cloud, let (id, _) = legs[LegKey(side: side, handle: handle)], calls[id]?.outboundSide == .cloud else { return }
-        calls[id]?.cloudAnswered = true
-        if rang { calls[id]?.cloudRang = true }
-        calls[id]?.fallbackTimer?.cancel()
-        calls[id]?.fallbackTimer = nil
-    }
-
-    func fallbackTimerFired(_ id: Int) async {
-        guard let call = calls[id], call.direction == .legacyToCloud, call.state.phase == .routing, !call.cloudAnswered else { return }
-        await fallBack(id, reason: "no answer from the cloud within \(settings.fallbackAfter)")
-    }
-
     /// A failure the router handles by moving on instead of ending the call: a cloud leg that
     /// failed before saying anything (the flow died, a timeout) goes to the mesh; a chain target
     /// that refused hands over to the next.
@@ -43,9 +29,9 @@ extension ChannelRouter {
             return false
         }
         if side == .cloud, call.direction == .legacyToCloud, canUseMesh(call.channel), call.state.phase == .routing,
-            Self.cloudCannotDeliver(status, heardAnything: call.cloudAnswered, rang: call.cloudRang)
+            Self.cloudCannotDeliver(status, heardAnything: call.state.heardFromCallee, rang: call.state.calleeRang)
         {
-            await fallBack(id, reason: "the cloud leg failed with \(status)\(call.cloudAnswered ? "" : " before any answer")")
+            await fallBack(id, reason: "the cloud leg failed with \(status)\(call.state.heardFromCallee ? "" : " before any answer")")
             return true
         }
         if side == .mesh, call.ringPlan?.mode == .chain {
@@ -73,8 +59,6 @@ extension ChannelRouter {
     /// Cancels the cloud leg and places the call on the mesh; the caller keeps waiting.
     func fallBack(_ id: Int, reason: String) async {
         guard var call = calls[id], call.direction == .legacyToCloud else { return }
-        call.fallbackTimer?.cancel()
-        call.fallbackTimer = nil
         for (branch, handle) in call.branches.enumerated() {
             guard let handle else { continue }
             call.closedByUs.insert(branch)
@@ -82,7 +66,8 @@ extension ChannelRouter {
             on(cloud) { $0.hangUp(handle, reason: "SIP;cause=503;text=\"mesh fallback\"") }
         }
         let plan = MeshRingPlan(mode: call.channel.ring == .chain ? .chain : .parallel, targets: call.channel.meshTargets)
-        guard call.state.reroute(to: .legacyToMesh, branches: plan.mode == .chain ? 1 : plan.targets.count) else { return }
+        guard call.state.reroute(to: .legacyToMesh, branches: plan.mode == .chain ? 1 : plan.targets.count, chain: plan.mode == .chain, at: clock())
+        else { return }
         call.outboundSide = .mesh
         call.ringPlan = plan
         call.targets = plan.targets
@@ -103,8 +88,7 @@ extension ChannelRouter {
             await abort(id, status: 503, reason: "mesh fallback: \(error)")
             return
         }
-        // The chain's overall limit replaces the single ring time.
-        if plan.mode == .chain { startRingTimer(id) }
+        rearm(id)
         await placeOnMesh(id)
     }
 
@@ -126,7 +110,10 @@ extension ChannelRouter {
     func placeMeshTarget(_ id: Int, target index: Int, branch: Int) async {
         guard let call = calls[id], let mesh, let plan = call.ringPlan, let offer = call.outboundOffer else { return }
         let number = plan.targets[index]
-        if plan.mode == .chain { scheduleChainStep(id) }
+        if plan.mode == .chain {
+            calls[id]?.state.chainTargetPlaced(at: clock())
+            rearm(id)
+        }
         guard let peer = meshPeers.answering(number) else {
             logger.notice("mesh target \(number): no mesh node answers it", metadata: ["channel": "\(call.channel.index)"])
             await failBranch(id, branch, status: 404)
@@ -167,22 +154,6 @@ extension ChannelRouter {
 
     // MARK: Chains
 
-    private func scheduleChainStep(_ id: Int) {
-        guard let call = calls[id] else { return }
-        calls[id]?.stepTimer?.cancel()
-        calls[id]?.stepTimer = legacy.endpoint.eventLoop.scheduleTask(in: .seconds(Int64(call.channel.ringSeconds))) { [self] in
-            Task { await self.chainStepTimedOut(id) }
-        }
-    }
-
-    /// The current chain target rang for `ring_s` without answering: cancel it, ring the next.
-    private func chainStepTimedOut(_ id: Int) async {
-        guard let call = calls[id], call.state.phase == .routing, call.ringPlan?.mode == .chain else { return }
-        logger.info("chain: no answer within \(call.channel.ringSeconds) s; next target", metadata: ["channel": "\(call.channel.index)"])
-        if await nextInChain(id, after: 480) { return }
-        await abort(id, status: 480, reason: "no answer from the chain")
-    }
-
     /// Moves the chain on: the current branch is cancelled (if it still rings), the state starts
     /// a fresh one-branch fork, the next target is called. False when the chain is over.
     func nextInChain(_ id: Int, after status: Int) async -> Bool {
@@ -192,7 +163,7 @@ extension ChannelRouter {
             legs[LegKey(side: .mesh, handle: handle)] = nil
             on(mesh!) { $0.hangUp(handle, reason: "SIP;cause=480;text=\"next in chain\"") }
         }
-        guard call.state.reroute(to: .legacyToMesh, branches: 1) else { return false }
+        guard call.state.reroute(to: .legacyToMesh, branches: 1, chain: true, at: clock()) else { return false }
         call.ringPlan = plan
         call.branches = [nil]
         call.closedByUs = call.closedByUs.filter { $0 == -1 }

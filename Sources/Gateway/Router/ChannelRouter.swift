@@ -107,6 +107,8 @@ public actor ChannelRouter {
     let records: GatewayCallRecords?
     let logger: Logger
     let now: @Sendable () -> Double
+    /// Seconds on a monotonic clock, for the calls' timers (`BridgedCall.Timer`).
+    let clock: @Sendable () -> Double
     var cloudFlow: SIPFlow?
     var calls: [Int: ActiveCall] = [:]
     var busyChannels: [Int: Int] = [:]
@@ -173,18 +175,11 @@ public actor ChannelRouter {
         var answeredAt: Double?
         var peer: String
         var codec: String?
-        var ringTimer: Scheduled<Void>?
-        var durationTimer: Scheduled<Void>?
-        /// RTP/RTCP inactivity supervision (`MediaInactivity`), checked every few seconds.
-        var inactivityTimer: RepeatedTask?
-        var inactivity: MediaInactivity?
-        /// Legacy → cloud: the fallback timer, and whether the cloud said anything (100 counts).
-        var fallbackTimer: Scheduled<Void>?
-        var cloudAnswered = false
-        var cloudRang = false
-        /// Legacy → mesh: the targets' plan and the chain's step timer.
+        /// The one wake-up for the call's timers (the earliest of `state.timers`), and when.
+        var wakeUp: Scheduled<Void>?
+        var wakeUpAt: Double?
+        /// Legacy → mesh: the targets' plan.
         var ringPlan: MeshRingPlan?
-        var stepTimer: Scheduled<Void>?
         /// Our mid-call offers (in a 2xx to an offerless re-INVITE) waiting for the answer, per leg.
         var midCallOffers: [MediaLegSide: SDPSession] = [:]
         /// A blind transfer under way (REFER from the cloud leg).
@@ -198,7 +193,8 @@ public actor ChannelRouter {
 
     public init(
         legacy: SIPUserAgent, cloud: SIPUserAgent, mesh: SIPUserAgent? = nil, settings: Settings, relay: MediaRelay, records: GatewayCallRecords?,
-        logger: Logger = Logger(label: "router"), now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }
+        logger: Logger = Logger(label: "router"), now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 },
+        clock: @escaping @Sendable () -> Double = ChannelRouter.uptime
     ) {
         precondition(legacy.endpoint.eventLoop === cloud.endpoint.eventLoop, "the user agents must share one event loop")
         precondition(mesh == nil || mesh!.endpoint.eventLoop === legacy.endpoint.eventLoop, "the user agents must share one event loop")
@@ -210,6 +206,7 @@ public actor ChannelRouter {
         self.records = records
         self.logger = logger
         self.now = now
+        self.clock = clock
         // Read by the status publisher; without one, only the newest events are kept.
         (events, eventContinuation) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingNewest(1024))
     }
@@ -335,17 +332,19 @@ public actor ChannelRouter {
         case .incomingCall(let handle, _):
             await incoming(handle, side: side)
         case .trying(let handle):
-            heardFromCloud(handle, side: side)
+            await outbound(handle, side: side) { state, branch in
+                state.outboundTrying(branch)
+                return []
+            }
         case .ringing(let handle):
-            heardFromCloud(handle, side: side, rang: true)
             chainTargetRang(handle, side: side)
             await outbound(handle, side: side) { state, branch in state.outboundRinging(branch, early: false) }
         case .earlyMedia(let handle):
-            heardFromCloud(handle, side: side, rang: true)
             chainTargetRang(handle, side: side)
             await outbound(handle, side: side) { state, branch in state.outboundRinging(branch, early: true) }
         case .answered(let handle):
-            await outbound(handle, side: side) { state, branch in state.outboundAnswered(branch) }
+            let now = clock()
+            await outbound(handle, side: side) { state, branch in state.outboundAnswered(branch, at: now) }
         case .failed(let handle, let status):
             if await rerouteOnFailure(handle, side: side, status: status) { return }
             await outbound(handle, side: side) { state, branch in state.outboundFailed(branch, status: status) }
@@ -494,8 +493,13 @@ public actor ChannelRouter {
         case .cloudToLegacy, .meshToLegacy: targets = channel.legacyTargets
         }
         let plan = direction == .legacyToMesh ? MeshRingPlan(mode: channel.ring == .chain ? .chain : .parallel, targets: targets) : nil
+        let timing = BridgedCall.Timing(
+            ring: Double(channel.ringSeconds), maxCall: Double(channel.maxCallSeconds),
+            fallbackAfter: direction == .legacyToCloud && canUseMesh(channel) ? Self.seconds(settings.fallbackAfter) : nil,
+            mediaTimeout: settings.mediaTimeout.map(Self.seconds))
+        let chain = plan?.mode == .chain
         var call = ActiveCall(
-            state: BridgedCall(channel: channel.index, direction: direction, branches: plan?.mode == .chain ? 1 : targets.count), channel: channel,
+            state: BridgedCall(channel: channel.index, direction: direction, branches: chain ? 1 : targets.count, chain: chain, timing: timing), channel: channel,
             inbound: handle, inboundSide: side, outboundSide: outboundSide, startedAt: now(),
             peer: direction.fromLegacy ? targets.joined(separator: ",") : caller)
         call.targets = targets
@@ -521,7 +525,8 @@ public actor ChannelRouter {
             return
         }
         guard let ready = calls[id], ready.state.phase == .routing, ready.outboundOffer != nil else { return }
-        startRingTimer(id)
+        calls[id]?.state.begin(at: clock())
+        rearm(id)
         switch direction {
         case .legacyToCloud:
             await placeOnCloud(id, flow: flow!)
@@ -542,10 +547,6 @@ public actor ChannelRouter {
         let display = CallerIdentity.towardCloud(channel: channel, station: caller)
         let placed = on(cloud) { $0.call(target, on: flow, from: user, displayName: display, body: body) }
         attach(placed, side: .cloud, call: id, branch: 0)
-        guard canUseMesh(channel) else { return }
-        calls[id]?.fallbackTimer = legacy.endpoint.eventLoop.scheduleTask(in: TimeAmount(settings.fallbackAfter)) { [self] in
-            Task { await self.fallbackTimerFired(id) }
-        }
     }
 
     private func placeOnLegacy(_ id: Int) async {
@@ -618,6 +619,13 @@ public actor ChannelRouter {
         var uri = SIPURI(user: target, host: server.host, port: server.port)  // SIPURI brackets an IPv6 host itself
         if server.transport == .tcp { uri.parameters.set("transport", "tcp") }
         return (uri, server)
+    }
+
+    /// Seconds since boot (CLOCK_MONOTONIC, as NIO's deadlines).
+    public static let uptime: @Sendable () -> Double = { Double(NIODeadline.now().uptimeNanoseconds) / 1e9 }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 
     /// Runs `body` on a user agent synchronously: it shares our executor (the event loop).
