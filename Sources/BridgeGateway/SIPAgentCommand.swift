@@ -79,6 +79,8 @@ struct SIPAgentCommand: AsyncParsableCommand {
             "application/sdp",
             "v=0\r\no=symphony 1 1 IN IP4 \(host)\r\ns=symphony-bridge\r\nc=IN IP4 \(host)\r\nt=0 0\r\nm=audio 40000 RTP/AVP 9 101\r\na=rtpmap:9 G722/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\n"
         )
+        // An open registrar unless users are given (bounded: `SIPRegistrar.Settings`).
+        var registrar = SIPRegistrar.Settings()
         if !registrarUsers.isEmpty {
             var users: [String: String] = [:]
             for entry in registrarUsers {
@@ -86,14 +88,15 @@ struct SIPAgentCommand: AsyncParsableCommand {
                 guard parts.count == 2 else { throw ValidationError("--registrar-user takes USER:PASSWORD, not '\(entry)'") }
                 users[String(parts[0])] = String(parts[1])
             }
-            agentConfiguration.registrarUsers = users
-            agentConfiguration.registrarAlgorithms = try digest.split(separator: ",").map { name in
+            registrar.users = users
+            registrar.algorithms = try digest.split(separator: ",").map { name in
                 guard let algorithm = DigestAlgorithm(parameter: String(name.filter { $0 != " " })) else {
                     throw ValidationError("--digest: unknown algorithm '\(name)' (SHA-256, MD5, SHA-256-sess, MD5-sess)")
                 }
                 return algorithm
             }
         }
+        agentConfiguration.registrar = registrar
         let agent = SIPUserAgent(endpoint: endpoint, configuration: agentConfiguration, logger: logger)
         await agent.attach()
         if port != 0 {

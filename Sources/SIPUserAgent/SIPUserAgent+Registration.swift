@@ -3,75 +3,23 @@ import SIP
 public import SIPTransport
 
 extension SIPUserAgent {
-    // MARK: Registrar (RFC 3261 §10.3)
+    // MARK: Registrar (RFC 3261 §10.3, `SIPRegistrar`)
 
     func receiveRegister(_ request: SIPMessage, key: SIPTransactionKey, flow: SIPFlow) {
-        let tag = SIPIdentifiers.tag()
-        if let users = configuration.registrarUsers {
-            let now = UInt64(NIODeadline.now().uptimeNanoseconds / 1_000_000_000)
-            switch digestServer.verify(request, password: { users[$0] }, now: now) {
-            case .challenge(let reason, let stale):
-                logger.info("REGISTER challenged", metadata: ["reason": "\(reason)", "flow": "\(flow)"])
-                respond(digestServer.challengeResponse(to: request, stale: stale, toTag: tag, now: now), to: key)
-                return
-            case .authenticated(let username):
-                // §10.3 step 6: the authenticated user must own the address of record.
-                if let aorUser = request.to?.sipURI?.user, SIPURI.unescaped(aorUser) != username {
-                    respond(SIPResponseFactory.response(to: request, status: 403, toTag: tag), to: key)
-                    return
-                }
-            }
+        guard var registrar else { return }  // the validator answered 405 already
+        let (response, registered) = registrar.receive(request, flow: flow, now: Self.uptime())
+        self.registrar = registrar
+        if response.statusCode != 200 {
+            logger.info("REGISTER answered \(response.statusCode ?? 0)", metadata: ["flow": "\(flow)"])
         }
-        guard let to = request.to, let callID = request.callID, let cseq = request.cseq else {
-            respond(SIPResponseFactory.response(to: request, status: 400, toTag: tag), to: key)
-            return
-        }
-        let aor = addressOfRecord(to.uri)
-        let defaultExpires = request.expires ?? 3600
-        var current = bindings[aor] ?? []
-        switch request.contactHeader {
-        case .wildcard?:
-            // §10.3 step 6: "*" needs Expires: 0.
-            guard request.expires == 0 else {
-                respond(SIPResponseFactory.response(to: request, status: 400, toTag: tag), to: key)
-                return
-            }
-            current = []
-        case .addresses(let contacts)?:
-            for contact in contacts {
-                var stored = contact
-                // RFC 4475 §3.3.14: never store URI headers of a Contact.
-                if case .sip(var uri) = stored.uri {
-                    uri.headers = []
-                    stored.uri = .sip(uri)
-                }
-                let expires = stored.parameters.value("expires").flatMap { $0.flatMap(UInt32.init) } ?? defaultExpires
-                current.removeAll { $0.contact.uri == stored.uri }
-                if expires > 0 {
-                    stored.parameters.remove("expires")
-                    current.append(SIPRegistrationBinding(contact: stored, expires: expires, callID: callID, cseq: cseq.sequence, flow: flow))
-                }
-            }
-        case nil:
-            break  // a query: answer with the current bindings
-        }
-        bindings[aor] = current.isEmpty ? nil : current
-        var ok = SIPResponseFactory.response(to: request, status: 200, toTag: tag)
-        for binding in current {
-            var contact = binding.contact
-            contact.parameters.set("expires", String(binding.expires))
-            ok.headers.add(.contact, contact.description)
-        }
-        respond(ok, to: key)
-        if let first = current.first { emit(.registered(addressOfRecord: aor, contact: first.contact.uri.description)) }
+        respond(response, to: key)
+        if let registered { emit(.registered(addressOfRecord: registered.aor, contact: registered.contact)) }
     }
 
-    /// `sip:user@host` of a To URI, the registrar's key (§10.3 step 5).
-    func addressOfRecord(_ uri: AnyURI) -> String {
-        guard case .sip(let sip) = uri else { return uri.description }
-        let user = sip.user.map { SIPURI.unescaped($0) + "@" } ?? ""
-        return "sip:" + user + sip.host.lowercased()
-    }
+    /// The registrar's bindings in force now (address of record → contacts).
+    public var bindings: [String: [SIPRegistrationBinding]] { registrar?.current(at: Self.uptime()) ?? [:] }
+
+    static func uptime() -> Double { Double(NIODeadline.now().uptimeNanoseconds) / 1e9 }
 
     // MARK: Registration client (RFC 3261 §10.2)
 

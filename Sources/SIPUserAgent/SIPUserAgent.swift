@@ -17,11 +17,8 @@ public actor SIPUserAgent {
         public var displayName: String?
         /// Credentials for digest challenges we receive (RFC 8760).
         public var credentials: (username: String, password: String)?
-        /// When set, REGISTER requests we receive must authenticate with these users' passwords.
-        public var registrarUsers: [String: String]?
-        public var registrarRealm = "symphony"
-        /// Digest algorithms we challenge with, preferred first (RFC 8760 §2.4).
-        public var registrarAlgorithms: [DigestAlgorithm] = [.sha256, .md5]
+        /// The registrar role (`SIPRegistrar`); nil: REGISTER is not allowed here (405).
+        public var registrar: SIPRegistrar.Settings?
         /// Incoming INVITEs: ring (180) at once, answer (200) after `answerAfter`; nil never answers.
         public var answerAfter: Duration? = .milliseconds(100)
         /// Send 180 as soon as an INVITE arrives. A back-to-back agent turns it off and rings
@@ -49,15 +46,12 @@ public actor SIPUserAgent {
 
     public var configuration: Configuration
     let logger: Logger
-    let validator = SIPRequestValidator(
-        allowedMethods: [.invite, .ack, .bye, .cancel, .options, .info, .update, .refer, .register],
-        supportedExtensions: ["outbound", "path", "gruu", "timer"])
+    let validator: SIPRequestValidator
     var calls: [SIPCallHandle: SIPCall] = [:]
     var callsByDialog: [SIPDialogID: SIPCallHandle] = [:]
     var callsByServerTransaction: [SIPTransactionKey: SIPCallHandle] = [:]
-    /// Registrar bindings: address-of-record → contacts.
-    public internal(set) var bindings: [String: [SIPRegistrationBinding]] = [:]
-    let digestServer: DigestServer
+    /// The registrar role, when configured.
+    var registrar: SIPRegistrar?
     var digestClient: DigestClient?
     var nextHandle = 1
     private let eventContinuation: AsyncStream<SIPUserAgentEvent>.Continuation
@@ -68,7 +62,10 @@ public actor SIPUserAgent {
         self.endpoint = endpoint
         self.configuration = configuration
         self.logger = logger
-        self.digestServer = DigestServer(realm: configuration.registrarRealm, algorithms: configuration.registrarAlgorithms)
+        self.registrar = configuration.registrar.map(SIPRegistrar.init)
+        let methods: [SIPMethod] = [.invite, .ack, .bye, .cancel, .options, .info, .update, .refer]
+        validator = SIPRequestValidator(
+            allowedMethods: methods + (configuration.registrar != nil ? [.register] : []), supportedExtensions: ["outbound", "path", "gruu", "timer"])
         if let credentials = configuration.credentials {
             digestClient = DigestClient(username: credentials.username, password: credentials.password)
         }

@@ -252,6 +252,22 @@ struct HostileInputTests {
             for file in files { socket.send(Array(try Data(contentsOf: URL(fileURLWithPath: "/\(folder)/\(file)"))), to: site.legacyPort) }
             try await Task.sleep(for: .milliseconds(300))
         }
+        await check("REGISTERs from the LAN: 405 with Allow, the gateway is no registrar and keeps nothing") {
+            for user in 0..<200 {
+                let register = site.options().replacingOccurrences(of: "OPTIONS sip:101@127.0.0.1", with: "REGISTER sip:127.0.0.1")
+                    .replacingOccurrences(of: "CSeq: 1 OPTIONS", with: "CSeq: 1 REGISTER\r\nContact: <sip:m\(user)@127.0.0.1:9>")
+                    .replacingOccurrences(of: "To: <sip:101@127.0.0.1>", with: "To: <sip:m\(user)@127.0.0.1>")
+                guard user < 3 else {
+                    _ = try await site.udpExchange(Array(register.utf8), to: site.legacyPort, wait: nil)
+                    continue
+                }
+                let answer = try await site.udpExchange(register, to: site.legacyPort, wait: .seconds(2))
+                do {
+                    #expect(answer?.hasPrefix("SIP/2.0 405") == true, "\(answer ?? "no answer")")
+                    #expect(answer?.contains("Allow: ") == true && answer?.contains("REGISTER") == false, "\(answer ?? "")")
+                }
+            }
+        }
         let datagrams: [(String, [UInt8])] = [
             ("60 KB of bare line feeds", [UInt8](repeating: 0x0A, count: 60000)),
             ("65,507 bytes of one header", Array(("OPTIONS sip:101@127.0.0.1 SIP/2.0\r\nX: " + String(repeating: "a", count: 65400)).utf8)),

@@ -70,7 +70,7 @@ struct LoopbackCallTests {
     }
 
     @Test func registrationWithDigestChallenge() async throws {
-        let registrar = try await AgentHarness(transports: [.tcp]) { $0.registrarUsers = ["alice": "s3cret"] }
+        let registrar = try await AgentHarness(transports: [.tcp]) { $0.registrar = SIPRegistrar.Settings(users: ["alice": "s3cret"]) }
         let good = try await AgentHarness(transports: [.tcp]) {
             $0.user = "alice"
             $0.credentials = ("alice", "s3cret")

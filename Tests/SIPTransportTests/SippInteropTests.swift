@@ -106,8 +106,8 @@ struct SippInteropTests {
         // Debian's sipp 3.6 speaks MD5 digest only, so the registrar challenges with MD5 here;
         // SHA-256 is covered between our own client and server (LoopbackCallTests, digest tests).
         let setup = try await Self.setUp(path) {
-            $0.registrarUsers = ["alice": "secret"]
-            $0.registrarAlgorithms = [.md5]
+            $0.registrar = SIPRegistrar.Settings(users: ["alice": "secret"])
+            $0.registrar?.algorithms = [.md5]
         }
         defer { setup.stopSoon() }
         let sipp = try Self.sipp(
