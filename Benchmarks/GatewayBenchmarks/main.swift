@@ -153,7 +153,7 @@ func cloudAgent(_ user: String) async throws -> SIPUserAgent {
     configuration.user = user
     configuration.domain = "bench.local"
     configuration.credentials = (user, "pw-\(user.dropFirst())")
-    configuration.answerAfter = nil
+    configuration.role = .softphone(answerAfter: nil)
     let agent = SIPUserAgent(endpoint: endpoint, configuration: configuration, logger: quiet)
     await agent.attach()
     let status = try await agent.register(at: SIPDestination(transport: .tls, host: "127.0.0.1", port: sipsPort))
@@ -192,7 +192,7 @@ _ = try await legacyEndpoint.listen(.udp, on: try SocketAddress(ipAddress: "127.
 var legacyConfiguration = SIPUserAgent.Configuration()
 legacyConfiguration.user = "door"
 legacyConfiguration.domain = "127.0.0.1"
-legacyConfiguration.answerAfter = nil
+legacyConfiguration.role = .softphone(answerAfter: nil)
 let legacy = SIPUserAgent(endpoint: legacyEndpoint, configuration: legacyConfiguration, logger: quiet)
 await legacy.attach()
 let legacyEnded = Counter()

@@ -73,7 +73,7 @@ struct SIPAgentCommand: AsyncParsableCommand {
         var agentConfiguration = SIPUserAgent.Configuration()
         agentConfiguration.user = "agent"
         agentConfiguration.domain = host
-        agentConfiguration.answerAfter = answerAfterMs < 0 ? nil : .milliseconds(answerAfterMs)
+        agentConfiguration.role = .softphone(answerAfter: answerAfterMs < 0 ? nil : .milliseconds(answerAfterMs))
         agentConfiguration.maxCallDuration = .seconds(maxCallSeconds)
         agentConfiguration.sessionDescription = (
             "application/sdp",

@@ -224,8 +224,9 @@ extension SIPUserAgent {
         callsByDialog[dialog.id] = handle
         callsByServerTransaction[key] = handle
         emit(.incomingCall(handle, from: request.from?.uri.description ?? "?"))
-        if configuration.ringOnIncoming { ring(handle) }
-        if let delay = configuration.answerAfter {
+        guard case .softphone(let answerAfter) = configuration.role else { return }  // the owner rings and answers
+        ring(handle)
+        if let delay = answerAfter {
             calls[handle]?.answerTask = endpoint.eventLoop.scheduleTask(in: TimeAmount(delay)) { [self] in
                 self.assumeIsolated { $0.answer(handle) }
             }

@@ -165,7 +165,7 @@ extension SIPUserAgent {
             respond(sessionResponse(to: request, in: handle, body: nil), to: key)
         case .offerInResponse, .offer:
             // An offerless re-INVITE asks for our offer; its answer comes in the ACK (§14.2).
-            guard configuration.ownerAnswersOffers else {
+            guard configuration.role.ownerDecides else {
                 calls[handle]?.pendingOffer = .init(request: request, key: key, offer: body)
                 answerOffer(handle, body: call.localBody ?? configuredBody)
                 return
@@ -259,7 +259,7 @@ extension SIPUserAgent {
             respond(SIPResponseFactory.response(to: request, status: status), to: key)
             return
         }
-        guard configuration.ownerAnswersOffers else {
+        guard configuration.role.ownerDecides else {
             respond(SIPResponseFactory.response(to: request, status: 603), to: key)
             return
         }

@@ -19,29 +19,38 @@ public actor SIPUserAgent {
         public var credentials: (username: String, password: String)?
         /// The registrar role (`SIPRegistrar`); nil: REGISTER is not allowed here (405).
         public var registrar: SIPRegistrar.Settings?
-        /// Incoming INVITEs: ring (180) at once, answer (200) after `answerAfter`; nil never answers.
-        public var answerAfter: Duration? = .milliseconds(100)
-        /// Send 180 as soon as an INVITE arrives. A back-to-back agent turns it off and rings
-        /// (`ring`) when its other leg does, so that the caller hears the callee's progress.
-        public var ringOnIncoming = true
-        /// The SDP (or other body) we offer and answer with.
+        /// Who decides about incoming calls (`Role`).
+        public var role = Role.softphone(answerAfter: .milliseconds(100))
+        /// The SDP (or other body) we offer and answer with when the call has none of its own.
         public var sessionDescription: (contentType: String, body: String)?
         /// Calls end with BYE after this long (the product's duration limit); nil for none.
         public var maxCallDuration: Duration?
-        /// Mid-call offers (re-INVITE, UPDATE; RFC 3264 §8): false answers them at once with
-        /// the call's own description (a softphone whose media never moves); true reports them
-        /// (`offerReceived`) and waits for `answerOffer` or `refuseOffer` — a back-to-back leg,
-        /// whose answer depends on its media — for at most `offerAnswerTimeout`, then 500.
-        public var ownerAnswersOffers = false
         /// RFC 4028 session timers: the interval our INVITEs ask for (and what we offer a caller
         /// that supports timers but asked for none); nil asks for none. A session not refreshed
         /// in time ends with BYE, so a peer that vanished frees the call.
         public var sessionExpires: Int?
         /// The smallest interval we accept (Min-SE; RFC 4028 says 90 s, tests use less).
         public var minimumSessionExpires = SIPSessionTimer.floor
+        /// How long a back-to-back leg's owner has to answer a mid-call offer before it is refused with 500.
         public var offerAnswerTimeout: Duration = .seconds(8)
 
         public init() {}
+    }
+
+    /// Who decides about the calls an agent receives.
+    public enum Role: Sendable, Equatable {
+        /// A phone of its own (`sip-agent`, the demo phones, tests): it rings (180) at once,
+        /// answers after `answerAfter` (nil: only when told, `answer`), answers mid-call offers
+        /// at once with the call's own description (its media never moves), and declines REFER.
+        case softphone(answerAfter: Duration?)
+        /// One leg of a back-to-back call (the gateway's legacy, cloud and mesh legs): it rings
+        /// (`ring`) when its other leg does, answers (`answer`) when the other leg answered,
+        /// and reports mid-call offers (`offerReceived`, `offerRequested`) and REFER
+        /// (`referReceived`) to its owner, whose answer depends on the media; an offer not
+        /// answered within `offerAnswerTimeout` is refused with 500.
+        case backToBackLeg
+
+        var ownerDecides: Bool { self == .backToBackLeg }
     }
 
     public var configuration: Configuration
@@ -183,14 +192,14 @@ public enum SIPUserAgentEvent: Sendable, Equatable, CustomStringConvertible {
     /// Our re-INVITE met the peer's (491, or 500 with Retry-After while the peer's offer was
     /// unanswered); it goes again after `retryAfter`.
     case glare(SIPCallHandle, retryAfter: Duration)
-    /// The peer's mid-call offer (`method`: INVITE or UPDATE): with `ownerAnswersOffers`, the
+    /// The peer's mid-call offer (`method`: INVITE or UPDATE): for a back-to-back leg, the
     /// owner answers it (`answerOffer`) or refuses it (`refuseOffer`).
     case offerReceived(SIPCallHandle, offer: SIPMessageBody, method: SIPMethod)
-    /// A re-INVITE without a body: with `ownerAnswersOffers`, the owner gives our offer
+    /// A re-INVITE without a body: for a back-to-back leg, the owner gives our offer
     /// (`answerOffer`); the answer comes back as `answerReceived`.
     case offerRequested(SIPCallHandle)
     /// The peer asks us to call `referTo` (REFER, RFC 3515: a blind transfer). With
-    /// `ownerAnswersOffers`, the owner accepts (`acceptRefer`, then `notifyRefer` with the new
+    /// a back-to-back leg, the owner accepts (`acceptRefer`, then `notifyRefer` with the new
     /// call's progress) or refuses it (`refuseRefer`); otherwise it is declined (603).
     case referReceived(SIPCallHandle, referTo: String)
     /// The peer's answer to our mid-call offer (in the 2xx to our re-INVITE, or in the ACK when

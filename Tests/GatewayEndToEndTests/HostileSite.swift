@@ -194,7 +194,7 @@ final class HostileSite: @unchecked Sendable {
         var lanConfiguration = SIPUserAgent.Configuration()
         lanConfiguration.user = "intruder"
         lanConfiguration.domain = "127.0.0.1"
-        lanConfiguration.answerAfter = nil
+        lanConfiguration.role = .softphone(answerAfter: nil)
         lan = SIPUserAgent(endpoint: lanEndpoint, configuration: lanConfiguration)
         await lan.attach()
         lanEvents.follow(lan.events)
@@ -206,7 +206,7 @@ final class HostileSite: @unchecked Sendable {
         bobConfiguration.user = "bob"
         bobConfiguration.domain = "symphony.local"
         bobConfiguration.credentials = ("bob", "bob-pw")
-        bobConfiguration.answerAfter = nil
+        bobConfiguration.role = .softphone(answerAfter: nil)
         let bob = SIPUserAgent(endpoint: bobEndpoint, configuration: bobConfiguration)
         self.bob = bob
         await bob.attach()

@@ -16,6 +16,13 @@ final class AgentHarness: @unchecked Sendable {
     let endpoint: SIPEndpoint
     let agent: SIPUserAgent
     let recorder: EventRecorder
+    /// The owner of a back-to-back leg at work: the next incoming call is answered (with the
+    /// configured description).
+    func answerNextCall() async throws {
+        guard case .incomingCall(let handle, _) = try await recorder.wait(for: "an incoming call", { $0.isIncoming }) else { return }
+        await agent.answer(handle)
+    }
+
     var addresses: [SIPTransportProtocol: SocketAddress] = [:]
 
     init(

@@ -17,7 +17,7 @@ struct CallLegBodyTests {
     @Test func eachLegCarriesItsOwnOfferAndAnswer() async throws {
         let callee = try await AgentHarness(transports: [.udp]) {
             $0.user = "callee"
-            $0.answerAfter = nil
+            $0.role = .softphone(answerAfter: nil)
         }
         let caller = try await AgentHarness(transports: [.udp]) { $0.user = "caller" }
         let offer = Self.sdp("legacy", port: 40002), answer = Self.sdp("cloud", port: 50002)
@@ -40,7 +40,7 @@ struct CallLegBodyTests {
     }
 
     @Test func aLegCanBeRefusedByHand() async throws {
-        let callee = try await AgentHarness(transports: [.udp]) { $0.answerAfter = nil }
+        let callee = try await AgentHarness(transports: [.udp]) { $0.role = .softphone(answerAfter: nil) }
         let caller = try await AgentHarness(transports: [.udp])
         let target = SIPURI(user: "callee", host: "127.0.0.1", port: callee.port(.udp))
         _ = try await caller.agent.call(target, via: SIPDestination(transport: .udp, host: "127.0.0.1", port: callee.port(.udp)))
@@ -56,11 +56,12 @@ struct CallLegBodyTests {
     @Test func aReinviteOfferIsAnsweredByTheOwnerAndTheAnswerReachesTheOfferer() async throws {
         let callee = try await AgentHarness(transports: [.udp]) {
             $0.user = "callee"
-            $0.ownerAnswersOffers = true
+            $0.role = .backToBackLeg
         }
         let caller = try await AgentHarness(transports: [.udp]) { $0.user = "caller" }
         let target = SIPURI(user: "gw1-ch2", host: "127.0.0.1", port: callee.port(.udp))
         let outgoing = try await caller.agent.call(target, via: SIPDestination(transport: .udp, host: "127.0.0.1", port: callee.port(.udp)), body: Self.sdp("a", port: 40002))
+        try await callee.answerNextCall()
         try await caller.recorder.wait(for: "answered") { $0.isAnswered }
         try await callee.recorder.wait(for: "ACK") { $0.isConfirmed }
 
@@ -101,12 +102,13 @@ struct CallLegBodyTests {
 
     @Test func anUnansweredOfferIsRefusedAfterTheTimeout() async throws {
         let callee = try await AgentHarness(transports: [.udp]) {
-            $0.ownerAnswersOffers = true
+            $0.role = .backToBackLeg
             $0.offerAnswerTimeout = .milliseconds(300)
         }
         let caller = try await AgentHarness(transports: [.udp])
         let target = SIPURI(user: "callee", host: "127.0.0.1", port: callee.port(.udp))
         let outgoing = try await caller.agent.call(target, via: SIPDestination(transport: .udp, host: "127.0.0.1", port: callee.port(.udp)))
+        try await callee.answerNextCall()
         try await callee.recorder.wait(for: "ACK") { $0.isConfirmed }
         #expect(await caller.agent.reinvite(outgoing, body: Self.sdp("a", port: 41002)))
         try await callee.recorder.wait(for: "offer") { if case .offerReceived = $0 { true } else { false } }

@@ -89,7 +89,7 @@ struct LoopbackCallTests {
     }
 
     @Test func callerCancelsBeforeAnswer() async throws {
-        let callee = try await AgentHarness(transports: [.udp]) { $0.answerAfter = nil }
+        let callee = try await AgentHarness(transports: [.udp]) { $0.role = .softphone(answerAfter: nil) }
         let caller = try await AgentHarness(transports: [.udp])
         defer { Task { await callee.shutdown(); await caller.shutdown() } }
         let target = SIPURI(user: "callee", host: "127.0.0.1", port: callee.port(.udp))

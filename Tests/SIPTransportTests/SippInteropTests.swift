@@ -130,7 +130,7 @@ struct SippInteropTests {
 
     @Test(arguments: Path.allCases)
     func incomingCallCancelledBeforeAnswer(_ path: Path) async throws {
-        let setup = try await Self.setUp(path) { $0.answerAfter = nil }
+        let setup = try await Self.setUp(path) { $0.role = .softphone(answerAfter: nil) }
         defer { setup.stopSoon() }
         let sipp = try Self.sipp(["-sf", Self.scenario("cancel_uac.xml"), "127.0.0.1:\(setup.remotePort)"], path: path, localPort: try freePort(udp: path == .udp), in: setup.scratch)
         try await Self.expectSuccess(sipp, "CANCEL", scratch: setup.scratch)
@@ -153,7 +153,7 @@ struct SippInteropTests {
     /// sends what a call must answer besides (`midcall_uac.xml` checks each answer). The test
     /// plays the owner of a back-to-back leg: it answers offers with `SDPOfferAnswer`.
     @Test func midCallOffersAndRequestsAreAnswered() async throws {
-        let setup = try await Self.setUp(.udp) { $0.ownerAnswersOffers = true }
+        let setup = try await Self.setUp(.udp) { $0.role = .backToBackLeg }
         defer { setup.stopSoon() }
         let owner = MidCallOwner(agent: setup.agent)
         let sipp = try Self.sipp(["-sf", Self.scenario("midcall_uac.xml"), "127.0.0.1:\(setup.remotePort)"], path: .udp, localPort: try freePort(udp: true), in: setup.scratch)
@@ -257,6 +257,10 @@ final class MidCallOwner: @unchecked Sendable {
                     version += 1
                     let policy = SDPAudioPolicy(codecs: [.g722, .pcmu])
                     switch events[handled] {
+                    case .incomingCall(let handle, _):
+                        // A back-to-back leg rings and answers when its owner says.
+                        await harness.agent.ring(handle)
+                        await harness.agent.answer(handle)
                     case .offerReceived(let handle, let offer, _):
                         guard let session = try? SDPParser.parse(offer.text),
                             let answered = try? SDPOfferAnswer.answer(

@@ -100,10 +100,8 @@ public final class GatewayServer: Service, Sendable {
         var legacyAgent = SIPUserAgent.Configuration()
         legacyAgent.user = config.gatewayID
         legacyAgent.domain = config.legacyServer?.host ?? legacyAddress.ipAddress ?? "localhost"
-        legacyAgent.answerAfter = nil
-        legacyAgent.ringOnIncoming = false
-        // A bridged leg's answer depends on its media: the router answers mid-call offers.
-        legacyAgent.ownerAnswersOffers = true
+        // Each leg's answers (ringing, the answer, mid-call offers, REFER) are the router's.
+        legacyAgent.role = .backToBackLeg
         let legacyUA = SIPUserAgent(endpoint: legacyEndpoint, configuration: legacyAgent, logger: component(logger, "legacy-ua"))
         var cloudAgent = legacyAgent
         // RFC 4028 on the cloud leg: a client that supports session timers refreshes the call

@@ -51,7 +51,7 @@ public actor DemoPhone {
     public static func start(_ role: Role, frequency: Double, group: any EventLoopGroup, logger: Logger) async throws -> DemoPhone {
         let loop = group.next()
         var agentConfiguration = SIPUserAgent.Configuration()
-        agentConfiguration.answerAfter = nil
+        agentConfiguration.role = .softphone(answerAfter: nil)
         let phone: DemoPhone
         switch role {
         case .legacyStation(let listen):
