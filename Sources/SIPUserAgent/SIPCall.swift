@@ -25,11 +25,11 @@ struct SIPCall {
     /// Our 2xx to an INVITE or re-INVITE, retransmitted until its ACK (RFC 3261 §13.3.1.4).
     var okResponse: SIPMessage?
     var okTransaction: SIPTransactionKey?
-    var okRetransmitInterval: Duration = .zero
-    var okRetransmitTask: Scheduled<Void>?
-    var okRetransmitDeadline: NIODeadline?
-    var answerTask: Scheduled<Void>?
-    var durationTask: Scheduled<Void>?
+    /// Every timer of the session (2xx retransmission, answer, duration, offer, session
+    /// refresh), and the one wake-up for the earliest (`SIPUserAgent+CallTimers.swift`).
+    var timers: SIPCallTimers
+    var wakeUp: Scheduled<Void>?
+    var wakeUpAt: Double?
     /// Outgoing: the ACK we sent for the 2xx, repeated when the 2xx is.
     var ack: SIPMessage?
     var authenticated = false
@@ -47,9 +47,8 @@ struct SIPCall {
     var offerInOK = false
     /// What our re-INVITE offers, kept for its retry after a 491.
     var reinviteBody: SIPMessageBody?
-    /// RFC 4028: the session timer this call settled on, and its next deadline.
+    /// RFC 4028: the session timer this call settled on (its deadline is in `timers`).
     var sessionTimer: SIPSessionTimer?
-    var sessionTimerTask: Scheduled<Void>?
     /// A REFER the owner has not decided on; and the CSeq of the one accepted, which its
     /// NOTIFYs name (RFC 3515 §2.4.6: `Event: refer;id=`).
     var pendingRefer: (request: SIPMessage, key: SIPTransactionKey)?
@@ -64,15 +63,6 @@ struct SIPCall {
         let key: SIPTransactionKey
         /// nil: an offerless re-INVITE; what the owner gives is our offer.
         let offer: SIPMessageBody?
-        var deadline: Scheduled<Void>?
-    }
-
-    func cancelTimers() {
-        okRetransmitTask?.cancel()
-        answerTask?.cancel()
-        durationTask?.cancel()
-        pendingOffer?.deadline?.cancel()
-        sessionTimerTask?.cancel()
     }
 }
 

@@ -47,7 +47,7 @@ extension SIPUserAgent {
         invite.headers.add(.userAgent, endpoint.configuration.productName)
         addBody(to: &invite, body)
         let handle = newHandle()
-        var call = SIPCall(handle: handle, direction: .outgoing, state: .calling, flow: flow, invite: invite)
+        var call = SIPCall(handle: handle, direction: .outgoing, state: .calling, flow: flow, invite: invite, timers: newCallTimers())
         call.localBody = body
         calls[handle] = call
         sendInvite(handle)
@@ -216,7 +216,7 @@ extension SIPUserAgent {
             respond(SIPResponseFactory.response(to: request, status: 400, toTag: tag), to: key)
             return
         }
-        var call = SIPCall(handle: handle, direction: .incoming, state: .ringing, flow: flow, invite: request)
+        var call = SIPCall(handle: handle, direction: .incoming, state: .ringing, flow: flow, invite: request, timers: newCallTimers())
         call.remoteBody = SIPMessageBody(request)
         call.dialog = dialog
         call.inviteTransaction = key
@@ -226,11 +226,7 @@ extension SIPUserAgent {
         emit(.incomingCall(handle, from: request.from?.uri.description ?? "?"))
         guard case .softphone(let answerAfter) = configuration.role else { return }  // the owner rings and answers
         ring(handle)
-        if let delay = answerAfter {
-            calls[handle]?.answerTask = endpoint.eventLoop.scheduleTask(in: TimeAmount(delay)) { [self] in
-                self.assumeIsolated { $0.answer(handle) }
-            }
-        }
+        if let delay = answerAfter { updateTimers(handle) { $0.answer(after: Self.seconds(delay), now: $1) } }
     }
 
     /// Tells the caller the call rings: 180, or 183 Session Progress with our session description
@@ -271,40 +267,13 @@ extension SIPUserAgent {
     }
 
     /// Sends a 2xx to an INVITE (initial or re-INVITE) and keeps retransmitting it until the
-    /// ACK: RFC 3261 §13.3.1.4, T1 doubling up to T2, a BYE after 64·T1 without ACK. Reliable
-    /// transports need it too: a proxy on the path may be on UDP.
+    /// ACK: RFC 3261 §13.3.1.4, T1 doubling up to T2, a BYE after 64·T1 without ACK
+    /// (`SIPCallTimers`). Reliable transports need it too: a proxy on the path may be on UDP.
     func sendOK(_ ok: SIPMessage, to key: SIPTransactionKey, in handle: SIPCallHandle) {
-        calls[handle]?.okRetransmitTask?.cancel()
         calls[handle]?.okResponse = ok
         calls[handle]?.okTransaction = key
-        calls[handle]?.okRetransmitInterval = endpoint.configuration.timers.t1
-        calls[handle]?.okRetransmitDeadline = .now() + TimeAmount(endpoint.configuration.timers.transactionTimeout)
         respond(ok, to: key)
-        scheduleOKRetransmission(handle)
-    }
-
-    private func scheduleOKRetransmission(_ handle: SIPCallHandle) {
-        guard let call = calls[handle] else { return }
-        calls[handle]?.okRetransmitTask = endpoint.eventLoop.scheduleTask(in: TimeAmount(call.okRetransmitInterval)) { [self] in
-            self.assumeIsolated { $0.retransmitOK(handle) }
-        }
-    }
-
-    private func retransmitOK(_ handle: SIPCallHandle) {
-        guard var call = calls[handle], let ok = call.okResponse, let key = call.okTransaction else { return }
-        if let deadline = call.okRetransmitDeadline, NIODeadline.now() >= deadline {
-            logger.warning("no ACK for 2xx within 64·T1; ending the call", metadata: ["call": "\(handle)"])
-            call.okResponse = nil
-            call.state = .established
-            calls[handle] = call
-            sendBYE(handle, endingNow: "no ACK")
-            return
-        }
-        respond(ok, to: key)
-        let t2 = endpoint.configuration.timers.t2
-        call.okRetransmitInterval = min(call.okRetransmitInterval * 2, t2)
-        calls[handle] = call
-        scheduleOKRetransmission(handle)
+        updateTimers(handle) { $0.okSent(now: $1) }
     }
 
     /// The ACK for our 2xx: it carries the INVITE's CSeq number (§13.2.2.4).
@@ -312,7 +281,7 @@ extension SIPUserAgent {
         guard let id = SIPDialogID.forReceivedRequest(ack), let handle = callsByDialog[id], var call = calls[handle],
             let ok = call.okResponse, ack.cseq?.sequence == ok.cseq?.sequence
         else { return }
-        call.okRetransmitTask?.cancel()
+        call.timers.ackReceived()
         call.okResponse = nil
         call.okTransaction = nil
         let wasAnswer = call.state == .answered
@@ -332,6 +301,7 @@ extension SIPUserAgent {
             scheduleSessionTimer(handle)
             emit(.confirmed(handle))
         }
+        rearmTimers(handle)
         if let answer { emit(.answerReceived(handle, answer: answer)) }
     }
 
@@ -355,17 +325,12 @@ extension SIPUserAgent {
 
     func startDurationLimit(_ handle: SIPCallHandle) {
         guard let limit = configuration.maxCallDuration else { return }
-        calls[handle]?.durationTask = endpoint.eventLoop.scheduleTask(in: TimeAmount(limit)) { [self] in
-            self.assumeIsolated { agent in
-                agent.logger.info("call reached the duration limit", metadata: ["call": "\(handle)"])
-                agent.sendBYE(handle)
-            }
-        }
+        updateTimers(handle) { $0.limitDuration(to: Self.seconds(limit), now: $1) }
     }
 
     func endCall(_ handle: SIPCallHandle, reason: String) {
         guard let call = calls.removeValue(forKey: handle) else { return }
-        call.cancelTimers()
+        call.wakeUp?.cancel()
         if let id = call.dialog?.id { callsByDialog[id] = nil }
         if let key = call.inviteTransaction { callsByServerTransaction[key] = nil }
         emit(.ended(handle, reason: reason))

@@ -170,14 +170,8 @@ extension SIPUserAgent {
                 answerOffer(handle, body: call.localBody ?? configuredBody)
                 return
             }
-            let deadline = endpoint.eventLoop.scheduleTask(in: TimeAmount(configuration.offerAnswerTimeout)) { [self] in
-                self.assumeIsolated { agent in
-                    guard agent.calls[handle]?.pendingOffer?.key == key else { return }
-                    agent.logger.warning("a mid-call offer went unanswered; refused with 500", metadata: ["call": "\(handle)"])
-                    agent.refuseOffer(handle, status: 500)
-                }
-            }
-            calls[handle]?.pendingOffer = .init(request: request, key: key, offer: body, deadline: deadline)
+            calls[handle]?.pendingOffer = .init(request: request, key: key, offer: body)
+            updateTimers(handle) { $0.offerPending(timeout: Self.seconds(self.configuration.offerAnswerTimeout), now: $1) }
             if let body {
                 emit(.offerReceived(handle, offer: body, method: request.method ?? .invite))
             } else {
@@ -210,7 +204,7 @@ extension SIPUserAgent {
     /// For an offerless re-INVITE `body` is our offer, and the ACK brings the answer.
     public func answerOffer(_ handle: SIPCallHandle, body: SIPMessageBody?) {
         guard var call = calls[handle], let pending = call.pendingOffer else { return }
-        pending.deadline?.cancel()
+        call.timers.offerSettled()
         call.pendingOffer = nil
         if let offer = pending.offer {
             call.offerAnswer.answeredTheirs()
@@ -234,7 +228,7 @@ extension SIPUserAgent {
     /// §14.2): the session goes on as it was.
     public func refuseOffer(_ handle: SIPCallHandle, status: Int = 488, warning: String? = nil) {
         guard var call = calls[handle], let pending = call.pendingOffer else { return }
-        pending.deadline?.cancel()
+        call.timers.offerSettled()
         call.pendingOffer = nil
         call.offerAnswer.refusedTheirs()
         call.offerAnswer.closedOurs()  // an offerless re-INVITE refused: we offer nothing
@@ -332,20 +326,7 @@ extension SIPUserAgent {
     /// (Re)starts the call's session timer from now: at its deadline we refresh (a re-INVITE
     /// with our description) or, when the peer should have, end the call with BYE (§10).
     func scheduleSessionTimer(_ handle: SIPCallHandle) {
-        calls[handle]?.sessionTimerTask?.cancel()
         guard let timer = calls[handle]?.sessionTimer else { return }
-        let deadline = timer.nextDeadline
-        calls[handle]?.sessionTimerTask = endpoint.eventLoop.scheduleTask(in: .milliseconds(Int64(deadline.seconds * 1000))) { [self] in
-            self.assumeIsolated { agent in
-                guard agent.calls[handle]?.state == .established else { return }
-                if deadline.refresh {
-                    agent.retryReinvite(handle, attempts: 10, every: .milliseconds(500))
-                } else {
-                    agent.logger.notice("session timer expired without a refresh; BYE", metadata: ["call": "\(handle)"])
-                    agent.sendBYE(handle, reason: "SIP;cause=408;text=\"session timer expired\"", endingNow: "session timer expired")
-                }
-            }
-        }
+        updateTimers(handle) { $0.sessionRefreshed(timer, now: $1) }
     }
-
 }

@@ -19,8 +19,6 @@ extension SIPUserAgent {
     /// The registrar's bindings in force now (address of record → contacts).
     public var bindings: [String: [SIPRegistrationBinding]] { registrar?.current(at: Self.uptime()) ?? [:] }
 
-    static func uptime() -> Double { Double(NIODeadline.now().uptimeNanoseconds) / 1e9 }
-
     // MARK: Registration client (RFC 3261 §10.2)
 
     /// Registers our contact at `registrar` for `expires` seconds, answering a digest challenge
