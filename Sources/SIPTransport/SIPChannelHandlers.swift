@@ -11,6 +11,7 @@ final class SIPDatagramHandler: ChannelInboundHandler {
 
     private let endpoint: SIPEndpoint
     private var localAddress: SocketAddress?
+    private var lastError: (any Error)?
     /// The largest UDP payload there is (65,535 - IP and UDP headers, rounded up).
     static let receiveCapacity = 65_536
 
@@ -40,7 +41,16 @@ final class SIPDatagramHandler: ChannelInboundHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // ICMP port unreachable and the like: a UDP socket keeps serving.
+        lastError = error
         endpoint.assumeIsolated { $0.logDatagramError(error) }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        // Closed by us at shutdown, or by SwiftNIO after a send error it does not tolerate:
+        // the endpoint binds the address again in the second case.
+        let (channel, address, error) = (context.channel, localAddress, lastError)
+        endpoint.assumeIsolated { $0.datagramChannelClosed(channel, address: address, error: error) }
+        context.fireChannelInactive()
     }
 }
 

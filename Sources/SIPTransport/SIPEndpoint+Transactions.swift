@@ -210,13 +210,11 @@ extension SIPEndpoint {
 
     /// Where a response goes (RFC 3261 §18.2.2, RFC 3581 §4): streams answer on the request's
     /// connection; on UDP to the source address when the client asked for rport, else to the
-    /// source IP and the Via port (or maddr).
+    /// source IP and the Via port. Never to a Via `maddr`: it would let anyone direct our
+    /// responses at a third party or a broadcast address (docs/SIP.md).
     func responseFlow(for response: SIPMessage, arrivedOn flow: SIPFlow) -> SIPFlow {
         guard flow.transport == .udp, let via = response.topVia else { return flow }
         if case .some(.some) = via.rport { return flow }
-        if let maddr = via.maddr, let address = try? SocketAddress(ipAddress: maddr, port: via.port ?? 5060) {
-            return SIPFlow(transport: .udp, local: flow.local, remote: address, connectionID: 0)
-        }
         if let ip = flow.remote.ipAddress, let address = try? SocketAddress(ipAddress: ip, port: via.port ?? 5060) {
             return SIPFlow(transport: .udp, local: flow.local, remote: address, connectionID: 0)
         }

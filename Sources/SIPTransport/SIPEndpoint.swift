@@ -37,6 +37,8 @@ public actor SIPEndpoint {
 
     // Transports.
     var udpChannels: [any Channel] = []
+    /// Set by `shutdown`: nothing is bound again after it.
+    var isShutDown = false
     var listeningChannels: [any Channel] = []
     /// Where peers reach us, per transport: the sent-by of our Via headers.
     public private(set) var advertised: [SIPTransportProtocol: SocketAddress] = [:]
@@ -96,6 +98,9 @@ public actor SIPEndpoint {
         case .udp:
             let channel = try await DatagramBootstrap(group: eventLoop)
                 .channelOption(.socketOption(.so_reuseaddr), value: 1)
+                // Room for a burst (14 channels re-INVITEd at once, a flood): the kernel caps it
+                // at net.core.rmem_max.
+                .channelOption(.socketOption(.so_rcvbuf), value: 1 << 20)
                 // A whole datagram, however large (NIO's default would cut it at 2,048 bytes and
                 // a message without Content-Length would pass cut short); the handler copies it
                 // into a buffer of its own size.
@@ -162,6 +167,7 @@ public actor SIPEndpoint {
     }
 
     public func shutdown() async {
+        isShutDown = true
         // Client transactions still waiting for a final response learn that their flow is gone,
         // so that no TU waits forever; finished ones only lose their timers.
         for key in Array(clientTransactions.keys) where clientTransactions[key] != nil {
@@ -335,11 +341,7 @@ public actor SIPEndpoint {
     func write(_ bytes: ByteBuffer, on flow: SIPFlow) {
         switch flow.transport {
         case .udp:
-            guard let channel = udpChannels.first(where: { $0.localAddress == flow.local }) ?? udpChannels.first else {
-                logger.warning("no UDP socket to send on", metadata: ["flow": "\(flow)"])
-                return
-            }
-            channel.writeAndFlush(AddressedEnvelope(remoteAddress: flow.remote, data: bytes), promise: nil)
+            writeDatagram(bytes, on: flow)
         case .tcp, .tls:
             guard let channel = connections[flow.connectionID] else {
                 logger.notice("flow is gone; message not sent", metadata: ["flow": "\(flow)"])

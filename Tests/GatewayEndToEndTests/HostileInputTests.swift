@@ -253,26 +253,33 @@ struct HostileInputTests {
             try await Task.sleep(for: .milliseconds(300))
         }
         await check("REGISTERs from the LAN: 405 with Allow, the gateway is no registrar and keeps nothing") {
-            for user in 0..<200 {
-                let register = site.options().replacingOccurrences(of: "OPTIONS sip:101@127.0.0.1", with: "REGISTER sip:127.0.0.1")
-                    .replacingOccurrences(of: "CSeq: 1 OPTIONS", with: "CSeq: 1 REGISTER\r\nContact: <sip:m\(user)@127.0.0.1:9>")
-                    .replacingOccurrences(of: "To: <sip:101@127.0.0.1>", with: "To: <sip:m\(user)@127.0.0.1>")
-                guard user < 3 else {
-                    _ = try await site.udpExchange(Array(register.utf8), to: site.legacyPort, wait: nil)
-                    continue
+            // From one socket, every answer read: none may reach the health check's probe.
+            // In rounds of 20 (a burst of 200 is a test of UDP buffers, not of the registrar).
+            let socket = try UDPSocket()
+            var answers: [String] = []
+            for round in 0..<10 {
+                for user in (round * 20)..<(round * 20 + 20) {
+                    let register = site.options().replacingOccurrences(of: "OPTIONS sip:101@127.0.0.1", with: "REGISTER sip:127.0.0.1")
+                        .replacingOccurrences(of: "CSeq: 1 OPTIONS", with: "CSeq: 1 REGISTER\r\nContact: <sip:m\(user)@127.0.0.1:9>")
+                        .replacingOccurrences(of: "To: <sip:101@127.0.0.1>", with: "To: <sip:m\(user)@127.0.0.1>")
+                    socket.send(Array(register.utf8), to: site.legacyPort)
                 }
-                let answer = try await site.udpExchange(register, to: site.legacyPort, wait: .seconds(2))
-                do {
-                    #expect(answer?.hasPrefix("SIP/2.0 405") == true, "\(answer ?? "no answer")")
-                    #expect(answer?.contains("Allow: ") == true && answer?.contains("REGISTER") == false, "\(answer ?? "")")
+                while answers.count < round * 20 + 20, let answer = try await socket.receive(timeout: .seconds(3)) {
+                    answers.append(String(decoding: answer, as: UTF8.self))
                 }
             }
+            #expect(answers.count == 200 && answers.allSatisfy { $0.hasPrefix("SIP/2.0 405") }, "\(answers.count) answers; first: \(answers.first ?? "none")")
+            let allow = answers.first?.split(separator: "\r\n").first { $0.hasPrefix("Allow: ") }
+            #expect(allow?.contains("INVITE") == true && allow?.contains("REGISTER") == false, "\(allow ?? "no Allow")")
         }
         let datagrams: [(String, [UInt8])] = [
             ("60 KB of bare line feeds", [UInt8](repeating: 0x0A, count: 60000)),
             ("65,507 bytes of one header", Array(("OPTIONS sip:101@127.0.0.1 SIP/2.0\r\nX: " + String(repeating: "a", count: 65400)).utf8)),
             ("an INVITE whose Content-Length says 99999999", Array((site.options().replacingOccurrences(of: "Content-Length: 0", with: "Content-Length: 99999999")).utf8)),
             ("a Via with maddr and port 65536", Array(site.options().replacingOccurrences(of: "127.0.0.1:9;", with: "127.0.0.1:65536;maddr=224.0.0.1;").utf8)),
+            // SwiftNIO closes a UDP socket whose send fails with EACCES: one such datagram left
+            // the legacy side deaf (now never answered to maddr, and a closed socket is rebound).
+            ("a Via with a broadcast maddr and no rport", Array(site.options().replacingOccurrences(of: ";rport", with: ";maddr=255.255.255.255").utf8)),
         ]
         for (name, bytes) in datagrams {
             await check("LAN datagram: \(name)") {

@@ -53,8 +53,10 @@ struct RFC4475ConformanceTests {
                 if validator.allowedMethods.contains(line.method) {
                     #expect(rejection == nil, "\(item.file): \(String(describing: rejection))")
                 } else {
-                    // RFC 4475 §3.1.1.2, §3.1.1.5: an unknown method gets 501 from a UAS.
-                    #expect(rejection?.statusCode == 501)
+                    // RFC 4475 §3.1.1.2, §3.1.1.5: an unknown method gets 501 from a UAS; one it
+                    // recognizes but does not allow (MESSAGE, §3.1.1.11) 405 (RFC 3261 §8.2.1).
+                    #expect(rejection?.statusCode == (SIPMethod.standard.contains(line.method) ? 405 : 501), "\(item.file)")
+                    #expect(rejection?.headers.contains { $0.name == "Allow" } == true)
                 }
             }
         default:

@@ -44,7 +44,8 @@ extension GatewayServer {
     /// The sockets: open from `make` on; closed last, once the requests of the last moment (BYE,
     /// CANCEL, un-REGISTER) have their answers or 2 s have passed.
     private func runTransport() async {
-        try? await gracefulShutdown()
+        do { try await gracefulShutdown() } catch { logger.notice("DEBUG sip-transport woke: \(error)") }
+        logger.notice("DEBUG sip-transport closing")
         let endpoints = [legacyEndpoint, cloudEndpoint] + (meshEndpoint.map { [$0] } ?? [])
         await withDiscardingTaskGroup { group in
             for endpoint in endpoints { group.addTask { await endpoint.drain(within: .seconds(2)) } }

@@ -41,4 +41,8 @@ public struct SIPMethod: Hashable, Sendable, CustomStringConvertible, Expressibl
     public static let subscribe: SIPMethod = "SUBSCRIBE"
     public static let notify: SIPMethod = "NOTIFY"
     public static let refer: SIPMethod = "REFER"
+
+    /// The methods of RFC 3261 and the extensions above: an element recognizes them even where
+    /// it does not allow them (405, not 501; RFC 3261 §8.2.1).
+    public static let standard: Set<SIPMethod> = [.invite, .ack, .bye, .cancel, .options, .register, .info, .prack, .update, .message, .subscribe, .notify, .refer]
 }

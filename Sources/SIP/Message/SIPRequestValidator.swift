@@ -1,7 +1,8 @@
 /// What a UAS checks before it processes a well-formed request (RFC 3261 §8.2, in that order),
 /// and the error response it answers with when a check fails.
 public struct SIPRequestValidator: Sendable {
-    /// Methods the element implements; others get 501 (RFC 3261 §8.2.1) — or 405 when `known`.
+    /// Methods the element allows; a method it recognizes but does not allow gets 405, an unknown
+    /// one 501, both with Allow (RFC 3261 §8.2.1, `SIPMethod.standard`).
     public var allowedMethods: [SIPMethod]
     /// URI schemes the element serves (RFC 3261 §8.2.2.1, 416 otherwise).
     public var uriSchemes: Set<String>
@@ -59,8 +60,9 @@ public struct SIPRequestValidator: Sendable {
         }
         // §8.2.1 method inspection.
         if !allowedMethods.contains(line.method) {
+            let recognized = SIPMethod.standard.contains(line.method)
             return Rejection(
-                statusCode: 501, reason: "method \(line.method) not implemented",
+                statusCode: recognized ? 405 : 501, reason: "method \(line.method) \(recognized ? "not allowed here" : "not implemented")",
                 headers: [SIPParameter(name: "Allow", value: allowedMethods.map(\.rawValue).joined(separator: ", "))])
         }
         // §8.2.2.1 Request-URI scheme.
