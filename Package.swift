@@ -415,7 +415,7 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
-        .testTarget(name: "MeshTests", dependencies: ["Mesh", "NetworkAddress", .product(name: "NIOCore", package: "swift-nio")], swiftSettings: strictSettings),
+        .testTarget(name: "MeshTests", dependencies: ["Mesh", "NetworkAddress", "PeerTestSupport", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")], swiftSettings: strictSettings),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -23,11 +23,14 @@ public actor MeshDiscoveryService {
         let index: UInt32
         let channel: any Channel
         let destination: SocketAddress
+        /// Our address there, to start again with when the socket is lost.
+        let address: LinkLocalAddress
     }
 
     private var node: MeshNode
-    private var links: [String: Link] = [:]
+    private(set) var links: [String: Link] = [:]
     private var timer: RepeatedTask?
+    private var stopped = false
     private let logger: Logger
     private let clock: @Sendable () -> Double
     private let continuation: AsyncStream<[MeshPeer]>.Continuation
@@ -81,7 +84,7 @@ public actor MeshDiscoveryService {
         let raw = withUnsafeBytes(of: v6.address.sin6_addr) { Array($0) }
         var link = Link(
             discovery: MeshDiscovery(node: node, interface: interface, address: raw), index: index, channel: channel,
-            destination: try SocketAddress(ipAddressWithZone: "\(Self.group)%\(index)", port: Self.port))
+            destination: try SocketAddress(ipAddressWithZone: "\(Self.group)%\(index)", port: Self.port), address: address)
         let outputs = link.discovery.start(at: clock())
         links[interface] = link
         perform(outputs, on: interface)
@@ -112,11 +115,37 @@ public actor MeshDiscoveryService {
 
     /// Goodbyes on every interface, then the sockets close.
     public func stop() async {
+        stopped = true
         timer?.cancel()
         timer = nil
         for (name, link) in links { perform(link.discovery.stop(), on: name) }
         for link in links.values { try? await link.channel.close() }
         links = [:]
+    }
+
+    /// An interface's socket closed while discovery runs: SwiftNIO closes a datagram channel on
+    /// a send error such as ENETDOWN (the interface went down under a multicast send). Discovery
+    /// starts there again — at once, then every 2 s while the interface is not back — so that
+    /// the mesh is known again when the LAN is.
+    func linkClosed(_ interface: String, channel: any Channel, error: (any Error)?) {
+        guard !stopped, let link = links[interface], link.channel === channel else { return }
+        links[interface] = nil
+        logger.error("mDNS socket on \(interface) closed (\(error.map { "\($0)" } ?? "no error given")); starting discovery there again")
+        Task { await self.rejoin(interface, address: link.address) }
+    }
+
+    private func rejoin(_ interface: String, address: LinkLocalAddress) async {
+        var said = false
+        while !stopped, links[interface] == nil {
+            do {
+                try await add(interface: interface, address: address)
+                return
+            } catch {
+                if !said { logger.warning("mDNS on \(interface) not back yet: \(error); trying every 2 s") }
+                said = true
+                try? await Task.sleep(for: .seconds(2))
+            }
+        }
     }
 
     private func tick() {
@@ -177,5 +206,15 @@ final class MDNSHandler: ChannelInboundHandler {
         service.assumeIsolated { $0.received(bytes, from: source, interface: interface) }
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {}
+    private var lastError: (any Error)?
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        lastError = error
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        let (service, interface, channel, error) = (service, interface, context.channel, lastError)
+        service.assumeIsolated { $0.linkClosed(interface, channel: channel, error: error) }
+        context.fireChannelInactive()
+    }
 }
