@@ -52,7 +52,10 @@ public final class MQTTConnection: @unchecked Sendable {
     public let events: AsyncStream<Event>
     private let continuation: AsyncStream<Event>.Continuation
     private let handle: OpaquePointer
-    private let state = NIOLockedValueBox((connected: false, started: false, stopped: false))
+    /// `looping`: the network thread runs, so other threads may call into libmosquitto (before
+    /// it, libmosquitto is not in threaded mode and a publish from another thread races the
+    /// connect — seen as a client that never connected).
+    private let state = NIOLockedValueBox((connected: false, started: false, stopped: false, looping: false))
     /// The latest message ids the broker acknowledged (QoS 1 PUBACK; the last 64), for `publishAndStop`.
     private let acknowledged = NIOLockedValueBox<[Int32]>([])
 
@@ -130,19 +133,25 @@ public final class MQTTConnection: @unchecked Sendable {
         _ = mosquitto_connect_async(handle, settings.host, Int32(settings.port), settings.keepAliveSeconds)
         let rc = mosquitto_loop_start(handle)
         if rc != MOSQ_ERR_SUCCESS.rawValue { continuation.yield(.disconnected(code: rc)) }
+        state.withLockedValue { $0.looping = rc == MOSQ_ERR_SUCCESS.rawValue }
     }
+
+    /// Whether other threads may call into libmosquitto now.
+    private var looping: Bool { state.withLockedValue { $0.looping && !$0.stopped } }
 
     public var isConnected: Bool { state.withLockedValue { $0.connected } }
 
     /// Queues a message; false when there is no connection (it is not kept for later).
     @discardableResult
     public func publish(_ topic: String, _ payload: String, qos: Int32 = 0, retain: Bool = false) -> Bool {
+        guard looping else { return false }
         let bytes = Array(payload.utf8)
         let rc = bytes.withUnsafeBytes { mosquitto_publish(handle, nil, topic, Int32(bytes.count), $0.baseAddress, qos, retain) }
         return rc == MOSQ_ERR_SUCCESS.rawValue
     }
 
     public func subscribe(_ pattern: String, qos: Int32 = 0) {
+        guard looping else { return }
         _ = mosquitto_subscribe(handle, nil, pattern, qos)
     }
 

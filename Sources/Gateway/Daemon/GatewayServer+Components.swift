@@ -44,8 +44,7 @@ extension GatewayServer {
     /// The sockets: open from `make` on; closed last, once the requests of the last moment (BYE,
     /// CANCEL, un-REGISTER) have their answers or 2 s have passed.
     private func runTransport() async {
-        do { try await gracefulShutdown() } catch { logger.notice("DEBUG sip-transport woke: \(error)") }
-        logger.notice("DEBUG sip-transport closing")
+        try? await gracefulShutdown()
         let endpoints = [legacyEndpoint, cloudEndpoint] + (meshEndpoint.map { [$0] } ?? [])
         await withDiscardingTaskGroup { group in
             for endpoint in endpoints { group.addTask { await endpoint.drain(within: .seconds(2)) } }
@@ -78,6 +77,8 @@ extension GatewayServer {
     /// the statistics; `offline` and a clean disconnect at the end.
     private func runStatus(_ status: GatewayStatusPublisher) async {
         let (router, trunk) = (router, trunk)
+        // (Started here, before the first publish of any other part: see MQTTConnection.start.)
+        status.connection.start()
         await withDiscardingTaskGroup { group in
             group.addTask {
                 await cancelWhenGracefulShutdown {
@@ -106,7 +107,6 @@ extension GatewayServer {
                     }
                 }
             }
-            status.connection.start()
         }
         try? await gracefulShutdown()
         await status.stop()
