@@ -28,8 +28,7 @@ struct SIPCall {
     /// Every timer of the session (2xx retransmission, answer, duration, offer, session
     /// refresh), and the one wake-up for the earliest (`SIPUserAgent+CallTimers.swift`).
     var timers: SIPCallTimers
-    var wakeUp: Scheduled<Void>?
-    var wakeUpAt: Double?
+    var wakeUp = DeadlineWakeUp()
     /// Outgoing: the ACK we sent for the 2xx, repeated when the 2xx is.
     var ack: SIPMessage?
     var authenticated = false

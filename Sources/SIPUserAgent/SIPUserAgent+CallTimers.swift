@@ -19,23 +19,15 @@ extension SIPUserAgent {
 
     /// Sets the call's one wake-up to its earliest deadline (or none).
     func rearmTimers(_ handle: SIPCallHandle) {
-        guard let call = calls[handle] else { return }
-        let deadline = call.timers.nextDeadline
-        guard deadline != call.wakeUpAt else { return }
-        call.wakeUp?.cancel()
-        calls[handle]?.wakeUpAt = deadline
-        calls[handle]?.wakeUp = deadline.map { deadline in
-            let delay = min(max(0, deadline - Self.uptime()), 86_400)
-            return endpoint.eventLoop.scheduleTask(in: .nanoseconds(Int64(delay * 1e9))) { [self] in
-                self.assumeIsolated { $0.callTimersDue(handle) }
-            }
+        guard let deadline = calls[handle].map({ $0.timers.nextDeadline }) else { return }
+        calls[handle]?.wakeUp.set(to: deadline, now: Self.uptime(), on: endpoint.eventLoop) { [self] in
+            self.assumeIsolated { $0.callTimersDue(handle) }
         }
     }
 
     func callTimersDue(_ handle: SIPCallHandle) {
         guard var call = calls[handle] else { return }
-        call.wakeUp = nil
-        call.wakeUpAt = nil
+        call.wakeUp.fired()
         let due = call.timers.fire(at: Self.uptime())
         calls[handle] = call
         for item in due {

@@ -330,7 +330,7 @@ extension SIPUserAgent {
 
     func endCall(_ handle: SIPCallHandle, reason: String) {
         guard let call = calls.removeValue(forKey: handle) else { return }
-        call.wakeUp?.cancel()
+        call.wakeUp.cancel()
         if let id = call.dialog?.id { callsByDialog[id] = nil }
         if let key = call.inviteTransaction { callsByServerTransaction[key] = nil }
         emit(.ended(handle, reason: reason))

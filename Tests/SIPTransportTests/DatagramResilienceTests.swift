@@ -40,10 +40,8 @@ struct DatagramResilienceTests {
     @Test func aResponseIsNeverSentToABroadcastMaddrAndTheSocketServesOn() async throws {
         let agent = try await AgentHarness(transports: [.udp])
         defer { Task { await agent.shutdown() } }
-        let socket = try await DatagramBootstrap(group: agent.group).bind(host: "127.0.0.1", port: 0).get()
+        let (socket, collector) = try await DatagramCollector.socket(on: agent.group)
         defer { socket.close(promise: nil) }
-        let collector = DatagramCollector()
-        try await socket.pipeline.addHandler(collector)
         let destination = try SocketAddress(ipAddress: "127.0.0.1", port: agent.port(.udp))
         try await socket.writeAndFlush(AddressedEnvelope(remoteAddress: destination, data: ByteBuffer(string: Self.options("m1", via: ";maddr=255.255.255.255;rport"))))
         #expect(try SIPMessageParser().parse(try await collector.next(timeout: .seconds(5))).statusCode == 200, "answered to where it came from")
@@ -67,10 +65,8 @@ struct DatagramResilienceTests {
         let again = try #require(await agent.endpoint.udpChannels.first)
         #expect(again !== first && again.localAddress?.port == port, "the same port, a new socket")
 
-        let socket = try await DatagramBootstrap(group: agent.group).bind(host: "127.0.0.1", port: 0).get()
+        let (socket, collector) = try await DatagramCollector.socket(on: agent.group)
         defer { socket.close(promise: nil) }
-        let collector = DatagramCollector()
-        try await socket.pipeline.addHandler(collector)
         try await socket.writeAndFlush(AddressedEnvelope(remoteAddress: try SocketAddress(ipAddress: "127.0.0.1", port: port), data: ByteBuffer(string: Self.options("r1"))))
         #expect(try SIPMessageParser().parse(try await collector.next(timeout: .seconds(5))).statusCode == 200)
     }

@@ -104,10 +104,8 @@ struct LoopbackCallTests {
     @Test func malformedDatagramGets400AndTheEndpointKeepsServing() async throws {
         let agent = try await AgentHarness(transports: [.udp])
         defer { Task { await agent.shutdown() } }
-        let socket = try await DatagramBootstrap(group: agent.group).bind(host: "127.0.0.1", port: 0).get()
+        let (socket, collector) = try await DatagramCollector.socket(on: agent.group)
         defer { socket.close(promise: nil) }
-        let collector = DatagramCollector()
-        try await socket.pipeline.addHandler(collector)
         let garbage = "INVITE sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKbad\r\nCSeq: x INVITE\r\nCall-ID: bad-1\r\n\r\n"
         let destination = try SocketAddress(ipAddress: "127.0.0.1", port: agent.port(.udp))
         try await socket.writeAndFlush(AddressedEnvelope(remoteAddress: destination, data: ByteBuffer(string: garbage)))
@@ -226,6 +224,14 @@ final class DatagramCollector: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
     private let lock = NSLock()
     private var received: [ByteBuffer] = []
+
+    /// A UDP socket on 127.0.0.1 that keeps what it receives (close the channel when done).
+    static func socket(on group: any EventLoopGroup) async throws -> (channel: any Channel, collector: DatagramCollector) {
+        let channel = try await DatagramBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
+        let collector = DatagramCollector()
+        try await channel.pipeline.addHandler(collector)
+        return (channel, collector)
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)

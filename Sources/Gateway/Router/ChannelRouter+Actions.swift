@@ -12,23 +12,15 @@ extension ChannelRouter {
 
     /// Sets the call's one wake-up to its state's earliest deadline (`BridgedCall.nextDeadline`).
     func rearm(_ id: Int) {
-        guard let call = calls[id] else { return }
-        let deadline = call.state.nextDeadline
-        guard deadline != call.wakeUpAt else { return }
-        call.wakeUp?.cancel()
-        calls[id]?.wakeUpAt = deadline
-        calls[id]?.wakeUp = deadline.map { deadline in
-            let delay = min(max(0, deadline - clock()), 86_400)
-            return legacy.endpoint.eventLoop.scheduleTask(in: .nanoseconds(Int64(delay * 1e9))) { [self] in
-                Task { await self.timersDue(id) }
-            }
+        guard let deadline = calls[id].map({ $0.state.nextDeadline }) else { return }
+        calls[id]?.wakeUp.set(to: deadline, now: clock(), on: legacy.endpoint.eventLoop) { [self] in
+            Task { await self.timersDue(id) }
         }
     }
 
     func timersDue(_ id: Int) async {
         guard var call = calls[id] else { return }
-        call.wakeUp = nil
-        call.wakeUpAt = nil
+        call.wakeUp.fired()
         let actions = call.state.tick(at: clock())
         calls[id] = call
         await perform(actions, call: id)
@@ -129,7 +121,7 @@ extension ChannelRouter {
 
     func finish(_ id: Int, outcome: BridgedCall.Outcome, reason: String) async {
         guard let call = calls.removeValue(forKey: id) else { return }
-        call.wakeUp?.cancel()
+        call.wakeUp.cancel()
         if let transfer = call.transfer {
             transferLegs[transfer.handle] = nil
             on(cloud) { $0.hangUp(transfer.handle) }

@@ -176,8 +176,7 @@ public actor ChannelRouter {
         var peer: String
         var codec: String?
         /// The one wake-up for the call's timers (the earliest of `state.timers`), and when.
-        var wakeUp: Scheduled<Void>?
-        var wakeUpAt: Double?
+        var wakeUp = DeadlineWakeUp()
         /// Legacy → mesh: the targets' plan.
         var ringPlan: MeshRingPlan?
         /// Our mid-call offers (in a 2xx to an offerless re-INVITE) waiting for the answer, per leg.
