@@ -51,28 +51,37 @@ extension SIPEndpoint {
 /// would make the kernel fail the send.
 public enum SIPDatagramDestination {
     /// Why a datagram to `remote` from a socket bound to `local` cannot go, or nil when it can.
+    /// Runs before every UDP send: a few byte comparisons, no allocation; the addresses are put
+    /// into words only for a refusal.
     public static func refusal(to remote: SocketAddress, from local: SocketAddress) -> String? {
         guard let port = remote.port, (1...65535).contains(port) else { return "port \(remote.port ?? 0) is not a destination port" }
-        let (to, from) = (remote.ipAddress ?? "?", local.ipAddress ?? "?")
+        var to: String { remote.ipAddress ?? "?" }
+        var from: String { local.ipAddress ?? "?" }
         switch (remote, local) {
         case (.v4(let remote4), .v4(let local4)):
-            let bytes = withUnsafeBytes(of: remote4.address.sin_addr.s_addr) { Array($0) }  // network order
-            if bytes[0] == 0 { return "\(to) is not a destination address" }
-            if bytes[0] >= 224 { return "\(to) is a multicast, broadcast or reserved address" }
+            let first = withUnsafeBytes(of: remote4.address.sin_addr.s_addr) { $0[0] }  // network order
+            if first == 0 { return "\(to) is not a destination address" }
+            if first >= 224 { return "\(to) is a multicast, broadcast or reserved address" }
             let fromLoopback = withUnsafeBytes(of: local4.address.sin_addr.s_addr) { $0[0] } == 127
-            if fromLoopback && bytes[0] != 127 { return "a socket on \(from) reaches only loopback addresses, not \(to)" }
+            if fromLoopback && first != 127 { return "a socket on \(from) reaches only loopback addresses, not \(to)" }
         case (.v6(let remote6), .v6(let local6)):
-            let bytes = withUnsafeBytes(of: remote6.address.sin6_addr) { Array($0) }
-            if bytes.allSatisfy({ $0 == 0 }) { return ":: is not a destination address" }
-            if bytes[0] == 0xFF { return "\(to) is a multicast address" }
-            let fromBytes = withUnsafeBytes(of: local6.address.sin6_addr) { Array($0) }
-            let loopback = [UInt8](repeating: 0, count: 15) + [1]
-            if fromBytes == loopback && bytes != loopback { return "a socket on ::1 reaches only ::1, not \(to)" }
+            let (unspecified, multicast, toLoopback) = withUnsafeBytes(of: remote6.address.sin6_addr) { bytes in
+                (bytes.allSatisfy { $0 == 0 }, bytes[0] == 0xFF, Self.isLoopback(bytes))
+            }
+            if unspecified { return ":: is not a destination address" }
+            if multicast { return "\(to) is a multicast address" }
+            let fromLoopback = withUnsafeBytes(of: local6.address.sin6_addr) { Self.isLoopback($0) }
+            if fromLoopback && !toLoopback { return "a socket on ::1 reaches only ::1, not \(to)" }
         case (.v4, .v6), (.v6, .v4):
             return "\(remote.displayText) is of the other address family than the socket on \(local.displayText)"
         default:
             return "\(remote) is not an IP address"
         }
         return nil
+    }
+
+    /// `::1`, as the 16 bytes of an IPv6 address.
+    private static func isLoopback(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        bytes.count == 16 && bytes.prefix(15).allSatisfy { $0 == 0 } && bytes[15] == 1
     }
 }

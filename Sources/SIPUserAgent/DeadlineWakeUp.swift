@@ -29,4 +29,9 @@ public struct DeadlineWakeUp: Sendable {
     public func cancel() {
         task?.cancel()
     }
+
+    /// A duration in the seconds the deadlines count in.
+    public static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
 }

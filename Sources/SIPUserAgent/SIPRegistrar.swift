@@ -36,10 +36,7 @@ public struct SIPRegistrar: Sendable {
 
     /// The bindings in force at `now`.
     public func current(at now: Double) -> [String: [SIPRegistrationBinding]] {
-        bindings.compactMapValues { entries in
-            let live = entries.filter { $0.lapses > now }.map(\.binding)
-            return live.isEmpty ? nil : live
-        }
+        live(at: now).mapValues { $0.map(\.binding) }
     }
 
     /// What a REGISTER gets at `now` (seconds on a monotonic clock): the response, and the
@@ -108,7 +105,11 @@ public struct SIPRegistrar: Sendable {
 
     /// Drops bindings that have lapsed, and addresses of record left without any.
     private mutating func purge(at now: Double) {
-        bindings = bindings.compactMapValues { entries in
+        bindings = live(at: now)
+    }
+
+    private func live(at now: Double) -> [String: [(binding: SIPRegistrationBinding, lapses: Double)]] {
+        bindings.compactMapValues { entries in
             let live = entries.filter { $0.lapses > now }
             return live.isEmpty ? nil : live
         }

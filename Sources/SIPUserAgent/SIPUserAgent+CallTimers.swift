@@ -63,7 +63,5 @@ extension SIPUserAgent {
     /// Seconds since boot (CLOCK_MONOTONIC, as NIO's deadlines).
     static func uptime() -> Double { Double(NIODeadline.now().uptimeNanoseconds) / 1e9 }
 
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-    }
+    static func seconds(_ duration: Duration) -> Double { DeadlineWakeUp.seconds(duration) }
 }

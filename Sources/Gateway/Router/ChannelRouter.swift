@@ -494,8 +494,8 @@ public actor ChannelRouter {
         let plan = direction == .legacyToMesh ? MeshRingPlan(mode: channel.ring == .chain ? .chain : .parallel, targets: targets) : nil
         let timing = BridgedCall.Timing(
             ring: Double(channel.ringSeconds), maxCall: Double(channel.maxCallSeconds),
-            fallbackAfter: direction == .legacyToCloud && canUseMesh(channel) ? Self.seconds(settings.fallbackAfter) : nil,
-            mediaTimeout: settings.mediaTimeout.map(Self.seconds))
+            fallbackAfter: direction == .legacyToCloud && canUseMesh(channel) ? DeadlineWakeUp.seconds(settings.fallbackAfter) : nil,
+            mediaTimeout: settings.mediaTimeout.map(DeadlineWakeUp.seconds))
         let chain = plan?.mode == .chain
         var call = ActiveCall(
             state: BridgedCall(channel: channel.index, direction: direction, branches: chain ? 1 : targets.count, chain: chain, timing: timing), channel: channel,
@@ -622,10 +622,6 @@ public actor ChannelRouter {
 
     /// Seconds since boot (CLOCK_MONOTONIC, as NIO's deadlines).
     public static let uptime: @Sendable () -> Double = { Double(NIODeadline.now().uptimeNanoseconds) / 1e9 }
-
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-    }
 
     /// Runs `body` on a user agent synchronously: it shares our executor (the event loop).
     func on<T: Sendable>(_ agent: SIPUserAgent, _ body: (isolated SIPUserAgent) -> T) -> T {

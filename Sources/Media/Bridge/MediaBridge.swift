@@ -328,7 +328,7 @@ public final class MediaBridge {
             directions[o].nextSilenceAt = now
         }
         guard let silence = directions[o].silence, !silence.isEmpty, var due = directions[o].nextSilenceAt, due <= now else { return }
-        let step = UInt64(clamping: config.ptime) * 1_000_000  // 10–120 ms (`checked`)
+        let step = UInt64(min(max(config.ptime, 10), 120)) * 1_000_000  // 10–120 ms (`checked` did it too)
         // After a stall, one packet and the schedule moves on: never a burst.
         if now - due > step { due = now }
         directions[o].nextSilenceAt = due + step
