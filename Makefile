@@ -25,7 +25,7 @@ test: bootstrap
 	# The mesh suite alone: its namespaces run three daemons and four baresips, and beside the
 	# other suites (in parallel) that load made sipp scenarios miss their 40 s on 2 cores.
 	$(SWIFT) test --skip-build $(BUILD_FLAGS) --filter MeshFallbackTests
-	# The abuse suite alone (docs/RELIABILITY.md): both daemons as processes under 60 hostile
+	# The abuse suite alone (docs/RELIABILITY.md): both daemons as processes under 70 hostile
 	# cases, each followed by a health check with deadlines, then normal calls with tones.
 	$(SWIFT) test --skip-build $(BUILD_FLAGS) --filter GatewayEndToEndTests.HostileInputTests
 	$(MAKE) deb-test
