@@ -375,7 +375,7 @@ let package = Package(
         .testTarget(
             name: "GatewayTests",
             dependencies: [
-                "Gateway", "TOMLConfig", "PeerTestSupport", "SIP", "Media", "MQTTStatus", "DaemonSupport",
+                "Gateway", "TOMLConfig", "PeerTestSupport", "SIP", "SIPTransport", "SIPUserAgent", "Media", "MQTTStatus", "DaemonSupport",
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings

@@ -80,16 +80,16 @@ extension SIPUserAgent {
                 // The next hop has the INVITE: the path works, even if nobody rings yet.
                 if call.state == .calling { emit(.trying(handle)) }
             case 101...199:
-                var early = false
+                var early: SIPMessageBody?
                 if let body = SIPMessageBody(response), body != call.remoteBody {  // early media
                     call.remoteBody = body
-                    early = true
+                    early = body
                 }
                 let first = call.state == .calling
                 if first { call.state = .ringing }
                 calls[handle] = call
                 if first { emit(.ringing(handle)) }
-                if early { emit(.earlyMedia(handle)) }
+                if let early { emit(.earlyMedia(handle, answer: early)) }
             case 200...299:
                 receiveInviteOK(handle, response, flow: flow)
             case 422 where !call.retriedSessionInterval:
@@ -151,13 +151,14 @@ extension SIPUserAgent {
         call.ack = ack
         call.dialog = dialog
         call.state = .established
-        if let body = SIPMessageBody(response) { call.remoteBody = body }
+        let answer = SIPMessageBody(response)
+        if let answer { call.remoteBody = answer }
         call.sessionTimer = SIPSessionTimer.settled(by: response)
         calls[handle] = call
         callsByDialog[dialog.id] = handle
         startDurationLimit(handle)
         scheduleSessionTimer(handle)
-        emit(.answered(handle))
+        emit(.answered(handle, answer: answer, peerAllows: SIPAllowedMethods(response)))
     }
 
     /// Ends a call: CANCEL before the answer, BYE after (RFC 3261 §15). `reason` is an RFC 3326
@@ -223,7 +224,7 @@ extension SIPUserAgent {
         calls[handle] = call
         callsByDialog[dialog.id] = handle
         callsByServerTransaction[key] = handle
-        emit(.incomingCall(handle, from: request.from?.uri.description ?? "?"))
+        emit(.incomingCall(handle, SIPIncomingCall(request, flow: flow)))
         guard case .softphone(let answerAfter) = configuration.role else { return }  // the owner rings and answers
         ring(handle)
         if let delay = answerAfter { updateTimers(handle) { $0.answer(after: Self.seconds(delay), now: $1) } }
@@ -256,14 +257,14 @@ extension SIPUserAgent {
         var ok = SIPResponseFactory.response(to: call.invite, status: 200, toTag: dialog.id.localTag)
         SIPResponseFactory.copyRecordRoute(from: call.invite, into: &ok)
         ok.headers.add(.contact, dialog.localContact.description)
-        ok.headers.add(.allow, validator.allowedMethods.map(\.rawValue).joined(separator: ", "))
+        ok.headers.add(.allow, allowHeader)
         addSessionTimer(to: &ok, answering: call.invite, in: &call)
         addBody(to: &ok, call.localBody)
         call.state = .answered
         calls[handle] = call
         calls[handle]?.dialog?.state = .confirmed
         sendOK(ok, to: key, in: handle)
-        emit(.answered(handle))
+        emit(.answered(handle, answer: nil, peerAllows: SIPAllowedMethods(call.invite)))
     }
 
     /// Sends a 2xx to an INVITE (initial or re-INVITE) and keeps retransmitting it until the

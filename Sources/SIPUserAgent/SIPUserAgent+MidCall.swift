@@ -54,14 +54,21 @@ extension SIPUserAgent {
                 let ack = dialog.makeACK(inviteSequence: sequence, via: via)
                 endpoint.assumeIsolated { $0.send(ack, on: call.flow) }
                 let answer = SIPMessageBody(response)
-                if let offered = call.reinviteBody { call.localBody = offered }
+                // An offer answered by nothing is an exchange that failed (RFC 3264 §5): the
+                // session stays as it was.
+                let offered = call.reinviteBody
+                if let offered, answer != nil { call.localBody = offered }
                 call.reinviteBody = nil
                 if let answer { call.remoteBody = answer }
                 if let settled = SIPSessionTimer.settled(by: response) { call.sessionTimer = settled }
                 calls[handle] = call
                 scheduleSessionTimer(handle)
                 emit(.reinvited(handle))
-                if let answer { emit(.answerReceived(handle, answer: answer)) }
+                if let answer {
+                    emit(.answerReceived(handle, answer: answer))
+                } else if offered != nil {
+                    emit(.reinviteRefused(handle, status: code))
+                }
             } else if code == 491 {
                 var generator = SystemRandomNumberGenerator()
                 let delay = dialog.glareRetryDelay(using: &generator)
@@ -82,6 +89,7 @@ extension SIPUserAgent {
                 // Refused: the session stays as it was (§14.1).
                 call.reinviteBody = nil
                 calls[handle] = call
+                emit(.reinviteRefused(handle, status: code))
             }
         case .timedOut, .transportFailed:
             // §14.1: a re-INVITE that fails this way ends the call.

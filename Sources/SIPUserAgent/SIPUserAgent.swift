@@ -1,6 +1,6 @@
 public import Logging
 import NIOCore
-public import SIP
+import SIP
 public import SIPTransport
 
 /// A SIP user agent on an endpoint: places and answers calls (INVITE sessions with their
@@ -169,62 +169,5 @@ public actor SIPUserAgent {
     /// Ends everything: BYE for established calls, CANCEL for pending ones.
     public func hangUpAll() {
         for handle in calls.keys { hangUp(handle) }
-    }
-}
-
-/// What the agent reports.
-public enum SIPUserAgentEvent: Sendable, Equatable, CustomStringConvertible {
-    case incomingCall(SIPCallHandle, from: String)
-    /// 100 Trying to our INVITE (before any other provisional response).
-    case trying(SIPCallHandle)
-    case ringing(SIPCallHandle)
-    /// A provisional response brought the callee's session description (early media, 183).
-    case earlyMedia(SIPCallHandle)
-    case answered(SIPCallHandle)
-    case confirmed(SIPCallHandle)
-    case ended(SIPCallHandle, reason: String)
-    case failed(SIPCallHandle, status: Int)
-    case registered(addressOfRecord: String, contact: String)
-    case registrationFailed(status: Int)
-    case dtmfInfo(SIPCallHandle, body: String)
-    /// Our re-INVITE was accepted.
-    case reinvited(SIPCallHandle)
-    /// Our re-INVITE met the peer's (491, or 500 with Retry-After while the peer's offer was
-    /// unanswered); it goes again after `retryAfter`.
-    case glare(SIPCallHandle, retryAfter: Duration)
-    /// The peer's mid-call offer (`method`: INVITE or UPDATE): for a back-to-back leg, the
-    /// owner answers it (`answerOffer`) or refuses it (`refuseOffer`).
-    case offerReceived(SIPCallHandle, offer: SIPMessageBody, method: SIPMethod)
-    /// A re-INVITE without a body: for a back-to-back leg, the owner gives our offer
-    /// (`answerOffer`); the answer comes back as `answerReceived`.
-    case offerRequested(SIPCallHandle)
-    /// The peer asks us to call `referTo` (REFER, RFC 3515: a blind transfer). With
-    /// a back-to-back leg, the owner accepts (`acceptRefer`, then `notifyRefer` with the new
-    /// call's progress) or refuses it (`refuseRefer`); otherwise it is declined (603).
-    case referReceived(SIPCallHandle, referTo: String)
-    /// The peer's answer to our mid-call offer (in the 2xx to our re-INVITE, or in the ACK when
-    /// we offered in a 2xx).
-    case answerReceived(SIPCallHandle, answer: SIPMessageBody)
-
-    public var description: String {
-        switch self {
-        case .incomingCall(let h, let from): "call \(h): incoming from \(from)"
-        case .trying(let h): "call \(h): trying"
-        case .ringing(let h): "call \(h): ringing"
-        case .earlyMedia(let h): "call \(h): early media"
-        case .answered(let h): "call \(h): answered"
-        case .confirmed(let h): "call \(h): confirmed (ACK)"
-        case .ended(let h, let reason): "call \(h): ended (\(reason))"
-        case .failed(let h, let status): "call \(h): failed \(status)"
-        case .registered(let aor, let contact): "registered \(aor) at \(contact)"
-        case .registrationFailed(let status): "registration failed \(status)"
-        case .dtmfInfo(let h, let body): "call \(h): INFO \(body)"
-        case .reinvited(let h): "call \(h): re-INVITE accepted"
-        case .glare(let h, let delay): "call \(h): re-INVITE glare, retrying in \(delay)"
-        case .offerReceived(let h, let offer, let method): "call \(h): \(method) offer (\(offer.text.utf8.count) bytes)"
-        case .offerRequested(let h): "call \(h): re-INVITE without an offer"
-        case .referReceived(let h, _): "call \(h): REFER"
-        case .answerReceived(let h, let answer): "call \(h): answer to our offer (\(answer.text.utf8.count) bytes)"
-        }
     }
 }

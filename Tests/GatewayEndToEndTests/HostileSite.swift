@@ -517,23 +517,10 @@ final class EventLog: @unchecked Sendable {
     func wait(for handle: SIPCallHandle, timeout: Duration, _ matches: @escaping (SIPUserAgentEvent) -> Bool) async -> SIPUserAgentEvent? {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            if let event = all.first(where: { $0.handle == handle && matches($0) }) { return event }
+            if let event = all.first(where: { $0.callHandle == handle && matches($0) }) { return event }
             try? await Task.sleep(for: .milliseconds(20))
         }
         return nil
-    }
-}
-
-extension SIPUserAgentEvent {
-    var handle: SIPCallHandle? {
-        switch self {
-        case .incomingCall(let h, _), .trying(let h), .ringing(let h), .earlyMedia(let h), .answered(let h), .confirmed(let h), .ended(let h, _),
-            .failed(let h, _), .dtmfInfo(let h, _), .reinvited(let h), .glare(let h, _), .offerReceived(let h, _, _),
-            .offerRequested(let h), .answerReceived(let h, _), .referReceived(let h, _):
-            h
-        case .registered, .registrationFailed:
-            nil
-        }
     }
 }
 

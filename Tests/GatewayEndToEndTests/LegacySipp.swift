@@ -127,6 +127,93 @@ enum LegacySipp {
         """)
     }
 
+    /// How a station takes the holds the gateway relays (issue 15).
+    enum HoldStation: String, CaseIterable, Sendable {
+        /// Lists INVITE in its Allow and accepts: must get `sendonly`, then `sendrecv`.
+        case accepts
+        /// Lists INVITE and refuses the hold with 488: must get no second re-INVITE.
+        case refuses
+        /// Sends no Allow: must get no re-INVITE at all.
+        case saysNothing
+    }
+
+    /// A station that answers a cloud call and is held and resumed as `kind` says, then gets the BYE.
+    static func holdStation(_ kind: HoldStation) -> String {
+        func ok(_ direction: String?, allow: Bool) -> String {
+            """
+              <send retrans="500">
+                <![CDATA[
+                  SIP/2.0 200 OK
+                  [last_Via:]
+                  [last_From:]
+                  [last_To:]\(direction == nil ? ";tag=[pid]sipp[call_number]" : "")
+                  [last_Call-ID:]
+                  [last_CSeq:]
+                  Contact: <sip:door@[local_ip]:[local_port]>\(allow ? "\n              Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, INFO" : "")
+                  Content-Type: application/sdp
+                  Content-Length: [len]
+
+                  \(sdp(telephoneEvent: true))\(direction.map { "\n      a=\($0)" } ?? "")
+                ]]>
+              </send>
+              <recv request="ACK"/>
+            """
+        }
+        func reinvite(expecting direction: String, variable: String) -> String {
+            """
+              <recv request="INVITE">
+                <action>
+                  <ereg regexp="a=\(direction)" search_in="body" check_it="true" assign_to="\(variable)"/>
+                </action>
+              </recv>
+            """
+        }
+        let held: String
+        switch kind {
+        case .accepts:
+            held = reinvite(expecting: "sendonly", variable: "hold") + ok("recvonly", allow: true)
+                + reinvite(expecting: "sendrecv", variable: "resume") + ok("sendrecv", allow: true)
+                + "\n  <Reference variables=\"hold,resume\"/>"
+        case .refuses:
+            held = reinvite(expecting: "sendonly", variable: "hold") + """
+              <send>
+                <![CDATA[
+                  SIP/2.0 488 Not Acceptable Here
+                  [last_Via:]
+                  [last_From:]
+                  [last_To:]
+                  [last_Call-ID:]
+                  [last_CSeq:]
+                  Content-Length: 0
+
+                ]]>
+              </send>
+              <recv request="ACK"/>
+              <Reference variables="hold"/>
+            """
+        case .saysNothing:
+            held = ""
+        }
+        return wrap("station that is held: \(kind.rawValue)", """
+          <recv request="INVITE"/>
+          \(ok(nil, allow: kind != .saysNothing))
+          \(held)
+          <recv request="BYE"/>
+          <send>
+            <![CDATA[
+              SIP/2.0 200 OK
+              [last_Via:]
+              [last_From:]
+              [last_To:]
+              [last_Call-ID:]
+              [last_CSeq:]
+              Content-Length: 0
+
+            ]]>
+          </send>
+        """)
+    }
+
     /// Runs `scenario` as a UAC against the gateway's legacy port, calling `number`, once.
     static func runCaller(_ scenario: String, number: String, gatewayPort: Int, in scratch: ScratchDirectory) async throws -> (status: Int32, output: String) {
         let file = scratch.path("sipp-\(number)-\(UUID().uuidString.prefix(6)).xml")

@@ -40,6 +40,9 @@ struct BridgeConfigurationTests {
         #expect(c.mediaInactivitySeconds == 30)
         let off = try BridgeConfiguration.parse("[media]\ninactivity_timeout_s = 0\n" + Self.minimal, file: "bridge.toml")
         #expect(off.mediaInactivitySeconds == 0)
+        #expect(c.legacyHold == .relay)
+        let absorb = try BridgeConfiguration.parse("[legacy]\nhold = \"absorb\"\n" + Self.minimal, file: "bridge.toml")
+        #expect(absorb.legacyHold == .absorb)
     }
 
     /// Each mistake, the text it is made in, and the message expected (as a suffix of one line).
@@ -49,6 +52,7 @@ struct BridgeConfigurationTests {
         ("[media]\nrtp_port_min = 5000\n", "bridge.toml:2:16: media.rtp_port_min: 5000 is out of range (expected 10000...50000)"),
         ("[media]\nrtp_port_min = 20000\nrtp_port_max = 20010\n", "bridge.toml:3:16: media.rtp_port_max: leaves 11 ports above rtp_port_min (20000); 14 channels need at least 56 (two legs, RTP and RTCP)"),
         ("[legacy]\ntransport = \"tls\"\n", "bridge.toml:2:13: legacy.transport: \"tls\" is not one of \"udp\", \"tcp\""),
+        ("[legacy]\nhold = \"music\"\n", "bridge.toml:2:8: legacy.hold: \"music\" is not one of \"relay\", \"absorb\""),
         ("[legacy]\ncodecs = [\"G722\", \"G729\"]\n", "bridge.toml:2:10: legacy.codecs: a non-empty list without repeats, in order of preference, of \"G722\", \"PCMA\", \"PCMU\""),
         ("[legacy]\nserver = \"[fe80::1%eth0]:5060\"\n", "bridge.toml:2:10: legacy.server: \"[fe80::1%eth0]:5060\": expected host, host:port or [IPv6]:port (no zone id)"),
         ("[[channel]]\nindex = 2\nnumber = \"802\"\ncloud_target = \"bob\"\nlegacy_targets = [\"sip:door@192.0.2.5\"]\ndisplay_name = \"Lobby \\\"door\\\"\"\n",

@@ -1,5 +1,8 @@
 import Gateway
+import NIOCore
 import SIP
+import SIPTransport
+import SIPUserAgent
 import Testing
 
 /// Who calls, as each side shows it: a station's name and number toward the cloud, the
@@ -36,13 +39,15 @@ struct CallerIdentityTests {
     @Test func towardTheStationsTheAssertedIdentityWhenTheCoreGaveIt() throws {
         var invite = SIPMessage.request(.invite, .sip(SIPURI(user: "gw1-ch1", host: "192.0.2.1")))
         invite.headers.add(.from, "<sips:alice@symphony.local>;tag=x")
-        #expect(CallerIdentity.towardStations(invite, trusted: true) == "alice")
+        let address = try SocketAddress(ipAddress: "192.0.2.1", port: 5061)
+        let flow = SIPFlow(transport: .tls, local: address, remote: address, connectionID: 1)
+        #expect(CallerIdentity.towardStations(SIPIncomingCall(invite, flow: flow), trusted: true) == "alice")
         invite.headers.add(.pAssertedIdentity, "\"Alice Example\" <sips:alice@symphony.local>")
-        #expect(CallerIdentity.towardStations(invite, trusted: true) == "Alice Example")
+        #expect(CallerIdentity.towardStations(SIPIncomingCall(invite, flow: flow), trusted: true) == "Alice Example")
         // From a mesh peer nobody asserted anything: its own From.
-        #expect(CallerIdentity.towardStations(invite, trusted: false) == "alice")
+        #expect(CallerIdentity.towardStations(SIPIncomingCall(invite, flow: flow), trusted: false) == "alice")
         invite.headers.set(.from, "\"Concierge\" <sips:alice@symphony.local>;tag=x")
-        #expect(CallerIdentity.towardStations(invite, trusted: false) == "Concierge")
+        #expect(CallerIdentity.towardStations(SIPIncomingCall(invite, flow: flow), trusted: false) == "Concierge")
     }
 }
 

@@ -25,8 +25,9 @@ struct CallLegBodyTests {
         let outgoing = try await caller.agent.call(
             target, via: SIPDestination(transport: .udp, host: "127.0.0.1", port: callee.port(.udp)), from: "gw1-ch3", body: offer)
 
-        guard case .incomingCall(let incoming, let from) = try await callee.recorder.wait(for: "incoming", { $0.isIncoming }) else { return }
-        #expect(from.contains("gw1-ch3@"))
+        guard case .incomingCall(let incoming, let call) = try await callee.recorder.wait(for: "incoming", { $0.isIncoming }) else { return }
+        #expect(call.from?.uri.description.contains("gw1-ch3@") == true)
+        #expect(call.offer == offer, "the event carries the offer")
         #expect(await callee.agent.remoteBody(of: incoming) == offer)
         #expect(await callee.agent.invite(of: incoming)?.contacts.first?.sipURI?.user == "gw1-ch3")
         await callee.agent.answer(incoming, body: answer)

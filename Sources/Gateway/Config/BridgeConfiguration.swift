@@ -14,6 +14,9 @@ public struct BridgeConfiguration: Sendable, Equatable {
 
     public enum LegacyTransport: String, Sendable, Equatable { case udp, tcp }
     public enum RingMode: String, Sendable, Equatable { case parallel, chain }
+    /// `relay`: a hold from the cloud or mesh leg re-INVITEs a station that lists INVITE in its
+    /// Allow; `absorb`: the bridge alone keeps it (silence toward the station).
+    public enum LegacyHold: String, Sendable, Equatable, CaseIterable { case relay, absorb }
 
     public struct Channel: Sendable, Equatable {
         public var index: Int
@@ -62,6 +65,8 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public var legacyServer: Endpoint?
     public var legacyCodecs = ["G722", "PCMA", "PCMU"]
     public var optionsIntervalSeconds = 30
+    /// What a hold from the cloud or mesh leg does to the station (docs/GATEWAY.md).
+    public var legacyHold = LegacyHold.relay
     // [cloud]
     public var cloudServer: Endpoint?
     public var cloudCAFile: String?
@@ -133,6 +138,7 @@ public struct BridgeConfiguration: Sendable, Equatable {
             c.legacyServer = endpoint(legacy, "server", defaultPort: 5060)
             c.legacyCodecs = codecs(legacy, "codecs", known: knownLegacyCodecs) ?? c.legacyCodecs
             c.optionsIntervalSeconds = legacy.int("options_interval_s", in: 0...3600) ?? c.optionsIntervalSeconds
+            if let hold = legacy.string("hold", oneOf: LegacyHold.allCases.map(\.rawValue)) { c.legacyHold = LegacyHold(rawValue: hold)! }
             legacy.finish()
         }
 

@@ -125,18 +125,7 @@ public final class GatewayServer: Service, Sendable {
         let relay = try MediaRelay(threads: 1, portRange: config.rtpPortMin...config.rtpPortMax)
         let records = try GatewayCallRecords(path: config.stateDirectory + "/calls.sqlite")
         let identity = try? DeviceIdentity.load(from: config.stateDirectory)
-        let policies = ChannelRouter.Settings.policies(config)
-        var settings = ChannelRouter.Settings(
-            channels: config.channels, device: identity?.device ?? config.gatewayID, domain: identity?.domain ?? "localhost",
-            legacyPolicy: policies.legacy, cloudPolicy: policies.cloud)
-        settings.legacyServer = config.legacyServer.map { SIPDestination(transport: config.legacyTransport == .tcp ? .tcp : .udp, host: $0.host, port: $0.port) }
-        settings.legacyTransport = config.legacyTransport == .tcp ? .tcp : .udp
-        settings.legacyMediaAddress = LocalMediaAddress.isWildcard(config.legacyListen.host) ? nil : config.legacyListen.host
-        settings.codecOptions = AudioCodecOptions(opusComplexity: config.opusComplexity)
-        settings.jitterBufferMax = .milliseconds(config.jitterMaxMilliseconds)
-        settings.meshPolicy = ChannelRouter.Settings.meshPolicy(config)
-        settings.fallbackAfter = .milliseconds(config.fallbackAfterMilliseconds)
-        settings.mediaTimeout = config.mediaInactivitySeconds > 0 ? .seconds(config.mediaInactivitySeconds) : nil
+        let settings = ChannelRouter.Settings(config, device: identity?.device ?? config.gatewayID, domain: identity?.domain ?? "localhost")
         let router = ChannelRouter(
             legacy: legacyUA, cloud: cloudUA, mesh: meshUA, settings: settings, relay: relay, records: records, logger: component(logger, "router"))
 
@@ -282,11 +271,7 @@ public final class GatewayServer: Service, Sendable {
         }
         guard new != old else { return .applied("no change") }
         uplink.configuration = new
-        let policies = ChannelRouter.Settings.policies(new)
-        await router.update(
-            channels: new.channels, legacyPolicy: policies.legacy, cloudPolicy: policies.cloud, meshPolicy: ChannelRouter.Settings.meshPolicy(new),
-            codecOptions: AudioCodecOptions(opusComplexity: new.opusComplexity), jitterBufferMax: .milliseconds(new.jitterMaxMilliseconds),
-            mediaTimeout: new.mediaInactivitySeconds > 0 ? .seconds(new.mediaInactivitySeconds) : nil)
+        await router.update(ChannelRouter.Settings(new, device: "", domain: ""))
         if let device = uplink.device, let registration = uplink.registration {
             await registration.update(addressesOfRecord: new.channels.filter(\.enabled).map { "\(device)-ch\($0.index)" })
         }

@@ -90,12 +90,12 @@ public actor DemoPhone {
 
     private func handle(_ event: SIPUserAgentEvent) async {
         switch event {
-        case .incomingCall(let handle, _):
+        case .incomingCall(let handle, let call):
             incoming.append(handle)
-            await answer(handle)
-        case .answered(let handle):
+            await answer(handle, offer: call.offer)
+        case .answered(let handle, let answer, _):
             answered.insert(handle)
-            if let offer = offers.removeValue(forKey: handle) { await startOutgoing(handle, offer: offer) }
+            if let offer = offers.removeValue(forKey: handle) { await startOutgoing(handle, offer: offer, answer: answer) }
         case .ended(let handle, _):
             if let stream = streams.removeValue(forKey: handle) {
                 let m = await stream.measurement()
@@ -108,8 +108,8 @@ public actor DemoPhone {
         }
     }
 
-    private func answer(_ handle: SIPCallHandle) async {
-        guard let body = on({ $0.remoteBody(of: handle) }), let offer = try? SDPParser.parse(body.text) else {
+    private func answer(_ handle: SIPCallHandle, offer body: SIPMessageBody?) async {
+        guard let body, let offer = try? SDPParser.parse(body.text) else {
             on { $0.reject(handle, status: 488) }
             return
         }
@@ -136,8 +136,8 @@ public actor DemoPhone {
         return handle
     }
 
-    private func startOutgoing(_ handle: SIPCallHandle, offer: SDPSession) async {
-        guard let stream = streams[handle], let body = on({ $0.remoteBody(of: handle) }) else { return }
+    private func startOutgoing(_ handle: SIPCallHandle, offer: SDPSession, answer body: SIPMessageBody?) async {
+        guard let stream = streams[handle], let body else { return }
         do {
             let negotiated = try SDPOfferAnswer.negotiate(offer: offer, answer: try SDPParser.parse(body.text))
             try await stream.start(try MediaLegMapping.configuration(negotiated))

@@ -40,6 +40,8 @@ extension BridgedCall {
         case duration
         /// The next look at both legs' media (`MediaInactivity.checkInterval`), while connected.
         case mediaCheck
+        /// A relayed hold's re-INVITE to the station that could not go yet, tried again.
+        case stationOffer
     }
 
     /// How long each timer runs, in seconds, as the channel and the settings say.
@@ -118,6 +120,8 @@ extension BridgedCall {
                 guard phase == .connected, let monitor = inactivity else { continue }
                 timers.start(.mediaCheck, after: monitor.checkInterval, now: now)
                 actions.append(.checkMedia)
+            case .stationOffer:
+                actions += retryStationOffer()
             }
         }
         return actions

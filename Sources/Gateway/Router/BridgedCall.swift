@@ -65,6 +65,9 @@ public struct BridgedCall: Sendable {
         case nextInChain
         /// Time to look at both legs' media (`mediaActivity` takes what the bridge saw).
         case checkMedia
+        /// Re-INVITE the station with this direction: a hold or resume of the far leg relayed
+        /// (`BridgedCall+StationHold.swift`); `stationOffer(_:sent:at:)` says whether it went.
+        case offerToStation(SDPDirection)
     }
 
     public let channel: Int
@@ -88,6 +91,8 @@ public struct BridgedCall: Sendable {
     public internal(set) var heardFromCallee = false
     public internal(set) var calleeRang = false
     var inactivity: MediaInactivity?
+    /// Holds of the far leg relayed to the station.
+    public internal(set) var stationHold = StationHold()
 
     public init(channel: Int, direction: Direction, branches: Int, chain: Bool = false, timing: Timing = Timing()) {
         self.channel = channel

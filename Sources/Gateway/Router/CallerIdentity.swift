@@ -1,4 +1,5 @@
 public import SIP
+public import SIPUserAgent
 
 /// Who calls, as each side of the bridge shows it (issue 15). The concierge must see which door
 /// calls, the station who answers; every name comes from outside and is made safe for a header
@@ -21,13 +22,9 @@ public enum CallerIdentity {
     /// The display name toward the stations when the cloud (or a mesh peer) calls: the identity
     /// the core asserted (P-Asserted-Identity, RFC 3325: the directory's name for the user) when
     /// the call came from the core, else the caller's From display name, else its user name.
-    public static func towardStations(_ invite: SIPMessage?, trusted: Bool) -> String? {
-        guard let invite else { return nil }
-        if trusted, let value = invite.headers[.pAssertedIdentity], let asserted = Self.nameAddress(value) {
-            if let name = SIPNameAddress.safeDisplayName(asserted.displayText) { return name }
-        }
-        let from = invite.from
-        return SIPNameAddress.safeDisplayName(from?.displayText) ?? SIPNameAddress.safeDisplayName(from?.sipURI?.user.map(SIPURI.unescaped))
+    public static func towardStations(_ call: SIPIncomingCall, trusted: Bool) -> String? {
+        if trusted, let name = SIPNameAddress.safeDisplayName(call.assertedIdentity?.displayText) { return name }
+        return SIPNameAddress.safeDisplayName(call.from?.displayText) ?? SIPNameAddress.safeDisplayName(call.from?.sipURI?.user.map(SIPURI.unescaped))
     }
 
     /// A station's user part when it is a number or a plain name (at most 32 characters).
@@ -37,10 +34,5 @@ public enum CallerIdentity {
             text.unicodeScalars.allSatisfy({ ("0"..."9").contains($0) || ("a"..."z").contains($0) || ("A"..."Z").contains($0) || "*#+-_.".unicodeScalars.contains($0) })
         else { return nil }
         return text
-    }
-
-    static func nameAddress(_ value: String) -> SIPNameAddress? {
-        var scanner = SIPScanner(value)
-        return try? SIPNameAddress.parseSingle(&scanner, header: "P-Asserted-Identity")
     }
 }

@@ -52,7 +52,10 @@ extension ChannelRouter {
             switch action {
             case .ringInbound(let early):
                 let body = early == nil ? nil : calls[id]?.inboundAnswer
-                if body != nil { calls[id]?.inboundAnswerSent = true }
+                if let body {
+                    calls[id]?.inboundAnswerSent = true
+                    calls[id]?.ourDescriptions[call.inboundMediaSide] = body
+                }
                 on(inboundAgent) { $0.ring(call.inbound, status: body == nil ? 180 : 183, body: body) }
             case .earlyMedia(let branch):
                 do { try await connectMedia(id, branch: branch) } catch {
@@ -72,7 +75,10 @@ extension ChannelRouter {
                     return
                 }
                 guard let current = calls[id], current.state.phase == .connected else { return }
+                let relayHolds = settings.relayHoldToStations && current.stationAllows?.lists(.invite) == true
+                calls[id]?.state.relayHolds(toStation: relayHolds)
                 calls[id]?.inboundAnswerSent = true
+                calls[id]?.ourDescriptions[call.inboundMediaSide] = current.inboundAnswer
                 on(inboundAgent) { $0.answer(call.inbound, body: current.inboundAnswer) }
                 calls[id]?.answeredAt = now()
                 if !call.direction.fromLegacy { calls[id]?.peer = call.targets[branch] + " ← " + call.peer }
@@ -114,6 +120,8 @@ extension ChannelRouter {
                 if await !nextInChain(id, after: 480) { await abort(id, status: 480, reason: "no answer from the chain") }
             case .checkMedia:
                 await checkMedia(id)
+            case .offerToStation(let direction):
+                await offerToStation(id, direction)
             }
         }
         rearm(id)

@@ -135,9 +135,8 @@ extension ChannelRouter {
             return host
         case .mesh:
             // A mesh peer called: our address on the interface its call came in on.
-            guard let flow = on(agent(.mesh), { $0.flow(of: call.inbound) }), let address = flow.local.ipAddress else {
-                throw MediaSetupError.callGone
-            }
+            let flow = call.inboundCall.flow
+            guard let address = flow.local.ipAddress else { throw MediaSetupError.callGone }
             let scope = flow.local.scopeID
             return (scope == 0 ? address : "\(address)%\(scope)", address, scope)
         default:
@@ -159,11 +158,11 @@ extension ChannelRouter {
     /// starts the bridge, or moves the bridge's outbound leg to it when another branch's early
     /// media had it.
     func connectMedia(_ id: Int, branch: Int) async throws {
-        guard let call = calls[id], let handle = call.branches[branch], let offer = call.outboundOffer, call.inboundLeg != nil,
+        guard let call = calls[id], call.branches[branch] != nil, let offer = call.outboundOffer, call.inboundLeg != nil,
             let legacyLeg = call.legacyLeg, let farLeg = call.farLeg
         else { throw MediaSetupError.callGone }
         if call.bridge != nil, call.bridgedBranch == branch { return }
-        let body = on(agent(call.outboundSide), { $0.remoteBody(of: handle) })
+        let body = call.outboundAnswers[branch]
         let outboundLeg = try CallMediaNegotiation.leg(
             answeredBy: body, to: offer, codecOptions: settings.codecOptions, canonicalName: settings.device, scope: call.inboundIsLegacy ? call.farScope : 0)
         matchInboundCodec(id, to: outboundLeg)
@@ -171,10 +170,10 @@ extension ChannelRouter {
         let (legacyConfig, farConfig) = call.inboundIsLegacy ? (inboundLeg, outboundLeg) : (outboundLeg, inboundLeg)
         let codec = CallMediaNegotiation.codecLabel(legacy: legacyConfig, far: farConfig)
         if let bridge = call.bridge {
-            try await bridge.update(call.inboundIsLegacy ? .b : .a, to: outboundLeg)
+            try await bridge.update(call.outboundMediaSide, to: outboundLeg)
         } else {
             let forwarder = DigitForwarder(router: self, call: id)
-            let callID = on(agent(call.inboundSide)) { $0.invite(of: call.inbound)?.callID } ?? "?"
+            let callID = call.inboundCall.callID
             let bridge = try await relay.bridge(
                 legacyLeg, legacyConfig, farLeg, farConfig, jitterBufferMax: settings.jitterBufferMax, delegate: forwarder,
                 label: "channel \(call.channel.index), Call-ID \(callID.prefix(120))")
@@ -187,6 +186,7 @@ extension ChannelRouter {
         }
         calls[id]?.bridgedBranch = branch
         calls[id]?.codec = codec
+        calls[id]?.ourDescriptions[call.outboundMediaSide] = SIPMessageBody(contentType: "application/sdp", text: offer.serialized)
     }
 
     // MARK: Door openers

@@ -142,7 +142,7 @@ extension ChannelRouter {
         guard calls[id]?.state.phase == .routing else { return }
         let body = SIPMessageBody(contentType: "application/sdp", text: offer.serialized)
         let uri = SIPURI(secure: true, user: number, host: peer.address.address, port: peer.port)
-        let display = CallerIdentity.towardCloud(channel: call.channel, station: on(legacy) { $0.invite(of: call.inbound)?.from })
+        let display = CallerIdentity.towardCloud(channel: call.channel, station: call.inboundCall.from)
         let placed = on(mesh) { $0.call(uri, on: flow, from: call.channel.number, displayName: display, body: body) }
         attach(placed, side: .mesh, call: id, branch: branch)
     }

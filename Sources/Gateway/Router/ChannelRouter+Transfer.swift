@@ -18,6 +18,8 @@ extension ChannelRouter {
         let target: String
         /// The transferor hung up before the target answered.
         var transferorGone = false
+        /// The target's early media description, when its 2xx brings none.
+        var earlyAnswer: SIPMessageBody?
     }
 
     func referReceived(_ handle: SIPCallHandle, side: Side, referTo: String) async {
@@ -45,14 +47,13 @@ extension ChannelRouter {
             return
         }
         on(agent) { $0.acceptRefer(handle) }
-        let previous = CallMediaNegotiation.PreviousDescription(on(agent) { $0.localBody(of: handle) })
+        let previous = CallMediaNegotiation.PreviousDescription(call.ourDescriptions[.b])
         let legacyCodec = await legacyCodec(of: call)
         let offer = SDPOfferAnswer.makeOffer(
             policy: settings.cloudPolicy, address: previous.address ?? socket.localAddress.hostText, port: socket.port,
             sessionID: String(UInt64.random(in: 1...UInt64(Int64.max))), preferring: legacyCodec.map { [$0] } ?? [], makeKey: Self.makeKey)
         let uri = SIPURI(secure: true, user: target, host: settings.domain)
-        let caller = call.inboundIsLegacy ? on(legacy) { $0.invite(of: call.inbound)?.from } : nil
-        let display = CallerIdentity.towardCloud(channel: call.channel, station: caller)
+        let display = CallerIdentity.towardCloud(channel: call.channel, station: call.inboundIsLegacy ? call.inboundCall.from : nil)
         let user = "\(settings.device)-ch\(call.channel.index)"
         let body = SIPMessageBody(contentType: "application/sdp", text: offer.serialized)
         let placed = on(cloud) { $0.call(uri, on: flow, from: user, displayName: display, body: body) }
@@ -68,14 +69,16 @@ extension ChannelRouter {
             self.on(self.cloud) { $0.notifyRefer(transfer.transferor, status: status, reason: reason, final: final) }
         }
         switch event {
-        case .ringing, .earlyMedia:
+        case .ringing:
             notify(180, "Ringing", false)
-        case .answered(let handle):
+        case .earlyMedia(_, let answer):
+            calls[id]?.transfer?.earlyAnswer = answer
+            notify(180, "Ringing", false)
+        case .answered(let handle, let answer, _):
             do {
                 guard let bridge = call.bridge else { throw MediaSetupError.callGone }
-                let body = on(cloud) { $0.remoteBody(of: handle) }
                 let leg = try CallMediaNegotiation.leg(
-                    answeredBy: body, to: transfer.offer, codecOptions: settings.codecOptions, canonicalName: settings.device, scope: 0)
+                    answeredBy: answer ?? transfer.earlyAnswer, to: transfer.offer, codecOptions: settings.codecOptions, canonicalName: settings.device, scope: 0)
                 try await bridge.update(.b, to: leg)
                 completeTransfer(id, to: handle, codec: leg.codec)
                 notify(200, "OK", true)
@@ -110,6 +113,7 @@ extension ChannelRouter {
             legs[LegKey(side: .cloud, handle: handle)] = (id, branch)
         }
         call.transfer = nil
+        call.ourDescriptions[.b] = SIPMessageBody(contentType: "application/sdp", text: transfer.offer.serialized)
         call.peer += " → \(transfer.target)"
         // The record's codec: one name when the legacy leg runs the same (passthrough).
         let legacy = call.codec?.split(separator: "/").first.map(String.init)
@@ -149,19 +153,5 @@ extension ChannelRouter {
             let user = uri.user.map(SIPURI.unescaped), BridgeConfiguration.isName(user)
         else { return nil }
         return user
-    }
-}
-
-extension SIPUserAgentEvent {
-    /// The call an event is about, if any.
-    var callHandle: SIPCallHandle? {
-        switch self {
-        case .incomingCall(let h, _), .trying(let h), .ringing(let h), .earlyMedia(let h), .answered(let h), .confirmed(let h), .ended(let h, _),
-            .failed(let h, _), .dtmfInfo(let h, _), .reinvited(let h), .glare(let h, _), .offerReceived(let h, _, _), .offerRequested(let h),
-            .answerReceived(let h, _), .referReceived(let h, _):
-            h
-        case .registered, .registrationFailed:
-            nil
-        }
     }
 }

@@ -56,6 +56,10 @@ public actor ChannelRouter {
         /// A connected call whose leg sends no RTP or RTCP for this long (while not on hold) ends
         /// with BYE on both legs; nil turns supervision off.
         public var mediaTimeout: Duration? = .seconds(30)
+        /// A hold from the cloud or mesh leg is relayed to the station (a re-INVITE with the
+        /// mirrored direction) when the station lists INVITE in its Allow; otherwise, or when
+        /// false, it is absorbed at the bridge (`[legacy] hold`, docs/GATEWAY.md).
+        public var relayHoldToStations = true
 
         public init(channels: [BridgeConfiguration.Channel], device: String, domain: String, legacyPolicy: SDPAudioPolicy, cloudPolicy: SDPAudioPolicy) {
             self.channels = channels
@@ -63,6 +67,22 @@ public actor ChannelRouter {
             self.domain = domain
             self.legacyPolicy = legacyPolicy
             self.cloudPolicy = cloudPolicy
+        }
+
+        /// Everything a `bridge.toml` sets; `device` and `domain` come from the claimed identity.
+        public init(_ config: BridgeConfiguration, device: String, domain: String) {
+            let policies = Self.policies(config)
+            self.init(channels: config.channels, device: device, domain: domain, legacyPolicy: policies.legacy, cloudPolicy: policies.cloud)
+            let transport: SIPTransportProtocol = config.legacyTransport == .tcp ? .tcp : .udp
+            legacyServer = config.legacyServer.map { SIPDestination(transport: transport, host: $0.host, port: $0.port) }
+            legacyTransport = transport
+            legacyMediaAddress = LocalMediaAddress.isWildcard(config.legacyListen.host) ? nil : config.legacyListen.host
+            codecOptions = AudioCodecOptions(opusComplexity: config.opusComplexity)
+            jitterBufferMax = .milliseconds(config.jitterMaxMilliseconds)
+            meshPolicy = Self.meshPolicy(config)
+            fallbackAfter = .milliseconds(config.fallbackAfterMilliseconds)
+            mediaTimeout = config.mediaInactivitySeconds > 0 ? .seconds(config.mediaInactivitySeconds) : nil
+            relayHoldToStations = config.legacyHold == .relay
         }
 
         /// The SDP policies a `bridge.toml` asks for: G.722 first and plain RTP on the legacy
@@ -151,6 +171,8 @@ public actor ChannelRouter {
         /// The leg that called in; a transfer of a cloud caller puts the new cloud leg here.
         var inbound: SIPCallHandle
         let inboundSide: Side
+        /// What the caller's INVITE said (identities, flow, offer), as its agent reported it.
+        let inboundCall: SIPIncomingCall
         var outboundSide: Side
         var branches: [SIPCallHandle?] = []
         var closedByUs: Set<Int> = []  // branch indices; -1 the inbound leg
@@ -183,11 +205,27 @@ public actor ChannelRouter {
         var midCallOffers: [MediaLegSide: SDPSession] = [:]
         /// A blind transfer under way (REFER from the cloud leg).
         var transfer: Transfer?
+        /// Each outbound branch's session description (its early media or its answer) and
+        /// what its callee allows, as the branch's events brought them.
+        var outboundAnswers: [Int: SIPMessageBody] = [:]
+        var outboundAllows: [Int: SIPAllowedMethods] = [:]
+        /// Our description on each bridged leg as it stands (a: legacy, b: cloud or mesh): the
+        /// next offer or answer on that leg keeps its session id, address and keys.
+        var ourDescriptions: [MediaLegSide: SIPMessageBody] = [:]
+        /// A hold relayed toward the station (`ChannelRouter+MidCall.swift`).
+        var stationHold = StationHold()
 
         var direction: BridgedCall.Direction { state.direction }
         var inboundIsLegacy: Bool { inboundSide == .legacy }
         /// The side that is not legacy.
         var farSide: Side { inboundIsLegacy ? outboundSide : inboundSide }
+        /// The bridge's side of each leg (a: legacy, b: cloud or mesh).
+        var inboundMediaSide: MediaLegSide { inboundIsLegacy ? .a : .b }
+        var outboundMediaSide: MediaLegSide { inboundIsLegacy ? .b : .a }
+        /// The station's leg once the call is connected.
+        var legacyHandle: SIPCallHandle? { inboundIsLegacy ? inbound : state.connectedBranch.flatMap { branches[$0] } }
+        /// What the station said it allows: in its INVITE, or in the 2xx of the branch that answered.
+        var stationAllows: SIPAllowedMethods? { inboundIsLegacy ? inboundCall.peerAllows : state.connectedBranch.flatMap { outboundAllows[$0] } }
     }
 
     public init(
@@ -251,19 +289,17 @@ public actor ChannelRouter {
         cloudFlow = flow
     }
 
-    /// A reloaded config's channel plan and media choices. Calls in progress keep the channel
-    /// they started with; new calls see the new plan.
-    public func update(
-        channels: [BridgeConfiguration.Channel], legacyPolicy: SDPAudioPolicy, cloudPolicy: SDPAudioPolicy, meshPolicy: SDPAudioPolicy,
-        codecOptions: AudioCodecOptions, jitterBufferMax: Duration, mediaTimeout: Duration?
-    ) {
-        settings.mediaTimeout = mediaTimeout
-        settings.channels = channels
-        settings.legacyPolicy = legacyPolicy
-        settings.cloudPolicy = cloudPolicy
-        settings.meshPolicy = meshPolicy
-        settings.codecOptions = codecOptions
-        settings.jitterBufferMax = jitterBufferMax
+    /// A reloaded config's channel plan and media choices (what can change without a restart).
+    /// Calls in progress keep the channel they started with; new calls see the new plan.
+    public func update(_ new: Settings) {
+        settings.channels = new.channels
+        settings.legacyPolicy = new.legacyPolicy
+        settings.cloudPolicy = new.cloudPolicy
+        settings.meshPolicy = new.meshPolicy
+        settings.codecOptions = new.codecOptions
+        settings.jitterBufferMax = new.jitterBufferMax
+        settings.mediaTimeout = new.mediaTimeout
+        settings.relayHoldToStations = new.relayHoldToStations
     }
 
     /// The name and domain the cloud gave this gateway when it was claimed.
@@ -328,25 +364,32 @@ public actor ChannelRouter {
             return
         }
         switch event {
-        case .incomingCall(let handle, _):
-            await incoming(handle, side: side)
+        case .incomingCall(let handle, let call):
+            await incoming(handle, call, side: side)
         case .trying(let handle):
-            await outbound(handle, side: side) { state, branch in
-                state.outboundTrying(branch)
+            await outbound(handle, side: side) { call, branch in
+                call.state.outboundTrying(branch)
                 return []
             }
         case .ringing(let handle):
             chainTargetRang(handle, side: side)
-            await outbound(handle, side: side) { state, branch in state.outboundRinging(branch, early: false) }
-        case .earlyMedia(let handle):
+            await outbound(handle, side: side) { call, branch in call.state.outboundRinging(branch, early: false) }
+        case .earlyMedia(let handle, let answer):
             chainTargetRang(handle, side: side)
-            await outbound(handle, side: side) { state, branch in state.outboundRinging(branch, early: true) }
-        case .answered(let handle):
+            await outbound(handle, side: side) { call, branch in
+                call.outboundAnswers[branch] = answer
+                return call.state.outboundRinging(branch, early: true)
+            }
+        case .answered(let handle, let answer, let allows):
             let now = clock()
-            await outbound(handle, side: side) { state, branch in state.outboundAnswered(branch, at: now) }
+            await outbound(handle, side: side) { call, branch in
+                if let answer { call.outboundAnswers[branch] = answer }
+                call.outboundAllows[branch] = allows
+                return call.state.outboundAnswered(branch, at: now)
+            }
         case .failed(let handle, let status):
             if await rerouteOnFailure(handle, side: side, status: status) { return }
-            await outbound(handle, side: side) { state, branch in state.outboundFailed(branch, status: status) }
+            await outbound(handle, side: side) { call, branch in call.state.outboundFailed(branch, status: status) }
         case .ended(let handle, _):
             await ended(handle, side: side)
         case .dtmfInfo(let handle, let body):
@@ -359,6 +402,8 @@ public actor ChannelRouter {
             await midCallAnswer(handle, side: side, answer: answer)
         case .referReceived(let handle, let referTo):
             await referReceived(handle, side: side, referTo: referTo)
+        case .reinviteRefused(let handle, let status) where side == .legacy:
+            await stationRefused(handle, status: status)
         default:
             return
         }
@@ -367,40 +412,42 @@ public actor ChannelRouter {
     /// What a crash while this event is handled names (docs/RELIABILITY.md): the event, the
     /// call's Call-ID and where its signalling comes from. Never the SDP.
     private func noteHandling(_ event: SIPUserAgentEvent, side: Side) {
-        let (handle, name): (SIPCallHandle?, String)
+        let name: String
         switch event {
-        case .incomingCall(let h, _): (handle, name) = (h, "incoming call")
-        case .trying(let h): (handle, name) = (h, "trying")
-        case .ringing(let h): (handle, name) = (h, "ringing")
-        case .earlyMedia(let h): (handle, name) = (h, "early media")
-        case .answered(let h): (handle, name) = (h, "answer")
-        case .confirmed(let h): (handle, name) = (h, "ACK")
-        case .ended(let h, _): (handle, name) = (h, "end")
-        case .failed(let h, let status): (handle, name) = (h, "failure \(status)")
-        case .dtmfInfo(let h, _): (handle, name) = (h, "INFO")  // not the digit: door codes stay out
-        case .reinvited(let h): (handle, name) = (h, "re-INVITE")
-        case .glare(let h, _): (handle, name) = (h, "glare")
-        case .offerReceived(let h, _, let method): (handle, name) = (h, "\(method) offer")
-        case .offerRequested(let h): (handle, name) = (h, "offerless re-INVITE")
-        case .answerReceived(let h, _): (handle, name) = (h, "answer")
-        case .referReceived(let h, _): (handle, name) = (h, "REFER")
-        case .registered, .registrationFailed: (handle, name) = (nil, "registration")
+        case .incomingCall(_, let call):
+            CrashContext.set("\(side) incoming call from \(call.flow.remote.displayText), Call-ID \(call.callID.prefix(120))")
+            return
+        case .trying: name = "trying"
+        case .ringing: name = "ringing"
+        case .earlyMedia: name = "early media"
+        case .answered: name = "answer"
+        case .confirmed: name = "ACK"
+        case .ended: name = "end"
+        case .failed(_, let status): name = "failure \(status)"
+        case .dtmfInfo: name = "INFO"  // not the digit: door codes stay out
+        case .reinvited: name = "re-INVITE"
+        case .reinviteRefused(_, let status): name = "re-INVITE refused \(status)"
+        case .glare: name = "glare"
+        case .offerReceived(_, _, let method): name = "\(method) offer"
+        case .offerRequested: name = "offerless re-INVITE"
+        case .answerReceived: name = "answer"
+        case .referReceived: name = "REFER"
+        case .registered, .registrationFailed: name = "registration"
         }
-        guard let handle else {
+        guard let handle = event.callHandle, let (id, _) = legs[LegKey(side: side, handle: handle)], let call = calls[id] else {
             CrashContext.set("\(side) \(name) event")
             return
         }
-        let (callID, peer) = on(agent(side)) { ($0.invite(of: handle)?.callID ?? "?", $0.flow(of: handle)?.remote.displayText ?? "?") }
-        CrashContext.set("\(side) call \(name) from \(peer), Call-ID \(callID.prefix(120))")
+        CrashContext.set("\(side) call \(name) on channel \(call.channel.index), from \(call.inboundCall.flow.remote.displayText), Call-ID \(call.inboundCall.callID.prefix(120))")
     }
 
     private func outbound(
-        _ handle: SIPCallHandle, side: Side, _ transition: (inout BridgedCall, Int) -> [BridgedCall.Action]
+        _ handle: SIPCallHandle, side: Side, _ transition: (inout ActiveCall, Int) -> [BridgedCall.Action]
     ) async {
         guard let (id, branch) = legs[LegKey(side: side, handle: handle)], let branch, var call = calls[id],
             call.outboundSide == side
         else { return }
-        let actions = transition(&call.state, branch)
+        let actions = transition(&call, branch)
         calls[id] = call
         await perform(actions, call: id)
     }
@@ -433,9 +480,12 @@ public actor ChannelRouter {
 
     // MARK: A new call
 
-    private func incoming(_ handle: SIPCallHandle, side: Side) async {
+    private func incoming(_ handle: SIPCallHandle, _ invite: SIPIncomingCall, side: Side) async {
         let agent = agent(side)
-        guard let invite = on(agent, { $0.invite(of: handle) }), case .sip(let uri)? = invite.requestURI else { return }
+        guard case .sip(let uri)? = invite.requestURI else {
+            refuse(agent, handle, 416, "the Request-URI is not a SIP URI")
+            return
+        }
         let user = uri.user ?? ""
         let channel: BridgeConfiguration.Channel?
         switch side {
@@ -499,12 +549,12 @@ public actor ChannelRouter {
         let chain = plan?.mode == .chain
         var call = ActiveCall(
             state: BridgedCall(channel: channel.index, direction: direction, branches: chain ? 1 : targets.count, chain: chain, timing: timing), channel: channel,
-            inbound: handle, inboundSide: side, outboundSide: outboundSide, startedAt: now(),
+            inbound: handle, inboundSide: side, inboundCall: invite, outboundSide: outboundSide, startedAt: now(),
             peer: direction.fromLegacy ? targets.joined(separator: ",") : caller)
         call.targets = targets
         call.branches = Array(repeating: nil, count: targets.count)
         call.ringPlan = plan
-        if side == .mesh, let flow = on(agent, { $0.flow(of: handle) }) { call.farScope = flow.local.scopeID }
+        if side == .mesh { call.farScope = invite.flow.local.scopeID }
         calls[id] = call
         busyChannels[channel.index] = id
         legs[LegKey(side: side, handle: handle)] = (id, nil)
@@ -517,7 +567,7 @@ public actor ChannelRouter {
 
         // Media first: our answer to the caller's offer and our offer to the callees.
         do {
-            try await prepareMedia(id, offer: on(agent) { $0.remoteBody(of: handle) })
+            try await prepareMedia(id, offer: invite.offer)
         } catch {
             logger.warning("call refused: \(error)", metadata: ["channel": "\(channel.index)"])
             await abort(id, status: 488, reason: "\(error)")
@@ -542,8 +592,7 @@ public actor ChannelRouter {
         let body = SIPMessageBody(contentType: "application/sdp", text: offer.serialized)
         let target = SIPURI(secure: true, user: channel.cloudTarget, host: settings.domain)
         let user = "\(settings.device)-ch\(channel.index)"
-        let caller = on(legacy) { $0.invite(of: call.inbound)?.from }
-        let display = CallerIdentity.towardCloud(channel: channel, station: caller)
+        let display = CallerIdentity.towardCloud(channel: channel, station: call.inboundCall.from)
         let placed = on(cloud) { $0.call(target, on: flow, from: user, displayName: display, body: body) }
         attach(placed, side: .cloud, call: id, branch: 0)
     }
@@ -551,7 +600,7 @@ public actor ChannelRouter {
     private func placeOnLegacy(_ id: Int) async {
         guard let call = calls[id], let offer = call.outboundOffer else { return }
         let body = SIPMessageBody(contentType: "application/sdp", text: offer.serialized)
-        let display = CallerIdentity.towardStations(on(agent(call.inboundSide)) { $0.invite(of: call.inbound) }, trusted: call.inboundSide == .cloud)
+        let display = CallerIdentity.towardStations(call.inboundCall, trusted: call.inboundSide == .cloud)
         for (branch, target) in call.targets.enumerated() {
             guard let (uri, destination) = legacyDestination(target) else {
                 await failBranch(id, branch, status: 404)

@@ -196,14 +196,19 @@ public enum SDPDirection: String, Sendable, CaseIterable {
     public var sends: Bool { self == .sendrecv || self == .sendonly }
     public var receives: Bool { self == .sendrecv || self == .recvonly }
 
+    /// The direction that sends and receives as said.
+    public init(sends: Bool, receives: Bool) {
+        switch (sends, receives) {
+        case (true, true): self = .sendrecv
+        case (true, false): self = .sendonly
+        case (false, true): self = .recvonly
+        case (false, false): self = .inactive
+        }
+    }
+
     /// This direction within what `other` allows (an answer never widens the offer, §6.1).
     public func restricted(to other: SDPDirection) -> SDPDirection {
-        switch (sends && other.sends, receives && other.receives) {
-        case (true, true): .sendrecv
-        case (true, false): .sendonly
-        case (false, true): .recvonly
-        case (false, false): .inactive
-        }
+        SDPDirection(sends: sends && other.sends, receives: receives && other.receives)
     }
 }
 
