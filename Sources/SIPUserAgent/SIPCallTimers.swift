@@ -16,6 +16,9 @@ public struct SIPCallTimers: Sendable, Equatable {
         case offerAnswer
         /// RFC 4028: our refresh is due, or the peer's refresh is overdue.
         case session
+        /// Our re-INVITE again: after glare (491, or 500 with Retry-After; RFC 3261 §14.1), or a
+        /// refresh or offer that waits for the peer's exchange to end.
+        case reinviteRetry
     }
 
     /// What is due, for the agent to carry out.
@@ -32,6 +35,8 @@ public struct SIPCallTimers: Sendable, Equatable {
         case refreshSession
         /// The peer did not refresh in time: BYE (RFC 4028 §10).
         case sessionExpired
+        /// Try our re-INVITE again (`reinviteBlocked` when it still cannot go).
+        case retryReinvite
     }
 
     public private(set) var deadlines: [Timer: Double] = [:]
@@ -43,6 +48,8 @@ public struct SIPCallTimers: Sendable, Equatable {
     private var okInterval = 0.0
     private var okGivesUpAt = 0.0
     private var sessionRefreshes = false
+    private var reinviteAttemptsLeft = 0
+    private var reinviteRetryInterval = 0.25
 
     public init(t1: Double = 0.5, t2: Double = 4, okGiveUpAfter: Double? = nil) {
         self.t1 = t1
@@ -93,6 +100,31 @@ public struct SIPCallTimers: Sendable, Equatable {
         deadlines[.session] = now + next.seconds
     }
 
+    /// Our re-INVITE goes again `seconds` from `now`; while it cannot go (the peer's exchange is
+    /// under way) it is tried every `interval`, `attempts` times in all.
+    public mutating func retryReinvite(after seconds: Double, attempts: Int, every interval: Double, now: Double) {
+        reinviteAttemptsLeft = max(0, attempts)
+        reinviteRetryInterval = max(0.01, interval)
+        deadlines[.reinviteRetry] = reinviteAttemptsLeft > 0 ? now + max(0, seconds) : nil
+    }
+
+    /// The retried re-INVITE could not go: again after the interval while attempts remain.
+    /// False when it is given up.
+    public mutating func reinviteBlocked(now: Double) -> Bool {
+        reinviteAttemptsLeft -= 1
+        guard reinviteAttemptsLeft > 0 else {
+            deadlines[.reinviteRetry] = nil
+            return false
+        }
+        deadlines[.reinviteRetry] = now + reinviteRetryInterval
+        return true
+    }
+
+    /// A re-INVITE went: a retry still waiting is not needed.
+    public mutating func reinviteSent() {
+        deadlines[.reinviteRetry] = nil
+    }
+
     public mutating func stopAll() {
         deadlines = [:]
     }
@@ -118,6 +150,7 @@ public struct SIPCallTimers: Sendable, Equatable {
             case .duration: due.append(.durationReached)
             case .offerAnswer: due.append(.offerUnanswered)
             case .session: due.append(sessionRefreshes ? .refreshSession : .sessionExpired)
+            case .reinviteRetry: due.append(.retryReinvite)
             }
         }
         return due

@@ -49,8 +49,14 @@ extension SIPUserAgent {
                 logger.warning("a mid-call offer went unanswered; refused with 500", metadata: ["call": "\(handle)"])
                 refuseOffer(handle, status: 500)
             case .refreshSession:
-                guard call.state == .established else { continue }
-                retryReinvite(handle, attempts: 10, every: .milliseconds(500))
+                guard call.state == .established, !reinvite(handle) else { continue }
+                // The peer's exchange is under way: the refresh waits for it.
+                updateTimers(handle) { $0.retryReinvite(after: 0.5, attempts: 10, every: 0.5, now: $1) }
+            case .retryReinvite:
+                guard call.state == .established, !reinvite(handle) else { continue }
+                var stillTrying = true
+                updateTimers(handle) { stillTrying = $0.reinviteBlocked(now: $1) }
+                if !stillTrying { logger.notice("a re-INVITE could not go for the peer's exchanges; given up", metadata: ["call": "\(handle)"]) }
             case .sessionExpired:
                 guard call.state == .established else { continue }
                 logger.notice("session timer expired without a refresh; BYE", metadata: ["call": "\(handle)"])

@@ -47,7 +47,7 @@ extension SIPUserAgent {
         invite.headers.add(.userAgent, endpoint.configuration.productName)
         addBody(to: &invite, body)
         let handle = newHandle()
-        var call = SIPCall(handle: handle, direction: .outgoing, state: .calling, flow: flow, invite: invite, timers: newCallTimers())
+        var call = SIPInviteSession(handle: handle, direction: .outgoing, state: .calling, flow: flow, invite: invite, timers: newCallTimers())
         call.localBody = body
         calls[handle] = call
         sendInvite(handle)
@@ -80,51 +80,28 @@ extension SIPUserAgent {
                 // The next hop has the INVITE: the path works, even if nobody rings yet.
                 if call.state == .calling { emit(.trying(handle)) }
             case 101...199:
-                var early: SIPMessageBody?
-                if let body = SIPMessageBody(response), body != call.remoteBody {  // early media
-                    call.remoteBody = body
-                    early = body
-                }
-                let first = call.state == .calling
-                if first { call.state = .ringing }
+                let (rings, early) = call.provisional(response)
                 calls[handle] = call
-                if first { emit(.ringing(handle)) }
+                if rings { emit(.ringing(handle)) }
                 if let early { emit(.earlyMedia(handle, answer: early)) }
             case 200...299:
                 receiveInviteOK(handle, response, flow: flow)
-            case 422 where !call.retriedSessionInterval:
-                // RFC 4028 §7.4: our interval was too small; again with the peer's Min-SE.
-                guard let minimum = SIPSessionTimer.minimum(in: response), minimum > (configuration.sessionExpires ?? 0) else {
+            case 422:
+                guard call.retryAfterIntervalTooSmall(response, asked: configuration.sessionExpires) else {
                     endCall(handle, reason: "rejected 422")
                     emit(.failed(handle, status: 422))
                     return
                 }
-                var invite = call.invite
-                invite.headers.remove(.via)
-                let sequence = (invite.cseq?.sequence ?? 1) &+ 1
-                invite.headers.set(.cseq, "\(sequence) INVITE")
-                invite.headers.set(.sessionExpires, String(minimum))
-                invite.headers.set(SIPSessionTimer.minSE, String(minimum))
-                call.invite = invite
-                call.retriedSessionInterval = true
                 calls[handle] = call
                 sendInvite(handle)
             case 401, 407:
-                // Retry once with credentials, CSeq + 1 (RFC 3261 §22.2).
-                guard !call.authenticated, digestClient != nil, let header = try? digestClient!.authorize(
+                let credentials = call.authenticated ? nil : try? digestClient?.authorize(
                     response, method: .invite, uri: call.invite.requestURI?.description ?? "", cnonce: SIPIdentifiers.random(16))
-                else {
+                guard call.retryAuthenticated(with: credentials.map { ($0.name, $0.value) }) else {
                     endCall(handle, reason: "authentication failed")
                     emit(.failed(handle, status: code))
                     return
                 }
-                var invite = call.invite
-                invite.headers.remove(.via)
-                let sequence = (invite.cseq?.sequence ?? 1) + 1
-                invite.headers.set(.cseq, "\(sequence) INVITE")
-                invite.headers.add(header.name, header.value)
-                call.invite = invite
-                call.authenticated = true
                 calls[handle] = call
                 sendInvite(handle)
             default:
@@ -148,12 +125,7 @@ extension SIPUserAgent {
         let via = endpoint.assumeIsolated { $0.makeVia(for: call.flow.transport) }
         let ack = dialog.makeACK(inviteSequence: call.invite.cseq?.sequence ?? 1, via: via)
         endpoint.assumeIsolated { $0.send(ack, on: call.flow) }
-        call.ack = ack
-        call.dialog = dialog
-        call.state = .established
-        let answer = SIPMessageBody(response)
-        if let answer { call.remoteBody = answer }
-        call.sessionTimer = SIPSessionTimer.settled(by: response)
+        let answer = call.established(by: response, dialog: dialog, ack: ack)
         calls[handle] = call
         callsByDialog[dialog.id] = handle
         startDurationLimit(handle)
@@ -165,21 +137,17 @@ extension SIPUserAgent {
     /// Reason header value for the CANCEL ("SIP;cause=200;text=\"Call completed elsewhere\"").
     public func hangUp(_ handle: SIPCallHandle, reason: String? = nil) {
         guard let call = calls[handle] else { return }
-        switch (call.direction, call.state) {
-        case (.outgoing, .calling), (.outgoing, .ringing):
-            if let key = call.inviteTransaction {
-                calls[handle]?.state = .ending
-                let headers: [(SIPHeaderName, String)] = reason.map { [(.reason, $0)] } ?? []
-                endpoint.assumeIsolated { $0.cancel(key, headers: headers) }
-            }
-        case (.incoming, .calling), (.incoming, .ringing):
-            if let key = call.inviteTransaction {
-                respond(SIPResponseFactory.response(to: call.invite, status: 486, toTag: call.dialog?.id.localTag), to: key)
-            }
+        switch call.ending {
+        case .cancel(let key):
+            calls[handle]?.state = .ending
+            let headers: [(SIPHeaderName, String)] = reason.map { [(.reason, $0)] } ?? []
+            endpoint.assumeIsolated { $0.cancel(key, headers: headers) }
+        case .decline(let key):
+            if let key { respond(SIPResponseFactory.response(to: call.invite, status: 486, toTag: call.dialog?.id.localTag), to: key) }
             endCall(handle, reason: "declined")
-        case (_, .answered), (_, .established):
+        case .bye:
             sendBYE(handle, reason: reason)
-        default:
+        case .nothing:
             return
         }
     }
@@ -217,7 +185,7 @@ extension SIPUserAgent {
             respond(SIPResponseFactory.response(to: request, status: 400, toTag: tag), to: key)
             return
         }
-        var call = SIPCall(handle: handle, direction: .incoming, state: .ringing, flow: flow, invite: request, timers: newCallTimers())
+        var call = SIPInviteSession(handle: handle, direction: .incoming, state: .ringing, flow: flow, invite: request, timers: newCallTimers())
         call.remoteBody = SIPMessageBody(request)
         call.dialog = dialog
         call.inviteTransaction = key
@@ -271,39 +239,24 @@ extension SIPUserAgent {
     /// ACK: RFC 3261 §13.3.1.4, T1 doubling up to T2, a BYE after 64·T1 without ACK
     /// (`SIPCallTimers`). Reliable transports need it too: a proxy on the path may be on UDP.
     func sendOK(_ ok: SIPMessage, to key: SIPTransactionKey, in handle: SIPCallHandle) {
-        calls[handle]?.okResponse = ok
-        calls[handle]?.okTransaction = key
+        calls[handle]?.okSent(ok, on: key, now: Self.uptime())
         respond(ok, to: key)
-        updateTimers(handle) { $0.okSent(now: $1) }
+        rearmTimers(handle)
     }
 
     /// The ACK for our 2xx: it carries the INVITE's CSeq number (§13.2.2.4).
     func receiveACK(_ ack: SIPMessage) {
         guard let id = SIPDialogID.forReceivedRequest(ack), let handle = callsByDialog[id], var call = calls[handle],
-            let ok = call.okResponse, ack.cseq?.sequence == ok.cseq?.sequence
+            let confirmation = call.ackReceived(ack)
         else { return }
-        call.timers.ackReceived()
-        call.okResponse = nil
-        call.okTransaction = nil
-        let wasAnswer = call.state == .answered
-        call.state = .established
-        var answer: SIPMessageBody?
-        if call.offerInOK {
-            // We offered in the 2xx: the ACK carries the answer (§14.2). Without one the
-            // exchange failed and the session stays as it was.
-            call.offerInOK = false
-            call.offerAnswer.closedOurs()
-            answer = SIPMessageBody(ack)
-            if let answer { call.remoteBody = answer }
-        }
         calls[handle] = call
-        if wasAnswer {
+        if confirmation.confirmsCall {
             startDurationLimit(handle)
             scheduleSessionTimer(handle)
             emit(.confirmed(handle))
         }
         rearmTimers(handle)
-        if let answer { emit(.answerReceived(handle, answer: answer)) }
+        if let answer = confirmation.answer { emit(.answerReceived(handle, answer: answer)) }
     }
 
     func receiveCancel(inviteKey: SIPTransactionKey) {

@@ -15,10 +15,7 @@ extension SIPUserAgent {
     /// answer arrives as `answerReceived`.
     @discardableResult
     public func reinvite(_ handle: SIPCallHandle, body: SIPMessageBody? = nil) -> Bool {
-        guard var call = calls[handle], call.state == .established, var dialog = call.dialog else { return false }
-        guard call.offerAnswer.outstanding == .none, dialog.beginOutgoingInvite() else { return false }
-        _ = call.offerAnswer.sendOffer()
-        let offer = body ?? call.reinviteBody ?? call.localBody
+        guard var call = calls[handle], call.beginReinvite(offering: body), var dialog = call.dialog else { return false }
         let via = endpoint.assumeIsolated { $0.makeVia(for: call.flow.transport) }
         var invite = dialog.makeRequest(.invite, via: via)
         invite.headers.add(.contact, dialog.localContact.description)
@@ -28,10 +25,10 @@ extension SIPUserAgent {
             // A refresh keeps the interval, and we stay the refresher (RFC 4028 §7.4).
             invite.headers.add(.sessionExpires, "\(timer.interval);refresher=uac")
         }
-        addBody(to: &invite, offer)
-        call.reinviteBody = offer
+        addBody(to: &invite, call.reinviteBody)
         call.dialog = dialog
         calls[handle] = call
+        rearmTimers(handle)
         let sequence = invite.cseq?.sequence ?? dialog.localSequence
         _ = endpoint.assumeIsolated { endpoint in
             endpoint.sendRequest(invite, on: call.flow) { [self] _, event in
@@ -42,68 +39,35 @@ extension SIPUserAgent {
     }
 
     func reinviteEvent(_ handle: SIPCallHandle, _ event: SIPClientEvent, sequence: UInt32) {
-        guard var call = calls[handle], var dialog = call.dialog else { return }
+        guard var call = calls[handle] else { return }
         switch event {
         case .response(let response, _):
             guard let code = response.statusCode, code >= 200 else { return }
-            dialog.finishOutgoingInvite(response: response)
-            call.offerAnswer.closedOurs()
-            call.dialog = dialog
-            if (200...299).contains(code) {
-                let via = endpoint.assumeIsolated { $0.makeVia(for: call.flow.transport) }
-                let ack = dialog.makeACK(inviteSequence: sequence, via: via)
-                endpoint.assumeIsolated { $0.send(ack, on: call.flow) }
-                let answer = SIPMessageBody(response)
-                // An offer answered by nothing is an exchange that failed (RFC 3264 §5): the
-                // session stays as it was.
-                let offered = call.reinviteBody
-                if let offered, answer != nil { call.localBody = offered }
-                call.reinviteBody = nil
-                if let answer { call.remoteBody = answer }
-                if let settled = SIPSessionTimer.settled(by: response) { call.sessionTimer = settled }
-                calls[handle] = call
+            var generator = SystemRandomNumberGenerator()
+            let outcome = call.reinviteFinished(response, using: &generator)
+            calls[handle] = call
+            switch outcome {
+            case .accepted(let answer, let offered):
+                if let dialog = call.dialog {
+                    let via = endpoint.assumeIsolated { $0.makeVia(for: call.flow.transport) }
+                    endpoint.assumeIsolated { $0.send(dialog.makeACK(inviteSequence: sequence, via: via), on: call.flow) }
+                }
                 scheduleSessionTimer(handle)
                 emit(.reinvited(handle))
                 if let answer {
                     emit(.answerReceived(handle, answer: answer))
-                } else if offered != nil {
+                } else if offered {
                     emit(.reinviteRefused(handle, status: code))
                 }
-            } else if code == 491 {
-                var generator = SystemRandomNumberGenerator()
-                let delay = dialog.glareRetryDelay(using: &generator)
-                calls[handle] = call
+            case .glare(let delay):
                 emit(.glare(handle, retryAfter: delay))
-                _ = endpoint.eventLoop.scheduleTask(in: TimeAmount(delay)) { [self] in
-                    self.assumeIsolated { $0.retryReinvite(handle, attempts: 20) }
-                }
-            } else if code == 500, let seconds = response.headers[.retryAfter].flatMap({ UInt32($0.prefix { $0.isNumber }) }), seconds <= 10 {
-                // The peer's own offer was still unanswered (§14.2): again after its Retry-After.
-                calls[handle] = call
-                let delay = Duration.seconds(Int(seconds))
-                emit(.glare(handle, retryAfter: delay))
-                _ = endpoint.eventLoop.scheduleTask(in: TimeAmount(delay)) { [self] in
-                    self.assumeIsolated { $0.retryReinvite(handle, attempts: 20) }
-                }
-            } else {
-                // Refused: the session stays as it was (§14.1).
-                call.reinviteBody = nil
-                calls[handle] = call
-                emit(.reinviteRefused(handle, status: code))
+                updateTimers(handle) { $0.retryReinvite(after: Self.seconds(delay), attempts: 20, every: 0.25, now: $1) }
+            case .refused(let status):
+                emit(.reinviteRefused(handle, status: status))
             }
         case .timedOut, .transportFailed:
             // §14.1: a re-INVITE that fails this way ends the call.
             sendBYE(handle, endingNow: "re-INVITE timed out")
-        }
-    }
-
-    /// A re-INVITE that must go (after a 491, a 500 with Retry-After, a session refresh). If the
-    /// peer's own re-INVITE or offer is still being answered at that moment (§14.1 allows one
-    /// at a time), it waits `interval` and tries again, at most `attempts` times.
-    func retryReinvite(_ handle: SIPCallHandle, attempts: Int, every interval: TimeAmount = .milliseconds(250)) {
-        guard calls[handle] != nil, !reinvite(handle), attempts > 1 else { return }
-        _ = endpoint.eventLoop.scheduleTask(in: interval) { [self] in
-            self.assumeIsolated { $0.retryReinvite(handle, attempts: attempts - 1, every: interval) }
         }
     }
 
@@ -155,33 +119,28 @@ extension SIPUserAgent {
     /// answer, an offerless re-INVITE to answer with an offer, a refresh, or glare.
     func receiveSessionChange(_ request: SIPMessage, key: SIPTransactionKey, in handle: SIPCallHandle) {
         guard var call = calls[handle] else { return }
-        let isInvite = request.method == .invite
         if refuseShortSession(request, key: key, toTag: nil) {
-            if isInvite { calls[handle]?.dialog?.answeredIncomingInvite() }
+            if request.method == .invite { calls[handle]?.dialog?.answeredIncomingInvite() }
             return
         }
-        let body = SIPMessageBody(request)
-        let verdict = call.offerAnswer.received(isInvite: isInvite, carriesOffer: body != nil)
+        let change = call.sessionChange(request, key: key, answerWithin: Self.seconds(configuration.offerAnswerTimeout), now: Self.uptime())
         calls[handle] = call
-        switch verdict {
+        switch change {
         case .reject(let status, let retryAfter):
             var response = SIPResponseFactory.response(to: request, status: status)
             if let retryAfter { response.headers.add(.retryAfter, String(retryAfter)) }
-            if isInvite { calls[handle]?.dialog?.answeredIncomingInvite() }
             respond(response, to: key)
         case .refresh:
             respond(sessionResponse(to: request, in: handle, body: nil), to: key)
-        case .offerInResponse, .offer:
+        case .pending(let offer):
             // An offerless re-INVITE asks for our offer; its answer comes in the ACK (§14.2).
             guard configuration.role.ownerDecides else {
-                calls[handle]?.pendingOffer = .init(request: request, key: key, offer: body)
                 answerOffer(handle, body: call.localBody ?? configuredBody)
                 return
             }
-            calls[handle]?.pendingOffer = .init(request: request, key: key, offer: body)
-            updateTimers(handle) { $0.offerPending(timeout: Self.seconds(self.configuration.offerAnswerTimeout), now: $1) }
-            if let body {
-                emit(.offerReceived(handle, offer: body, method: request.method ?? .invite))
+            rearmTimers(handle)
+            if let offer {
+                emit(.offerReceived(handle, offer: offer, method: request.method ?? .invite))
             } else {
                 emit(.offerRequested(handle))
             }
@@ -211,42 +170,28 @@ extension SIPUserAgent {
     /// until its ACK). From now on `body` is the call's own description and the offer the peer's.
     /// For an offerless re-INVITE `body` is our offer, and the ACK brings the answer.
     public func answerOffer(_ handle: SIPCallHandle, body: SIPMessageBody?) {
-        guard var call = calls[handle], let pending = call.pendingOffer else { return }
-        call.timers.offerSettled()
-        call.pendingOffer = nil
-        if let offer = pending.offer {
-            call.offerAnswer.answeredTheirs()
-            call.remoteBody = offer
-        } else {
-            call.offerInOK = body != nil
-            if body == nil { call.offerAnswer.closedOurs() }
-        }
-        if let body { call.localBody = body }
+        guard var call = calls[handle], let pending = call.answeringOffer(with: body) else { return }
         calls[handle] = call
         let ok = sessionResponse(to: pending.request, in: handle, body: body)
         if pending.request.method == .invite {
-            calls[handle]?.dialog?.answeredIncomingInvite()
             sendOK(ok, to: pending.key, in: handle)
         } else {
             respond(ok, to: pending.key)
+            rearmTimers(handle)
         }
     }
 
     /// Refuses the peer's pending mid-call offer (488 when it cannot be accepted, RFC 3261
     /// §14.2): the session goes on as it was.
     public func refuseOffer(_ handle: SIPCallHandle, status: Int = 488, warning: String? = nil) {
-        guard var call = calls[handle], let pending = call.pendingOffer else { return }
-        call.timers.offerSettled()
-        call.pendingOffer = nil
-        call.offerAnswer.refusedTheirs()
-        call.offerAnswer.closedOurs()  // an offerless re-INVITE refused: we offer nothing
+        guard var call = calls[handle], let pending = call.refusingOffer() else { return }
         calls[handle] = call
+        rearmTimers(handle)
         var response = SIPResponseFactory.response(to: pending.request, status: (300...699).contains(status) ? status : 488)
         if let warning, let text = SIPNameAddress.safeDisplayName(warning, limit: 200) {
             // RFC 3261 §20.43: 399 with our host, the text quoted (quotes and controls removed).
             response.headers.add(.warning, "399 \(configuration.domain) \"\(text)\"")
         }
-        if pending.request.method == .invite { calls[handle]?.dialog?.answeredIncomingInvite() }
         respond(response, to: pending.key)
     }
 
@@ -312,7 +257,7 @@ extension SIPUserAgent {
     /// The 2xx to an INVITE or refresh we answer: Session-Expires (and Require: timer) as
     /// `SIPSessionTimer.answer` settles it, and the call's timer with it. (A 422 for an interval
     /// below our minimum went out before: `receiveInvite`, `receiveSessionChange`.)
-    func addSessionTimer(to response: inout SIPMessage, answering request: SIPMessage, in call: inout SIPCall) {
+    func addSessionTimer(to response: inout SIPMessage, answering request: SIPMessage, in call: inout SIPInviteSession) {
         let preferred = call.sessionTimer?.interval ?? configuration.sessionExpires
         guard case .timer(let timer, let headers) = SIPSessionTimer.answer(request, minimum: 1, preferred: preferred) else { return }
         for header in headers { response.headers.add(SIPHeaderName(header.name), header.value ?? "") }

@@ -56,7 +56,7 @@ public actor SIPUserAgent {
     public var configuration: Configuration
     let logger: Logger
     let validator: SIPRequestValidator
-    var calls: [SIPCallHandle: SIPCall] = [:]
+    var calls: [SIPCallHandle: SIPInviteSession] = [:]
     var callsByDialog: [SIPDialogID: SIPCallHandle] = [:]
     var callsByServerTransaction: [SIPTransactionKey: SIPCallHandle] = [:]
     /// The registrar role, when configured.

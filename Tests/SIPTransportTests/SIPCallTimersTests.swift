@@ -61,4 +61,33 @@ struct SIPCallTimersTests {
         timers.stopAll()
         #expect(timers.nextDeadline == nil)
     }
+
+    /// After glare the re-INVITE goes again at its delay; while the peer's exchange blocks it,
+    /// every interval, a bounded number of times; a re-INVITE that went needs no retry.
+    @Test func aReInviteIsRetriedAfterGlareABoundedNumberOfTimes() {
+        var timers = SIPCallTimers()
+        timers.retryReinvite(after: 1.5, attempts: 3, every: 0.25, now: 10)
+        let early = timers.fire(at: 11)
+        #expect(early == [])
+        let first = timers.fire(at: 11.5)
+        #expect(first == [.retryReinvite])
+        let again = timers.reinviteBlocked(now: 11.5)
+        #expect(again)
+        #expect(timers.deadlines[.reinviteRetry] == 11.75)
+        let second = timers.fire(at: 11.75)
+        #expect(second == [.retryReinvite])
+        let more = timers.reinviteBlocked(now: 11.75)
+        #expect(more)
+        let third = timers.fire(at: 12)
+        #expect(third == [.retryReinvite])
+        let last = timers.reinviteBlocked(now: 12)
+        #expect(!last, "three attempts in all")
+        #expect(timers.deadlines[.reinviteRetry] == nil)
+
+        timers.retryReinvite(after: 1, attempts: 20, every: 0.25, now: 20)
+        timers.reinviteSent()
+        #expect(timers.nextDeadline == nil, "sent meanwhile (the owner's own re-INVITE): no retry")
+        timers.retryReinvite(after: 1, attempts: 0, every: 0.25, now: 20)
+        #expect(timers.nextDeadline == nil, "no attempts, no retry")
+    }
 }
