@@ -73,4 +73,18 @@ struct TransferTargetTests {
     @Test func aHugeReferToIsNotParsed() {
         #expect(ChannelRouter.transferTarget("<sips:" + String(repeating: "a", count: 600) + "@symphony.local>", domain: "symphony.local") == nil)
     }
+
+    /// Which REFER is honoured and which refused with what, in the order the checks run.
+    @Test func theVerdictOnAREFER() {
+        func verdict(_ referTo: String = "<sips:bob@symphony.local>", fromCloud: Bool = true, connected: Bool = true, underWay: Bool = false, reachable: Bool = true) -> ChannelRouter.TransferVerdict {
+            ChannelRouter.transferVerdict(referTo: referTo, fromCloud: fromCloud, connected: connected, transferUnderWay: underWay, domain: "symphony.local", cloudReachable: reachable)
+        }
+        #expect(verdict() == .accept(target: "bob"))
+        #expect(verdict(fromCloud: false) == .refuse(status: 403, warning: "transfers are taken from the cloud leg only"))
+        #expect(verdict(connected: false) == .refuse(status: 403, warning: "the call is not connected"))
+        #expect(verdict(underWay: true) == .refuse(status: 491, warning: "a transfer is under way"))
+        #expect(verdict("<sips:bob@evil.example>") == .refuse(status: 403, warning: "Refer-To must name a user or group of symphony.local"))
+        #expect(verdict(reachable: false) == .refuse(status: 503, warning: "the cloud is not reachable"))
+        #expect(verdict("<sips:bob@evil.example>", fromCloud: false) == .refuse(status: 403, warning: "transfers are taken from the cloud leg only"), "the leg is checked first")
+    }
 }

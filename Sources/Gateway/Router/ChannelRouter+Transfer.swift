@@ -22,28 +22,38 @@ extension ChannelRouter {
         var earlyAnswer: SIPMessageBody?
     }
 
+    /// What the gateway does with a REFER (docs/GATEWAY.md), decided from what is known: the
+    /// target it will call, or the refusal with its reason.
+    public enum TransferVerdict: Sendable, Equatable {
+        case accept(target: String)
+        case refuse(status: Int, warning: String)
+    }
+
+    public static func transferVerdict(
+        referTo: String, fromCloud: Bool, connected: Bool, transferUnderWay: Bool, domain: String, cloudReachable: Bool
+    ) -> TransferVerdict {
+        guard fromCloud else { return .refuse(status: 403, warning: "transfers are taken from the cloud leg only") }
+        guard connected else { return .refuse(status: 403, warning: "the call is not connected") }
+        guard !transferUnderWay else { return .refuse(status: 491, warning: "a transfer is under way") }
+        guard let target = transferTarget(referTo, domain: domain) else {
+            return .refuse(status: 403, warning: "Refer-To must name a user or group of \(domain)")
+        }
+        guard cloudReachable else { return .refuse(status: 503, warning: "the cloud is not reachable") }
+        return .accept(target: target)
+    }
+
     func referReceived(_ handle: SIPCallHandle, side: Side, referTo: String) async {
         let agent = agent(side)
-        guard side == .cloud else {
-            on(agent) { $0.refuseRefer(handle, status: 403, warning: "transfers are taken from the cloud leg only") }
-            return
-        }
-        guard let (id, call, _, socket) = bridgedCall(handle, side: .cloud) else {
-            on(agent) { $0.refuseRefer(handle, status: 403, warning: "the call is not connected") }
-            return
-        }
-        guard call.transfer == nil else {
-            on(agent) { $0.refuseRefer(handle, status: 491, warning: "a transfer is under way") }
-            return
-        }
-        guard let target = Self.transferTarget(referTo, domain: settings.domain) else {
-            logger.notice("REFER refused: Refer-To is not a user of the cloud's domain", metadata: ["channel": "\(call.channel.index)"])
-            let warning = "Refer-To must name a user or group of \(settings.domain)"
-            on(agent) { $0.refuseRefer(handle, status: 403, warning: warning) }
-            return
-        }
-        guard let flow = cloudFlow, flowAlive(flow) else {
-            on(agent) { $0.refuseRefer(handle, status: 503, warning: "the cloud is not reachable") }
+        let bridged = side == .cloud ? bridgedCall(handle, side: .cloud) : nil
+        let flow = cloudFlow.flatMap { flowAlive($0) ? $0 : nil }
+        let verdict = Self.transferVerdict(
+            referTo: referTo, fromCloud: side == .cloud, connected: bridged != nil, transferUnderWay: bridged?.call.transfer != nil,
+            domain: settings.domain, cloudReachable: flow != nil)
+        guard case .accept(let target) = verdict, let (id, call, _, socket) = bridged, let flow else {
+            if case .refuse(let status, let warning) = verdict {
+                logger.notice("REFER refused with \(status): \(warning)", metadata: ["channel": "\(bridged?.call.channel.index ?? 0)"])
+                on(agent) { $0.refuseRefer(handle, status: status, warning: warning) }
+            }
             return
         }
         on(agent) { $0.acceptRefer(handle) }

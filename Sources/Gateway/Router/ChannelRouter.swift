@@ -145,6 +145,13 @@ public actor ChannelRouter {
     /// Which user agent a leg belongs to.
     enum Side: Hashable, Sendable, CustomStringConvertible {
         case legacy, cloud, mesh
+        var origin: CallAdmission.Origin {
+            switch self {
+            case .legacy: .legacy
+            case .cloud: .cloud
+            case .mesh: .mesh
+            }
+        }
         var description: String {
             switch self {
             case .legacy: "legacy"
@@ -482,73 +489,31 @@ public actor ChannelRouter {
 
     private func incoming(_ handle: SIPCallHandle, _ invite: SIPIncomingCall, side: Side) async {
         let agent = agent(side)
-        guard case .sip(let uri)? = invite.requestURI else {
-            refuse(agent, handle, 416, "the Request-URI is not a SIP URI")
-            return
-        }
-        let user = uri.user ?? ""
-        let channel: BridgeConfiguration.Channel?
-        switch side {
-        case .cloud:
-            let prefix = settings.device + "-ch"
-            channel = user.hasPrefix(prefix) ? Int(user.dropFirst(prefix.count)).flatMap { index in settings.channels.first { $0.index == index } } : nil
-        case .legacy, .mesh:
-            channel = settings.channels.first { $0.number == user }
-        }
         let caller = invite.from?.uri.description ?? "?"
-        guard accepting else {
-            refuse(agent, handle, 503, "the gateway is shutting down (from \(caller))")
-            return
-        }
-        guard let channel else {
-            refuse(agent, handle, 404, "no channel has the number \"\(user)\" (from \(caller))")
-            return
-        }
-        guard channel.enabled else {
-            refuse(agent, handle, 480, "channel \(channel.index) is disabled (from \(caller))")
-            return
-        }
-        var direction: BridgedCall.Direction
-        switch side {
-        case .legacy: direction = .legacyToCloud
-        case .cloud: direction = .cloudToLegacy
-        case .mesh: direction = .meshToLegacy
-        }
-        if busyChannels[channel.index] != nil {
-            // One call per channel (../shared/ARCHITECTURE.md).
-            refuse(agent, handle, 486, "channel \(channel.index) is busy (from \(caller))",
-                   record: (channel.index, GatewayCallRecord.Direction(direction), caller, .busy))
-            return
-        }
         let flow = cloudFlow
-        let cloudUsable = flow.map { flowAlive($0) } ?? false
-        var fallbackReason: String?
-        if direction == .legacyToCloud, !cloudUsable || cloudHealth == .down {
-            guard canUseMesh(channel) else {
-                refuse(agent, handle, 503, "channel \(channel.index): the cloud is unreachable (\(cloudUsable ? "no sign of life" : "not registered"))",
-                       record: (channel.index, .legacyToCloud, caller, .failed))
-                return
-            }
-            direction = .legacyToMesh
-            fallbackReason = cloudUsable ? "the cloud uplink is down" : "the cloud is not registered"
+        var known = CallAdmission.Circumstances(channels: settings.channels, device: settings.device)
+        known.accepting = accepting
+        known.busyChannels = Set(busyChannels.keys)
+        known.cloudRegistered = flow.map { flowAlive($0) } ?? false
+        known.cloudDown = cloudHealth == .down
+        known.meshAvailable = mesh != nil
+        known.fallbackAfter = DeadlineWakeUp.seconds(settings.fallbackAfter)
+        known.mediaTimeout = settings.mediaTimeout.map(DeadlineWakeUp.seconds)
+        let route: CallAdmission.Route
+        switch CallAdmission.decide(requestURI: invite.requestURI, caller: caller, origin: side.origin, known) {
+        case .refuse(let status, let reason, let attempt):
+            refuse(agent, handle, status, reason, record: attempt.map { ($0.channel, GatewayCallRecord.Direction($0.direction), caller, $0.status) })
+            return
+        case .route(let admitted):
+            route = admitted
         }
+        let (channel, direction, targets, plan, fallbackReason) = (route.channel, route.direction, route.targets, route.ringPlan, route.meshBecause)
         let id = nextID
         nextID += 1
         let outboundSide: Side = direction == .legacyToCloud ? .cloud : direction == .legacyToMesh ? .mesh : .legacy
-        let targets: [String]
-        switch direction {
-        case .legacyToCloud: targets = [channel.cloudTarget]
-        case .legacyToMesh: targets = channel.meshTargets
-        case .cloudToLegacy, .meshToLegacy: targets = channel.legacyTargets
-        }
-        let plan = direction == .legacyToMesh ? MeshRingPlan(mode: channel.ring == .chain ? .chain : .parallel, targets: targets) : nil
-        let timing = BridgedCall.Timing(
-            ring: Double(channel.ringSeconds), maxCall: Double(channel.maxCallSeconds),
-            fallbackAfter: direction == .legacyToCloud && canUseMesh(channel) ? DeadlineWakeUp.seconds(settings.fallbackAfter) : nil,
-            mediaTimeout: settings.mediaTimeout.map(DeadlineWakeUp.seconds))
         let chain = plan?.mode == .chain
         var call = ActiveCall(
-            state: BridgedCall(channel: channel.index, direction: direction, branches: chain ? 1 : targets.count, chain: chain, timing: timing), channel: channel,
+            state: BridgedCall(channel: channel.index, direction: direction, branches: chain ? 1 : targets.count, chain: chain, timing: route.timing), channel: channel,
             inbound: handle, inboundSide: side, inboundCall: invite, outboundSide: outboundSide, startedAt: now(),
             peer: direction.fromLegacy ? targets.joined(separator: ",") : caller)
         call.targets = targets
@@ -578,7 +543,8 @@ public actor ChannelRouter {
         rearm(id)
         switch direction {
         case .legacyToCloud:
-            await placeOnCloud(id, flow: flow!)
+            guard let flow else { return await abort(id, status: 503, reason: "the cloud flow is gone") }
+            await placeOnCloud(id, flow: flow)
         case .legacyToMesh:
             await placeOnMesh(id)
         case .cloudToLegacy, .meshToLegacy:
