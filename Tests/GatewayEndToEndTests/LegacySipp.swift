@@ -9,6 +9,23 @@ enum LegacySipp {
         "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n<scenario name=\"\(name)\">\n\(body)\n</scenario>\n"
     }
 
+    /// The end of a station's scenario: the BYE, answered 200.
+    private static let byeAnswered = """
+        <recv request="BYE"/>
+          <send>
+            <![CDATA[
+              SIP/2.0 200 OK
+              [last_Via:]
+              [last_From:]
+              [last_To:]
+              [last_Call-ID:]
+              [last_CSeq:]
+              Content-Length: 0
+
+            ]]>
+          </send>
+        """
+
     private static func sdp(telephoneEvent: Bool) -> String {
         """
         v=0
@@ -110,19 +127,7 @@ enum LegacySipp {
 
             ]]>
           </send>
-          <recv request="BYE"/>
-          <send>
-            <![CDATA[
-              SIP/2.0 200 OK
-              [last_Via:]
-              [last_From:]
-              [last_To:]
-              [last_Call-ID:]
-              [last_CSeq:]
-              Content-Length: 0
-
-            ]]>
-          </send>
+          \(byeAnswered)
           <Reference variables="signal"/>
         """)
     }
@@ -198,19 +203,7 @@ enum LegacySipp {
           <recv request="INVITE"/>
           \(ok(nil, allow: kind != .saysNothing))
           \(held)
-          <recv request="BYE"/>
-          <send>
-            <![CDATA[
-              SIP/2.0 200 OK
-              [last_Via:]
-              [last_From:]
-              [last_To:]
-              [last_Call-ID:]
-              [last_CSeq:]
-              Content-Length: 0
-
-            ]]>
-          </send>
+          \(byeAnswered)
         """)
     }
 
