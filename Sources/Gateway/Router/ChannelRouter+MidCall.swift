@@ -62,18 +62,19 @@ extension ChannelRouter {
             on(agent) { $0.refuseOffer(handle, status: 491, warning: "the call is not connected") }
             return
         }
-        let body = midCallOffer(id, side: side, socket: socket)
+        let (offer, body) = midCallOffer(id, side: side, socket: socket)
+        calls[id]?.midCallOffers[Self.bridgeSide(side)] = offer
         calls[id]?.ourDescriptions[Self.bridgeSide(side)] = body
         on(agent) { $0.answerOffer(handle, body: body) }
     }
 
     /// Our offer on a connected leg (`sendrecv`, every codec of its policy, the one it runs
     /// first): the same session id, address and keys as our description on it, the version one
-    /// up. Kept as the offer its answer is read against; the caller keeps it as our description
-    /// on the leg once it went.
+    /// up. Once it went, the caller keeps it as the offer the answer is read against
+    /// (`midCallOffers`) and as our description on the leg.
     private func midCallOffer(
         _ id: Int, side: Side, socket: MediaLegSocket, preferring: [SDPAudioCodec] = [], direction: SDPDirection = .sendrecv
-    ) -> SIPMessageBody {
+    ) -> (SDPSession, SIPMessageBody) {
         let mediaSide = Self.bridgeSide(side)
         let previous = CallMediaNegotiation.PreviousDescription(calls[id]?.ourDescriptions[mediaSide])
         var offer = SDPOfferAnswer.makeOffer(
@@ -83,8 +84,7 @@ extension ChannelRouter {
         if direction != .sendrecv {
             for index in offer.media.indices { offer.media[index].setDirection(direction) }
         }
-        calls[id]?.midCallOffers[mediaSide] = offer
-        return SIPMessageBody(contentType: "application/sdp", text: offer.serialized)
+        return (offer, SIPMessageBody(contentType: "application/sdp", text: offer.serialized))
     }
 
     /// The peer's answer to our mid-call offer: in the ACK of its offerless re-INVITE, or in
@@ -126,13 +126,14 @@ extension ChannelRouter {
     func offerToStation(_ id: Int, _ direction: SDPDirection) async {
         guard let call = calls[id], let handle = call.legacyHandle, let socket = call.legacyLeg else { return }
         let running = try? await call.bridge?.withBridge { $0.legCodec(.a) }
-        let body = midCallOffer(id, side: .legacy, socket: socket, preferring: running.map { [MediaLegMapping.sdpCodec($0)] } ?? [], direction: direction)
+        let (offer, body) = midCallOffer(
+            id, side: .legacy, socket: socket, preferring: running.map { [MediaLegMapping.sdpCodec($0)] } ?? [], direction: direction)
         let sent = on(legacy) { $0.reinvite(handle, body: body) }
         if sent {
+            // The station's own exchange is over (else the re-INVITE could not go): nothing else waits for an answer on this leg.
+            calls[id]?.midCallOffers[.a] = offer
             calls[id]?.ourDescriptions[.a] = body
             logger.info("hold relayed to the station: \(direction.rawValue)", metadata: ["channel": "\(call.channel.index)"])
-        } else {
-            calls[id]?.midCallOffers[.a] = nil
         }
         let now = clock()
         await updateState(id) { $0.stationOffer(direction, sent: sent, at: now) }
