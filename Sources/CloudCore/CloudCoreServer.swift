@@ -45,6 +45,9 @@ public final class CloudCoreServer: Sendable {
         let eventLoop = group.next()
         var endpointConfiguration = SIPEndpoint.Configuration()
         endpointConfiguration.productName = "symphony-cloud-core"
+        // Every gateway and client holds one TLS flow: room for thousands, a NAT's worth per address
+        // (fitted to the process's file limit; the unit sets LimitNOFILE=16384).
+        endpointConfiguration.connectionLimits = ConnectionAdmission.Limits(maxConnections: 8192, maxPerAddress: 256)
         endpointConfiguration.tls = SIPTLSSettings(
             certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(certificatePEM.utf8)),
             privateKey: try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem),
@@ -89,7 +92,7 @@ public final class CloudCoreServer: Sendable {
             tls.minimumTLSVersion = .tlsv12
             claiming = try await ClaimingHTTPServer.start(
                 service: service, tls: try NIOSSLContext(configuration: tls),
-                address: try SocketAddress(ipAddress: listen.host, port: listen.port), group: group)
+                address: try SocketAddress(ipAddress: listen.host, port: listen.port), group: group, logger: logger)
         }
         let retentionDays = c.retentionDays
         // First run soon after start (a core that restarts often still purges), then every interval.

@@ -22,6 +22,7 @@ extension SIPEndpoint {
             answerMalformed(bytes, error: error, on: flow)
             return
         }
+        if flow.transport.isReliable { admission.proven(flow.connectionID) }
         if message.isRequest {
             receiveRequest(message, on: flow)
         } else {

@@ -25,6 +25,9 @@ public actor SIPEndpoint {
         public var keepAlivePongTimeout: Duration = .seconds(10)
         /// `User-Agent` / `Server` header value.
         public var productName = "symphony-bridge"
+        /// Caps and deadlines for inbound stream connections (`ConnectionAdmission`), fitted to
+        /// the process's file limit when the endpoint starts.
+        public var connectionLimits = ConnectionAdmission.Limits()
 
         public init() {}
     }
@@ -50,6 +53,9 @@ public actor SIPEndpoint {
     var peerCertificates: [UInt64: NIOSSLCertificate] = [:]
     /// Outgoing TLS connections waiting for their handshake.
     private var pendingHandshakes: [UInt64: EventLoopPromise<Void>] = [:]
+    /// Which inbound stream connections are taken (`SIPEndpoint+Admission.swift`).
+    var admission: ConnectionAdmission
+    var lastAcceptFailureReport = -Double.infinity
 
     // Transactions.
     var clientTransactions: [SIPTransactionKey: ClientTransactionEntry] = [:]
@@ -75,6 +81,7 @@ public actor SIPEndpoint {
         self.configuration = configuration
         self.logger = logger
         self.parser = SIPMessageParser(limits: configuration.limits)
+        self.admission = ConnectionAdmission(limits: configuration.connectionLimits.fitted(toFileLimit: ConnectionAdmission.Limits.processFileLimit))
         if let tls = configuration.tls {
             serverContext = tls.privateKey == nil ? nil : try tls.makeServerContext()
             clientContext = try tls.makeClientContext()
@@ -118,10 +125,17 @@ public actor SIPEndpoint {
             let context = transport == .tls ? serverContext : nil
             let channel = try await ServerBootstrap(group: eventLoop)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .serverChannelInitializer { [self] channel in
+                    channel.eventLoop.makeCompletedFuture { try self.configureListener(channel) }
+                }
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelInitializer { [self] channel in
                     channel.eventLoop.makeCompletedFuture {
-                        let id = self.assumeIsolated { $0.allocateConnectionID() }
+                        let id = try self.assumeIsolated { endpoint in
+                            let id = endpoint.allocateConnectionID()
+                            try endpoint.admitConnection(channel, id: id, tls: transport == .tls)
+                            return id
+                        }
                         try Self.configureStream(channel, transport: transport, tls: context.map { NIOSSLServerHandler(context: $0) }, endpoint: self, connectionID: id)
                     }
                 }
@@ -195,6 +209,7 @@ public actor SIPEndpoint {
     }
 
     func peerVerified(_ flow: SIPFlow, certificate: NIOSSLCertificate?) {
+        admission.handshaken(flow.connectionID)
         if let certificate { peerCertificates[flow.connectionID] = certificate }
         handshakeFinished(flow.connectionID, error: nil)
     }
@@ -428,4 +443,6 @@ public enum SIPTransportError: Error, Equatable, Sendable {
     case noListener(SIPTransportProtocol)
     case connectionClosed
     case noTransaction
+    /// An inbound connection over a cap (`ConnectionAdmission`).
+    case connectionRefused
 }

@@ -28,6 +28,7 @@ final class AgentHarness: @unchecked Sendable {
     init(
         transports: [SIPTransportProtocol] = [.udp, .tcp], host: String = "127.0.0.1", tls: SIPTLSSettings? = nil,
         timers: SIPTimerSettings = .standard, keepAlivePongTimeout: Duration = .seconds(10),
+        connectionLimits: ConnectionAdmission.Limits = ConnectionAdmission.Limits(),
         sharing shared: MultiThreadedEventLoopGroup? = nil,
         configure: (inout SIPUserAgent.Configuration) -> Void = { _ in }
     ) async throws {
@@ -37,6 +38,7 @@ final class AgentHarness: @unchecked Sendable {
         configuration.tls = tls
         configuration.timers = timers
         configuration.keepAlivePongTimeout = keepAlivePongTimeout
+        configuration.connectionLimits = connectionLimits
         var logger = Logger(label: "test.sip")
         logger.logLevel = ProcessInfo.processInfo.environment["SIP_TEST_LOG"] != nil ? .trace : .critical
         endpoint = try SIPEndpoint(eventLoop: group.next(), configuration: configuration, logger: logger)

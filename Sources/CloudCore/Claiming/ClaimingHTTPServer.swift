@@ -1,36 +1,86 @@
 import CrashContext
 import Foundation
-import Logging
+public import Logging
 public import NIOCore
+import NIOConcurrencyHelpers
 import NIOHTTP1
 import NIOPosix
 public import NIOSSL
+import NIOTLS
+public import SIPTransport
 
 /// The HTTPS listener for claiming: one route, `POST /v1/claim`, JSON in and out, bodies up to
 /// 64 KiB, one request per connection. Thin: the work is `ClaimingService`'s.
+///
+/// Connections are admitted as the SIP listeners' are (`ConnectionAdmission`, issue 16): capped
+/// per address and in all, a TLS handshake within `handshakeTimeout`, and — one claim per
+/// connection, answered in well under a second — the whole connection within
+/// `firstMessageTimeout`; accept backs off for a second when file descriptors run out.
 public final class ClaimingHTTPServer: Sendable {
     public let channel: any Channel
+    let admission: NIOLockedValueBox<ConnectionAdmission>
+    let logger: Logger
 
     public static func start(
-        service: ClaimingService, tls: NIOSSLContext, address: SocketAddress, group: any EventLoopGroup
+        service: ClaimingService, tls: NIOSSLContext, address: SocketAddress, group: any EventLoopGroup,
+        limits: ConnectionAdmission.Limits = ConnectionAdmission.Limits(maxConnections: 256, maxPerAddress: 16), logger: Logger = Logger(label: "claiming")
     ) async throws -> ClaimingHTTPServer {
+        let admission = NIOLockedValueBox(ConnectionAdmission(limits: limits.fitted(toFileLimit: ConnectionAdmission.Limits.processFileLimit / 4)))
+        let ids = ManagedAtomicCounter()
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler()) }
+            }
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    let id = ids.next()
+                    try admit(channel, id: id, admission: admission, logger: logger)
                     let operations = channel.pipeline.syncOperations
                     try operations.addHandler(ClaimingCrashContextHandler())
                     try operations.addHandler(NIOSSLServerHandler(context: tls))
+                    try operations.addHandler(HandshakeNotifier { admission.withLockedValue { $0.handshaken(id) } })
                     try addHTTPHandlers(to: operations, service: service)
                 }
             }
             .bind(to: address).get()
-        return ClaimingHTTPServer(channel: channel)
+        return ClaimingHTTPServer(channel: channel, admission: admission, logger: logger)
     }
 
-    init(channel: any Channel) {
+    init(channel: any Channel, admission: NIOLockedValueBox<ConnectionAdmission>, logger: Logger) {
         self.channel = channel
+        self.admission = admission
+        self.logger = logger
     }
+
+    /// Takes or refuses an accepted connection; a taken one gets its deadlines and gives its
+    /// place back when it closes.
+    private static func admit(_ channel: any Channel, id: UInt64, admission: NIOLockedValueBox<ConnectionAdmission>, logger: Logger) throws {
+        let address = channel.remoteAddress?.ipAddress ?? "?"
+        let (verdict, limits) = admission.withLockedValue { ($0.admit(id, from: address, tls: true), $0.limits) }
+        guard verdict == .accept else {
+            report(admission, logger)
+            throw SIPTransportError.connectionRefused
+        }
+        channel.closeFuture.whenComplete { _ in admission.withLockedValue { $0.closed(id) } }
+        for (delay, handshakeOnly) in [(limits.handshakeTimeout, true), (limits.firstMessageTimeout, false)] {
+            channel.eventLoop.scheduleTask(in: TimeAmount(delay)) {
+                // One claim per connection: by the first-message time it is over, whatever it said.
+                let overdue = admission.withLockedValue { $0.deadlinePassed(id, handshakeOnly: handshakeOnly) }
+                guard overdue else { return }
+                channel.close(mode: .all, promise: nil)
+                report(admission, logger)
+            }
+        }
+    }
+
+    private static func report(_ admission: NIOLockedValueBox<ConnectionAdmission>, _ logger: Logger) {
+        let now = Double(NIODeadline.now().uptimeNanoseconds) / 1e9
+        if let text = admission.withLockedValue({ $0.report(now: now) }) { logger.notice("claiming connections: \(text)") }
+    }
+
+    /// Open claiming connections (tests, status).
+    public var openConnections: Int { admission.withLockedValue { $0.openCount } }
 
     /// The HTTP part of a claiming connection, after TLS: what the claiming fuzz target drives
     /// with plain bytes.
@@ -120,4 +170,25 @@ final class ClaimingHTTPHandler: ChannelInboundHandler {
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
     }
+}
+
+/// Tells the connection's admission that its TLS handshake is done.
+final class HandshakeNotifier: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    private let done: @Sendable () -> Void
+
+    init(_ done: @escaping @Sendable () -> Void) {
+        self.done = done
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .handshakeCompleted = event as? TLSUserEvent { done() }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
+
+/// Connection ids for one listener.
+final class ManagedAtomicCounter: Sendable {
+    private let value = NIOLockedValueBox<UInt64>(0)
+    func next() -> UInt64 { value.withLockedValue { $0 += 1; return $0 } }
 }

@@ -1,0 +1,131 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import PeerTestSupport
+import SIP
+@testable import SIPTransport
+import Testing
+
+/// Inbound stream connections are a resource anyone who reaches the port can take (issue 16):
+/// capped per address and in all, closed when they do not finish their TLS handshake or send a
+/// valid message in time, reported once a minute. The rules alone, then on real sockets.
+@Suite("Stream connection admission")
+struct ConnectionAdmissionTests {
+    @Test func capsPerAddressAndInAllAndTheirPlacesFreedOnClose() {
+        var admission = ConnectionAdmission(limits: .init(maxConnections: 4, maxPerAddress: 2))
+        let v1 = admission.admit(1, from: "192.0.2.1")
+        #expect(v1 == .accept)
+        let v2 = admission.admit(2, from: "192.0.2.1")
+        #expect(v2 == .accept)
+        let v3 = admission.admit(3, from: "192.0.2.1")
+        #expect(v3 == .refuseAddress)
+        let v4 = admission.admit(4, from: "192.0.2.2")
+        #expect(v4 == .accept)
+        let v5 = admission.admit(5, from: "192.0.2.3")
+        #expect(v5 == .accept)
+        let v6 = admission.admit(6, from: "192.0.2.4")
+        #expect(v6 == .refuseGlobal)
+        admission.closed(1)
+        admission.closed(1)  // twice: nothing more
+        #expect(admission.count(from: "192.0.2.1") == 1 && admission.openCount == 3)
+        let v7 = admission.admit(7, from: "192.0.2.1")
+        #expect(v7 == .accept)
+        admission.closed(99)  // never admitted
+        #expect(admission.openCount == 4)
+    }
+
+    @Test func aConnectionMustHandshakeAndSpeakInTime() {
+        var admission = ConnectionAdmission(limits: .init())
+        _ = admission.admit(1, from: "a", tls: true)
+        _ = admission.admit(2, from: "a", tls: true)
+        _ = admission.admit(3, from: "a")
+        admission.handshaken(2)
+        let v8 = admission.deadlinePassed(1, handshakeOnly: true)
+        #expect(v8, "no handshake: closed")
+        let v9 = admission.deadlinePassed(2, handshakeOnly: true)
+        #expect(!v9)
+        let v10 = admission.deadlinePassed(3, handshakeOnly: true)
+        #expect(!v10, "plain TCP has no handshake to wait for")
+        let v11 = admission.deadlinePassed(2)
+        #expect(v11, "handshaken but silent")
+        admission.proven(3)
+        let v12 = admission.deadlinePassed(3)
+        #expect(!v12 && admission.isProven(3))
+        admission.closed(3)
+        let v13 = admission.deadlinePassed(3)
+        #expect(!v13, "gone already")
+    }
+
+    @Test func refusalsAreReportedOnceAMinuteAndTheLimitsFitTheFileLimit() {
+        var admission = ConnectionAdmission(limits: .init(maxConnections: 1, maxPerAddress: 1))
+        let v14 = admission.report(now: 0)
+        #expect(v14 == nil, "nothing to say")
+        _ = admission.admit(1, from: "a")
+        for id in 2...500 { _ = admission.admit(UInt64(id), from: id % 2 == 0 ? "a" : "b") }
+        let first = admission.report(now: 10)
+        #expect(first?.contains("refused 0 over the per-address cap (1) and 499 over the global cap (1)") == true, "\(first ?? "-")")
+        _ = admission.admit(600, from: "c")
+        let v15 = admission.report(now: 40)
+        #expect(v15 == nil, "not twice a minute")
+        let v16 = admission.report(now: 70)
+        #expect(v16?.contains("1 over the global cap") == true)
+
+        let limits = ConnectionAdmission.Limits(maxConnections: 1024, maxPerAddress: 64)
+        #expect(limits.fitted(toFileLimit: 1024).maxConnections == 512)
+        #expect(limits.fitted(toFileLimit: 100) == .init(maxConnections: 50, maxPerAddress: 50))
+        #expect(limits.fitted(toFileLimit: 1_000_000) == limits)
+        #expect(ConnectionAdmission.Limits.processFileLimit > 0)
+    }
+
+    /// A TCP connection from `source` to the agent's port; nil when it could not be made.
+    static func connect(_ group: MultiThreadedEventLoopGroup, from source: String, to port: Int) async throws -> any Channel {
+        try await ClientBootstrap(group: group)
+            .bind(to: try SocketAddress(ipAddress: source, port: 0))
+            .connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: port)).get()
+    }
+
+    static func closes(_ channel: any Channel, within limit: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + limit
+        while channel.isActive, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        return !channel.isActive
+    }
+
+    @Test func overTheCapTheSameAddressIsRefusedAnotherIsServedAndSilentOnesAreClosed() async throws {
+        let agent = try await AgentHarness(
+            transports: [.tcp], connectionLimits: .init(maxConnections: 100, maxPerAddress: 3, firstMessageTimeout: .seconds(1)))
+        defer { Task { await agent.shutdown() } }
+        let port = agent.port(.tcp)
+        var idle: [any Channel] = []
+        for _ in 0..<5 { idle.append(try await Self.connect(agent.group, from: "127.0.0.1", to: port)) }
+        try await Task.sleep(for: .milliseconds(300))
+        let closedAtOnce = idle.filter { !$0.isActive }.count
+        #expect(closedAtOnce == 2, "two over the per-address cap of 3 closed at once, \(closedAtOnce) were")
+        #expect(await agent.endpoint.admission.count(from: "127.0.0.1") == 3)
+
+        // Another address is served meanwhile, and what it says keeps its connection.
+        let other = try await Self.connect(agent.group, from: "127.0.0.2", to: port)
+        let options = "OPTIONS sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.2:9;branch=z9hG4bKadm1\r\nFrom: <sip:t@x>;tag=1\r\n"
+            + "To: <sip:a@127.0.0.1>\r\nCall-ID: adm1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        try await other.writeAndFlush(ByteBuffer(string: options))
+        try await Task.sleep(for: .milliseconds(300))
+        // The silent ones are closed after the first-message time; the one that spoke stays.
+        for channel in idle { #expect(await Self.closes(channel, within: .seconds(3)), "a silent connection closed after 1 s") }
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(other.isActive, "the connection that sent a valid request stays")
+        #expect(await agent.endpoint.admission.count(from: "127.0.0.1") == 0, "their places are free")
+        #expect(await agent.endpoint.admission.count(from: "127.0.0.2") == 1)
+        try? await other.close()
+    }
+
+    @Test func aTLSConnectionThatNeverHandshakesIsClosed() async throws {
+        let scratch = try ScratchDirectory()
+        let certificates = try await TestCertificates.make(in: scratch)
+        let agent = try await AgentHarness(
+            transports: [.tls], tls: try tlsSettings(certificates),
+            connectionLimits: .init(maxConnections: 100, maxPerAddress: 10, handshakeTimeout: .milliseconds(500), firstMessageTimeout: .seconds(30)))
+        defer { Task { await agent.shutdown() } }
+        let silent = try await Self.connect(agent.group, from: "127.0.0.1", to: agent.port(.tls))
+        #expect(await Self.closes(silent, within: .seconds(3)), "no ClientHello within 0.5 s: closed")
+        #expect(await agent.endpoint.admission.openCount == 0)
+    }
+}
