@@ -4,6 +4,8 @@ import Foundation
 import Logging
 import GRDB
 import NIOCore
+import NIOPosix
+import NIOSSL
 import PeerTestSupport
 import SIP
 import SIPTransport
@@ -121,5 +123,41 @@ struct CoreHostileInputTests {
         #expect(throws: BoundedJSON.Refusal.tooDeep) { try BoundedJSON.check(Array(String(repeating: "[", count: 33).utf8)) }
         #expect(throws: BoundedJSON.Refusal.tooLarge(BoundedJSON.maxSize + 1)) { try BoundedJSON.check([UInt8](repeating: 0x20, count: BoundedJSON.maxSize + 1)) }
         #expect(try BoundedJSON.decode([String: Int].self, from: Data(#"{"a": 1}"#.utf8)) == ["a": 1])
+    }
+
+    /// The claiming listener is admitted like the SIP ones (issue 16): over its per-address cap a
+    /// connection is closed at once, another address is still taken, and one that never starts
+    /// its TLS handshake is closed after the handshake time.
+    @Test func claimingConnectionsAreCappedAndSilentOnesClosed() async throws {
+        let scratch = try ScratchDirectory()
+        let certificates = try await TestCertificates.make(in: scratch)
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let service = ClaimingService(
+            directory: try Self.directory(),
+            authority: try DeviceCertificateAuthority.loadOrCreate(certificateFile: scratch.path("device-ca.pem"), keyFile: scratch.path("device-ca-key.pem")),
+            validDays: 825, sipServer: "sips:127.0.0.1:5061", domain: "symphony.local", attemptsPerMinute: 100, logger: logger)
+        let tls = TLSConfiguration.makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMFile(certificates.certificateFile).map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(file: certificates.keyFile, format: .pem)))
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let server = try await ClaimingHTTPServer.start(
+            service: service, tls: try NIOSSLContext(configuration: tls), address: try SocketAddress(ipAddress: "127.0.0.1", port: 0), group: group,
+            limits: .init(maxConnections: 50, maxPerAddress: 2, handshakeTimeout: .milliseconds(500), firstMessageTimeout: .seconds(5)), logger: logger)
+        let port = try #require(server.localAddress?.port)
+        func connect(from source: String) async throws -> any Channel {
+            try await ClientBootstrap(group: group).bind(to: try SocketAddress(ipAddress: source, port: 0))
+                .connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: port)).get()
+        }
+        let first = try await connect(from: "127.0.0.1"), second = try await connect(from: "127.0.0.1"), third = try await connect(from: "127.0.0.1")
+        let other = try await connect(from: "127.0.0.2")
+        try await Task.sleep(for: .milliseconds(250))
+        #expect(!third.isActive && first.isActive && second.isActive && other.isActive, "the third from one address is refused, another address taken")
+        #expect(server.openConnections == 3)
+        let deadline = ContinuousClock.now + .seconds(3)
+        while server.openConnections > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(server.openConnections == 0 && !first.isActive && !other.isActive, "no handshake within 0.5 s: all closed")
+        await server.shutdown()
+        try await group.shutdownGracefully()
     }
 }
