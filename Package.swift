@@ -334,6 +334,7 @@ let package = Package(
             name: "SIPTransportTests",
             dependencies: [
                 "PeerTestSupport",
+                "NetworkAddress",
                 "SIP",
                 "SIPTransport",
                 "SIPUserAgent",

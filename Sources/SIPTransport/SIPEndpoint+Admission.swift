@@ -18,6 +18,12 @@ extension SIPEndpoint {
     /// refused (the initializer throws and SwiftNIO closes it).
     func admitConnection(_ channel: any Channel, id: UInt64, tls: Bool) throws {
         let address = channel.remoteAddress?.ipAddress ?? "?"
+        if let filter = sourceFilter, let remote = channel.remoteAddress, !filter.allows(remote) {
+            // Not a source that may send requests here: no connection either.
+            _ = sourceFilter?.check(remote, now: Self.monotonicSeconds())
+            reportSources()
+            throw SIPTransportError.connectionRefused
+        }
         let verdict = admission.admit(id, from: address, tls: tls)
         guard verdict == .accept else {
             reportAdmission()
@@ -48,6 +54,12 @@ extension SIPEndpoint {
     func reportAdmission() {
         if let text = admission.report(now: Self.monotonicSeconds()) {
             logger.notice("stream connections: \(text)")
+        }
+    }
+
+    func reportSources() {
+        if let text = sourceFilter?.report(now: Self.monotonicSeconds()) {
+            logger.notice("\(text)")
         }
     }
 

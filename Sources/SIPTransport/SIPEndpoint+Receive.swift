@@ -31,6 +31,19 @@ extension SIPEndpoint {
     }
 
     private func receiveRequest(_ received: SIPMessage, on flow: SIPFlow) {
+        if sourceFilter != nil {
+            switch sourceFilter!.check(flow.remote, now: Self.monotonicSeconds()) {
+            case .allow:
+                break
+            case .refuse:
+                answerStatelessly(received, status: 403, reason: "not an allowed source", on: flow)
+                reportSources()
+                return
+            case .drop:
+                reportSources()
+                return
+            }
+        }
         var request = received
         stampVia(&request, flow: flow)
         guard let key = SIPTransactionKey.server(for: request), let method = request.method else {

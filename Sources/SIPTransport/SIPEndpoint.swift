@@ -2,7 +2,7 @@ public import Logging
 public import NIOCore
 import NIOPosix
 public import NIOSSL
-import NetworkAddress
+public import NetworkAddress
 public import SIP
 
 /// A SIP endpoint: the transports (UDP, TCP, TLS listeners and connections), the transaction
@@ -28,6 +28,8 @@ public actor SIPEndpoint {
         /// Caps and deadlines for inbound stream connections (`ConnectionAdmission`), fitted to
         /// the process's file limit when the endpoint starts.
         public var connectionLimits = ConnectionAdmission.Limits()
+        /// The sources that may send requests (`SIPSourceFilter`); nil: anyone.
+        public var requestSources: [IPPrefix]?
 
         public init() {}
     }
@@ -55,6 +57,7 @@ public actor SIPEndpoint {
     private var pendingHandshakes: [UInt64: EventLoopPromise<Void>] = [:]
     /// Which inbound stream connections are taken (`SIPEndpoint+Admission.swift`).
     var admission: ConnectionAdmission
+    var sourceFilter: SIPSourceFilter?
     var lastAcceptFailureReport = -Double.infinity
 
     // Transactions.
@@ -81,11 +84,17 @@ public actor SIPEndpoint {
         self.configuration = configuration
         self.logger = logger
         self.parser = SIPMessageParser(limits: configuration.limits)
+        self.sourceFilter = configuration.requestSources.map { SIPSourceFilter(allowed: $0) }
         self.admission = ConnectionAdmission(limits: configuration.connectionLimits.fitted(toFileLimit: ConnectionAdmission.Limits.processFileLimit))
         if let tls = configuration.tls {
             serverContext = tls.privateKey == nil ? nil : try tls.makeServerContext()
             clientContext = try tls.makeClientContext()
         }
+    }
+
+    /// Replaces the sources that may send requests (a reloaded config); nil: anyone.
+    public func setRequestSources(_ sources: [IPPrefix]?) {
+        sourceFilter = sources.map { SIPSourceFilter(allowed: $0) }
     }
 
     /// Sets (or replaces) the TLS identity after start: a gateway has its device certificate

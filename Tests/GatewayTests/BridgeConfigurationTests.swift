@@ -43,6 +43,27 @@ struct BridgeConfigurationTests {
         #expect(c.legacyHold == .relay)
         let absorb = try BridgeConfiguration.parse("[legacy]\nhold = \"absorb\"\n" + Self.minimal, file: "bridge.toml")
         #expect(absorb.legacyHold == .absorb)
+        #expect(c.legacyAllow == nil)
+    }
+
+    /// Who may send the legacy side requests: `allow` when set, else the legacy server and the
+    /// hosts of the `sip:` legacy targets (issue 16).
+    @Test func theLegacySourcesAreTheServerAndTheStationsUnlessAllowSaysOtherwise() throws {
+        let text = """
+            [legacy]
+            server = "192.0.2.5:5060"
+            [cloud]
+            server = "sips:cloud.example.net"
+            [[channel]]
+            index = 1
+            number = "801"
+            cloud_target = "alice"
+            legacy_targets = ["sip:door@192.0.2.20", "sip:lift@[2001:db8::7]:5070", "102"]
+            """
+        let c = try BridgeConfiguration.parse("[gateway]\nid = \"gw1\"\n" + text, file: "bridge.toml")
+        #expect(GatewayServer.legacySources(c).map(\.description) == ["192.0.2.20", "192.0.2.5", "2001:db8::7"])
+        let open = try BridgeConfiguration.parse("[gateway]\nid = \"gw1\"\n" + text.replacingOccurrences(of: "[legacy]\n", with: "[legacy]\nallow = [\"10.0.0.0/8\", \"::/0\"]\n"), file: "bridge.toml")
+        #expect(GatewayServer.legacySources(open).map(\.description) == ["10.0.0.0/8", "::/0"])
     }
 
     /// Each mistake, the text it is made in, and the message expected (as a suffix of one line).
@@ -53,6 +74,8 @@ struct BridgeConfigurationTests {
         ("[media]\nrtp_port_min = 20000\nrtp_port_max = 20010\n", "bridge.toml:3:16: media.rtp_port_max: leaves 11 ports above rtp_port_min (20000); 14 channels need at least 56 (two legs, RTP and RTCP)"),
         ("[legacy]\ntransport = \"tls\"\n", "bridge.toml:2:13: legacy.transport: \"tls\" is not one of \"udp\", \"tcp\""),
         ("[legacy]\nhold = \"music\"\n", "bridge.toml:2:8: legacy.hold: \"music\" is not one of \"relay\", \"absorb\""),
+        ("[legacy]\nallow = [\"pbx.local\"]\n", "bridge.toml:2:9: legacy.allow: \"pbx.local\" is not an IP address or prefix (192.168.10.0/24, 10.0.0.5, fd00::/8)"),
+        ("[legacy]\nallow = []\n", "bridge.toml:2:9: legacy.allow: 1–256 addresses or prefixes; [\"0.0.0.0/0\", \"::/0\"] allows everyone"),
         ("[legacy]\ncodecs = [\"G722\", \"G729\"]\n", "bridge.toml:2:10: legacy.codecs: a non-empty list without repeats, in order of preference, of \"G722\", \"PCMA\", \"PCMU\""),
         ("[legacy]\nserver = \"[fe80::1%eth0]:5060\"\n", "bridge.toml:2:10: legacy.server: \"[fe80::1%eth0]:5060\": expected host, host:port or [IPv6]:port (no zone id)"),
         ("[[channel]]\nindex = 2\nnumber = \"802\"\ncloud_target = \"bob\"\nlegacy_targets = [\"sip:door@192.0.2.5\"]\ndisplay_name = \"Lobby \\\"door\\\"\"\n",

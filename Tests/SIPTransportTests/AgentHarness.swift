@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import NIOSSL
+import NetworkAddress
 import SIP
 import SIPTransport
 import SIPUserAgent
@@ -28,7 +29,7 @@ final class AgentHarness: @unchecked Sendable {
     init(
         transports: [SIPTransportProtocol] = [.udp, .tcp], host: String = "127.0.0.1", tls: SIPTLSSettings? = nil,
         timers: SIPTimerSettings = .standard, keepAlivePongTimeout: Duration = .seconds(10),
-        connectionLimits: ConnectionAdmission.Limits = ConnectionAdmission.Limits(),
+        connectionLimits: ConnectionAdmission.Limits = ConnectionAdmission.Limits(), requestSources: [IPPrefix]? = nil,
         sharing shared: MultiThreadedEventLoopGroup? = nil,
         configure: (inout SIPUserAgent.Configuration) -> Void = { _ in }
     ) async throws {
@@ -39,6 +40,7 @@ final class AgentHarness: @unchecked Sendable {
         configuration.timers = timers
         configuration.keepAlivePongTimeout = keepAlivePongTimeout
         configuration.connectionLimits = connectionLimits
+        configuration.requestSources = requestSources
         var logger = Logger(label: "test.sip")
         logger.logLevel = ProcessInfo.processInfo.environment["SIP_TEST_LOG"] != nil ? .trace : .critical
         endpoint = try SIPEndpoint(eventLoop: group.next(), configuration: configuration, logger: logger)

@@ -4,6 +4,7 @@ import NIOPosix
 import PeerTestSupport
 import SIP
 @testable import SIPTransport
+import NetworkAddress
 import Testing
 
 /// Inbound stream connections are a resource anyone who reaches the port can take (issue 16):
@@ -126,6 +127,65 @@ struct ConnectionAdmissionTests {
         defer { Task { await agent.shutdown() } }
         let silent = try await Self.connect(agent.group, from: "127.0.0.1", to: agent.port(.tls))
         #expect(await Self.closes(silent, within: .seconds(3)), "no ClientHello within 0.5 s: closed")
+        #expect(await agent.endpoint.admission.openCount == 0)
+    }
+}
+
+/// The legacy side serves its intercom server and stations, not the LAN (issue 16,
+/// `[legacy] allow`): a request from elsewhere gets 403, a flood of them mostly nothing, and a
+/// stream connection from there is refused at once.
+@Suite("Request sources")
+struct SIPSourceFilterTests {
+    @Test func prefixesMatchTheirAddressesOnly() throws {
+        let lan = try #require(IPPrefix("192.168.10.0/24"))
+        #expect(lan.contains(try SocketAddress(ipAddress: "192.168.10.77", port: 5060)))
+        #expect(!lan.contains(try SocketAddress(ipAddress: "192.168.11.1", port: 5060)))
+        #expect(lan.contains(try SocketAddress(ipAddress: "::ffff:192.168.10.9", port: 5060)), "IPv4-mapped")
+        #expect(lan.description == "192.168.10.0/24")
+        let host = try #require(IPPrefix("10.0.0.5"))
+        #expect(host.contains(try SocketAddress(ipAddress: "10.0.0.5", port: 1)))
+        #expect(!host.contains(try SocketAddress(ipAddress: "10.0.0.6", port: 1)))
+        let v6 = try #require(IPPrefix("fd00::/8"))
+        #expect(v6.contains(try SocketAddress(ipAddress: "fd12::1", port: 1)))
+        #expect(!v6.contains(try SocketAddress(ipAddress: "fe80::1", port: 1)))
+        #expect(!v6.contains(try SocketAddress(ipAddress: "10.0.0.5", port: 1)))
+        #expect(IPPrefix("0.0.0.0/0")?.contains(try SocketAddress(ipAddress: "203.0.113.9", port: 1)) == true)
+        #expect(IPPrefix("192.168.10.1/24")?.description == "192.168.10.0/24", "host bits cleared")
+        for bad in ["", "pbx.local", "192.168.10.0/33", "::/129", "10.0.0.5/", "10.0.0.5/-1", "10.0.0.5/8/8", "fe80::1%eth0", String(repeating: "1", count: 100)] {
+            #expect(IPPrefix(bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test func refusedSourcesGet403AtARateThenNothing() throws {
+        var filter = SIPSourceFilter(allowed: [try #require(IPPrefix("127.0.0.1"))], answersPerSecond: 10)
+        let stranger = try SocketAddress(ipAddress: "127.0.0.2", port: 5060)
+        #expect(filter.check(try SocketAddress(ipAddress: "127.0.0.1", port: 9), now: 0) == .allow)
+        let verdicts = (0..<100).map { _ in filter.check(stranger, now: 0) }
+        #expect(verdicts.filter { $0 == .refuse }.count == 10 && verdicts.filter { $0 == .drop }.count == 90)
+        #expect(filter.check(stranger, now: 0.5) == .refuse, "five more a second later")
+        let report = filter.report(now: 1)
+        #expect(report?.contains("refused 101 requests") == true && report?.contains("127.0.0.2") == true, "\(report ?? "-")")
+        #expect(filter.report(now: 2) == nil)
+    }
+
+    @Test func anEndpointAnswersStrangers403AndRefusesTheirConnections() async throws {
+        let agent = try await AgentHarness(transports: [.udp, .tcp], requestSources: [try #require(IPPrefix("127.0.0.1"))])
+        defer { Task { await agent.shutdown() } }
+        let options = { (id: String, transport: String) in
+            "OPTIONS sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/\(transport) 127.0.0.2:9;branch=z9hG4bK\(id);rport\r\nFrom: <sip:t@x>;tag=1\r\n"
+                + "To: <sip:a@127.0.0.1>\r\nCall-ID: \(id)\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        }
+        let (friend, collector) = try await DatagramCollector.socket(on: agent.group)
+        defer { friend.close(promise: nil) }
+        let destination = try SocketAddress(ipAddress: "127.0.0.1", port: agent.port(.udp))
+        try await friend.writeAndFlush(AddressedEnvelope(remoteAddress: destination, data: ByteBuffer(string: options("f1", "UDP"))))
+        #expect(try SIPMessageParser().parse(try await collector.next(timeout: .seconds(5))).statusCode == 200, "an allowed source is served")
+        let (strangerSocket, strangerCollector) = try await DatagramCollector.socket(on: agent.group, address: "127.0.0.2")
+        defer { strangerSocket.close(promise: nil) }
+        try await strangerSocket.writeAndFlush(AddressedEnvelope(remoteAddress: destination, data: ByteBuffer(string: options("s1", "UDP"))))
+        #expect(try SIPMessageParser().parse(try await strangerCollector.next(timeout: .seconds(5))).statusCode == 403, "a stranger gets 403")
+        let tcp = try await ConnectionAdmissionTests.connect(agent.group, from: "127.0.0.2", to: agent.port(.tcp))
+        #expect(await ConnectionAdmissionTests.closes(tcp, within: .seconds(2)), "and no connection")
         #expect(await agent.endpoint.admission.openCount == 0)
     }
 }

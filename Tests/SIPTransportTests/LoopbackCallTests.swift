@@ -226,8 +226,8 @@ final class DatagramCollector: ChannelInboundHandler, @unchecked Sendable {
     private var received: [ByteBuffer] = []
 
     /// A UDP socket on 127.0.0.1 that keeps what it receives (close the channel when done).
-    static func socket(on group: any EventLoopGroup) async throws -> (channel: any Channel, collector: DatagramCollector) {
-        let channel = try await DatagramBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
+    static func socket(on group: any EventLoopGroup, address: String = "127.0.0.1") async throws -> (channel: any Channel, collector: DatagramCollector) {
+        let channel = try await DatagramBootstrap(group: group).bind(host: address, port: 0).get()
         let collector = DatagramCollector()
         try await channel.pipeline.addHandler(collector)
         return (channel, collector)

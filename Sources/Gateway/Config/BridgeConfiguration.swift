@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import LegacyLinks
+import NetworkAddress
 import SIP
 public import MQTTStatus
 public import TOMLConfig
@@ -67,6 +68,9 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public var optionsIntervalSeconds = 30
     /// What a hold from the cloud or mesh leg does to the station (docs/GATEWAY.md).
     public var legacyHold = LegacyHold.relay
+    /// Who may send requests to the legacy side (IP addresses or prefixes); nil: the legacy
+    /// server and the hosts of the channels' `sip:` legacy targets.
+    public var legacyAllow: [String]?
     // [cloud]
     public var cloudServer: Endpoint?
     public var cloudCAFile: String?
@@ -139,6 +143,15 @@ public struct BridgeConfiguration: Sendable, Equatable {
             c.legacyCodecs = codecs(legacy, "codecs", known: knownLegacyCodecs) ?? c.legacyCodecs
             c.optionsIntervalSeconds = legacy.int("options_interval_s", in: 0...3600) ?? c.optionsIntervalSeconds
             if let hold = legacy.string("hold", oneOf: LegacyHold.allCases.map(\.rawValue)) { c.legacyHold = LegacyHold(rawValue: hold)! }
+            if let allow = legacy.stringArray("allow") {
+                if let bad = allow.first(where: { IPPrefix($0) == nil }) {
+                    legacy.reject("allow", "\"\(bad)\" is not an IP address or prefix (192.168.10.0/24, 10.0.0.5, fd00::/8)")
+                } else if allow.isEmpty || allow.count > 256 {
+                    legacy.reject("allow", "1–256 addresses or prefixes; [\"0.0.0.0/0\", \"::/0\"] allows everyone")
+                } else {
+                    c.legacyAllow = allow
+                }
+            }
             legacy.finish()
         }
 

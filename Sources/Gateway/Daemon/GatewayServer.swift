@@ -87,7 +87,9 @@ public final class GatewayServer: Service, Sendable {
         let loop = group.next()
         var sipConfiguration = SIPEndpoint.Configuration()
         sipConfiguration.productName = "symphony-bridge/\(GatewayVersion.current)"
-        let legacyEndpoint = try SIPEndpoint(eventLoop: loop, configuration: sipConfiguration, logger: component(logger, "sip-legacy"))
+        var legacyConfiguration = sipConfiguration
+        legacyConfiguration.requestSources = Self.legacySources(config, logger: logger)
+        let legacyEndpoint = try SIPEndpoint(eventLoop: loop, configuration: legacyConfiguration, logger: component(logger, "sip-legacy"))
         let cloudEndpoint = try SIPEndpoint(eventLoop: loop, configuration: sipConfiguration, logger: component(logger, "sip-cloud"))
         let legacyAddress: SocketAddress
         do {
@@ -271,6 +273,7 @@ public final class GatewayServer: Service, Sendable {
         }
         guard new != old else { return .applied("no change") }
         uplink.configuration = new
+        await legacyEndpoint.setRequestSources(Self.legacySources(new, logger: logger))
         await router.update(ChannelRouter.Settings(new, device: "", domain: ""))
         if let device = uplink.device, let registration = uplink.registration {
             await registration.update(addressesOfRecord: new.channels.filter(\.enabled).map { "\(device)-ch\($0.index)" })
