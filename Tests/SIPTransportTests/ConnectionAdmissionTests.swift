@@ -14,23 +14,14 @@ import Testing
 struct ConnectionAdmissionTests {
     @Test func capsPerAddressAndInAllAndTheirPlacesFreedOnClose() {
         var admission = ConnectionAdmission(limits: .init(maxConnections: 4, maxPerAddress: 2))
-        let v1 = admission.admit(1, from: "192.0.2.1")
-        #expect(v1 == .accept)
-        let v2 = admission.admit(2, from: "192.0.2.1")
-        #expect(v2 == .accept)
-        let v3 = admission.admit(3, from: "192.0.2.1")
-        #expect(v3 == .refuseAddress)
-        let v4 = admission.admit(4, from: "192.0.2.2")
-        #expect(v4 == .accept)
-        let v5 = admission.admit(5, from: "192.0.2.3")
-        #expect(v5 == .accept)
-        let v6 = admission.admit(6, from: "192.0.2.4")
-        #expect(v6 == .refuseGlobal)
+        let verdicts = [(1, "192.0.2.1"), (2, "192.0.2.1"), (3, "192.0.2.1"), (4, "192.0.2.2"), (5, "192.0.2.3"), (6, "192.0.2.4")]
+            .map { admission.admit(UInt64($0.0), from: $0.1) }
+        #expect(verdicts == [.accept, .accept, .refuseAddress, .accept, .accept, .refuseGlobal])
         admission.closed(1)
         admission.closed(1)  // twice: nothing more
         #expect(admission.count(from: "192.0.2.1") == 1 && admission.openCount == 3)
-        let v7 = admission.admit(7, from: "192.0.2.1")
-        #expect(v7 == .accept)
+        let again = admission.admit(7, from: "192.0.2.1")
+        #expect(again == .accept, "the place closed is free")
         admission.closed(99)  // never admitted
         #expect(admission.openCount == 4)
     }
