@@ -339,6 +339,20 @@ extension SIPUserAgent {
         return SIPCallHandle(value: nextHandle)
     }
 
+    /// Calls whose connection died go on over `flow`, a new connection to the same next hop (the
+    /// registration's after a reconnect, RFC 5626 §5.3): their in-dialog requests — a BYE among
+    /// them — would otherwise have nowhere to go. Calls on live flows, or on flows to elsewhere,
+    /// keep theirs.
+    public func adoptFlow(_ flow: SIPFlow) {
+        let alive = endpoint.assumeIsolated { $0.isAlive(flow) }
+        guard alive, flow.transport.isReliable else { return }
+        for (handle, call) in calls where call.flow != flow && call.flow.transport == flow.transport && call.flow.remote == flow.remote {
+            guard !endpoint.assumeIsolated({ $0.isAlive(call.flow) }) else { continue }
+            calls[handle]?.flow = flow
+            logger.info("call moved to the new flow", metadata: ["call": "\(handle)", "flow": "\(flow)"])
+        }
+    }
+
     /// Calls in progress (tests and status).
     public var activeCallCount: Int { calls.count }
 }

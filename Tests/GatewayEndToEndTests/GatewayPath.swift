@@ -107,6 +107,14 @@ final class GatewayPath: @unchecked Sendable {
         core = try await CloudCoreServer.start(coreConfiguration, logger: Self.quietLogger("core"))
     }
 
+    /// The core dies as under kill -9 — its connections close, no BYE goes out, nothing is
+    /// flushed — and a new one starts on the same state directory.
+    func crashAndRestartCore() async throws {
+        await core.endpoint.shutdown()
+        await core.claiming?.shutdown()
+        core = try await CloudCoreServer.start(coreConfiguration, logger: Self.quietLogger("core"))
+    }
+
     func stop() async {
         await gateway.stop()
         await core.shutdown()

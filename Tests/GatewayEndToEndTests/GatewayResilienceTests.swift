@@ -85,6 +85,34 @@ struct GatewayResilienceTests {
         await path.stop()
     }
 
+    /// A call that outlives a core restart (issue 16): when the station hangs up, the gateway's
+    /// BYE toward the cloud goes over the flow the registration made after the restart — it used
+    /// to stay pinned to the dead connection and be dropped ("flow is gone; message not sent").
+    @Test func aByeAfterACoreRestartGoesOverTheNewFlow() async throws {
+        let scratch = try ScratchDirectory()
+        let doorTone = scratch.path("door.wav")
+        try await Baresip.tone(doorTone, frequency: 800, seconds: 30, rate: 16000, channels: 1)
+        let door = try GatewayPath.legacyStation("door", in: scratch, tone: doorTone)
+        let path = try await GatewayPath.start(legacyTargets: ["sip:door@127.0.0.1:\(door.sipPort)"]) { config in
+            config.keepaliveSeconds = 2
+            config.mediaInactivitySeconds = 0  // the restart must not end the call some other way
+        }
+        let alice = try await path.startCloudClient("alice", frequency: 1200, seconds: 40)
+        try door.start(seconds: 14, command: path.dial(channel: 1))
+        try await path.eventually("the call connected", timeout: .seconds(15)) { await path.core.proxy.statistics.callsAnswered == 1 }
+        try await path.crashAndRestartCore()
+        try await path.eventually("the gateway registered again", timeout: .seconds(20)) { path.logs.count("cloud uplink registered") >= 2 }
+        // The station's call ends (baresip hangs up after 14 s): BYE toward the cloud.
+        let records = try await path.records(atLeast: 1, timeout: .seconds(30))
+        #expect(records.first?.status == .answered && records.first?.reason == "legacy station hung up", "\(String(describing: records.first)); alice: \(alice.output.suffix(1500))")
+        #expect(!path.logs.contains("flow is gone; message not sent"), "nothing was dropped for want of a connection")
+        #expect(path.logs.contains("call moved to the new flow"), "the call went on over the registration's new flow")
+        #expect(await path.gateway.router.busyChannelIndices.isEmpty)
+        door.stop()
+        alice.stop()
+        await path.stop()
+    }
+
     /// The ServiceGroup's order at work: the router ends the call on both legs, the uplink
     /// unregisters, the records reach the disk, and only then do the sockets close — so when
     /// `stop` returns, each of those has already happened.

@@ -217,6 +217,9 @@ public actor ChannelRouter {
     /// The flow calls to the cloud go over (the registration's), or nil while the uplink is down.
     public func setCloudFlow(_ flow: SIPFlow?) {
         cloudFlow = flow
+        // Calls whose flow died with the old connection go on over the new one (issue 16): their
+        // BYE must not be dropped for want of a connection (RFC 5626 §5.3).
+        if let flow { on(cloud) { $0.adoptFlow(flow) } }
     }
 
     /// A reloaded config's channel plan and media choices (what can change without a restart).
