@@ -135,7 +135,8 @@ extension SIPUserAgent {
 
     /// Ends a call: CANCEL before the answer, BYE after (RFC 3261 §15). `reason` is an RFC 3326
     /// Reason header value for the CANCEL ("SIP;cause=200;text=\"Call completed elsewhere\"").
-    public func hangUp(_ handle: SIPCallHandle, reason: String? = nil) {
+    /// An incoming call not answered yet is declined with `declineStatus` (486; 503 when the agent stops).
+    public func hangUp(_ handle: SIPCallHandle, reason: String? = nil, declineStatus: Int = 486) {
         guard let call = calls[handle] else { return }
         switch call.ending {
         case .cancel(let key):
@@ -143,7 +144,8 @@ extension SIPUserAgent {
             let headers: [(SIPHeaderName, String)] = reason.map { [(.reason, $0)] } ?? []
             endpoint.assumeIsolated { $0.cancel(key, headers: headers) }
         case .decline(let key):
-            if let key { respond(SIPResponseFactory.response(to: call.invite, status: 486, toTag: call.dialog?.id.localTag), to: key) }
+            let status = (400...699).contains(declineStatus) ? declineStatus : 486
+            if let key { respond(SIPResponseFactory.response(to: call.invite, status: status, toTag: call.dialog?.id.localTag), to: key) }
             endCall(handle, reason: "declined")
         case .bye:
             sendBYE(handle, reason: reason)

@@ -166,8 +166,9 @@ public actor SIPUserAgent {
         endpoint.assumeIsolated { $0.respond(response, to: key) }
     }
 
-    /// Ends everything: BYE for established calls, CANCEL for pending ones.
+    /// Ends everything: BYE for established calls, CANCEL for pending ones, 503 to callers not
+    /// answered yet (the agent is going away: not "busy").
     public func hangUpAll() {
-        for handle in calls.keys { hangUp(handle) }
+        for handle in calls.keys { hangUp(handle, declineStatus: 503) }
     }
 }

@@ -125,6 +125,8 @@ struct GatewayResilienceTests {
         let alice = try await path.startCloudClient("alice", frequency: 1200, seconds: 40)
         try door.start(seconds: 40, command: path.dial(channel: 1))
         try await path.eventually("the call connected", timeout: .seconds(15)) { await path.core.proxy.statistics.callsAnswered == 1 }
+        // The core counts the answer when it relays the 200; the station has it once the gateway bridged the media.
+        try await path.eventually("the station's call established", timeout: .seconds(10)) { door.output.contains("Call established") }
         #expect(await !path.core.proxy.contacts(of: "gw1-ch1").isEmpty)
 
         await path.gateway.stop()
