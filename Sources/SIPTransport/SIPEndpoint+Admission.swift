@@ -86,7 +86,4 @@ final class ListenerErrorHandler: ChannelInboundHandler {
         endpoint.assumeIsolated { $0.acceptFailed(error) }
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        context.fireChannelRead(data)
-    }
 }

@@ -9,9 +9,8 @@ enum LegacySipp {
         "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n<scenario name=\"\(name)\">\n\(body)\n</scenario>\n"
     }
 
-    /// The end of a station's scenario: the BYE, answered 200.
-    private static let byeAnswered = """
-        <recv request="BYE"/>
+    /// 200 OK without a body, to the request just received (same dialog, same transaction).
+    private static let okEmpty = """
           <send>
             <![CDATA[
               SIP/2.0 200 OK
@@ -25,6 +24,9 @@ enum LegacySipp {
             ]]>
           </send>
         """
+
+    /// The end of a station's scenario: the BYE, answered 200.
+    private static let byeAnswered = "<recv request=\"BYE\"/>\n" + okEmpty
 
     private static func sdp(telephoneEvent: Bool) -> String {
         """
@@ -115,18 +117,7 @@ enum LegacySipp {
               <ereg regexp="Signal=\(digit)" search_in="body" check_it="true" assign_to="signal"/>
             </action>
           </recv>
-          <send>
-            <![CDATA[
-              SIP/2.0 200 OK
-              [last_Via:]
-              [last_From:]
-              [last_To:]
-              [last_Call-ID:]
-              [last_CSeq:]
-              Content-Length: 0
-
-            ]]>
-          </send>
+          \(okEmpty)
           \(byeAnswered)
           <Reference variables="signal"/>
         """)

@@ -26,7 +26,7 @@ public final class ClaimingHTTPServer: Sendable {
         limits: ConnectionAdmission.Limits = ConnectionAdmission.Limits(maxConnections: 256, maxPerAddress: 16), logger: Logger = Logger(label: "claiming")
     ) async throws -> ClaimingHTTPServer {
         let admission = NIOLockedValueBox(ConnectionAdmission(limits: limits.fitted(toFileLimit: ConnectionAdmission.Limits.processFileLimit / 4)))
-        let ids = ManagedAtomicCounter()
+        let ids = ConnectionIDs()
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelInitializer { channel in
@@ -188,7 +188,7 @@ final class HandshakeNotifier: ChannelInboundHandler, RemovableChannelHandler {
 }
 
 /// Connection ids for one listener.
-final class ManagedAtomicCounter: Sendable {
+final class ConnectionIDs: Sendable {
     private let value = NIOLockedValueBox<UInt64>(0)
     func next() -> UInt64 { value.withLockedValue { $0 += 1; return $0 } }
 }
