@@ -76,6 +76,10 @@ public final class CloudCoreServer: Sendable {
         settings.digestAlgorithms = c.digestAlgorithms.compactMap { DigestAlgorithm(parameter: $0) }
         settings.bearerChallenge = c.bearerChallenge
         settings.tokens = ClientTokenVerifier(key: tokenKey.publicKey, audience: c.tokenAudience)
+        settings.callsPerPrincipal = c.callsPerPrincipal
+        settings.bindingsPerAOR = c.bindingsPerAOR
+        settings.maxCalls = c.maxCalls
+        settings.routeSignature = RouteSignature(deriving: tokenKey.rawRepresentation)
         let proxy = CloudCoreProxy(endpoint: endpoint, directory: directory, settings: settings, logger: logger, clock: { clock().timeIntervalSince1970 })
         try await proxy.start()
 

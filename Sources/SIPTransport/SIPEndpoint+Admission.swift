@@ -57,6 +57,12 @@ extension SIPEndpoint {
         }
     }
 
+    func reportTransactionRefusals() {
+        if let text = transactionAdmission.report(now: Self.monotonicSeconds()) {
+            logger.notice("\(text)")
+        }
+    }
+
     func reportSources() {
         if let text = sourceFilter?.report(now: Self.monotonicSeconds()) {
             logger.notice("\(text)")

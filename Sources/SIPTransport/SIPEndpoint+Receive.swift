@@ -36,10 +36,12 @@ extension SIPEndpoint {
             case .allow:
                 break
             case .refuse:
+                statistics.sourcesRefused += 1
                 answerStatelessly(received, status: 403, reason: "not an allowed source", on: flow)
                 reportSources()
                 return
             case .drop:
+                statistics.sourcesRefused += 1
                 reportSources()
                 return
             }
@@ -57,6 +59,21 @@ extension SIPEndpoint {
             applyServer(actions, key: key)
             return
         }
+        if method != .ack, method != .cancel {
+            switch transactionAdmission.check(flow.remote.hostText, now: Self.monotonicSeconds()) {
+            case .admit:
+                break
+            case .refuse:
+                statistics.transactionsRefused += 1
+                answerStatelessly(request, status: 503, reason: "too many requests from this source", on: flow, retryAfter: 5)
+                reportTransactionRefusals()
+                return
+            case .drop:
+                statistics.transactionsRefused += 1
+                reportTransactionRefusals()
+                return
+            }
+        }
         switch method {
         case .ack:
             // No transaction: the ACK for a 2xx, which belongs to the dialog (§17.2.3 note).
@@ -71,11 +88,13 @@ extension SIPEndpoint {
     /// RFC 3261 §9.2: 200 to the CANCEL if it matches an INVITE transaction (481 if not); the TU
     /// then ends the INVITE with 487 if it has not answered finally.
     private func receiveCancel(_ cancel: SIPMessage, key: SIPTransactionKey, flow: SIPFlow) {
-        startServerTransaction(cancel, key: key, flow: flow, deliver: false)
         guard let inviteKey = SIPTransactionKey.cancelled(by: cancel), serverTransactions[inviteKey] != nil else {
-            respond(SIPResponseFactory.response(to: cancel, status: 481), to: key)
+            // Statelessly: a CANCEL that matches nothing holds no memory (a retransmission gets
+            // the same answer again).
+            send(SIPResponseFactory.response(to: cancel, status: 481), on: responseFlow(for: cancel, arrivedOn: flow))
             return
         }
+        startServerTransaction(cancel, key: key, flow: flow, deliver: false)
         respond(SIPResponseFactory.response(to: cancel, status: 200, toTag: SIPIdentifiers.tag()), to: key)
         if !hasFinalResponse(inviteKey) {
             requestHandler?(self, SIPIncomingRequest(message: cancel, flow: flow, kind: .cancel(invite: inviteKey)))
@@ -154,9 +173,10 @@ extension SIPEndpoint {
         }
     }
 
-    private func answerStatelessly(_ request: SIPMessage, status: Int, reason: String, on flow: SIPFlow) {
+    private func answerStatelessly(_ request: SIPMessage, status: Int, reason: String, on flow: SIPFlow, retryAfter: Int? = nil) {
         guard request.method != .ack else { return }
         var response = SIPResponseFactory.response(to: request, status: status)
+        if let retryAfter { response.headers.add(.retryAfter, String(retryAfter)) }
         response.headers.add(.warning, "399 \(configuration.productName) \"\(reason.replacingQuotes())\"")
         statistics.badRequestsAnswered += 1
         send(response, on: flow)

@@ -33,6 +33,11 @@ struct ServerTransactionEntry {
     var machine: any SIPServerTransactionMachine
     var flow: SIPFlow
     var timers: [SIPTransactionTimer: Scheduled<Void>] = [:]
+    /// Set when the TU drops the request without an answer (`abandon`): the end of the time
+    /// in which retransmissions are still absorbed.
+    var abandoned: Scheduled<Void>?
+    /// The source address the transaction counts against (`SIPTransactionAdmission`).
+    var source: String { flow.remote.hostText }
 }
 
 extension SIPEndpoint {
@@ -171,6 +176,7 @@ extension SIPEndpoint {
             ? ServerInviteTransaction(request: request, reliable: reliable, timers: configuration.timers)
             : ServerNonInviteTransaction(request: request, reliable: reliable, timers: configuration.timers)
         serverTransactions[key] = ServerTransactionEntry(machine: machine, flow: flow)
+        transactionAdmission.opened(flow.remote.hostText)
         guard deliver else { return }
         let actions = serverTransactions[key]!.machine.start()
         applyServer(actions, key: key)
@@ -195,9 +201,27 @@ extension SIPEndpoint {
             case .timedOut, .transportFailed:
                 logger.info("server transaction failed", metadata: ["key": "\(key)", "reason": "\(action)"])
             case .terminate:
-                entry.timers.values.forEach { $0.cancel() }
-                serverTransactions[key] = nil
+                removeServerTransaction(key)
             }
+        }
+    }
+
+    func removeServerTransaction(_ key: SIPTransactionKey) {
+        guard let entry = serverTransactions.removeValue(forKey: key) else { return }
+        entry.timers.values.forEach { $0.cancel() }
+        entry.abandoned?.cancel()
+        transactionAdmission.closed(entry.source)
+    }
+
+    /// The TU drops a request without answering it (flood control: an answer would only feed
+    /// the flood). Its transaction stays for 64·T1 to absorb retransmissions silently, then goes
+    /// — it would otherwise wait for a response for ever.
+    public func abandon(_ key: SIPTransactionKey) {
+        guard serverTransactions[key] != nil, serverTransactions[key]?.abandoned == nil, !hasFinalResponse(key) else { return }
+        serverTransactions[key]?.timers.values.forEach { $0.cancel() }
+        serverTransactions[key]?.timers = [:]
+        serverTransactions[key]?.abandoned = eventLoop.scheduleTask(in: TimeAmount(configuration.timers.t1 * 64)) { [self] in
+            self.assumeIsolated { $0.removeServerTransaction(key) }
         }
     }
 

@@ -30,6 +30,8 @@ public actor SIPEndpoint {
         public var connectionLimits = ConnectionAdmission.Limits()
         /// The sources that may send requests (`SIPSourceFilter`); nil: anyone.
         public var requestSources: [IPPrefix]?
+        /// Server transactions kept per source and in all (`SIPTransactionAdmission`).
+        public var transactionLimits = SIPTransactionAdmission.Limits()
 
         public init() {}
     }
@@ -63,6 +65,7 @@ public actor SIPEndpoint {
     // Transactions.
     var clientTransactions: [SIPTransactionKey: ClientTransactionEntry] = [:]
     var serverTransactions: [SIPTransactionKey: ServerTransactionEntry] = [:]
+    var transactionAdmission: SIPTransactionAdmission
 
     // Transaction user.
     var requestHandler: RequestHandler?
@@ -77,6 +80,10 @@ public actor SIPEndpoint {
         public var malformed = 0
         public var badRequestsAnswered = 0
         public var retransmissionsAbsorbed = 0
+        /// New requests refused past the transaction limits (answered 503 or dropped).
+        public var transactionsRefused = 0
+        /// Requests refused because their source is not allowed (`SIPSourceFilter`).
+        public var sourcesRefused = 0
     }
 
     public init(eventLoop: any EventLoop, configuration: Configuration = Configuration(), logger: Logger = Logger(label: "sip")) throws {
@@ -85,6 +92,7 @@ public actor SIPEndpoint {
         self.logger = logger
         self.parser = SIPMessageParser(limits: configuration.limits)
         self.sourceFilter = configuration.requestSources.map { SIPSourceFilter(allowed: $0) }
+        self.transactionAdmission = SIPTransactionAdmission(limits: configuration.transactionLimits)
         self.admission = ConnectionAdmission(limits: configuration.connectionLimits.fitted(toFileLimit: ConnectionAdmission.Limits.processFileLimit))
         if let tls = configuration.tls {
             serverContext = tls.privateKey == nil ? nil : try tls.makeServerContext()
@@ -199,8 +207,12 @@ public actor SIPEndpoint {
         }
         for entry in clientTransactions.values { entry.timers.values.forEach { $0.cancel() } }
         clientTransactions = [:]
-        for entry in serverTransactions.values { entry.timers.values.forEach { $0.cancel() } }
+        for entry in serverTransactions.values {
+            entry.timers.values.forEach { $0.cancel() }
+            entry.abandoned?.cancel()
+        }
         serverTransactions = [:]
+        transactionAdmission.reset()
         for state in keepAlives.values { state.task?.cancel() }
         keepAlives = [:]
         let channels = udpChannels + listeningChannels + Array(connections.values)

@@ -1,4 +1,4 @@
-import Gateway
+@testable import Gateway
 import Mesh
 import SIP
 import Testing
@@ -69,5 +69,32 @@ struct CallAdmissionTests {
         // A cloud caller never goes to the mesh, whatever the cloud's health.
         let cloudCaller = try #require(Self.route(CallAdmission.decide(requestURI: Self.uri("gw1-ch2"), caller: "x", origin: .cloud, Self.known { $0.cloudDown = true })))
         #expect(cloudCaller.direction == .cloudToLegacy && cloudCaller.timing.fallbackAfter == nil)
+    }
+}
+
+@Suite("Refusals counted, not written one by one")
+struct RefusalTallyTests {
+    @Test("The first refusal of a kind in a minute is logged and recorded; the rest are one summary when the minute is over; kinds do not mix")
+    func firstInFullThenASummaryAMinute() {
+        var tally = RefusalTally()
+        let busy = RefusalTally.Kind(status: 486, channel: 1, record: .init(direction: .legacyToCloud, status: .busy))
+        let unknown = RefusalTally.Kind(status: 404, channel: nil, record: nil)
+        let first = tally.refused(busy, caller: "sip:a@x", reason: "busy", now: 0)
+        #expect(first)
+        var inFull = 0
+        for second in 1...1999 where tally.refused(busy, caller: "sip:flood@x", reason: "busy", now: Double(second) / 100) { inFull += 1 }
+        #expect(inFull == 0)
+        let other = tally.refused(unknown, caller: "sip:b@x", reason: "no channel 999", now: 5)
+        #expect(other, "another kind is logged in full")
+        #expect(tally.nextDue == 60)
+        let early = tally.due(now: 59.9)
+        #expect(early.isEmpty)
+        let due = tally.due(now: 60)
+        #expect(due.count == 1 && due.first?.kind == busy && due.first?.more == 1999 && due.first?.lastCaller == "sip:flood@x")
+        let later = tally.due(now: 65)
+        #expect(later.isEmpty, "the unknown number came once: nothing to sum up")
+        let again = tally.refused(busy, caller: "sip:a@x", reason: "busy", now: 70)
+        #expect(again, "a new minute logs in full again")
+        #expect(tally.total == 2002)
     }
 }

@@ -24,9 +24,9 @@ struct GatewayCallRecordsTests {
         let records = try GatewayCallRecords(path: nil)
         let now = 1_800_000_000.0
         for days in [200.0, 180.5, 179.0, 0.5] { try await Self.write(records, Self.call(startedDaysAgo: days, now: now)) }
-        #expect(try records.purge(retentionDays: 180, now: Date(timeIntervalSince1970: now)) == 2)
+        #expect(try await records.purge(retentionDays: 180, now: Date(timeIntervalSince1970: now)) == 2)
         #expect(try records.all().map(\.startedAt) == [now - 179 * 86400, now - 0.5 * 86400])
-        #expect(try records.purge(retentionDays: 180, now: Date(timeIntervalSince1970: now)) == 0)
+        #expect(try await records.purge(retentionDays: 180, now: Date(timeIntervalSince1970: now)) == 0)
     }
 
     @Test func recordsSurviveAReopen() async throws {

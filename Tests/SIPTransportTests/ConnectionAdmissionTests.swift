@@ -180,3 +180,71 @@ struct SIPSourceFilterTests {
         #expect(await agent.endpoint.admission.openCount == 0)
     }
 }
+
+/// Server transactions per source and in all (issue 16): a flood holds at most the caps, gets a
+/// few 503s and then nothing, and what a TU drops goes after 64·T1.
+@Suite("Transaction admission")
+struct TransactionAdmissionTests {
+    @Test("The caps per source and in all; places freed on close; one report a minute")
+    func capsAndReport() {
+        var admission = SIPTransactionAdmission(limits: .init(maxTransactions: 3, maxPerSource: 2, answersPerSecond: 1))
+        #expect(admission.check("a", now: 0) == .admit)
+        admission.opened("a")
+        admission.opened("a")
+        #expect(admission.check("a", now: 0) == .refuse, "a is at its cap")
+        #expect(admission.check("a", now: 0.1) == .drop, "past the answer rate")
+        #expect(admission.check("b", now: 0.1) == .admit)
+        admission.opened("b")
+        #expect(admission.check("c", now: 2) == .refuse, "all places taken")
+        admission.closed("a")
+        #expect(admission.check("c", now: 2) == .admit && admission.total == 2 && admission.count(from: "a") == 1)
+        admission.closed("unknown")
+        #expect(admission.total == 2, "closing what was never opened changes nothing")
+        let report = admission.report(now: 10)
+        #expect(report?.contains("refused 3 requests") == true && report?.contains("2 answered 503, 1 dropped") == true, "\(report ?? "")")
+        _ = admission.check("a", now: 11)
+        #expect(admission.report(now: 20) == nil, "once a minute")
+    }
+
+    final class Counter: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value = 0
+        func add() { lock.withLock { value += 1 } }
+        var count: Int { lock.withLock { value } }
+    }
+
+    @Test("A flood from one source over UDP: the cap's worth reach the TU, a few get 503 with Retry-After, the rest nothing; another source is served; abandoned transactions go after 64·T1")
+    func aFloodFromOneSourceIsCapped() async throws {
+        var configuration = SIPEndpoint.Configuration()
+        configuration.transactionLimits = .init(maxTransactions: 100, maxPerSource: 5, answersPerSecond: 3)
+        configuration.timers.t1 = .milliseconds(10)
+        let endpoint = try SIPEndpoint(eventLoop: MultiThreadedEventLoopGroup.singleton.next(), configuration: configuration)
+        let port = try await endpoint.listen(.udp, on: try SocketAddress(ipAddress: "127.0.0.1", port: 0)).port ?? 0
+        let delivered = Counter()
+        await endpoint.setRequestHandler { endpoint, incoming in
+            delivered.add()
+            if case .transaction(let key) = incoming.kind { endpoint.abandon(key) }  // a TU that drops what it gets
+        }
+        let flooder = try UDPSocket(), other = try UDPSocket(host: "127.0.0.7")
+        for index in 0..<30 { flooder.send(text: DatagramResilienceTests.options("f\(index)"), to: port) }
+        other.send(text: DatagramResilienceTests.options("o1"), to: port)
+        try await Task.sleep(for: .milliseconds(300))
+        var answers: [String] = []
+        while let text = try await flooder.receiveText(timeout: .milliseconds(100)) { answers.append(text) }
+        #expect(delivered.count == 6, "five from the flooder, one from the other source")
+        #expect(answers.count == 3 && answers.allSatisfy { $0.hasPrefix("SIP/2.0 503") && $0.contains("Retry-After: 5") }, "\(answers)")
+        #expect(await endpoint.statistics.transactionsRefused == 25)
+        // 64·T1 = 640 ms later the abandoned transactions are gone and the source is served again.
+        try await Task.sleep(for: .milliseconds(900))
+        #expect(await endpoint.transactionAdmission.total == 0)
+        flooder.send(text: DatagramResilienceTests.options("again"), to: port)
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(delivered.count == 7)
+        // A CANCEL that matches nothing is answered 481 and holds nothing.
+        flooder.send(text: DatagramResilienceTests.options("c1").replacingOccurrences(of: "OPTIONS", with: "CANCEL"), to: port)
+        let cancelAnswer = try await flooder.receiveText(timeout: .seconds(2))
+        #expect(cancelAnswer?.hasPrefix("SIP/2.0 481") == true)
+        #expect(await endpoint.transactionAdmission.total == 1, "only the abandoned OPTIONS, not the CANCEL")
+        await endpoint.shutdown()
+    }
+}

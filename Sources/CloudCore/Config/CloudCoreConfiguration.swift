@@ -53,6 +53,12 @@ public struct CloudCoreConfiguration: Sendable, Equatable {
     // [limits]
     public var unauthenticatedPerSecond = 20
     public var unauthenticatedBurst = 40
+    /// Calls one principal (a user, a gateway) may have in progress or answered at once.
+    public var callsPerPrincipal = 32
+    /// Contacts one address of record may hold; a REGISTER adding one more gets 503.
+    public var bindingsPerAOR = 10
+    /// Calls in progress or answered in the whole core.
+    public var maxCalls = 4096
     // [mqtt]: the core's own `status` and `info` topics, when a broker is named.
     public var mqtt = MQTTBrokerConfiguration(topicPrefix: "symphony-cloud-core")
     /// The name under the prefix; the domain by default.
@@ -169,6 +175,9 @@ public struct CloudCoreConfiguration: Sendable, Equatable {
         if let limits = root.table("limits") {
             c.unauthenticatedPerSecond = limits.int("unauthenticated_per_s", in: 1...100_000) ?? c.unauthenticatedPerSecond
             c.unauthenticatedBurst = limits.int("unauthenticated_burst", in: 1...100_000) ?? c.unauthenticatedBurst
+            c.callsPerPrincipal = limits.int("calls_per_principal", in: 1...10_000) ?? c.callsPerPrincipal
+            c.bindingsPerAOR = limits.int("bindings_per_aor", in: 1...1000) ?? c.bindingsPerAOR
+            c.maxCalls = limits.int("max_calls", in: 1...1_000_000) ?? c.maxCalls
             limits.finish()
         }
         if let mqtt = root.table("mqtt") {

@@ -227,7 +227,11 @@ public final class Directory: Sendable {
 
     /// `gw1-ch3` → ("gw1", 3).
     public static func channelParts(_ name: String) -> (device: String, number: Int)? {
-        guard let range = name.range(of: "-ch", options: .backwards), let number = Int(name[range.upperBound...]), (1...14).contains(number) else { return nil }
+        // Only the canonical spelling ("gw1-ch3", never "gw1-ch03" or "gw1-ch+3"): each channel has
+        // one name, so a device cannot make up addresses of record without end.
+        guard let range = name.range(of: "-ch", options: .backwards), let number = Int(name[range.upperBound...]), (1...14).contains(number),
+            String(number) == name[range.upperBound...]
+        else { return nil }
         return (String(name[..<range.lowerBound]), number)
     }
 

@@ -20,6 +20,11 @@ struct ProxiedDialog {
     var answeredAt: Double
     var answeredBy: String
     var limitTimer: Scheduled<Void>?
+
+    /// The request's tags are this dialog's, in either direction.
+    func matches(fromTag: String?, toTag: String?) -> Bool {
+        (fromTag == callerTag && toTag == calleeTag) || (fromTag == calleeTag && toTag == callerTag)
+    }
 }
 
 extension CloudCoreProxy {
@@ -50,16 +55,29 @@ extension CloudCoreProxy {
 
     // MARK: In-dialog requests (loose routing, RFC 3261 §16.4, §16.12)
 
-    /// Pops our Route entries and relays the request to the other side of its dialog: over the
-    /// flow that side used (RFC 5626 §5.3), else to the next Route or the Request-URI.
+    /// Relays a request inside a dialog to its other side — only along a dialog the core knows
+    /// (with From and To tags matching it) or a route the core signed (`RouteSignature`; a
+    /// dialog lost in a restart), and only to where that side is: its flow (RFC 5626 §5.3), the
+    /// flow of its registration, or its address. Everything else is refused: no relaying for
+    /// strangers (docs/CLOUD-CORE.md "Who the core relays for").
     func routeInDialog(_ request: SIPMessage, key: SIPTransactionKey?, flow: SIPFlow) {
         var request = request
+        let callID = request.callID ?? ""
         let routes = request.routes
         let ours = routes.prefix { $0.sipURI?.parameters.has(Self.routeMarker) == true }
-        guard !ours.isEmpty || dialogs[request.callID ?? ""] != nil else {
-            // Not a dialog we are in: §16.4 would forward by Request-URI, but we route only
-            // our own dialogs.
-            if let key { reply(request, key: key, status: 404, reason: "Not Found (no such dialog)") }
+        let tags = [request.from?.tag, request.to?.tag].compactMap { $0 }
+        let signed = !ours.isEmpty && ours.allSatisfy { isSigned($0, callID: callID, tags: tags) }
+        let dialog = dialogs[callID]
+        if !ours.isEmpty, !signed {
+            refuseInDialog(request, key: key, flow: flow, status: 403, "Route not signed by this core")
+            return
+        }
+        if let dialog, !dialog.matches(fromTag: request.from?.tag, toTag: request.to?.tag) {
+            refuseInDialog(request, key: key, flow: flow, status: 481, "tags do not match the dialog")
+            return
+        }
+        if dialog == nil, !signed {
+            refuseInDialog(request, key: key, flow: flow, status: 481, "no such dialog")
             return
         }
         request.headers.remove(.route)
@@ -70,35 +88,98 @@ extension CloudCoreProxy {
             return
         }
 
-        let callID = request.callID ?? ""
         let method = request.method
-        var outFlow: SIPFlow?
-        if var dialog = dialogs[callID] {
+        var sideFlow: SIPFlow?
+        if var dialog {
             let fromCaller = request.from?.tag == dialog.callerTag
             let sequence = request.cseq?.sequence ?? 0
             if method != .ack, method != .cancel {
                 if fromCaller { dialog.callerCSeq = max(dialog.callerCSeq, sequence) } else { dialog.calleeCSeq = max(dialog.calleeCSeq, sequence) }
             }
             dialogs[callID] = dialog
-            let candidate = fromCaller ? dialog.calleeFlow : dialog.call.callerFlow
-            if endpoint.assumeIsolated({ $0.isAlive(candidate) }) { outFlow = candidate }
+            sideFlow = fromCaller ? dialog.calleeFlow : dialog.call.callerFlow
             if method == .bye { endDialog(callID, reason: fromCaller ? "caller hung up" : "callee hung up", sendBye: false) }
         }
-        let nextHop: AnyURI? = request.routes.first?.uri ?? request.requestURI
-        if let outFlow {
-            forwardInDialog(request, key: key, on: outFlow)
+        if let sideFlow, endpoint.assumeIsolated({ $0.isAlive(sideFlow) }) {
+            forwardInDialog(request, key: key, on: sideFlow)
             return
         }
-        let relayed = request
-        Task { [self] in
-            do {
-                guard case .sip(let uri)? = nextHop else { throw SIPTransportError.noTransaction }
-                forwardInDialog(relayed, key: key, on: try await endpoint.flow(to: Self.destination(of: uri)))
-            } catch {
-                logger.notice("in-dialog request unroutable", metadata: ["method": "\(method?.rawValue ?? "?")", "call-id": "\(callID)"])
-                if let key { reply(relayed, key: key, status: 480) }
+        // The side's flow is gone (a reconnect, a restart of ours): where its registration or its
+        // address says, never anywhere a header names.
+        let nextHop = request.routes.first?.sipURI ?? request.requestURI?.sipURI
+        var target: BindingRoute = .unreachable
+        if let nextHop, let binding = registeredBinding(at: nextHop) {
+            target = route(to: binding, uri: nextHop)
+        } else if let nextHop, let sideFlow, Self.sameHost(nextHop.host, sideFlow.remote.hostText) {
+            target = .contact
+        }
+        switch target {
+        case .flow(let flow):
+            forwardInDialog(request, key: key, on: flow)
+        case .contact:
+            let relayed = request
+            Task { [self] in
+                do {
+                    guard let nextHop else { throw SIPTransportError.noTransaction }
+                    forwardInDialog(relayed, key: key, on: try await endpoint.flow(to: Self.destination(of: nextHop)))
+                } catch {
+                    logger.notice("in-dialog request unroutable", metadata: ["method": "\(method?.rawValue ?? "?")", "call-id": "\(callID)"])
+                    if let key { reply(relayed, key: key, status: 480) }
+                }
+            }
+        case .unreachable:
+            logger.notice("in-dialog request: the other side is not reachable", metadata: ["method": "\(method?.rawValue ?? "?")", "call-id": "\(callID)"])
+            // A BYE still ends the dialog for its sender (§15.1.1): 481 says it is gone here.
+            if let key { reply(request, key: key, status: method == .bye ? 481 : 480) }
+        }
+    }
+
+    /// Whether `route` carries our signature for this dialog (either tag as the caller's).
+    func isSigned(_ route: SIPNameAddress, callID: String, tags: [String]) -> Bool {
+        guard let uri = route.sipURI, let value = uri.parameters.value(Self.routeMarker) ?? nil else { return false }
+        return settings.routeSignature.verify(value, callID: callID, tags: tags, uri: Self.routeIdentity(host: uri.host, port: uri.port, transport: uri.transport))
+    }
+
+    /// What a Record-Route signature covers of its URI: the listener and transport it faces.
+    static func routeIdentity(host: String, port: Int?, transport: String?) -> String {
+        "\(host.lowercased()):\(port.map(String.init) ?? "");\(transport ?? "")"
+    }
+
+    /// A live binding whose contact is `uri`'s host, port and transport.
+    func registeredBinding(at uri: SIPURI) -> LocationBinding? {
+        let now = clock()
+        let wanted = Self.destination(of: uri)
+        for list in location.bindings.values {
+            for binding in list where binding.expiresAt > now {
+                guard case .sip(let contact) = binding.contact.uri else { continue }
+                let candidate = Self.destination(of: contact)
+                if candidate.transport == wanted.transport, Self.sameHost(candidate.host, wanted.host),
+                    candidate.port == wanted.port
+                {
+                    return binding
+                }
             }
         }
+        return nil
+    }
+
+    static func sameHost(_ a: String, _ b: String) -> Bool {
+        a.trimmingCharacters(in: CharacterSet(charactersIn: "[]")).lowercased() == b.trimmingCharacters(in: CharacterSet(charactersIn: "[]")).lowercased()
+    }
+
+    /// An in-dialog request the core will not relay: answered (ACKs never are) while the source
+    /// is within its allowance, dropped after — a forged-route flood gets nothing back.
+    private func refuseInDialog(_ request: SIPMessage, key: SIPTransactionKey?, flow: SIPFlow, status: Int, _ reason: String) {
+        let source = flow.remote.hostText
+        guard limiter.allow(source, now: clock()) else {
+            dropped(source, key: key)
+            return
+        }
+        statistics.inDialogRefused += 1
+        logger.notice("in-dialog request refused", metadata: [
+            "method": "\(request.method?.rawValue ?? "?")", "reason": "\(reason)", "call-id": "\(request.callID?.prefix(80) ?? "")", "flow": "\(flow)",
+        ])
+        if let key { reply(request, key: key, status: status) }
     }
 
     private func forwardInDialog(_ request: SIPMessage, key: SIPTransactionKey?, on flow: SIPFlow) {
@@ -127,6 +208,12 @@ extension CloudCoreProxy {
     }
 
     // MARK: Ending dialogs
+
+    /// Forgets every dialog without a BYE or a record, as a crash does (tests of what follows).
+    func forgetDialogs() {
+        for dialog in dialogs.values { dialog.limitTimer?.cancel() }
+        dialogs = [:]
+    }
 
     /// The product's duration limit: BYE to both sides, then the record.
     func durationLimitReached(_ callID: String) {

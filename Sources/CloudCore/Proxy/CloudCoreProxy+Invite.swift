@@ -19,6 +19,8 @@ struct ProxiedCall {
     var channel: String?
     var caller: String
     var callee: String
+    /// Who placed it: the per-principal limit counts it.
+    var principal: Principal
 }
 
 extension CloudCoreProxy {
@@ -43,6 +45,7 @@ extension CloudCoreProxy {
             endpoint.assumeIsolated { $0.respond(tooSmall, to: key) }
             return
         }
+        guard admitCall(request, key: key, principal: principal) else { return }
         let request = assertIdentity(request, caller: callerUser, principal: principal)
         let now = clock()
         let plan: CallTargetResolver.Plan
@@ -58,7 +61,7 @@ extension CloudCoreProxy {
         var call = ProxiedCall(
             invite: request, callerFlow: flow, fork: ForkedInvite(branchCount: 0), branchKeys: [], branchNames: [], branchFlows: [],
             finalResponses: [], startedAt: now, target: calleeUser, channel: calleeChannel ?? callerChannel,
-            caller: callerUser, callee: calleeUser)
+            caller: callerUser, callee: calleeUser, principal: principal)
 
         var targets: [(name: String, uri: SIPURI, flow: SIPFlow?)] = []
         switch plan {
@@ -109,6 +112,33 @@ extension CloudCoreProxy {
         }
     }
 
+    /// The limits on calls at once (docs/CLOUD-CORE.md "Limits"): per principal (403, authorization
+    /// will not help until one ends) and in the whole core (503 with Retry-After). A call counts
+    /// from its INVITE until it ends.
+    func admitCall(_ request: SIPMessage, key: SIPTransactionKey, principal: Principal) -> Bool {
+        var total = dialogs.count, own = 0
+        for dialog in dialogs.values where dialog.call.principal == principal { own += 1 }
+        for call in calls.values where dialogs[call.invite.callID ?? ""] == nil {
+            total += 1
+            if call.principal == principal { own += 1 }
+        }
+        if total >= settings.maxCalls {
+            statistics.callsOverLimit += 1
+            logger.warning("call refused: the core's call limit is reached", metadata: ["limit": "\(settings.maxCalls)", "principal": "\(principal)"])
+            var busy = SIPResponseFactory.response(to: request, status: 503, toTag: SIPIdentifiers.tag())
+            busy.headers.add(.retryAfter, "10")
+            endpoint.assumeIsolated { $0.respond(busy, to: key) }
+            return false
+        }
+        if own >= settings.callsPerPrincipal {
+            statistics.callsOverLimit += 1
+            logger.notice("call refused: too many calls at once", metadata: ["principal": "\(principal)", "limit": "\(settings.callsPerPrincipal)"])
+            reply(request, key: key, status: 403, reason: "Too Many Calls")
+            return false
+        }
+        return true
+    }
+
     /// RFC 3325: the identity this request's caller authenticated as, asserted by us. Whatever
     /// P-Asserted-Identity or P-Preferred-Identity the caller sent is removed (no client is
     /// trusted to assert itself, §5). The display name: a user's from the directory; a gateway
@@ -134,12 +164,15 @@ extension CloudCoreProxy {
     /// binding only over its flow (§5.3); another binding over the flow it registered on while
     /// that flow lives and speaks the contact's transport — the client's own TLS connection, or
     /// the address its UDP packets really came from (behind NAT the Contact is often
-    /// unreachable) — and to its Contact URI otherwise (a third-party registration, a Contact
-    /// asking for another transport, a flow gone after a restart).
+    /// unreachable) — and to its Contact URI otherwise (a Contact asking for another transport,
+    /// a flow gone after a restart), but only at the address the REGISTER came from: a Contact
+    /// cannot make the core connect to a third party (issue 16).
     func route(to binding: LocationBinding, uri: SIPURI) -> BindingRoute {
         let alive = endpoint.assumeIsolated { $0.isAlive(binding.flow) }
         if binding.isOutbound { return alive ? .flow(binding.flow) : .unreachable }
-        return alive && binding.flow.transport == Self.destination(of: uri).transport ? .flow(binding.flow) : .contact
+        let destination = Self.destination(of: uri)
+        if alive, binding.flow.transport == destination.transport { return .flow(binding.flow) }
+        return Self.sameHost(destination.host, binding.flow.remote.hostText) ? .contact : .unreachable
     }
 
     /// The AOR's bindings; a channel without its own registration is reached through the
@@ -176,7 +209,7 @@ extension CloudCoreProxy {
     private func sendBranch(_ index: Int, of key: SIPTransactionKey, request: SIPMessage, on outFlow: SIPFlow) {
         guard let call = calls[key] else { return }
         var request = request
-        addRecordRoute(&request, incoming: call.callerFlow, outgoing: outFlow)
+        addRecordRoute(&request, incoming: call.callerFlow, outgoing: outFlow, callID: call.invite.callID ?? "", callerTag: call.invite.from?.tag ?? "")
         let forwarded = request
         let branchKey = endpoint.assumeIsolated { endpoint in
             var withVia = forwarded
@@ -200,17 +233,22 @@ extension CloudCoreProxy {
 
     /// §16.6 step 4: Record-Route, twice when the request changes transport (the caller and the
     /// callee each reach us over their own; the top entry faces the callee).
-    func addRecordRoute(_ request: inout SIPMessage, incoming: SIPFlow, outgoing: SIPFlow) {
-        let inbound = recordRouteURI(for: incoming)
-        let outbound = recordRouteURI(for: outgoing)
+    func addRecordRoute(_ request: inout SIPMessage, incoming: SIPFlow, outgoing: SIPFlow, callID: String, callerTag: String) {
+        let inbound = recordRouteURI(for: incoming, callID: callID, callerTag: callerTag)
+        let outbound = recordRouteURI(for: outgoing, callID: callID, callerTag: callerTag)
         if inbound != outbound { request.headers.prepend(.recordRoute, "<\(inbound)>") }
         request.headers.prepend(.recordRoute, "<\(outbound)>")
     }
 
-    func recordRouteURI(for flow: SIPFlow) -> String {
+    /// `sip:<advertised>:<port>;transport=…;lr;symcore=<signature>` (`RouteSignature`).
+    func recordRouteURI(for flow: SIPFlow, callID: String, callerTag: String) -> String {
         let address = endpoint.assumeIsolated { $0.advertised[flow.transport] } ?? flow.local
         let host = address.protocol == .inet6 ? "[\(address.hostText)]" : address.hostText
-        return "sip:\(host):\(address.port ?? flow.transport.defaultPort);transport=\(flow.transport.rawValue.lowercased());lr;\(Self.routeMarker)"
+        let port = address.port ?? flow.transport.defaultPort
+        let transport = flow.transport.rawValue.lowercased()
+        let signature = settings.routeSignature.sign(
+            callID: callID, callerTag: callerTag, uri: Self.routeIdentity(host: address.hostText, port: port, transport: transport))
+        return "sip:\(host):\(port);transport=\(transport);lr;\(Self.routeMarker)=\(signature)"
     }
 
     // MARK: Responses on the branches

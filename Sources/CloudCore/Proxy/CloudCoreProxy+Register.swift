@@ -56,8 +56,16 @@ extension CloudCoreProxy {
                     expires))
             }
             var applied = location
-            for (binding, expires) in updates where applied.update(binding, expires: expires, now: now) == .outOfOrder {
-                reply(request, key: key, status: 500, reason: "Out of order CSeq")
+            for (binding, expires) in updates {
+                switch applied.update(binding, expires: expires, now: now, maxPerAOR: settings.bindingsPerAOR) {
+                case .updated: continue
+                case .outOfOrder:
+                    reply(request, key: key, status: 500, reason: "Out of order CSeq")
+                case .tooMany:
+                    // Kamailio's registrar answers its `max_contacts` the same way.
+                    logger.notice("registration refused: too many contacts", metadata: ["aor": "\(aor)", "limit": "\(settings.bindingsPerAOR)", "flow": "\(flow)"])
+                    reply(request, key: key, status: 503, reason: "Too Many Registered Contacts")
+                }
                 return
             }
             location = applied

@@ -1,5 +1,6 @@
 public import Foundation
 public import Logging
+import Crypto
 import GRDB
 import NIOCore
 import NIOSSL
@@ -34,6 +35,14 @@ public actor CloudCoreProxy {
         /// Requests without valid credentials, per source address.
         public var unauthenticatedRate = 20.0
         public var unauthenticatedBurst = 40.0
+        /// Calls (routing or answered) one principal may have at once; past it 403.
+        public var callsPerPrincipal = 32
+        /// Contacts per address of record; a REGISTER adding one more gets 503 (Kamailio's `max_contacts`).
+        public var bindingsPerAOR = 10
+        /// Calls routing or answered in the whole core; past it 503.
+        public var maxCalls = 4096
+        /// Signs and checks our Record-Route values; a random key when none is given (tests).
+        var routeSignature = RouteSignature(key: SymmetricKey(size: .bits256))
         /// Bindings are written back to SQLite this often.
         public var writeBackInterval: Duration = .seconds(1)
         public var tokens: ClientTokenVerifier?
@@ -74,9 +83,14 @@ public actor CloudCoreProxy {
         public var callsRouted = 0
         public var callsAnswered = 0
         public var callsEndedByLimit = 0
+        /// In-dialog requests refused: a forged or foreign route, tags of no dialog.
+        public var inDialogRefused = 0
+        /// Calls refused by the per-principal or the core's limit.
+        public var callsOverLimit = 0
     }
 
-    /// A marker parameter on our Record-Route URIs: a Route carrying it is ours to pop.
+    /// The parameter on our Record-Route URIs that carries the signature (`RouteSignature`): a
+    /// Route carrying it is ours to pop.
     static let routeMarker = "symcore"
 
     public init(endpoint: SIPEndpoint, directory: Directory, settings: Settings, logger: Logger = Logger(label: "cloud-core"),
@@ -207,20 +221,24 @@ public actor CloudCoreProxy {
     private func authenticate(_ request: SIPMessage, key: SIPTransactionKey, flow: SIPFlow) -> Principal? {
         let now = clock()
         let certificate = endpoint.assumeIsolated { $0.peerCertificate(on: flow) }
-        var outcome = authenticator.authenticate(request, peerCertificate: certificate, now: now)
         // A request other than REGISTER over a flow a principal registered on is that principal's
         // (RFC 5626: the flow was authenticated when the binding was made).
-        if case .challenge = outcome, request.method != .register, let owner = registeredPrincipal(on: flow) {
-            outcome = .authenticated(owner, how: "registered flow")
-        }
+        let owner = request.method != .register ? registeredPrincipal(on: flow) : nil
         let source = flow.remote.hostText
+        // Flood control before any work that costs: a source whose refusals used up its allowance
+        // gets nothing more (no ECDSA verify of yet another bogus token, no digest, no answer).
+        if certificate == nil, owner == nil, limiter.isExhausted(source, now: now) {
+            dropped(source, key: key)
+            return nil
+        }
+        var outcome = authenticator.authenticate(request, peerCertificate: certificate, now: now)
+        if case .challenge = outcome, let owner { outcome = .authenticated(owner, how: "registered flow") }
         switch outcome {
         case .authenticated(let principal, _):
             return principal
         case .challenge(let reason, let stale):
             guard limiter.allow(source, now: now) else {
-                statistics.rateLimited += 1
-                logger.debug("flood control: request dropped", metadata: ["source": "\(source)"])
+                dropped(source, key: key)
                 return nil
             }
             statistics.challenges += 1
@@ -234,10 +252,21 @@ public actor CloudCoreProxy {
             endpoint.assumeIsolated { $0.respond(response, to: key) }
             return nil
         case .forbidden(let reason):
-            _ = limiter.allow(source, now: now)
+            guard limiter.allow(source, now: now) else {
+                dropped(source, key: key)
+                return nil
+            }
             forbid(request, key: key, reason, flow: flow)
             return nil
         }
+    }
+
+    /// A request of a source over its allowance: no answer (over UDP an answer would be a
+    /// reflection); counted, and logged at debug only.
+    func dropped(_ source: String, key: SIPTransactionKey?) {
+        if let key { endpoint.assumeIsolated { $0.abandon(key) } }
+        statistics.rateLimited += 1
+        logger.debug("flood control: request dropped", metadata: ["source": "\(source)"])
     }
 
     func registeredPrincipal(on flow: SIPFlow) -> Principal? {

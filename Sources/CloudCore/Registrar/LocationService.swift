@@ -48,13 +48,16 @@ public struct LocationService: Sendable {
     }
 
     /// RFC 3261 §10.3 step 7, RFC 5626 §6: adds, refreshes or (expires 0) removes one binding.
-    /// A refresh with the same Call-ID must carry a higher CSeq, else it is out of order.
-    public mutating func update(_ binding: LocationBinding, expires: UInt32, now: Double) -> UpdateOutcome {
+    /// A refresh with the same Call-ID must carry a higher CSeq, else it is out of order; a new
+    /// contact past `maxPerAOR` live ones is refused (refreshes and removals always pass).
+    public mutating func update(_ binding: LocationBinding, expires: UInt32, now: Double, maxPerAOR: Int = .max) -> UpdateOutcome {
         var list = bindings[binding.addressOfRecord] ?? []
         if let index = list.firstIndex(where: { $0.key == binding.key }) {
             let old = list[index]
             if old.callID == binding.callID, binding.cseq <= old.cseq { return .outOfOrder }
             list.remove(at: index)
+        } else if expires > 0, list.count(where: { $0.expiresAt > now }) >= maxPerAOR {
+            return .tooMany
         }
         if expires > 0 {
             var stored = binding
@@ -66,7 +69,7 @@ public struct LocationService: Sendable {
         return .updated
     }
 
-    public enum UpdateOutcome: Sendable, Equatable { case updated, outOfOrder }
+    public enum UpdateOutcome: Sendable, Equatable { case updated, outOfOrder, tooMany }
 
     /// `Contact: *` with `Expires: 0` (§10.3 step 6).
     public mutating func removeAll(_ aor: String) {

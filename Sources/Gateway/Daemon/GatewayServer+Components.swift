@@ -62,7 +62,7 @@ extension GatewayServer {
             while !Task.isCancelled {
                 let days = box.configuration.retentionDays
                 do {
-                    let removed = try records.purge(retentionDays: days, now: Date())
+                    let removed = try await records.purge(retentionDays: days, now: Date())
                     if removed > 0 { logger.info("retention: \(removed) call records older than \(days) days deleted") }
                 } catch {
                     logger.error("retention job failed: \(error)")
@@ -76,7 +76,7 @@ extension GatewayServer {
     /// The MQTT status topics, fed by the router (until its last `channelIdle`), the trunk and
     /// the statistics; `offline` and a clean disconnect at the end.
     private func runStatus(_ status: GatewayStatusPublisher) async {
-        let (router, trunk) = (router, trunk)
+        let (router, trunk, legacyEndpoint) = (router, trunk, legacyEndpoint)
         // (Started here, before the first publish of any other part: see MQTTConnection.start.)
         status.connection.start()
         await withDiscardingTaskGroup { group in
@@ -84,9 +84,11 @@ extension GatewayServer {
                 await cancelWhenGracefulShutdown {
                     await status.run {
                         let media = await router.mediaStatistics()
+                        let legacy = await legacyEndpoint.statistics
                         return GatewayStatistics(
                             activeCalls: await router.busyChannelIndices.count, expected: media.expected, lost: media.lost,
-                            jitterMilliseconds: media.jitterMilliseconds)
+                            jitterMilliseconds: media.jitterMilliseconds, refusedCalls: await router.refusedCalls,
+                            refusedRequests: legacy.transactionsRefused + legacy.sourcesRefused)
                     }
                 }
             }

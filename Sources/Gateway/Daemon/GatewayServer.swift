@@ -89,6 +89,9 @@ public final class GatewayServer: Service, Sendable {
         sipConfiguration.productName = "symphony-bridge/\(GatewayVersion.current)"
         var legacyConfiguration = sipConfiguration
         legacyConfiguration.requestSources = Self.legacySources(config, logger: logger)
+        // One intercom server speaks for all 14 channels' stations: room for its bursts, not for
+        // a flood's 70,000 transactions (docs/GATEWAY.md "Who may call the legacy side").
+        legacyConfiguration.transactionLimits = .init(maxTransactions: 2048, maxPerSource: 256)
         let legacyEndpoint = try SIPEndpoint(eventLoop: loop, configuration: legacyConfiguration, logger: component(logger, "sip-legacy"))
         let cloudEndpoint = try SIPEndpoint(eventLoop: loop, configuration: sipConfiguration, logger: component(logger, "sip-cloud"))
         let legacyAddress: SocketAddress

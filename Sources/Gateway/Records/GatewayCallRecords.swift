@@ -95,10 +95,12 @@ public final class GatewayCallRecords: Sendable {
     }
 
     /// Deletes the records that started more than `retentionDays` before `now`; returns how many.
+    /// On GRDB's writer queue: the caller's thread (a cooperative one, which the router's actor
+    /// needs too) is not held while a large delete runs.
     @discardableResult
-    public func purge(retentionDays: Int, now: Date) throws -> Int {
+    public func purge(retentionDays: Int, now: Date) async throws -> Int {
         let cutoff = now.timeIntervalSince1970 - Double(retentionDays) * 86400
-        return try database.write { db in
+        return try await database.write { db in
             try db.execute(sql: "DELETE FROM call WHERE startedAt < ?", arguments: [cutoff])
             return db.changesCount
         }

@@ -62,6 +62,8 @@ public actor ChannelRouter {
     private var started = false
     /// False once the gateway shuts down: new calls get 503.
     private var accepting = true
+    private var refusals = RefusalTally()
+    private var refusalSummary: Task<Void, Never>?
     let eventContinuation: AsyncStream<Event>.Continuation
     public nonisolated let events: AsyncStream<Event>
 
@@ -277,6 +279,10 @@ public actor ChannelRouter {
     public func shutdown() async {
         accepting = false
         for id in calls.keys.sorted() { await abort(id, status: 503, reason: "gateway shutting down") }
+        refusalSummary?.cancel()
+        summariseRefusals(final: true)
+        refusalSummary?.cancel()
+        refusalSummary = nil
         eventContinuation.finish()
     }
 
@@ -532,21 +538,58 @@ public actor ChannelRouter {
 
     /// Refuses a call before it becomes one: logged, reported, and — when it was for a channel
     /// (busy, cloud unreachable) — recorded, so that the history shows the attempt.
+    /// Refuses a new call. The first refusal of its kind in a minute is logged and recorded; the
+    /// rest are counted and summed up when the minute is over (`RefusalTally`).
     private func refuse(
         _ agent: SIPUserAgent, _ handle: SIPCallHandle, _ status: Int, _ reason: String,
         record: (channel: Int, direction: GatewayCallRecord.Direction, caller: String, status: GatewayCallRecord.Status)? = nil
     ) {
-        logger.notice("call refused with \(status): \(reason)")
         on(agent) { $0.reject(handle, status: status) }
         eventContinuation.yield(.refused(status: status, reason: reason))
-        guard let record else { return }
+        let kind = RefusalTally.Kind(
+            status: status, channel: record?.channel, record: record.map { RefusalTally.RecordKind(direction: $0.direction, status: $0.status) })
+        let caller = record?.caller ?? ""
+        guard refusals.refused(kind, caller: caller, reason: reason, now: clock()) else {
+            scheduleRefusalSummary()
+            return
+        }
+        logger.notice("call refused with \(status): \(reason)")
+        if let record { recordRefusal(kind, peer: record.caller, reason: "refused with \(status): \(reason)") }
+    }
+
+    private func recordRefusal(_ kind: RefusalTally.Kind, peer: String, reason: String) {
+        guard let record = kind.record, let channel = kind.channel else { return }
         let time = now()
         records?.record(GatewayCallRecord(
-            startedAt: time, answeredAt: nil, endedAt: time, direction: record.direction, channel: record.channel, peer: record.caller,
-            status: record.status, codec: nil, reason: "refused with \(status): \(reason)")) { [logger] error in
+            startedAt: time, answeredAt: nil, endedAt: time, direction: record.direction, channel: channel, peer: peer,
+            status: record.status, codec: nil, reason: reason)) { [logger] error in
             if let error { logger.error("call record not written: \(error)") }
         }
     }
+
+    /// One wake-up at the end of the oldest open window of refusals.
+    private func scheduleRefusalSummary() {
+        guard refusalSummary == nil, let due = refusals.nextDue else { return }
+        let delay = max(0, due - clock())
+        refusalSummary = Task { [weak self] in
+            try? await Task.sleep(for: .seconds(delay))
+            await self?.summariseRefusals()
+        }
+    }
+
+    /// What the minute refused past the first of each kind: one log line and one record each.
+    func summariseRefusals(final: Bool = false) {
+        refusalSummary = nil
+        for summary in refusals.due(now: final ? .infinity : clock()) {
+            let what = "refused with \(summary.kind.status) \(summary.more) more time\(summary.more == 1 ? "" : "s") in the last minute"
+            logger.notice("calls \(what): \(summary.lastReason)")
+            recordRefusal(summary.kind, peer: summary.lastCaller, reason: "\(what): \(summary.lastReason)")
+        }
+        scheduleRefusalSummary()
+    }
+
+    /// Refused calls since start (the `stats` topic).
+    public var refusedCalls: Int { refusals.total }
 
     /// A legacy target: a number at the legacy server, or a station's own SIP URI.
     func legacyDestination(_ target: String) -> (SIPURI, SIPDestination)? {

@@ -283,6 +283,7 @@ public actor GatewayStatusPublisher {
         var fields: [String: JSONValue] = [
             "calls": .int(Int64(counters.calls)), "answered": .int(Int64(counters.answered)), "failures": .int(Int64(counters.failures)),
             "active": .int(Int64(statistics.activeCalls)), "jitter_ms": .double((statistics.jitterMilliseconds * 10).rounded() / 10),
+            "refused_calls": .int(Int64(statistics.refusedCalls)), "refused_requests": .int(Int64(statistics.refusedRequests)),
         ]
         fields["packet_loss"] = .double(statistics.expected == 0 ? 0 : (Double(max(0, statistics.lost)) / Double(statistics.expected) * 10000).rounded() / 100)
         fields["ts"] = .int(nowMilliseconds)
@@ -368,8 +369,15 @@ public struct GatewayStatistics: Sendable {
     public var expected: UInt64
     public var lost: Int64
     public var jitterMilliseconds: Double
+    /// Calls refused since start (busy channel, unknown number, cloud away, shutting down).
+    public var refusedCalls: Int
+    /// Requests the legacy side refused before they became calls: past the transaction limits,
+    /// or from sources not in `[legacy] allow`.
+    public var refusedRequests: Int
 
-    public init(activeCalls: Int, expected: UInt64, lost: Int64, jitterMilliseconds: Double) {
+    public init(activeCalls: Int, expected: UInt64, lost: Int64, jitterMilliseconds: Double, refusedCalls: Int = 0, refusedRequests: Int = 0) {
+        self.refusedCalls = refusedCalls
+        self.refusedRequests = refusedRequests
         self.activeCalls = activeCalls
         self.expected = expected
         self.lost = lost
