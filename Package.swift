@@ -377,7 +377,8 @@ let package = Package(
             name: "GatewayTests",
             dependencies: [
                 "Gateway", "TOMLConfig", "PeerTestSupport", "SIP", "SIPTransport", "SIPUserAgent", "Media", "MQTTStatus", "DaemonSupport",
-                .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
         ),

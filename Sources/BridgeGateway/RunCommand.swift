@@ -57,9 +57,17 @@ struct GatewayService: Service {
         }
         let listening = "legacy \(configuration.legacyTransport.rawValue):\(server.legacyAddress.ipAddress ?? "?"):\(server.legacyAddress.port ?? 0)"
         notifier.ready(status: "\(listening), \(configuration.channels.count) channel(s)")
-        // The watchdog is fed from the SIP event loop: if that loop hangs, systemd notices.
+        // The watchdog is fed while every SIP loop and the router answer (`LivenessWatchdog`).
         let watchdog = notifier.watchdogInterval.map { interval in
-            server.legacyEndpoint.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: TimeAmount(interval)) { _ in notifier.watchdog() }
+            let router = server.router
+            var probes = [
+                LivenessWatchdog.Probe("legacy SIP loop") { try? await server.legacyEndpoint.eventLoop.submit {}.get() },
+                LivenessWatchdog.Probe("cloud SIP loop") { try? await server.cloudEndpoint.eventLoop.submit {}.get() },
+                LivenessWatchdog.Probe("call router") { await router.alive() },
+            ]
+            if let mesh = server.meshEndpoint { probes.append(LivenessWatchdog.Probe("mesh SIP loop") { try? await mesh.eventLoop.submit {}.get() }) }
+            let watchdog = LivenessWatchdog(probes: probes, interval: interval, logger: self.logger)
+            return Task { await watchdog.run { notifier.watchdog() } }
         }
         defer { watchdog?.cancel() }
         let (logger, configFile) = (logger, configFile)

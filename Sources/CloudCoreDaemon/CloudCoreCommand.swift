@@ -72,9 +72,13 @@ struct CloudCoreService: Service {
         }
         let sips = server.sipAddresses.map { "\($0.key.rawValue.lowercased()) \($0.value.ipAddress ?? "?"):\($0.value.port ?? 0)" }.sorted()
         notifier.ready(status: "SIP \(sips.joined(separator: ", ")); domain \(configuration.domain)")
-        // Fed from the SIP event loop: a hung loop stops the keepalives and systemd restarts us.
+        // Fed while the SIP loop answers (`LivenessWatchdog`): a hung loop stops the keepalives
+        // and systemd restarts us.
         let watchdog = notifier.watchdogInterval.map { interval in
-            server.endpoint.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: TimeAmount(interval)) { _ in notifier.watchdog() }
+            let endpoint = server.endpoint
+            let watchdog = LivenessWatchdog(
+                probes: [LivenessWatchdog.Probe("SIP loop") { try? await endpoint.eventLoop.submit {}.get() }], interval: interval, logger: logger)
+            return Task { await watchdog.run { notifier.watchdog() } }
         }
         try? await gracefulShutdown()
         notifier.stopping()

@@ -15,10 +15,20 @@ public struct DaemonLogHandler: LogHandler {
     let label: String
     let journal: Bool
 
-    public init(label: String, level: Logger.Level, environment: [String: String] = ProcessInfo.processInfo.environment) {
+    let queue: LogLineQueue
+
+    public init(
+        label: String, level: Logger.Level, environment: [String: String] = ProcessInfo.processInfo.environment, queue: LogLineQueue = .standardError
+    ) {
         self.label = label
         self.logLevel = level
         self.journal = environment["JOURNAL_STREAM"] != nil
+        self.queue = queue
+        let journal = journal
+        queue.setDropNotice { count in
+            let text = "\(count) log lines dropped: the log could not keep up"
+            return (journal ? "<4>log: \(text)" : "\(Self.timestamp()) warning log: \(text)") + "\n"
+        }
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -26,17 +36,10 @@ public struct DaemonLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
+    /// Queues the line for the writer thread (`LogLineQueue`): logging never waits for the
+    /// journal; past the queue's bound, lines are dropped and counted.
     public func log(event: LogEvent) {
-        // One write(2) per line: lines of several threads never interleave (below PIPE_BUF, and
-        // O_APPEND files), and nothing is buffered that a crash would lose.
-        var line = format(level: event.level, message: event.message, metadata: event.metadata) + "\n"
-        line.withUTF8 { bytes in
-            var offset = 0
-            while offset < bytes.count {
-                let written = Glibc.write(2, bytes.baseAddress! + offset, bytes.count - offset)
-                if written > 0 { offset += written } else if written < 0, errno == EINTR { continue } else { return }
-            }
-        }
+        queue.enqueue(format(level: event.level, message: event.message, metadata: event.metadata) + "\n")
     }
 
     func format(level: Logger.Level, message: Logger.Message, metadata extra: Logger.Metadata?) -> String {

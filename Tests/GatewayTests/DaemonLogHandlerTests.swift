@@ -1,6 +1,12 @@
 @testable import DaemonSupport
+import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Log lines for journald and for a terminal: the priority prefix under systemd, one line per
 /// entry whatever the message holds.
@@ -30,5 +36,77 @@ struct DaemonLogHandlerTests {
     @Test func theTimestampIsUTCInISO8601() {
         #expect(DaemonLogHandler.timestamp(0) == "1970-01-01T00:00:00Z")
         #expect(DaemonLogHandler.timestamp(1_795_734_601) == "2026-11-26T23:10:01Z")
+    }
+
+    @Test("A log that does not take lines (a journal behind, a full pipe) never holds up the thread that logs: lines past the bound are dropped, counted and reported")
+    func aStuckLogDropsAndCounts() async throws {
+        var ends: [Int32] = [0, 0]
+        #expect(pipe(&ends) == 0)
+        defer { close(ends[0]); close(ends[1]) }
+        let queue = LogLineQueue(fd: ends[1], capacity: 4096)
+        var handler = DaemonLogHandler(label: "test", level: .info, environment: [:], queue: queue)
+        handler.logLevel = .info
+        let logger = Logger(label: "test") { _ in handler }
+        let started = ContinuousClock.now
+        // 200,000 lines of ~100 bytes: 20 MB into a pipe nobody reads (64 KB of room).
+        for index in 0..<200_000 { logger.info("line \(index) \(String(repeating: "x", count: 80))") }
+        let spent = ContinuousClock.now - started
+        #expect(spent < .seconds(10), "logging went on while nobody read: \(spent)")
+        #expect(queue.droppedCount > 100_000, "most lines were dropped: \(queue.droppedCount)")
+        // Now read: what was queued comes out, then the count of what was lost.
+        _ = fcntl(ends[0], F_SETFL, fcntl(ends[0], F_GETFL) | O_NONBLOCK)
+        var text = ""
+        let deadline = ContinuousClock.now + .seconds(10)
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while !text.contains("log lines dropped"), ContinuousClock.now < deadline {
+            let count = buffer.withUnsafeMutableBytes { read(ends[0], $0.baseAddress, $0.count) }
+            if count > 0 { text += String(decoding: buffer[..<count], as: UTF8.self) } else { try await Task.sleep(for: .milliseconds(5)) }
+        }
+        #expect(text.contains("info test: line 0 "), "the first lines were kept")
+        #expect(text.contains("log lines dropped: the log could not keep up"))
+    }
+
+    final class Lines: @unchecked Sendable {
+        private let lock = NSLock()
+        private var lines: [String] = []
+        func add(_ line: String) { lock.withLock { lines.append(line) } }
+        var all: [String] { lock.withLock { lines } }
+    }
+
+    struct CapturingHandler: LogHandler {
+        let lines: Lines
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .info
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) { lines.add("\(event.message)") }
+    }
+
+    @Test("The watchdog is fed while every loop answers; a loop stuck in a blocking call stops the keepalives and is named; they resume when it is free")
+    func theWatchdogFollowsTheLoops() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let (healthy, stuck) = (group.next(), group.next())
+        let lines = Lines()
+        let logger = Logger(label: "test") { _ in CapturingHandler(lines: lines) }
+        let keepalives = Lines()
+        let watchdog = LivenessWatchdog(probes: [
+            .init("healthy loop") { try? await healthy.submit {}.get() }, .init("stuck loop") { try? await stuck.submit {}.get() },
+        ], interval: .milliseconds(100), logger: logger)
+        let task = Task { await watchdog.run { keepalives.add("WATCHDOG=1") } }
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(keepalives.all.count >= 2, "fed while both answer")
+        // The loop blocks (a write that does not return, a synchronous query) for 1.5 s.
+        stuck.execute { Thread.sleep(forTimeInterval: 1.5) }
+        try await Task.sleep(for: .milliseconds(300))
+        let before = keepalives.all.count
+        try await Task.sleep(for: .milliseconds(900))
+        #expect(keepalives.all.count == before, "no keepalive while the loop is stuck")
+        #expect(lines.all.contains { $0.contains("no answer within") && $0.contains("stuck loop") && !$0.contains("healthy loop") }, "\(lines.all)")
+        try await Task.sleep(for: .milliseconds(800))
+        #expect(keepalives.all.count > before, "fed again once the loop is free")
+        task.cancel()
+        try await group.shutdownGracefully()
     }
 }

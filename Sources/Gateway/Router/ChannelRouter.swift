@@ -588,6 +588,9 @@ public actor ChannelRouter {
         scheduleRefusalSummary()
     }
 
+    /// Answers when the router's actor runs (the watchdog's probe).
+    public func alive() {}
+
     /// Refused calls since start (the `stats` topic).
     public var refusedCalls: Int { refusals.total }
 
