@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import PeerTestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -93,19 +94,27 @@ struct DaemonLogHandlerTests {
         let keepalives = Lines()
         let watchdog = LivenessWatchdog(probes: [
             .init("healthy loop") { try? await healthy.submit {}.get() }, .init("stuck loop") { try? await stuck.submit {}.get() },
-        ], interval: .milliseconds(100), logger: logger)
+        ], interval: .milliseconds(300), logger: logger)
         let task = Task { await watchdog.run { keepalives.add("WATCHDOG=1") } }
-        try await Task.sleep(for: .milliseconds(500))
-        #expect(keepalives.all.count >= 2, "fed while both answer")
-        // The loop blocks (a write that does not return, a synchronous query) for 1.5 s.
-        stuck.execute { Thread.sleep(forTimeInterval: 1.5) }
-        try await Task.sleep(for: .milliseconds(300))
+        func eventually(_ what: String, _ condition: () -> Bool) async throws {
+            let deadline = ContinuousClock.now + .seconds(15)
+            while !condition() {
+                guard ContinuousClock.now < deadline else { throw PeerError("timed out waiting for \(what)") }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        try await eventually("keepalives while both loops answer") { keepalives.all.count >= 2 }
+        // The loop blocks (a write that does not return, a synchronous query) until released.
+        let release = DispatchSemaphore(value: 0)
+        stuck.execute { release.wait() }
+        try await eventually("the stuck loop named") { lines.all.contains { $0.contains("no answer within") && $0.contains("stuck loop") } }
+        #expect(!lines.all.contains { $0.contains("healthy loop") }, "\(lines.all)")
+        // The round that named it waits for the loop: nothing is fed from now on.
         let before = keepalives.all.count
-        try await Task.sleep(for: .milliseconds(900))
+        try await Task.sleep(for: .milliseconds(1000))
         #expect(keepalives.all.count == before, "no keepalive while the loop is stuck")
-        #expect(lines.all.contains { $0.contains("no answer within") && $0.contains("stuck loop") && !$0.contains("healthy loop") }, "\(lines.all)")
-        try await Task.sleep(for: .milliseconds(800))
-        #expect(keepalives.all.count > before, "fed again once the loop is free")
+        release.signal()
+        try await eventually("keepalives again once the loop is free") { keepalives.all.count > before }
         task.cancel()
         try await group.shutdownGracefully()
     }

@@ -107,8 +107,10 @@ extension ChannelRouter {
 
     /// One mesh target: its peer from discovery, a TLS flow whose certificate names that peer,
     /// and the INVITE over it. Failures are the branch's (404 unknown, 503 unreachable, 403 wrong peer).
+    /// The connect runs on its own (`meshTargetConnect`): a peer that is gone takes up to 5 s to
+    /// fail, and the events of every other call must not wait for it (issue 16).
     func placeMeshTarget(_ id: Int, target index: Int, branch: Int) async {
-        guard let call = calls[id], let mesh, let plan = call.ringPlan, let offer = call.outboundOffer else { return }
+        guard let call = calls[id], mesh != nil, let plan = call.ringPlan else { return }
         let number = plan.targets[index]
         if plan.mode == .chain {
             calls[id]?.state.chainTargetPlaced(at: clock())
@@ -119,11 +121,24 @@ extension ChannelRouter {
             await failBranch(id, branch, status: 404)
             return
         }
+        calls[id]?.meshPlacements += 1
+        let placement = calls[id]?.meshPlacements ?? 0
+        Task { await self.meshTargetConnect(id, number: number, peer: peer, branch: branch, placement: placement) }
+    }
+
+    private func meshTargetConnect(_ id: Int, number: String, peer: MeshPeer, branch: Int, placement: Int) async {
+        guard let mesh else { return }
         let destination = SIPDestination(transport: .tls, host: peer.address.scopedText, port: peer.port)
+        let result: Result<SIPFlow, any Error>
+        do { result = .success(try await mesh.endpoint.flow(to: destination)) } catch { result = .failure(error) }
+        // Meanwhile the call may have ended, been answered elsewhere, or its chain moved on.
+        guard let call = calls[id], call.meshPlacements == placement || call.ringPlan?.mode != .chain, call.state.phase == .routing,
+            let offer = call.outboundOffer
+        else { return }
         let flow: SIPFlow
-        do {
-            flow = try await mesh.endpoint.flow(to: destination)
-        } catch {
+        switch result {
+        case .success(let connected): flow = connected
+        case .failure(let error):
             logger.warning("mesh peer \(peer.device) at \(peer.address):\(peer.port) unreachable: \(error)", metadata: ["channel": "\(call.channel.index)"])
             await failBranch(id, branch, status: 503)
             return
@@ -139,7 +154,6 @@ extension ChannelRouter {
             await failBranch(id, branch, status: 403)
             return
         }
-        guard calls[id]?.state.phase == .routing else { return }
         let body = SIPMessageBody(contentType: "application/sdp", text: offer.serialized)
         let uri = SIPURI(secure: true, user: number, host: peer.address.address, port: peer.port)
         let display = CallerIdentity.towardCloud(channel: call.channel, station: call.inboundCall.from)

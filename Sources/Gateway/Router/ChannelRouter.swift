@@ -107,6 +107,9 @@ public actor ChannelRouter {
         let inboundCall: SIPIncomingCall
         var outboundSide: Side
         var branches: [SIPCallHandle?] = []
+        /// Mesh targets placed so far: a connect that completes after its chain step is over
+        /// (or the call) is dropped.
+        var meshPlacements = 0
         var closedByUs: Set<Int> = []  // branch indices; -1 the inbound leg
         var targets: [String] = []
         var legacyLeg: MediaLegSocket?
@@ -495,6 +498,9 @@ public actor ChannelRouter {
         attach(placed, side: .cloud, call: id, branch: 0)
     }
 
+    /// Rings every legacy target at once. Each branch's connect (a TCP station, a name to
+    /// resolve) runs on its own: a station that does not answer its SYN must not hold up the
+    /// other branches or the events of other calls (issue 16).
     private func placeOnLegacy(_ id: Int) async {
         guard let call = calls[id], let offer = call.outboundOffer else { return }
         let body = SIPMessageBody(contentType: "application/sdp", text: offer.serialized)
@@ -504,12 +510,15 @@ public actor ChannelRouter {
                 await failBranch(id, branch, status: 404)
                 continue
             }
-            do {
-                let placed = try await legacy.call(uri, via: destination, from: call.channel.number, displayName: display, body: body)
-                attach(placed, side: .legacy, call: id, branch: branch)
-            } catch {
-                logger.warning("legacy target unreachable: \(error)", metadata: ["channel": "\(call.channel.index)", "target": "\(target)"])
-                await failBranch(id, branch, status: 503)
+            let number = call.channel.number
+            Task {
+                do {
+                    let placed = try await self.legacy.call(uri, via: destination, from: number, displayName: display, body: body)
+                    self.attach(placed, side: .legacy, call: id, branch: branch)
+                } catch {
+                    self.logger.warning("legacy target unreachable: \(error)", metadata: ["channel": "\(call.channel.index)", "target": "\(target)"])
+                    await self.failBranch(id, branch, status: 503)
+                }
             }
         }
     }
@@ -536,8 +545,6 @@ public actor ChannelRouter {
         await perform(actions, call: id)
     }
 
-    /// Refuses a call before it becomes one: logged, reported, and — when it was for a channel
-    /// (busy, cloud unreachable) — recorded, so that the history shows the attempt.
     /// Refuses a new call. The first refusal of its kind in a minute is logged and recorded; the
     /// rest are counted and summed up when the minute is over (`RefusalTally`).
     private func refuse(
