@@ -52,8 +52,18 @@ public struct ConnectionAdmission: Sendable {
 
     public enum Verdict: Sendable, Equatable {
         case accept
+        /// Taken in the place of the oldest connection that has not proven itself yet, which the
+        /// listener closes: idle sockets held by someone cannot lock everyone else out.
+        case acceptEvicting(UInt64)
         case refuseAddress
         case refuseGlobal
+
+        public var accepts: Bool {
+            switch self {
+            case .accept, .acceptEvicting: true
+            case .refuseAddress, .refuseGlobal: false
+            }
+        }
     }
 
     public let limits: Limits
@@ -65,7 +75,12 @@ public struct ConnectionAdmission: Sendable {
     private var refusedForAddress = 0
     private var refusedInAll = 0
     private var closedUnproven = 0
+    private var evicted = 0
     private var lastReport: Double?
+    /// Connections in the order they came, the oldest first from `head`; ids that have proven
+    /// themselves or closed are skipped when met and dropped at compaction.
+    private var arrivals: [UInt64] = []
+    private var head = 0
 
     public init(limits: Limits) {
         self.limits = limits
@@ -76,18 +91,46 @@ public struct ConnectionAdmission: Sendable {
 
     /// A connection from `address` was accepted by the kernel: take it (`id` names it until
     /// `closed`) or refuse it.
+    /// When all places are taken, the oldest connection that has not sent a valid message yet
+    /// makes room (`acceptEvicting`); only when every open one has proven itself is it refused.
     public mutating func admit(_ id: UInt64, from address: String, tls: Bool = false) -> Verdict {
-        guard open.count < limits.maxConnections else {
-            refusedInAll += 1
-            return .refuseGlobal
-        }
         guard perAddress[address, default: 0] < limits.maxPerAddress else {
             refusedForAddress += 1
             return .refuseAddress
         }
+        var verdict = Verdict.accept
+        if open.count >= limits.maxConnections {
+            guard let victim = oldestUnproven() else {
+                refusedInAll += 1
+                return .refuseGlobal
+            }
+            closed(victim)
+            evicted += 1
+            verdict = .acceptEvicting(victim)
+        }
         open[id] = (address, !tls, false)
         perAddress[address, default: 0] += 1
-        return .accept
+        arrivals.append(id)
+        if arrivals.count - head > 2 * open.count + 1024 {
+            arrivals = arrivals[head...].filter { open[$0]?.proven == false }
+            head = 0
+        }
+        return verdict
+    }
+
+    private mutating func oldestUnproven() -> UInt64? {
+        defer {
+            if head > 1024, head * 2 > arrivals.count {
+                arrivals.removeFirst(head)
+                head = 0
+            }
+        }
+        while head < arrivals.count {
+            let id = arrivals[head]
+            head += 1
+            if open[id]?.proven == false { return id }
+        }
+        return nil
     }
 
     /// The connection's TLS handshake is done.
@@ -121,13 +164,14 @@ public struct ConnectionAdmission: Sendable {
     /// What was refused or closed since the last report, at most once a minute (`now` in
     /// seconds on any monotonic clock): one log line, however hard the listener is pushed.
     public mutating func report(now: Double) -> String? {
-        guard refusedForAddress + refusedInAll + closedUnproven > 0 else { return nil }
+        guard refusedForAddress + refusedInAll + closedUnproven + evicted > 0 else { return nil }
         if let last = lastReport, now - last < 60 { return nil }
         let text = "refused \(refusedForAddress) over the per-address cap (\(limits.maxPerAddress)) and \(refusedInAll) over the global cap "
-            + "(\(limits.maxConnections)); closed \(closedUnproven) that sent nothing valid in time; \(open.count) open"
+            + "(\(limits.maxConnections)); closed \(evicted) silent ones to make room and \(closedUnproven) that sent nothing valid in time; \(open.count) open"
         refusedForAddress = 0
         refusedInAll = 0
         closedUnproven = 0
+        evicted = 0
         lastReport = now
         return text
     }

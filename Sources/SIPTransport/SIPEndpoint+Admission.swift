@@ -25,9 +25,13 @@ extension SIPEndpoint {
             throw SIPTransportError.connectionRefused
         }
         let verdict = admission.admit(id, from: address, tls: tls)
-        guard verdict == .accept else {
+        guard verdict.accepts else {
             reportAdmission()
             throw SIPTransportError.connectionRefused
+        }
+        if case .acceptEvicting(let victim) = verdict {
+            connections[victim]?.pipeline.fireUserInboundEventTriggered(StreamAbortHandler.Abort())
+            reportAdmission()
         }
         channel.closeFuture.whenComplete { [self] _ in
             self.assumeIsolated { $0.admission.closed(id) }

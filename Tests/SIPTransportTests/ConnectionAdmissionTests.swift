@@ -14,9 +14,12 @@ import Testing
 struct ConnectionAdmissionTests {
     @Test func capsPerAddressAndInAllAndTheirPlacesFreedOnClose() {
         var admission = ConnectionAdmission(limits: .init(maxConnections: 4, maxPerAddress: 2))
-        let verdicts = [(1, "192.0.2.1"), (2, "192.0.2.1"), (3, "192.0.2.1"), (4, "192.0.2.2"), (5, "192.0.2.3"), (6, "192.0.2.4")]
+        let verdicts = [(1, "192.0.2.1"), (2, "192.0.2.1"), (3, "192.0.2.1"), (4, "192.0.2.2"), (5, "192.0.2.3")]
             .map { admission.admit(UInt64($0.0), from: $0.1) }
-        #expect(verdicts == [.accept, .accept, .refuseAddress, .accept, .accept, .refuseGlobal])
+        #expect(verdicts == [.accept, .accept, .refuseAddress, .accept, .accept])
+        for id: UInt64 in [1, 2, 4, 5] { admission.proven(id) }
+        let full = admission.admit(6, from: "192.0.2.4")
+        #expect(full == .refuseGlobal, "every open connection has proven itself: nobody to make room")
         admission.closed(1)
         admission.closed(1)  // twice: nothing more
         #expect(admission.count(from: "192.0.2.1") == 1 && admission.openCount == 3)
@@ -24,6 +27,32 @@ struct ConnectionAdmissionTests {
         #expect(again == .accept, "the place closed is free")
         admission.closed(99)  // never admitted
         #expect(admission.openCount == 4)
+    }
+
+    @Test("When all places are taken, the oldest connection that has not spoken makes room; those that have are kept")
+    func silentConnectionsMakeRoomOldestFirst() {
+        var admission = ConnectionAdmission(limits: .init(maxConnections: 3, maxPerAddress: 3))
+        for id: UInt64 in 1...3 { _ = admission.admit(id, from: "198.51.100.\(id)") }
+        admission.proven(1)
+        let first = admission.admit(4, from: "192.0.2.9")
+        #expect(first == .acceptEvicting(2), "2 is the oldest silent one; 1 has spoken")
+        let second = admission.admit(5, from: "192.0.2.9")
+        #expect(second == .acceptEvicting(3))
+        admission.proven(5)
+        let third = admission.admit(6, from: "192.0.2.9")
+        #expect(third == .acceptEvicting(4))
+        admission.closed(2)  // the evicted connection's close comes later: nothing more
+        #expect(admission.openCount == 3 && admission.count(from: "192.0.2.9") == 2)
+        // Thousands of silent arrivals: the bookkeeping stays bounded and still finds the oldest.
+        var ids: [UInt64] = []
+        for id: UInt64 in 100..<20_000 {
+            if case .acceptEvicting(let victim) = admission.admit(id, from: "203.0.113.\(id % 250)") { ids.append(victim) }
+            if id % 3 == 0 { admission.closed(id) }
+        }
+        #expect(!ids.contains(1) && !ids.contains(5), "proven connections are never evicted")
+        #expect(admission.openCount == 3)
+        let report = admission.report(now: 0)
+        #expect(report?.contains("silent ones to make room") == true, "\(report ?? "")")
     }
 
     @Test func aConnectionMustHandshakeAndSpeakInTime() {
@@ -53,9 +82,10 @@ struct ConnectionAdmissionTests {
         let v14 = admission.report(now: 0)
         #expect(v14 == nil, "nothing to say")
         _ = admission.admit(1, from: "a")
+        admission.proven(1)
         for id in 2...500 { _ = admission.admit(UInt64(id), from: id % 2 == 0 ? "a" : "b") }
         let first = admission.report(now: 10)
-        #expect(first?.contains("refused 0 over the per-address cap (1) and 499 over the global cap (1)") == true, "\(first ?? "-")")
+        #expect(first?.contains("refused 250 over the per-address cap (1) and 249 over the global cap (1)") == true, "\(first ?? "-")")
         _ = admission.admit(600, from: "c")
         let v15 = admission.report(now: 40)
         #expect(v15 == nil, "not twice a minute")

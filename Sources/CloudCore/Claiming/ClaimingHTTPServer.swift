@@ -27,6 +27,7 @@ public final class ClaimingHTTPServer: Sendable {
     ) async throws -> ClaimingHTTPServer {
         let admission = NIOLockedValueBox(ConnectionAdmission(limits: limits.fitted(toFileLimit: ConnectionAdmission.Limits.processFileLimit / 4)))
         let ids = ConnectionIDs()
+        let channels = NIOLockedValueBox<[UInt64: any Channel]>([:])
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelInitializer { channel in
@@ -35,7 +36,7 @@ public final class ClaimingHTTPServer: Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let id = ids.next()
-                    try admit(channel, id: id, admission: admission, logger: logger)
+                    try admit(channel, id: id, admission: admission, channels: channels, logger: logger)
                     let operations = channel.pipeline.syncOperations
                     try operations.addHandler(ClaimingCrashContextHandler())
                     try operations.addHandler(NIOSSLServerHandler(context: tls))
@@ -55,14 +56,25 @@ public final class ClaimingHTTPServer: Sendable {
 
     /// Takes or refuses an accepted connection; a taken one gets its deadlines and gives its
     /// place back when it closes.
-    private static func admit(_ channel: any Channel, id: UInt64, admission: NIOLockedValueBox<ConnectionAdmission>, logger: Logger) throws {
+    private static func admit(
+        _ channel: any Channel, id: UInt64, admission: NIOLockedValueBox<ConnectionAdmission>, channels: NIOLockedValueBox<[UInt64: any Channel]>,
+        logger: Logger
+    ) throws {
         let address = channel.remoteAddress?.ipAddress ?? "?"
         let (verdict, limits) = admission.withLockedValue { ($0.admit(id, from: address, tls: true), $0.limits) }
-        guard verdict == .accept else {
+        guard verdict.accepts else {
             report(admission, logger)
             throw SIPTransportError.connectionRefused
         }
-        channel.closeFuture.whenComplete { _ in admission.withLockedValue { $0.closed(id) } }
+        if case .acceptEvicting(let victim) = verdict {
+            channels.withLockedValue { $0[victim] }?.close(mode: .all, promise: nil)
+            report(admission, logger)
+        }
+        channels.withLockedValue { $0[id] = channel }
+        channel.closeFuture.whenComplete { _ in
+            admission.withLockedValue { $0.closed(id) }
+            channels.withLockedValue { $0[id] = nil }
+        }
         for (delay, handshakeOnly) in [(limits.handshakeTimeout, true), (limits.firstMessageTimeout, false)] {
             channel.eventLoop.scheduleTask(in: TimeAmount(delay)) {
                 // One claim per connection: by the first-message time it is over, whatever it said.
