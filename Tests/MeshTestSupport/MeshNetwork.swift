@@ -86,8 +86,9 @@ public final class MeshNetwork: @unchecked Sendable {
 
     /// Starts `executable` in `namespace`, kept for `stop` and for failure messages.
     @discardableResult
-    public func start(_ name: String, in namespace: String, _ executable: String, _ arguments: [String]) throws -> PeerProcess {
-        let process = try PeerProcess("ip", ["netns", "exec", namespace, executable] + arguments)
+    public func start(_ name: String, in namespace: String, _ executable: String, _ arguments: [String], fileLimit: Int? = nil) throws -> PeerProcess {
+        let limit = fileLimit.map { ["prlimit", "--nofile=\($0):\($0)"] } ?? []
+        let process = try PeerProcess("ip", ["netns", "exec", namespace] + limit + [executable] + arguments)
         processes[name] = process
         return process
     }
@@ -108,7 +109,8 @@ public final class MeshNetwork: @unchecked Sendable {
 
     /// The cloud core on its host: TLS SIP and claiming on 10.77.0.1, a directory with site
     /// `lobby`, devices gw1 and gw2 (two channels each) and user alice.
-    public func startCore() async throws -> (config: String, caFile: String) {
+    /// `fileLimit`: run it under `prlimit --nofile` (the attack tests).
+    public func startCore(fileLimit: Int? = nil) async throws -> (config: String, caFile: String) {
         let state = scratch.path("core")
         let seed = scratch.path("seed.toml")
         try """
@@ -149,7 +151,7 @@ public final class MeshNetwork: @unchecked Sendable {
             [claiming]
             listen = "\(Self.coreAddress):8443"
             """.write(toFile: config, atomically: true, encoding: .utf8)
-        try start("core", in: coreHost, try builtExecutable("symphony-cloud-core"), ["run", "--config", config])
+        try start("core", in: coreHost, try builtExecutable("symphony-cloud-core"), ["run", "--config", config], fileLimit: fileLimit)
         let host = coreHost
         try await eventually("the cloud core listening", timeout: .seconds(20)) {
             let sockets = try await runCommand("ip", ["netns", "exec", host, "ss", "-Hlnt"])
@@ -170,7 +172,7 @@ public final class MeshNetwork: @unchecked Sendable {
     @discardableResult
     public func startGateway(
         _ id: String, channels: [BridgeConfiguration.Channel], claimCode: String?, caFile: String, fallbackAfterMilliseconds: Int = 1500,
-        stateDirectory: String? = nil, extra: String = ""
+        stateDirectory: String? = nil, extra: String = "", fileLimit: Int? = nil
     ) throws -> (process: PeerProcess, state: String) {
         let state = stateDirectory ?? scratch.path("\(id)-state")
         var text = """
@@ -214,7 +216,7 @@ public final class MeshNetwork: @unchecked Sendable {
             """
         let config = scratch.path("\(id).toml")
         try text.write(toFile: config, atomically: true, encoding: .utf8)
-        let process = try start(id, in: host(id), try builtExecutable("symphony-bridge"), ["run", "--config", config])
+        let process = try start(id, in: host(id), try builtExecutable("symphony-bridge"), ["run", "--config", config], fileLimit: fileLimit)
         return (process, state)
     }
 
