@@ -287,6 +287,33 @@ struct HostileInputTests {
             }
         }
 
+        // MARK: An INVITE flood at a busy channel (2,000 a second from a LAN host) while a station calls
+        await check("2,000 INVITE/s at a busy channel from 127.0.0.2 while another station places a normal call") {
+            // Channel 101 busy with a call; the flood is for it; the normal call is for 103.
+            guard case .answered = try await site.lanCall(Self.legacyOffer()) else { throw PeerError("channel 101's call was not answered") }
+            let refusedBefore = try site.gatewayRecords().filter { $0.status == .busy }.count
+            try site.scratch.write("invite-flood.xml", Self.inviteFlood)
+            let flood = try PeerProcess("sipp", [
+                "-sf", site.scratch.path("invite-flood.xml"), "-t", "u1", "-i", "127.0.0.2", "-p", String(try freePort(udp: true)),
+                "-s", "101", "-m", "10000", "-r", "2000", "-l", "20000", "-nostdin", "-timeout", "30s", "127.0.0.1:\(site.legacyPort)",
+            ], directory: site.scratch.url)
+            try await Task.sleep(for: .seconds(1))
+            let dialled = ContinuousClock.now
+            let normal = try await site.lanCall(Self.legacyOffer(port: 40100), number: "103")
+            let setUp = ContinuousClock.now - dialled
+            guard case .answered = normal else { throw PeerError("the normal call during the flood: \(normal)\n\(site.gateway.text.suffix(3000))") }
+            #expect(setUp < .seconds(2), "answered during the flood in \(setUp)")
+            _ = try? await flood.wait(timeout: .seconds(40))
+            #expect(flood.text.contains("10000") || flood.process.terminationStatus == 0, "sipp sent its 10,000: \(flood.text.suffix(1500))")
+            // Refusals are counted, not written one by one: at most the first of the minute.
+            try await Task.sleep(for: .milliseconds(500))
+            let busyRecords = try site.gatewayRecords().filter { $0.status == .busy }.count - refusedBefore
+            #expect(busyRecords <= 2, "\(busyRecords) busy records for the flood")
+            let refusalLines = site.gateway.text.components(separatedBy: "call refused with 486").count - 1
+            #expect(refusalLines <= 2, "\(refusalLines) log lines for the refusals")
+            #expect(site.gateway.text.contains("past the transaction limits"), "the per-source cap was reached and said so:\n\(site.gateway.text.suffix(2000))")
+        }
+
         // MARK: SDP from an authenticated cloud user, through the core to gw1-ch1
         site.bobAnswersCalls.withLockedValue { $0 = false }
         let cloudOffers: [(String, String)] = [
@@ -366,6 +393,35 @@ struct HostileInputTests {
         try await site.normalCallsEachWay()
         await site.stop()
     }
+
+    /// One INVITE per call and nothing else: no ACK for the answers, as a flooder does.
+    static let inviteFlood = """
+        <?xml version="1.0" encoding="ISO-8859-1" ?>
+        <scenario name="invite flood">
+          <send>
+            <![CDATA[
+              INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+              Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+              From: <sip:flood@[local_ip]>;tag=[call_number]
+              To: <sip:[service]@[remote_ip]>
+              Call-ID: [call_id]
+              CSeq: 1 INVITE
+              Contact: <sip:flood@[local_ip]:[local_port]>
+              Max-Forwards: 70
+              Content-Type: application/sdp
+              Content-Length: [len]
+
+              v=0
+              o=- 1 1 IN IP4 [local_ip]
+              s=-
+              c=IN IP4 [local_ip]
+              t=0 0
+              m=audio 40000 RTP/AVP 9
+              a=rtpmap:9 G722/8000
+            ]]>
+          </send>
+        </scenario>
+        """
 
     /// An announcement as a gateway makes it (`MeshDiscovery.records`), with the caller's TXT.
     static func announcement(device: String, txt: [String], ttl: UInt32 = 120) -> [UInt8] {

@@ -1,4 +1,5 @@
 import Foundation
+import Gateway
 import Mesh
 import Media
 import NIOConcurrencyHelpers
@@ -86,7 +87,7 @@ final class HostileSite: @unchecked Sendable {
             [[device]]
             name = "gw1"
             site = "lobby"
-            channels = 2
+            channels = 3
             """.write(toFile: seed, atomically: true, encoding: .utf8)
         let coreConfig = scratch.path("core.toml")
         try """
@@ -159,6 +160,8 @@ final class HostileSite: @unchecked Sendable {
             [legacy]
             listen = "127.0.0.1:\(legacyPort)"
             options_interval_s = 0
+            # Any loopback address may call: the flood case sends from 127.0.0.2, a station of the LAN.
+            allow = ["127.0.0.0/8"]
             [cloud]
             server = "127.0.0.1:\(corePort)"
             ca_file = "\(caFile)"
@@ -176,6 +179,12 @@ final class HostileSite: @unchecked Sendable {
             number = "102"
             cloud_target = "alice"
             legacy_targets = ["sip:door2@127.0.0.1:\(door2.sipPort)"]
+            ring_s = 10
+            [[channel]]
+            index = 3
+            number = "103"
+            cloud_target = "bob"
+            legacy_targets = ["sip:door@127.0.0.1:\(door.sipPort)"]
             ring_s = 10
             [mesh]
             enabled = true
@@ -386,6 +395,11 @@ final class HostileSite: @unchecked Sendable {
         let measured = ToneMeasurement.frequency(middle, sampleRate: 16000)
         #expect(abs(measured - frequency) < 15, "\(phone.name) hears \(peer)'s \(Int(frequency)) Hz tone: \(measured) Hz", sourceLocation: sourceLocation)
         #expect(ToneMeasurement.level(middle) > -20, "\(phone.name) hears it loud enough: \(ToneMeasurement.level(middle)) dBFS", sourceLocation: sourceLocation)
+    }
+
+    /// The gateway's call records (its SQLite file, read while it runs).
+    func gatewayRecords() throws -> [GatewayCallRecord] {
+        try GatewayCallRecords(path: scratch.path("gateway") + "/calls.sqlite").all()
     }
 
     // MARK: Health
