@@ -18,7 +18,9 @@ extension SIPEndpoint {
                 "SIP \(message.method.map { "\($0)" } ?? "?") \(message.isRequest ? "request" : "response \(message.statusCode ?? 0)") from \(flow.remote.displayText), Call-ID \((message.callID ?? "-").prefix(120))")
         } catch {
             statistics.malformed += 1
-            logger.notice("malformed message", metadata: ["flow": "\(flow)", "error": "\(error)"])
+            let (log, heldBack) = malformedLog.take(now: Self.monotonicSeconds())
+            if heldBack > 0 { logger.notice("\(heldBack) more malformed messages in the last minute (not logged one by one)") }
+            if log { logger.notice("malformed message", metadata: ["flow": "\(flow)", "error": "\(error)"]) }
             answerMalformed(bytes, error: error, on: flow)
             return
         }

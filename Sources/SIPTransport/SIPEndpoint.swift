@@ -66,6 +66,9 @@ public actor SIPEndpoint {
     var clientTransactions: [SIPTransactionKey: ClientTransactionEntry] = [:]
     var serverTransactions: [SIPTransactionKey: ServerTransactionEntry] = [:]
     var transactionAdmission: SIPTransactionAdmission
+    /// Log lines strangers can cause, bounded (`LogBudget`).
+    var streamErrorLog = LogBudget()
+    var malformedLog = LogBudget()
 
     // Transaction user.
     var requestHandler: RequestHandler?
@@ -430,6 +433,9 @@ public actor SIPEndpoint {
     }
 
     func logStreamError(_ error: any Error, on flow: SIPFlow) {
+        let (log, heldBack) = streamErrorLog.take(now: Self.monotonicSeconds())
+        if heldBack > 0 { logger.notice("\(heldBack) more connections closed after errors in the last minute (not logged one by one)") }
+        guard log else { return }
         logger.notice("closing connection after error", metadata: ["flow": "\(flow)", "error": "\(error)"])
     }
 }

@@ -265,6 +265,27 @@ struct CoreRelayTests {
         #expect(statuses == [403], "two calls ring, the third is refused: \(statuses)")
         #expect(await core.server.proxy.statistics.callsOverLimit == 1)
 
+        // Calls that ended do not count, also while the core still relays their late 2xx (Timer L).
+        let answering = try HandPhone("carol", core: core)
+        #expect(try await answering.register() == 200)
+        let carolCaller = try HandPhone("alice", core: core)
+        for index in 0..<3 {
+            let invite = try carolCaller.request(.invite, to: "sip:carol@symphony.local", toUser: "carol", headers: [(.proxyAuthorization, "Bearer \(carolCaller.token)")])
+            carolCaller.send(invite)
+            let forked = try #require(try await answering.next { $0.method == .invite && $0.callID == invite.callID }, "call \(index) reached carol")
+            let tag = SIPIdentifiers.tag()
+            answering.answer(forked, status: 200, toTag: tag)
+            let ok = try await carolCaller.response(to: invite)
+            #expect(ok.statusCode == 200, "call \(index) of alice's: \(ok.statusCode ?? 0)")
+            var bye = try carolCaller.request(.bye, to: answering.contact, toUser: "carol", fromTag: invite.from?.tag ?? "", toTag: tag, callID: invite.callID ?? "", cseq: 2)
+            for route in ok.recordRoutes.reversed() { bye.headers.add(.route, "<\(route.uri)>") }
+            carolCaller.send(bye)
+            let relayed = try #require(try await answering.next { $0.method == .bye })
+            answering.answer(relayed, status: 200, toTag: tag)
+            _ = try await carolCaller.response(to: bye)
+        }
+        #expect(await core.server.proxy.statistics.callsOverLimit == 1, "three calls one after the other, each ended: none refused")
+
         #expect(Directory.channelParts("gw1-ch3")?.number == 3)
         for spelling in ["gw1-ch03", "gw1-ch+3", "gw1-ch003", "gw1-ch 3", "gw1-ch15", "gw1-ch0"] {
             #expect(Directory.channelParts(spelling) == nil, "\(spelling)")

@@ -278,3 +278,18 @@ struct TransactionAdmissionTests {
         await endpoint.shutdown()
     }
 }
+
+@Suite("Log budget")
+struct LogBudgetTests {
+    @Test("The first lines of a minute go out, the rest are counted and the count said once with the next minute's first")
+    func firstLinesThenACount() {
+        var budget = LogBudget(perMinute: 3)
+        let minute = (0..<10).map { budget.take(now: Double($0)) }
+        #expect(minute.map(\.log) == [true, true, true, false, false, false, false, false, false, false])
+        #expect(minute.allSatisfy { $0.heldBack == 0 })
+        let next = budget.take(now: 61)
+        #expect(next.log && next.heldBack == 7)
+        let again = budget.take(now: 62)
+        #expect(again.log && again.heldBack == 0, "said once")
+    }
+}

@@ -71,11 +71,7 @@ public final class ClaimingHTTPServer: Sendable {
             report(admission, logger)
         }
         channels.withLockedValue { $0[id] = channel }
-        channel.closeFuture.whenComplete { _ in
-            admission.withLockedValue { $0.closed(id) }
-            channels.withLockedValue { $0[id] = nil }
-        }
-        for (delay, handshakeOnly) in [(limits.handshakeTimeout, true), (limits.firstMessageTimeout, false)] {
+        let deadlines = [(limits.handshakeTimeout, true), (limits.firstMessageTimeout, false)].map { delay, handshakeOnly in
             channel.eventLoop.scheduleTask(in: TimeAmount(delay)) {
                 // One claim per connection: by the first-message time it is over, whatever it said.
                 let overdue = admission.withLockedValue { $0.deadlinePassed(id, handshakeOnly: handshakeOnly) }
@@ -83,6 +79,12 @@ public final class ClaimingHTTPServer: Sendable {
                 channel.close(mode: .all, promise: nil)
                 report(admission, logger)
             }
+        }
+        channel.closeFuture.whenComplete { _ in
+            // The deadlines hold the channel: cancelled, it is freed at once.
+            for deadline in deadlines { deadline.cancel() }
+            admission.withLockedValue { $0.closed(id) }
+            channels.withLockedValue { $0[id] = nil }
         }
     }
 

@@ -176,9 +176,9 @@ extension CloudCoreProxy {
             return
         }
         statistics.inDialogRefused += 1
-        logger.notice("in-dialog request refused", metadata: [
+        if mayLogRefusal() { logger.notice("in-dialog request refused", metadata: [
             "method": "\(request.method?.rawValue ?? "?")", "reason": "\(reason)", "call-id": "\(request.callID?.prefix(80) ?? "")", "flow": "\(flow)",
-        ])
+        ]) }
         if let key { reply(request, key: key, status: status) }
     }
 

@@ -118,7 +118,8 @@ extension CloudCoreProxy {
     func admitCall(_ request: SIPMessage, key: SIPTransactionKey, principal: Principal) -> Bool {
         var total = dialogs.count, own = 0
         for dialog in dialogs.values where dialog.call.principal == principal { own += 1 }
-        for call in calls.values where dialogs[call.invite.callID ?? ""] == nil {
+        // Answered calls stay in `calls` for Timer L after their dialog ended: not counted.
+        for call in calls.values where call.fork.answeredBranch == nil {
             total += 1
             if call.principal == principal { own += 1 }
         }

@@ -67,6 +67,7 @@ public actor CloudCoreProxy {
     /// Which principal registered over each flow (rebuilt from the bindings at housekeeping).
     var flowPrincipals: [SIPFlow: Principal] = [:]
     var limiter: SourceRateLimiter
+    var refusalLog = LogBudget(perMinute: 60)
     var calls: [SIPTransactionKey: ProxiedCall] = [:]
     var dialogs: [String: ProxiedDialog] = [:]
     /// Call records not yet written (`flushRecords`).
@@ -242,7 +243,9 @@ public actor CloudCoreProxy {
                 return nil
             }
             statistics.challenges += 1
-            logger.info("challenge", metadata: ["method": "\(request.method?.rawValue ?? "?")", "reason": "\(reason)", "flow": "\(flow)"])
+            if mayLogRefusal() {
+                logger.info("challenge", metadata: ["method": "\(request.method?.rawValue ?? "?")", "reason": "\(reason)", "flow": "\(flow)"])
+            }
             var response = authenticator.digest.challengeResponse(
                 to: request, stale: stale, proxy: request.method != .register, toTag: SIPIdentifiers.tag(), now: UInt64(now))
             if settings.tokens != nil, settings.bearerChallenge {
@@ -261,6 +264,14 @@ public actor CloudCoreProxy {
         }
     }
 
+    /// Challenges and refusals are logged at most 60 a minute, all sources together; how many
+    /// were held back is said with the next minute's first (`LogBudget`).
+    func mayLogRefusal() -> Bool {
+        let (log, heldBack) = refusalLog.take(now: clock())
+        if heldBack > 0 { logger.notice("\(heldBack) more challenges and refusals in the last minute (not logged one by one)") }
+        return log
+    }
+
     /// A request of a source over its allowance: no answer (over UDP an answer would be a
     /// reflection); counted, and logged at debug only.
     func dropped(_ source: String, key: SIPTransactionKey?) {
@@ -276,7 +287,9 @@ public actor CloudCoreProxy {
     /// A bare 403: the reason goes to the log only, never to the peer.
     func forbid(_ request: SIPMessage, key: SIPTransactionKey, _ reason: String, flow: SIPFlow) {
         statistics.forbidden += 1
-        logger.notice("refused", metadata: ["method": "\(request.method?.rawValue ?? "?")", "reason": "\(reason)", "flow": "\(flow)"])
+        if mayLogRefusal() {
+            logger.notice("refused", metadata: ["method": "\(request.method?.rawValue ?? "?")", "reason": "\(reason)", "flow": "\(flow)"])
+        }
         reply(request, key: key, status: 403)
     }
 
