@@ -69,7 +69,11 @@ struct GatewayService: Service {
             let watchdog = LivenessWatchdog(probes: probes, interval: interval, logger: self.logger)
             return Task { await watchdog.run { notifier.watchdog() } }
         }
-        defer { watchdog?.cancel() }
+        let trim = MemoryTrim.periodically()
+        defer {
+            watchdog?.cancel()
+            trim.cancel()
+        }
         let (logger, configFile) = (logger, configFile)
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in

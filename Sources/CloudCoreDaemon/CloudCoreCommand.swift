@@ -80,8 +80,10 @@ struct CloudCoreService: Service {
                 probes: [LivenessWatchdog.Probe("SIP loop") { try? await endpoint.eventLoop.submit {}.get() }], interval: interval, logger: logger)
             return Task { await watchdog.run { notifier.watchdog() } }
         }
+        let trim = MemoryTrim.periodically()
         try? await gracefulShutdown()
         notifier.stopping()
+        trim.cancel()
         watchdog?.cancel()
         await server.shutdown()
     }

@@ -100,3 +100,32 @@ final class ListenerErrorHandler: ChannelInboundHandler {
     }
 
 }
+
+/// How many entries the endpoint keeps per connection, table by table (tests: a closed
+/// connection must leave none).
+public struct ConnectionTables: Sendable, Equatable, CustomStringConvertible {
+    public var connections = 0
+    public var flows = 0
+    public var keepAlives = 0
+    public var certificates = 0
+    public var admitted = 0
+    public var admittedChannels = 0
+
+    public init() {}
+
+    public var description: String {
+        "connections \(connections), flows \(flows), keepalives \(keepAlives), certificates \(certificates), admitted \(admitted)"
+    }
+}
+
+extension SIPEndpoint {
+    public var connectionTables: ConnectionTables {
+        var tables = ConnectionTables()
+        tables.connections = connections.count
+        tables.flows = connectionFlows.count
+        tables.keepAlives = keepAlives.count
+        tables.certificates = peerCertificates.count
+        tables.admitted = admission.openCount
+        return tables
+    }
+}

@@ -38,6 +38,19 @@ struct ServerTransactionEntry {
     var abandoned: Scheduled<Void>?
     /// The source address the transaction counts against (`SIPTransactionAdmission`).
     var source: String { flow.remote.hostText }
+    /// Whether it still counts against its source's cap: until it settles (`isActive` false).
+    var counted = true
+
+    /// Waiting for the TU's final response, or resending a non-2xx final response until the ACK:
+    /// what a flood can make cost. Once settled (a non-INVITE answered, an INVITE's ACK received or
+    /// its 2xx sent), a transaction only absorbs retransmissions until its timer ends it.
+    var isActive: Bool {
+        switch machine {
+        case let invite as ServerInviteTransaction: invite.state == .proceeding || invite.state == .completed
+        case let other as ServerNonInviteTransaction: other.state == .trying || other.state == .proceeding
+        default: true
+        }
+    }
 }
 
 extension SIPEndpoint {
@@ -204,13 +217,21 @@ extension SIPEndpoint {
                 removeServerTransaction(key)
             }
         }
+        settle(key)
+    }
+
+    /// A transaction that has settled stops counting against its source (it is passive now).
+    private func settle(_ key: SIPTransactionKey) {
+        guard let entry = serverTransactions[key], entry.counted, entry.abandoned == nil, !entry.isActive else { return }
+        serverTransactions[key]?.counted = false
+        transactionAdmission.closed(entry.source)
     }
 
     func removeServerTransaction(_ key: SIPTransactionKey) {
         guard let entry = serverTransactions.removeValue(forKey: key) else { return }
         entry.timers.values.forEach { $0.cancel() }
         entry.abandoned?.cancel()
-        transactionAdmission.closed(entry.source)
+        if entry.counted { transactionAdmission.closed(entry.source) }
     }
 
     /// The TU drops a request without answering it (flood control: an answer would only feed

@@ -17,8 +17,7 @@ public struct SIPSourceFilter: Sendable {
 
     public let allowed: [IPPrefix]
     public let answersPerSecond: Double
-    private var tokens: Double
-    private var lastRefill: Double?
+    private var answers: AnswerRate
     private var answered = 0
     private var dropped = 0
     /// A few of the refused sources, for the report.
@@ -28,7 +27,7 @@ public struct SIPSourceFilter: Sendable {
     public init(allowed: [IPPrefix], answersPerSecond: Double = 10) {
         self.allowed = allowed
         self.answersPerSecond = max(0, answersPerSecond)
-        tokens = max(1, answersPerSecond)
+        answers = AnswerRate(perSecond: answersPerSecond)
     }
 
     public func allows(_ address: SocketAddress) -> Bool {
@@ -39,14 +38,10 @@ public struct SIPSourceFilter: Sendable {
     public mutating func check(_ address: SocketAddress, now: Double) -> Verdict {
         guard !allows(address) else { return .allow }
         if examples.count < 4, let text = address.ipAddress, !examples.contains(text) { examples.append(text) }
-        let elapsed = lastRefill.map { max(0, now - $0) } ?? 0
-        lastRefill = now
-        tokens = min(max(1, answersPerSecond), tokens + elapsed * answersPerSecond)
-        guard tokens >= 1 else {
+        guard answers.take(now: now) else {
             dropped += 1
             return .drop
         }
-        tokens -= 1
         answered += 1
         return .refuse
     }

@@ -1,8 +1,11 @@
-/// How many server transactions an endpoint keeps, per source address and in all (issue 16).
+/// How many active server transactions an endpoint keeps, per source address and in all (issue 16).
 ///
-/// Every request that starts a transaction holds memory until the transaction ends — 32 s after
-/// its final response on UDP (RFC 3261 §17.2.1 Timer H + I, §17.2.2 Timer J) — so a flood of
-/// 2,000 INVITEs a second would hold some 70,000 of them. Past a cap, a new request is answered
+/// A transaction is active while it waits for its final response (a request the TU dropped, one
+/// still ringing) or resends a non-2xx final response until the ACK (RFC 3261 §17.2.1 Timer G,
+/// up to 32 s: a flooder never ACKs); a flood of 2,000 INVITEs a second would keep some 64,000
+/// of them, each resending. Settled ones (answered non-INVITE, acknowledged INVITE) only absorb
+/// retransmissions until their timer ends them and do not count: a legitimate source at hundreds
+/// of calls a second holds a handful of active ones. Past a cap, a new request is answered
 /// 503 with Retry-After (RFC 3261 §21.5.4) at most `answersPerSecond` times a second, all sources
 /// together, and dropped beyond that: a flood gets next to nothing back. A value on an injected
 /// clock; what was refused is reported once a minute (`report`).
@@ -30,8 +33,7 @@ public struct SIPTransactionAdmission: Sendable {
     public let limits: Limits
     public private(set) var total = 0
     private var perSource: [String: Int] = [:]
-    private var tokens: Double
-    private var lastRefill: Double?
+    private var answers: AnswerRate
     private var refusedCount = 0
     private var droppedCount = 0
     private var busiest: [String: Int] = [:]
@@ -39,7 +41,7 @@ public struct SIPTransactionAdmission: Sendable {
 
     public init(limits: Limits) {
         self.limits = limits
-        tokens = max(1, limits.answersPerSecond)
+        answers = AnswerRate(perSecond: limits.answersPerSecond)
     }
 
     public func count(from source: String) -> Int { perSource[source] ?? 0 }
@@ -48,14 +50,10 @@ public struct SIPTransactionAdmission: Sendable {
     public mutating func check(_ source: String, now: Double) -> Verdict {
         if total < limits.maxTransactions, count(from: source) < limits.maxPerSource { return .admit }
         if busiest.count < 4 || busiest[source] != nil { busiest[source, default: 0] += 1 }
-        let elapsed = lastRefill.map { max(0, now - $0) } ?? 0
-        lastRefill = now
-        tokens = min(max(1, limits.answersPerSecond), tokens + elapsed * limits.answersPerSecond)
-        guard tokens >= 1 else {
+        guard answers.take(now: now) else {
             droppedCount += 1
             return .drop
         }
-        tokens -= 1
         refusedCount += 1
         return .refuse
     }

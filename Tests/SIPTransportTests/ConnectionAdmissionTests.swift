@@ -150,6 +150,22 @@ struct ConnectionAdmissionTests {
         #expect(await Self.closes(silent, within: .seconds(3)), "no ClientHello within 0.5 s: closed")
         #expect(await agent.endpoint.admission.openCount == 0)
     }
+
+    @Test("Hundreds of silent connections closed at their deadline leave nothing behind in the endpoint's tables")
+    func closedConnectionsLeaveNothingBehind() async throws {
+        let scratch = try ScratchDirectory()
+        let certificates = try await TestCertificates.make(in: scratch)
+        let agent = try await AgentHarness(
+            transports: [.tls], tls: try tlsSettings(certificates),
+            connectionLimits: .init(maxConnections: 1000, maxPerAddress: 1000, handshakeTimeout: .milliseconds(300), firstMessageTimeout: .seconds(30)))
+        defer { Task { await agent.shutdown() } }
+        var silent: [any Channel] = []
+        for _ in 0..<300 { silent.append(try await Self.connect(agent.group, from: "127.0.0.1", to: agent.port(.tls))) }
+        for channel in silent { #expect(await Self.closes(channel, within: .seconds(5))) }
+        try await Task.sleep(for: .milliseconds(300))
+        let tables = await agent.endpoint.connectionTables
+        #expect(tables == ConnectionTables(), "\(tables)")
+    }
 }
 
 /// The legacy side serves its intercom server and stations, not the LAN (issue 16,
