@@ -52,7 +52,7 @@ extension SIPEndpoint {
         stampVia(&request, flow: flow)
         guard let key = SIPTransactionKey.server(for: request), let method = request.method else {
             // No Via, Call-ID or CSeq: there is nothing to match or route a response by.
-            answerStatelessly(request, status: 400, reason: "Missing Via, Call-ID or CSeq", on: flow)
+            if mayAnswerStatelessly(on: flow) { answerStatelessly(request, status: 400, reason: "Missing Via, Call-ID or CSeq", on: flow) }
             return
         }
         if serverTransactions[key] != nil {
@@ -139,12 +139,26 @@ extension SIPEndpoint {
     /// A malformed request gets a 400 with the reason (RFC 3261 §8.2, RFC 4475 §3.1.2); a
     /// malformed response is dropped. The headers needed to route the answer are copied as they
     /// came, since the message did not parse.
+    /// 400s to malformed datagrams: at most 50 a second, all sources together. A UDP source can
+    /// be forged, and each answer copies the request's Via headers: past the rate a flood of
+    /// malformed datagrams is dropped instead of reflected at whoever it names. Over a connection
+    /// (whose peer is who it says) every one is answered.
+    private func mayAnswerStatelessly(on flow: SIPFlow) -> Bool {
+        guard flow.transport == .udp else { return true }
+        guard malformedAnswers.take(now: Self.monotonicSeconds()) else {
+            statistics.malformedUnanswered += 1
+            return false
+        }
+        return true
+    }
+
     private func answerMalformed(_ bytes: ByteBuffer, error: SIPParseError, on flow: SIPFlow) {
         // Split on LF bytes: in Swift strings CRLF is one Character.
         let lines = bytes.readableBytesView.prefix(configuration.limits.maxMessageSize)
             .split(separator: 0x0A, omittingEmptySubsequences: false)
             .map { line in String(decoding: line.last == 0x0D ? line.dropLast() : line[...], as: UTF8.self) }
         guard let first = lines.first, !first.uppercased().hasPrefix("SIP/"), !first.hasPrefix("ACK ") else { return }
+        guard mayAnswerStatelessly(on: flow) else { return }
         var out = "SIP/2.0 400 Bad Request\r\n"
         var copied = Set<String>()
         for line in lines.dropFirst() {

@@ -69,6 +69,7 @@ public actor SIPEndpoint {
     /// Log lines strangers can cause, bounded (`LogBudget`).
     var streamErrorLog = LogBudget()
     var malformedLog = LogBudget()
+    var malformedAnswers = AnswerRate(perSecond: 50)
 
     // Transaction user.
     var requestHandler: RequestHandler?
@@ -87,6 +88,8 @@ public actor SIPEndpoint {
         public var transactionsRefused = 0
         /// Requests refused because their source is not allowed (`SIPSourceFilter`).
         public var sourcesRefused = 0
+        /// Malformed datagrams left unanswered past the stateless answer rate.
+        public var malformedUnanswered = 0
     }
 
     public init(eventLoop: any EventLoop, configuration: Configuration = Configuration(), logger: Logger = Logger(label: "sip")) throws {

@@ -124,6 +124,25 @@ struct LoopbackCallTests {
         #expect(await agent.endpoint.statistics.badRequestsAnswered == 1)
     }
 
+    @Test("A flood of malformed datagrams (a forged source would get the 400s) is answered at most 50 a second; the rest dropped; the endpoint serves on")
+    func malformedDatagramFloodIsNotReflected() async throws {
+        let agent = try await AgentHarness(transports: [.udp])
+        defer { Task { await agent.shutdown() } }
+        let socket = try UDPSocket()
+        for index in 0..<300 {
+            socket.send(text: "INVITE sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK\(index)\r\nCSeq: x INVITE\r\nCall-ID: bad-\(index)\r\n\r\n", to: agent.port(.udp))
+        }
+        var answers = 0
+        while try await socket.receive(timeout: .milliseconds(300)) != nil { answers += 1 }
+        #expect(answers >= 40 && answers <= 70, "the burst's worth answered: \(answers)")
+        let statistics = await agent.endpoint.statistics
+        #expect(statistics.malformedUnanswered + statistics.badRequestsAnswered == 300 && statistics.malformedUnanswered >= 200, "\(statistics)")
+        let options = "OPTIONS sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKgood2;rport\r\nFrom: <sip:t@x>;tag=1\r\nTo: <sip:a@127.0.0.1>\r\nCall-ID: good-2\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        socket.send(text: options, to: agent.port(.udp))
+        let reply = try await socket.receiveText(timeout: .seconds(5))
+        #expect(reply?.hasPrefix("SIP/2.0 200") == true, "still serving: \(reply ?? "nothing")")
+    }
+
     @Test func keepAliveFailureIsReportedWhenNoPongComes() async throws {
         let agent = try await AgentHarness(transports: [.tcp], keepAlivePongTimeout: .milliseconds(300))
         defer { Task { await agent.shutdown() } }
