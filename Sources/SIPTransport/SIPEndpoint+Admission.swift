@@ -109,7 +109,6 @@ public struct ConnectionTables: Sendable, Equatable, CustomStringConvertible {
     public var keepAlives = 0
     public var certificates = 0
     public var admitted = 0
-    public var admittedChannels = 0
 
     public init() {}
 

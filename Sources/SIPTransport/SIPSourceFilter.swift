@@ -16,7 +16,7 @@ public struct SIPSourceFilter: Sendable {
     }
 
     public let allowed: [IPPrefix]
-    public let answersPerSecond: Double
+    public var answersPerSecond: Double { answers.perSecond }
     private var answers: AnswerRate
     private var answered = 0
     private var dropped = 0
@@ -26,7 +26,6 @@ public struct SIPSourceFilter: Sendable {
 
     public init(allowed: [IPPrefix], answersPerSecond: Double = 10) {
         self.allowed = allowed
-        self.answersPerSecond = max(0, answersPerSecond)
         answers = AnswerRate(perSecond: answersPerSecond)
     }
 

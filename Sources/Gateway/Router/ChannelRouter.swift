@@ -283,9 +283,7 @@ public actor ChannelRouter {
         accepting = false
         for id in calls.keys.sorted() { await abort(id, status: 503, reason: "gateway shutting down") }
         refusalSummary?.cancel()
-        summariseRefusals(final: true)
-        refusalSummary?.cancel()
-        refusalSummary = nil
+        summariseRefusals(final: true)  // closes every window: nothing is scheduled again
         eventContinuation.finish()
     }
 
