@@ -8,7 +8,7 @@ import Foundation
 struct AdminCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "admin", abstract: "Manage the directory, issue tokens and claiming codes, export call history.",
-        subcommands: [Create.self, List.self, Delete.self, Rules.self, Token.self, ClaimCode.self, History.self, Purge.self, Seed.self])
+        subcommands: [Create.self, List.self, Delete.self, Rules.self, Policy.self, Token.self, ClaimCode.self, History.self, Purge.self, Seed.self])
 
     struct Options: ParsableArguments {
         @Option(help: "The configuration file (for the state directory, realm and token settings).")
@@ -114,6 +114,51 @@ struct AdminCommand: ParsableCommand {
                 throw ValidationError(error.message)
             }
             print("\(rules.count) rule(s) set for \(user)")
+        }
+    }
+
+    /// The call policy of a site's channels (docs/CLOUD-CORE.md "Call policy").
+    struct Policy: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show or set who may call a site's channels.",
+            discussion: """
+                Users, ring groups and channels answer callers of their own company only. A site's channel policy narrows \
+                who reaches its channels: company (default), site (its own users and devices) or grants (only what is \
+                granted). Examples: `policy lobby --set grants --grant alice:gw1-ch3 --grant concierge:gw1` \
+                (a grant is CALLER:CHANNEL, the channel one `gw1-ch3` or all of a device `gw1`), `policy lobby --revoke alice:gw1-ch3`.
+                """)
+
+        @OptionGroup var options: Options
+        @Argument(help: "The site.") var site: String
+        @Option(help: "company | site | grants") var set: String?
+        @Option(help: "CALLER:CHANNEL to allow (repeat).") var grant: [String] = []
+        @Option(help: "CALLER:CHANNEL to withdraw (repeat).") var revoke: [String] = []
+
+        func run() throws {
+            let (_, directory) = try options.open()
+            func pair(_ text: String) throws -> (String, String) {
+                let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
+                guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else { throw ValidationError("\(text): CALLER:CHANNEL") }
+                return (parts[0], parts[1])
+            }
+            do {
+                if let set {
+                    guard let policy = Directory.ChannelPolicy(rawValue: set) else { throw ValidationError("--set \(set): company, site or grants") }
+                    try directory.setChannelPolicy(policy, site: site)
+                }
+                for text in grant {
+                    let (caller, channel) = try pair(text)
+                    try directory.grant(site: site, caller: caller, channel: channel)
+                }
+                for text in revoke {
+                    let (caller, channel) = try pair(text)
+                    try directory.revoke(site: site, caller: caller, channel: channel)
+                }
+                print("channels: \(try directory.channelPolicy(site: site).rawValue)")
+                for (caller, channel) in try directory.grants(site: site) { print("grant\t\(caller)\t\(channel)") }
+            } catch let error as DirectoryError {
+                throw ValidationError(error.message)
+            }
         }
     }
 

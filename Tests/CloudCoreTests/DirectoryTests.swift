@@ -81,10 +81,10 @@ struct DirectoryTests {
         let saturdayEvening = Date(timeIntervalSince1970: 1_792_863_000)  // 2026-10-24T17:30:00Z
         let mondayMorning = Date(timeIntervalSince1970: 1_792_999_800)  // 2026-10-26T07:30:00Z = 08:30 CET
         let mondayEarly = Date(timeIntervalSince1970: 1_792_996_200)  // 2026-10-26T06:30:00Z = 07:30 CET
-        #expect(try resolver.plan(for: "alice", at: saturdayEvening) == .ring(aors: ["bob"], ringSeconds: 30, target: "user:alice→ring-group:night"))
-        #expect(try resolver.plan(for: "alice", at: mondayMorning) == .ring(aors: ["alice"], ringSeconds: 30, target: "user:alice"))
-        #expect(try resolver.plan(for: "alice", at: mondayEarly) == .ring(aors: ["bob"], ringSeconds: 30, target: "user:alice→ring-group:night"))
-        #expect(try resolver.plan(for: "nobody", at: mondayEarly) == .reject(status: 404, reason: "Not Found", target: "nobody"))
+        #expect(try resolver.plan(for: "alice", caller: .user("bob"), at: saturdayEvening) == .ring(aors: ["bob"], ringSeconds: 30, target: "user:alice→ring-group:night"))
+        #expect(try resolver.plan(for: "alice", caller: .user("bob"), at: mondayMorning) == .ring(aors: ["alice"], ringSeconds: 30, target: "user:alice"))
+        #expect(try resolver.plan(for: "alice", caller: .user("bob"), at: mondayEarly) == .ring(aors: ["bob"], ringSeconds: 30, target: "user:alice→ring-group:night"))
+        #expect(try resolver.plan(for: "nobody", caller: .user("bob"), at: mondayEarly) == .reject(status: 404, reason: "Not Found", target: "nobody"))
     }
 
     @Test func claimingCodesWorkOnceAndExpire() throws {

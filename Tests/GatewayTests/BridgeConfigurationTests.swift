@@ -87,6 +87,8 @@ struct BridgeConfigurationTests {
         ("[cloud2]\nx = 1\n", "bridge.toml:1:1: cloud2: unknown key (did you mean \"cloud\"?)"),
         ("[[channel]]\nindex = 2\nnumber = \"802\"\ncloud_target = \"bob\"\nlegacy_targets = [\"102\"]\n",
          "bridge.toml:5:18: channel[0].legacy_targets: \"102\" is a number at the legacy server, but [legacy] names no server (set server, or give the station's sip: URI)"),
+        ("[[channel]]\nindex = 2\nnumber = \"802\"\ncloud_target = \"bob\"\nlegacy_targets = [\"sip:s0@192.0.2.5\", \"sip:s1@192.0.2.5\", \"sip:s2@192.0.2.5\", \"sip:s3@192.0.2.5\", \"sip:s4@192.0.2.5\", \"sip:s5@192.0.2.5\", \"sip:s6@192.0.2.5\", \"sip:s7@192.0.2.5\", \"sip:s8@192.0.2.5\", \"sip:s9@192.0.2.5\", \"sip:s10@192.0.2.5\", \"sip:s11@192.0.2.5\", \"sip:s12@192.0.2.5\", \"sip:s13@192.0.2.5\", \"sip:s14@192.0.2.5\", \"sip:s15@192.0.2.5\", \"sip:s16@192.0.2.5\", \"sip:s17@192.0.2.5\", \"sip:s18@192.0.2.5\", \"sip:s19@192.0.2.5\", \"sip:s20@192.0.2.5\", \"sip:s21@192.0.2.5\", \"sip:s22@192.0.2.5\", \"sip:s23@192.0.2.5\", \"sip:s24@192.0.2.5\", \"sip:s25@192.0.2.5\", \"sip:s26@192.0.2.5\", \"sip:s27@192.0.2.5\", \"sip:s28@192.0.2.5\", \"sip:s29@192.0.2.5\", \"sip:s30@192.0.2.5\", \"sip:s31@192.0.2.5\", \"sip:s32@192.0.2.5\"]\n",
+         "bridge.toml:5:18: channel[0].legacy_targets: 33 stations: at most 32 ring for one call"),
     ])
     func eachMistakeIsNamedWhereItIs(_ extra: String, _ expected: String) {
         let text = extra + "\n" + Self.minimal.replacingOccurrences(of: extra.hasPrefix("[gateway]") ? "[gateway]\nid = \"gw1\"\n" : "\u{0}", with: "")

@@ -17,7 +17,8 @@ struct CheckConfigCommandTests {
 
     @Test(arguments: [
         ("symphony-bridge", "[gateway]\nid = \"gw1\"\n[cloud]\nserver = \"x:5061\"\nkeepalive = 5\n", "bad.toml:5:1: cloud.keepalive: unknown key (did you mean \"keepalive_s\"?)"),
-        ("symphony-cloud-core", "[calls]\nmax_call_s = 0\n", "bad.toml:2:14: calls.max_call_s: 0 is out of range (expected 1...86400)"),
+        ("symphony-cloud-core", "[calls]\nmax_call_s = 601\n", "bad.toml:2:14: calls.max_call_s: 601 is out of range (expected 1...600)"),
+        ("symphony-cloud-core", "[records]\nretention_days = 181\n", "bad.toml:2:18: records.retention_days: 181 is out of range (expected 1...180)"),
     ])
     func aBrokenFileExits78WithThePosition(_ executable: String, _ text: String, _ expected: String) async throws {
         let scratch = try ScratchDirectory()

@@ -152,7 +152,7 @@ public struct CloudCoreConfiguration: Sendable, Equatable {
             tokens.finish()
         }
         if let calls = root.table("calls") {
-            c.maxCallSeconds = calls.int("max_call_s", in: 1...86400) ?? c.maxCallSeconds
+            c.maxCallSeconds = calls.int("max_call_s", in: 1...600) ?? c.maxCallSeconds
             c.ringSeconds = calls.int("ring_s", in: 5...300) ?? c.ringSeconds
             c.maxParallel = calls.int("max_parallel", in: 1...32) ?? c.maxParallel
             calls.finish()
@@ -168,7 +168,7 @@ public struct CloudCoreConfiguration: Sendable, Equatable {
             registrar.finish()
         }
         if let records = root.table("records") {
-            c.retentionDays = records.int("retention_days", in: 1...3650) ?? c.retentionDays
+            c.retentionDays = records.int("retention_days", in: 1...180) ?? c.retentionDays
             c.purgeIntervalSeconds = records.int("purge_interval_s", in: 1...86400) ?? c.purgeIntervalSeconds
             records.finish()
         }

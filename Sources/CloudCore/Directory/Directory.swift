@@ -30,6 +30,7 @@ public final class Directory: Sendable {
     let callables = DirectoryCache<Callable?>()
     let rules = DirectoryCache<[ForwardingRule]>()
     let displayNames = DirectoryCache<String?>()
+    let permissions = DirectoryCache<CallPermission>()
 
     /// After a change through this process: forget what the caches remember.
     func changed() {
@@ -38,6 +39,7 @@ public final class Directory: Sendable {
         callables.removeAll()
         rules.removeAll()
         displayNames.removeAll()
+        permissions.removeAll()
     }
 
     /// Opens (creating and migrating) the directory at `path`; `nil` keeps it in memory (tests).
@@ -181,6 +183,8 @@ public final class Directory: Sendable {
             case .ringGroup?: throw DirectoryError("ring group member \(member) is a ring group; members are users or channels")
             case nil: throw DirectoryError("ring group member \(member) is not a user or channel")
             }
+            let party: Party = Self.channelParts(member).map { .device($0.device) } ?? .user(member)
+            guard try sameCompany(party, asSite: site) else { throw DirectoryError("ring group member \(member) belongs to another company") }
         }
         let siteID = try id(of: "site", named: site)
         defer { changed() }
@@ -251,6 +255,19 @@ public final class Directory: Sendable {
             }
         }
         let userID = try id(of: "user", named: user)
+        for rule in rules {
+            // A user forwards only within the company (a rule is no way around the call policy).
+            let party: Party
+            switch rule.target {
+            case .user(let name): party = .user(name)
+            case .ringGroup(let name): party = .ringGroup(name)
+            default: continue
+            }
+            let site = try database.read { db in
+                try String.fetchOne(db, sql: "SELECT site.name FROM user JOIN site ON site.id = user.siteId WHERE user.name = ?", arguments: [user])
+            }
+            guard let site, try sameCompany(party, asSite: site) else { throw DirectoryError("forwarding target \(party) belongs to another company") }
+        }
         defer { changed() }
         try database.write { db in
             try db.execute(sql: "DELETE FROM forwardingRule WHERE userId = ?", arguments: [userID])
@@ -320,7 +337,7 @@ public final class Directory: Sendable {
         switch kind {
         case .company: sql = "SELECT name FROM company ORDER BY name"
         case .project: sql = "SELECT company.name, project.name FROM project JOIN company ON company.id = companyId ORDER BY 1, 2"
-        case .site: sql = "SELECT site.name, company.name || '/' || project.name, timeZone FROM site JOIN project ON project.id = projectId JOIN company ON company.id = companyId ORDER BY 1"
+        case .site: sql = "SELECT site.name, company.name || '/' || project.name, timeZone, 'channels:' || channelPolicy FROM site JOIN project ON project.id = projectId JOIN company ON company.id = companyId ORDER BY 1"
         case .user: sql = "SELECT user.name, site.name, coalesce(displayName, ''), CASE WHEN ha1Md5 IS NULL THEN 'token only' ELSE 'digest+token' END FROM user JOIN site ON site.id = siteId ORDER BY 1"
         case .device: sql = "SELECT device.name, site.name, (SELECT count(*) FROM channel WHERE deviceId = device.id), CASE WHEN claimedAt IS NULL THEN 'unclaimed' ELSE 'claimed' END FROM device JOIN site ON site.id = siteId ORDER BY 1"
         case .ringGroup: sql = "SELECT ringGroup.name, site.name, ringSeconds, (SELECT group_concat(member, ',') FROM (SELECT member FROM ringGroupMember WHERE groupId = ringGroup.id ORDER BY position)) FROM ringGroup JOIN site ON site.id = siteId ORDER BY 1"

@@ -60,6 +60,16 @@ enum DirectorySchema {
                 CREATE INDEX callRecord_startedAt ON callRecord(startedAt);
                 """)
         }
+        // Who may call which channel (issue 17): a site's channel policy and its grants.
+        migrator.registerMigration("v2-call-policy") { db in
+            try db.execute(sql: """
+                ALTER TABLE site ADD COLUMN channelPolicy TEXT NOT NULL DEFAULT 'company';
+                CREATE TABLE channelGrant (
+                  siteId INTEGER NOT NULL REFERENCES site(id) ON DELETE CASCADE,
+                  caller TEXT NOT NULL, channel TEXT NOT NULL,
+                  PRIMARY KEY (siteId, caller, channel));
+                """)
+        }
         return migrator
     }
 }

@@ -2,7 +2,8 @@ import Foundation
 import TOMLConfig
 
 /// A demo directory from a TOML file (`etc/cloud-core-seed.toml`): arrays of tables `company`,
-/// `project`, `site`, `user`, `device`, `ring_group` and `rule`, checked like a config file
+/// `project`, `site` (with its `channel_policy`), `user`, `device`, `ring_group`, `rule` and
+/// `grant` (who may call a channel of a site whose policy is `grants`), checked like a config file
 /// (file:line:column, unknown keys). Loaded into an empty directory only: a seed never
 /// overwrites what an admin changed.
 public enum DirectorySeed {
@@ -28,8 +29,15 @@ public enum DirectorySeed {
         for t in root.tables("site") {
             let name = t.string("name", required: true), company = t.string("company", required: true)
             let project = t.string("project", required: true), zone = t.string("time_zone") ?? "UTC"
+            var policy = Directory.ChannelPolicy.company
+            if let text = t.string("channel_policy") {
+                if let parsed = Directory.ChannelPolicy(rawValue: text) { policy = parsed } else { t.reject("channel_policy", "company, site or grants") }
+            }
             t.finish()
-            steps.append((t, "name", { try directory.createSite(name ?? "", company: company ?? "", project: project ?? "", timeZone: zone) }))
+            steps.append((t, "name", {
+                try directory.createSite(name ?? "", company: company ?? "", project: project ?? "", timeZone: zone)
+                if policy != .company { try directory.setChannelPolicy(policy, site: name ?? "") }
+            }))
         }
         for t in root.tables("user") {
             let name = t.string("name", required: true), site = t.string("site", required: true)
@@ -48,6 +56,12 @@ public enum DirectorySeed {
             let members = t.stringArray("members", required: true) ?? [], seconds = t.int("ring_s", in: 5...300) ?? 30
             t.finish()
             steps.append((t, "members", { try directory.createRingGroup(name ?? "", site: site ?? "", members: members, ringSeconds: seconds) }))
+        }
+        for t in root.tables("grant") {
+            let site = t.string("site", required: true), caller = t.string("caller", required: true)
+            let channels = t.stringArray("channels", required: true) ?? []
+            t.finish()
+            steps.append((t, "channels", { for channel in channels { try directory.grant(site: site ?? "", caller: caller ?? "", channel: channel) } }))
         }
         var rules: [String: [ForwardingRule]] = [:]
         var ruleTables: [String: ConfigTable] = [:]

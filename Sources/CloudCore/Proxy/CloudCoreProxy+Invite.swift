@@ -50,7 +50,7 @@ extension CloudCoreProxy {
         let now = clock()
         let plan: CallTargetResolver.Plan
         do {
-            plan = try resolver.plan(for: calleeUser, at: Date(timeIntervalSince1970: now))
+            plan = try resolver.plan(for: calleeUser, caller: Directory.Party(principal), at: Date(timeIntervalSince1970: now))
         } catch {
             logger.error("directory lookup failed", metadata: ["error": "\(error)"])
             reply(request, key: key, status: 500)
@@ -69,6 +69,16 @@ extension CloudCoreProxy {
             call.target = target
             reply(request, key: key, status: status, reason: reason)
             record(call, status: status, cancelled: false, answeredAt: nil, answeredBy: nil, endedAt: now, reason: reason)
+            return
+        case .refuse(let reason, let target):
+            // One answer for "no such name" and "not yours to call" (no enumeration).
+            call.target = target
+            statistics.forbidden += 1
+            if mayLogRefusal() {
+                logger.notice("call refused by the call policy", metadata: ["principal": "\(principal)", "to": "\(calleeUser)", "reason": "\(reason)"])
+            }
+            reply(request, key: key, status: 404, reason: "Not Found")
+            record(call, status: 404, cancelled: false, answeredAt: nil, answeredBy: nil, endedAt: now, reason: "call policy: \(reason)")
             return
         case .external(let uri, let target):
             call.target = target

@@ -100,6 +100,8 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public var homeAssistantDiscovery = false
     // [records]
     public var retentionDays = 180
+    /// The product limit of devices ringing for one call (legacy or mesh targets of a channel).
+    public static let maxRingingTargets = 32
     /// The first 16 hex digits of the file's SHA-256 (MQTT `info.config_hash`): which file runs.
     public var digest = ""
 
@@ -204,6 +206,10 @@ public struct BridgeConfiguration: Sendable, Equatable {
             if !cloudTarget.isEmpty, !isName(cloudTarget) { table.reject("cloud_target", "\"\(cloudTarget)\": a user or ring group name of the cloud directory") }
             let legacyTargets = table.stringArray("legacy_targets", required: true) ?? []
             if table.has("legacy_targets"), legacyTargets.isEmpty { table.reject("legacy_targets", "at least one legacy station to ring") }
+            // The product limit: at most 32 devices ring for one call.
+            if legacyTargets.count > Self.maxRingingTargets {
+                table.reject("legacy_targets", "\(legacyTargets.count) stations: at most \(Self.maxRingingTargets) ring for one call")
+            }
             for target in legacyTargets where !isLegacyTarget(target) {
                 table.reject("legacy_targets", "\"\(target)\": a number (0-9, *, #) at the legacy server or a sip: URI")
             }
@@ -212,6 +218,9 @@ public struct BridgeConfiguration: Sendable, Equatable {
             }
             let meshTargets = table.stringArray("mesh_targets") ?? []
             for target in meshTargets where !isNumber(target) { table.reject("mesh_targets", "\"\(target)\": the number of a mesh station (0-9, *, #)") }
+            if meshTargets.count > Self.maxRingingTargets {
+                table.reject("mesh_targets", "\(meshTargets.count) stations: at most \(Self.maxRingingTargets) ring for one call")
+            }
             let ring = table.string("ring", oneOf: ["parallel", "chain"]).flatMap(RingMode.init) ?? .parallel
             let ringSeconds = table.int("ring_s", in: 5...300) ?? 30
             // Product limit: calls of at most 10 minutes.
