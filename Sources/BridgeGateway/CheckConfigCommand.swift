@@ -16,6 +16,7 @@ struct CheckConfigCommand: ParsableCommand {
         do {
             let configuration = try BridgeConfiguration.load(file: file)
             print("\(file): OK (gateway \(configuration.gatewayID), \(configuration.channels.count) channel(s))")
+            if let warning = configuration.mqtt.plaintextWarning { print("warning: \(warning)") }
         } catch {
             FileHandle.standardError.write(Data((error.description + "\n").utf8))
             throw ExitCode(ConfigErrors.exitStatus)

@@ -105,5 +105,6 @@ struct CheckConfigCommand: ParsableCommand {
             }
         }
         print("\(file): OK")
+        if let warning = configuration.mqtt.plaintextWarning { print("warning: \(warning)") }
     }
 }

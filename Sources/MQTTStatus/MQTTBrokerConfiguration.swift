@@ -38,6 +38,20 @@ public struct MQTTBrokerConfiguration: Sendable, Equatable {
         return c
     }
 
+    /// What to warn about at start (and in `check-config`) when status, call events and perhaps
+    /// the broker password would cross a network in plaintext: TLS off toward a broker that is
+    /// not on this machine. Nil when there is nothing to say.
+    public var plaintextWarning: String? {
+        guard let host, !tls, !Self.isLoopback(host) else { return nil }
+        let what = username != nil ? "the broker password and the gateway's call status" : "the gateway's call status"
+        return "MQTT to \(host):\(port) is not encrypted: \(what) cross the network in plaintext; set [mqtt] tls = true (with ca_file for a private CA)"
+    }
+
+    static func isLoopback(_ host: String) -> Bool {
+        let host = host.lowercased()
+        return host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.") || host.hasSuffix(".localhost")
+    }
+
     /// A topic (one or more levels) fit to publish under: no wildcard, no empty end.
     public static func isTopicLevels(_ text: String) -> Bool {
         !text.isEmpty && !text.contains("#") && !text.contains("+") && !text.hasSuffix("/")

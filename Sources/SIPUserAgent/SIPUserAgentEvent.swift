@@ -57,7 +57,7 @@ public enum SIPUserAgentEvent: Sendable, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .incomingCall(let h, let call): "call \(h): incoming from \(call.from?.uri.description ?? "?")"
+        case .incomingCall(let h, let call): "call \(h): incoming from \(call.from?.sipURI?.identityText ?? "?")"
         case .trying(let h): "call \(h): trying"
         case .ringing(let h): "call \(h): ringing"
         case .earlyMedia(let h, _): "call \(h): early media"
@@ -67,7 +67,8 @@ public enum SIPUserAgentEvent: Sendable, Equatable, CustomStringConvertible {
         case .failed(let h, let status): "call \(h): failed \(status)"
         case .registered(let aor, let contact): "registered \(aor) at \(contact)"
         case .registrationFailed(let status): "registration failed \(status)"
-        case .dtmfInfo(let h, let body): "call \(h): INFO \(body)"
+        // Never the body: it holds a door-opener digit (issue 17: no digits in logs).
+        case .dtmfInfo(let h, let body): "call \(h): INFO (\(body.utf8.count) bytes)"
         case .reinvited(let h): "call \(h): re-INVITE accepted"
         case .reinviteRefused(let h, let status): "call \(h): re-INVITE refused \(status)"
         case .glare(let h, let delay): "call \(h): re-INVITE glare, retrying in \(delay)"

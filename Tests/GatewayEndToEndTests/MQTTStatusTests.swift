@@ -15,7 +15,10 @@ struct MQTTStatusTests {
         return object
     }
 
-    @Test func retainedTopicsAfterStartAndAChannelThroughACall() async throws {
+    /// `optIn`: `[mqtt] include_digits` and `retain_caller` set; without them (the default) no
+    /// door digit reaches MQTT or the log and the retained channel topic names nobody.
+    @Test(arguments: [false, true])
+    func retainedTopicsAfterStartAndAChannelThroughACall(optIn: Bool) async throws {
         let scratch = try ScratchDirectory()
         let broker = try Mosquitto(in: scratch)
         try await broker.start()
@@ -25,6 +28,8 @@ struct MQTTStatusTests {
                 config.mqtt.host = "127.0.0.1"
                 config.mqtt.port = broker.port
                 config.mqtt.topicPrefix = "site-a"
+                config.mqttIncludeDigits = optIn
+                config.mqttRetainCaller = optIn
             }, statsInterval: .seconds(2))
         let prefix = "site-a/gw1"
         try await path.eventually("status online") { Self.json(try await broker.retained("\(prefix)/status")["\(prefix)/status"])["state"] as? String == "online" }
@@ -60,7 +65,7 @@ struct MQTTStatusTests {
         try door.start(seconds: 20, command: path.dial(channel: 1))
         try await path.eventually("channel 1 connected on MQTT") {
             let channel = Self.json(try await broker.retained("\(prefix)/channel/1")["\(prefix)/channel/1"])
-            return channel["state"] as? String == "connected" && channel["codec"] as? String == "g722/opus" && channel["peer"] as? String == "alice"
+            return channel["state"] as? String == "connected" && channel["codec"] as? String == "g722/opus" && channel["peer"] as? String == (optIn ? "alice" : nil)
         }
         try await alice.command("sndcode", "1")
         try await Task.sleep(for: .seconds(2.5))  // a stats period with the call up
@@ -77,7 +82,11 @@ struct MQTTStatusTests {
         #expect((during.last?["calls"] as? Int ?? 0) >= 1 && during.last?["packet_loss"] is Double && during.last?["jitter_ms"] is Double, "\(during)")
         let published = events.text
         #expect(published.contains("\"type\":\"call_start\""), "\(published)")
-        #expect(published.contains("\"type\":\"door_open\"") && published.contains("\"digit\":\"1\""), "\(published)")
+        #expect(published.contains("\"type\":\"door_open\""), "\(published)")
+        #expect(published.contains("\"digit\":\"1\"") == optIn, "the digit only when include_digits asks: \(published)")
+        // The log says a digit was relayed, never which (nor the INFO body that carried it).
+        #expect(path.logs.contains("door-opener digit"), "\(path.logs.text.suffix(2000))")
+        #expect(!path.logs.text.contains("digit 1") && !path.logs.text.contains("Signal=1"), "\(path.logs.text.suffix(2000))")
         #expect(published.contains("\"type\":\"call_end\"") && published.contains("\"outcome\":\"answered\""), "\(published)")
         alice.stop()
         door.stop()

@@ -117,6 +117,21 @@ struct BridgeConfigurationTests {
         #expect((try? BridgeConfiguration.parse(good, file: "bridge.toml"))?.claimURL == "https://192.0.2.10:8443/v1/claim")
     }
 
+    @Test("MQTT without TLS to a broker off this machine is warned about; privacy keys default to off")
+    func plaintextMQTTIsWarnedAbout() throws {
+        func config(_ mqtt: String) throws -> BridgeConfiguration {
+            try BridgeConfiguration.parse(Self.minimal + "\n[mqtt]\n" + mqtt, file: "bridge.toml")
+        }
+        let remote = try config("host = \"192.0.2.7\"\nusername = \"gw\"\n")
+        #expect(remote.mqtt.plaintextWarning?.contains("MQTT to 192.0.2.7:1883 is not encrypted: the broker password") == true)
+        #expect(try config("host = \"127.0.0.1\"\n").mqtt.plaintextWarning == nil)
+        #expect(try config("host = \"localhost\"\n").mqtt.plaintextWarning == nil)
+        #expect(try config("host = \"broker.example\"\ntls = true\n").mqtt.plaintextWarning == nil)
+        #expect(!remote.mqttIncludeDigits && !remote.mqttRetainCaller)
+        let optIn = try config("host = \"127.0.0.1\"\ninclude_digits = true\nretain_caller = true\n")
+        #expect(optIn.mqttIncludeDigits && optIn.mqttRetainCaller)
+    }
+
     @Test func channelMistakesPointAtTheChannel() {
         let text = Self.minimal + """
 

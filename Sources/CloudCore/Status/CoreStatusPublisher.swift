@@ -17,6 +17,7 @@ final class CoreStatusPublisher: Sendable {
             guard let settings = try c.mqtt.connectionSettings(
                 clientID: "symphony-cloud-core-\(c.mqttID ?? c.domain)", will: ("\(prefix)/status", #"{"state":"offline"}"#, true))
             else { return nil }
+            if let warning = c.mqtt.plaintextWarning { logger.warning("\(warning)") }
             connection = try MQTTConnection(settings)
         } catch {
             logger.error("\(error); running without MQTT status")

@@ -14,10 +14,13 @@ public enum ClaimingClient {
         timeout: Duration = .seconds(15)
     ) async throws(ClaimingError) -> ClaimAnswer {
         guard let parsed = URL(string: url), parsed.scheme == "https", let host = parsed.host else {
-            throw .unreachable("claim_url \(url) is not an https URL")
+            throw .unreachable("claim_url is not an https URL")
         }
         let port = parsed.port ?? 443
-        guard (1...65535).contains(port) else { throw .unreachable("claim_url \(url): port \(port) is outside 1–65535") }
+        // Errors (logged, and in the retained `cloud` topic) name the server only: a URL may
+        // carry credentials or a token in its user part or query.
+        let shown = "https://\(host.contains(":") ? "[\(host)]" : host):\(port)"
+        guard (1...65535).contains(port) else { throw .unreachable("claim_url \(shown): port \(port) is outside 1–65535") }
         let path = parsed.path.isEmpty ? "/" : parsed.path
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.minimumTLSVersion = .tlsv12
@@ -35,7 +38,7 @@ public enum ClaimingClient {
         // that accepts and then says nothing must not hold the claim (and the gateway's cloud
         // side) forever.
         let deadline = loop.scheduleTask(in: TimeAmount(timeout)) {
-            response.fail(ClaimingError.unreachable("\(url): no answer within \(timeout)"))
+            response.fail(ClaimingError.unreachable("\(shown): no answer within \(timeout)"))
         }
         var connected: (any Channel)?
         do {
@@ -70,7 +73,7 @@ public enum ClaimingClient {
             response.fail(error)
             try? await connected?.close()
             if let error = error as? ClaimingError { throw error }
-            throw .unreachable("\(url): \(error)")
+            throw .unreachable("\(shown): \(error)")
         }
         return try interpret(status: status, body: answer)
     }

@@ -98,6 +98,11 @@ public struct BridgeConfiguration: Sendable, Equatable {
     // [mqtt]
     public var mqtt = MQTTBrokerConfiguration(topicPrefix: "symphony-bridge")
     public var homeAssistantDiscovery = false
+    /// `door_open` events carry the digit only when asked (a door PIN is a secret; issue 17).
+    public var mqttIncludeDigits = false
+    /// Who calls (`peer`) in the retained `channel/<n>` topics only when asked: retained values
+    /// stay on the broker for anyone who subscribes later.
+    public var mqttRetainCaller = false
     // [records]
     public var retentionDays = 180
     /// The product limit of devices ringing for one call (legacy or mesh targets of a channel).
@@ -165,7 +170,7 @@ public struct BridgeConfiguration: Sendable, Equatable {
                 if url.hasPrefix("https://"), let parsed = URL(string: url), parsed.host != nil, (1...65535).contains(parsed.port ?? 443) {
                     c.claimURL = url
                 } else {
-                    cloud.reject("claim_url", "\"\(url)\": an https:// URL with a port in 1–65535")
+                    cloud.reject("claim_url", "an https:// URL with a port in 1–65535 (the value is not repeated: it may hold a secret)")
                 }
             }
             c.claimCode = cloud.string("claim_code")
@@ -257,6 +262,8 @@ public struct BridgeConfiguration: Sendable, Equatable {
         if let mqtt = root.table("mqtt") {
             c.mqtt = MQTTBrokerConfiguration.read(mqtt, defaultPrefix: c.mqtt.topicPrefix)
             c.homeAssistantDiscovery = mqtt.bool("ha_discovery") ?? c.homeAssistantDiscovery
+            c.mqttIncludeDigits = mqtt.bool("include_digits") ?? c.mqttIncludeDigits
+            c.mqttRetainCaller = mqtt.bool("retain_caller") ?? c.mqttRetainCaller
             mqtt.finish()
         }
 

@@ -298,6 +298,7 @@ public final class GatewayServer: Service, Sendable {
             guard let settings = try config.mqtt.connectionSettings(
                 clientID: "symphony-bridge-\(config.gatewayID)", will: GatewayStatusPublisher.lastWill(for: config))
             else { return nil }
+            if let warning = config.mqtt.plaintextWarning { logger.warning("\(warning)") }
             return GatewayStatusPublisher(connection: try MQTTConnection(settings), configuration: config, logger: logger, statsInterval: statsInterval)
         } catch {
             logger.error("\(error); running without MQTT status")

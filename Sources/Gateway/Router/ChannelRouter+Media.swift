@@ -226,8 +226,10 @@ extension ChannelRouter {
     }
 
     func reportDigit(_ call: ActiveCall, _ digit: Character, fromLegacy: Bool, delivered: Bool) {
+        // Which digit never goes to the log (a door PIN is a secret); MQTT carries it only when
+        // the config asks (`[mqtt] include_digits`).
         logger.notice(
-            "door-opener digit \(digit) \(fromLegacy ? "legacy → \(call.farSide)" : "\(call.farSide) → legacy")\(delivered ? "" : " (not delivered)")",
+            "door-opener digit \(fromLegacy ? "legacy → \(call.farSide)" : "\(call.farSide) → legacy")\(delivered ? "" : " (not delivered)")",
             metadata: ["channel": "\(call.channel.index)"])
         eventContinuation.yield(.digit(channel: call.channel.index, digit: digit, fromLegacy: fromLegacy))
     }

@@ -422,7 +422,9 @@ public actor ChannelRouter {
 
     private func incoming(_ handle: SIPCallHandle, _ invite: SIPIncomingCall, side: Side) async {
         let agent = agent(side)
-        let caller = invite.from?.uri.description ?? "?"
+        // Who calls, as logs, records and status topics may show it: no URI password, parameters
+        // or headers of the caller's making.
+        let caller = invite.from?.sipURI?.identityText ?? invite.from.map { $0.uri.scheme + ":?" } ?? "?"
         let flow = cloudFlow
         var known = CallAdmission.Circumstances(channels: settings.channels, device: settings.device)
         known.accepting = accepting

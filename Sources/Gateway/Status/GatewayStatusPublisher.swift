@@ -128,7 +128,9 @@ public actor GatewayStatusPublisher {
             publishEvent(["type": .string("call_end"), "channel": .int(Int64(channel)), "outcome": .string(outcome.rawValue), "reason": .string(reason)])
         case .digit(let channel, let digit, let fromLegacy):
             let far = channels[channel]?.via ?? "cloud"
-            publishEvent(["type": .string("door_open"), "channel": .int(Int64(channel)), "digit": .string(String(digit)), "from": .string(fromLegacy ? "legacy" : far)])
+            var fields: [String: JSONValue] = ["type": .string("door_open"), "channel": .int(Int64(channel)), "from": .string(fromLegacy ? "legacy" : far)]
+            if configuration.mqttIncludeDigits { fields["digit"] = .string(String(digit)) }
+            publishEvent(fields)
         case .refused(let status, let reason):
             counters.failures += 1
             logger.debug("refusal not published as a channel state", metadata: ["status": "\(status)", "reason": "\(reason)"])
@@ -266,7 +268,7 @@ public actor GatewayStatusPublisher {
     private func publishChannel(_ index: Int) {
         guard let status = channels[index] else { return }
         var fields: [String: JSONValue] = ["state": .string(status.state), "since": .int(status.since)]
-        if let peer = status.peer { fields["peer"] = .string(peer) }
+        if configuration.mqttRetainCaller, let peer = status.peer { fields["peer"] = .string(peer) }
         if let codec = status.codec { fields["codec"] = .string(codec) }
         if let srtp = status.srtp { fields["srtp"] = .bool(srtp) }
         if let via = status.via { fields["via"] = .string(via) }

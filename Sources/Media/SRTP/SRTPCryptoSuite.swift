@@ -58,7 +58,8 @@ public struct SRTPKeyMaterial: Sendable, Equatable {
     }
 }
 
-extension SRTPKeyMaterial: CustomStringConvertible {
+extension SRTPKeyMaterial: CustomStringConvertible, CustomDebugStringConvertible {
     /// Never prints the key itself: logs must not carry secrets.
     public var description: String { "SRTPKeyMaterial(\(suite.rawValue), \(bytes.count) bytes)" }
+    public var debugDescription: String { description }
 }

@@ -48,3 +48,14 @@ public struct SDPCryptoAttribute: Sendable, Equatable {
         mki == nil && sessionParameters.isEmpty && keyMaterial.count == keyLength
     }
 }
+
+/// Printed (logs, test output, `dump`) without the key: `a=crypto` keys are the call's secret.
+extension SDPCryptoAttribute: CustomStringConvertible, CustomDebugStringConvertible {
+    public var description: String { "crypto \(tag) \(suite) (key withheld)" }
+    public var debugDescription: String { description }
+}
+
+extension SDPNegotiatedAudio.SRTP: CustomStringConvertible, CustomDebugStringConvertible {
+    public var description: String { "SRTP \(suite) (keys withheld)" }
+    public var debugDescription: String { description }
+}

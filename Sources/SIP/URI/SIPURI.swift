@@ -39,6 +39,12 @@ public struct SIPURI: Hashable, Sendable, CustomStringConvertible {
         return hostText
     }
 
+    /// `scheme:user@host` — who, without password, port, parameters or headers: what status
+    /// topics and logs may show of a URI someone else wrote (issue 17).
+    public var identityText: String {
+        scheme + ":" + (user.map { SIPURI.unescaped($0) + "@" } ?? "") + (isIPv6 ? "[\(host)]" : host)
+    }
+
     /// The `transport` parameter, lowercased, if any.
     public var transport: String? { parameters.value("transport")??.lowercased() }
 
