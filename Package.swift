@@ -107,7 +107,7 @@ let package = Package(
         .target(
             name: "CloudCore",
             dependencies: [
-                "SIP", "SIPTransport", "TOMLConfig", "MQTTStatus", "CrashContext", "BoundedJSON",
+                "SIP", "SIPTransport", "TOMLConfig", "MQTTStatus", "CrashContext", "BoundedJSON", "DeviceTrust",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "X509", package: "swift-certificates"),
@@ -129,6 +129,18 @@ let package = Package(
         // JSON from outside read with a size and depth bound first (swift-foundation's decoder
         // traps on some deep documents).
         .target(name: "BoundedJSON", swiftSettings: strictSettings),
+        // What the core and the gateway share about device identity (issue 17): how a device
+        // certificate names its device and site, the claiming protocol's messages, files written
+        // atomically.
+        .target(
+            name: "DeviceTrust",
+            dependencies: [
+                "BoundedJSON",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .target(name: "CrashContext", dependencies: ["CCrashContext"], swiftSettings: strictSettings),
         // The `symphony-cloud-core` executable: run, check-config, admin.
         .executableTarget(
@@ -148,7 +160,7 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: [
-                "TOMLConfig", "LegacyLinks", "CloudUplink", "Mesh", "NetworkAddress", "SIP", "SIPTransport", "SIPUserAgent", "Media", "MQTTStatus", "CrashContext",
+                "TOMLConfig", "LegacyLinks", "CloudUplink", "Mesh", "DeviceTrust", "NetworkAddress", "SIP", "SIPTransport", "SIPUserAgent", "Media", "MQTTStatus", "CrashContext",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -175,7 +187,7 @@ let package = Package(
         .target(
             name: "CloudUplink",
             dependencies: [
-                "SIP", "SIPTransport", "BoundedJSON",
+                "SIP", "SIPTransport", "BoundedJSON", "DeviceTrust",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
@@ -276,6 +288,7 @@ let package = Package(
             name: "ClaimingFuzzer",
             dependencies: [
                 "FuzzDriver", "CloudCore", "CloudUplink",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
@@ -363,6 +376,7 @@ let package = Package(
         .testTarget(
             name: "CloudCoreTests",
             dependencies: [
+                "DeviceTrust",
                 "CloudCore", "PeerTestSupport", "SIP", "SIPTransport", "BoundedJSON",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -407,6 +421,7 @@ let package = Package(
         .testTarget(
             name: "CloudUplinkTests",
             dependencies: [
+                "DeviceTrust",
                 "CloudUplink", "CloudCore", "PeerTestSupport", "SIP", "SIPTransport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

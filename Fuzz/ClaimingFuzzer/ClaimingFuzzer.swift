@@ -1,5 +1,6 @@
 import CloudCore
 import CloudUplink
+import Crypto
 import FuzzDriver
 import Foundation
 import Glibc
@@ -37,9 +38,9 @@ private enum Fixture {
             directory: directory, authority: authority, validDays: 825, sipServer: "sips:127.0.0.1:5061", domain: "symphony.local",
             attemptsPerMinute: 1_000_000_000, logger: logger)
     }()
-    static let csr = try! DeviceIdentity.makeKeyAndRequest(hint: "gw1").csrPEM
+    static let csr = try! DeviceIdentity.request(for: P256.Signing.PrivateKey(), hint: "gw1")
     static let methods = ["POST", "GET", "PUT", "POST ", "", "P\u{0}ST"]
-    static let paths = ["/v1/claim", "/", "/v1/claim/", "*", "/v1/claim?x=1", String(repeating: "/a", count: 600)]
+    static let paths = ["/v1/claim", "/v1/renew", "/v1/revoked", "/", "/v1/claim/", "*", "/v1/claim?x=1", String(repeating: "/a", count: 600)]
     static let lengths = ["0", "-1", "99999999999999999999", "65536", "65537", "1e3", " 12", ""]
 }
 

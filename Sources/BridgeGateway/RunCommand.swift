@@ -88,6 +88,12 @@ struct GatewayService: Service {
                         }
                     }
                 }
+                group.addTask {
+                    // `systemctl kill -s USR1 symphony-bridge`: renew the device certificate now.
+                    await cancelWhenGracefulShutdown {
+                        for await _ in await UnixSignalsSequence(trapping: .sigusr1) { server.renewCertificate() }
+                    }
+                }
                 try await server.run()
             }
         } onGracefulShutdown: {

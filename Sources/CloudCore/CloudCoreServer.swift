@@ -3,10 +3,12 @@ public import Logging
 public import NIOCore
 public import NIOPosix
 import NIOSSL
+import NIOConcurrencyHelpers
 import Crypto
 import SIP
 public import SIPTransport
 import X509
+import DeviceTrust
 
 /// The whole cloud core assembled from its configuration: directory, CA and certificates,
 /// token key, the SIP endpoint with its listeners, the proxy, the claiming endpoint and the
@@ -29,7 +31,7 @@ public final class CloudCoreServer: Sendable {
 
     public static func start(
         _ configuration: CloudCoreConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }
+        logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }, serverCertificateCheck: Duration = .seconds(3600)
     ) async throws -> CloudCoreServer {
         let c = configuration
         try FileManager.default.createDirectory(atPath: c.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -39,7 +41,7 @@ public final class CloudCoreServer: Sendable {
             logger.info(summary.loaded ? "directory seeded" : "directory not empty; seed skipped", metadata: ["file": "\(seed)", "entries": "\(summary.entries)"])
         }
         let authority = try DeviceCertificateAuthority.loadOrCreate(certificateFile: c.resolvedCACertificateFile, keyFile: c.resolvedCAKeyFile)
-        let (certificatePEM, keyPEM) = try Self.serverIdentity(c, authority: authority)
+        let (certificatePEM, keyPEM) = try Self.serverIdentity(c, authority: authority, now: clock())
         let tokenKey = try Self.tokenKey(c.resolvedTokenKeyFile)
 
         let eventLoop = group.next()
@@ -48,11 +50,7 @@ public final class CloudCoreServer: Sendable {
         // Every gateway and client holds one TLS flow: room for thousands, a NAT's worth per address
         // (fitted to the process's file limit; the unit sets LimitNOFILE=16384).
         endpointConfiguration.connectionLimits = ConnectionAdmission.Limits(maxConnections: 8192, maxPerAddress: 256)
-        endpointConfiguration.tls = SIPTLSSettings(
-            certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(certificatePEM.utf8)),
-            privateKey: try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem),
-            trustRoots: .certificates(try NIOSSLCertificate.fromPEMBytes(Array(authority.pem.utf8))),
-            clientCertificates: .optional)
+        endpointConfiguration.tls = try Self.sipTLS(certificatePEM: certificatePEM, keyPEM: keyPEM, authority: authority)
         let endpoint = try SIPEndpoint(eventLoop: eventLoop, configuration: endpointConfiguration, logger: logger)
         var addresses: [SIPTransportProtocol: SocketAddress] = [:]
         for listen in c.tlsListen {
@@ -90,13 +88,10 @@ public final class CloudCoreServer: Sendable {
                 directory: directory, authority: authority, validDays: c.deviceCertificateDays,
                 sipServer: "sips:\(c.advertise.contains(":") ? "[\(c.advertise)]" : c.advertise):\(sipPort)", domain: c.domain,
                 attemptsPerMinute: c.claimingAttemptsPerMinute, logger: logger, clock: clock)
-            var tls = TLSConfiguration.makeServerConfiguration(
-                certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(certificatePEM.utf8)).map { .certificate($0) },
-                privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem)))
-            tls.minimumTLSVersion = .tlsv12
             claiming = try await ClaimingHTTPServer.start(
-                service: service, tls: try NIOSSLContext(configuration: tls),
+                service: service, tls: try Self.claimingTLS(certificatePEM: certificatePEM, keyPEM: keyPEM, authority: authority),
                 address: try SocketAddress(ipAddress: listen.host, port: listen.port), group: group, logger: logger)
+            service.setService("https://\(c.advertise.contains(":") ? "[\(c.advertise)]" : c.advertise):\(claiming?.localAddress?.port ?? listen.port)")
         }
         let retentionDays = c.retentionDays
         // First run soon after start (a core that restarts often still purges), then every interval.
@@ -116,11 +111,16 @@ public final class CloudCoreServer: Sendable {
             "sip": "\(addresses.map { "\($0.key.rawValue.lowercased()) \($0.value.displayText)" }.sorted().joined(separator: ", "))",
             "claiming": "\(claiming?.localAddress?.displayText ?? "off")",
         ])
-        return CloudCoreServer(
+        let server = CloudCoreServer(
             configuration: c, directory: directory, authority: authority, endpoint: endpoint, proxy: proxy, claiming: claiming,
             tokenSigner: ClientTokenSigner(key: tokenKey), sipAddresses: addresses, retention: retention,
             status: CoreStatusPublisher.make(c, version: Self.version, logger: logger), logger: logger)
+        server.certificateUpkeep.withLockedValue { $0 = server.keepServerCertificate(every: serverCertificateCheck, clock: clock) }
+        return server
     }
+
+    /// The server certificate's renewal while running.
+    let certificateUpkeep = NIOLockedValueBox<Task<Void, Never>?>(nil)
 
     init(
         configuration: CloudCoreConfiguration, directory: Directory, authority: DeviceCertificateAuthority, endpoint: SIPEndpoint,
@@ -143,6 +143,7 @@ public final class CloudCoreServer: Sendable {
     /// Ends calls with BYE, writes registrations back, closes every listener.
     public func shutdown() async {
         retention.cancel()
+        certificateUpkeep.withLockedValue { $0?.cancel() }
         status?.stop()
         await proxy.stop()
         await claiming?.shutdown()
@@ -153,13 +154,15 @@ public final class CloudCoreServer: Sendable {
     }
 
     /// The SIPS server identity: the configured files, or a certificate our CA issues for the
-    /// advertised name (kept in the state directory and reused while it is valid for that name).
-    static func serverIdentity(_ c: CloudCoreConfiguration, authority: DeviceCertificateAuthority) throws -> (certificate: String, key: String) {
+    /// advertised name (kept in the state directory and reused while it names that host, belongs
+    /// to its key and has more than a third of its life — and at least 30 days — left).
+    static func serverIdentity(_ c: CloudCoreConfiguration, authority: DeviceCertificateAuthority, now: Date = Date()) throws -> (certificate: String, key: String) {
         let certificateFile = c.resolvedCertificateFile, keyFile = c.resolvedKeyFile
         if let certificate = try? String(contentsOfFile: certificateFile, encoding: .utf8), let key = try? String(contentsOfFile: keyFile, encoding: .utf8) {
             if c.certificateFile != nil { return (certificate, key) }
-            // Our own: reuse it if it still names the advertised host.
-            if let parsed = try? Certificate(pemEncoded: certificate), parsed.notValidAfter > Date().addingTimeInterval(30 * 86400),
+            // Our own: reuse it if it still names the advertised host and is not due for renewal.
+            if let parsed = try? Certificate(pemEncoded: certificate), let privateKey = try? P256.Signing.PrivateKey(pemRepresentation: key),
+                parsed.publicKey == Certificate.PublicKey(privateKey.publicKey), !Self.renewalDue(parsed, now: now),
                 let names = try? parsed.extensions.subjectAlternativeNames, "\(names)".contains(c.advertise)
             {
                 return (certificate, key)
@@ -169,14 +172,65 @@ public final class CloudCoreServer: Sendable {
         }
         let key = P256.Signing.PrivateKey()
         let isIP = (try? SocketAddress(ipAddress: c.advertise, port: 0)) != nil
-        let certificate = try authority.issue(
+        let certificate = try authority.issueServer(
             commonName: c.advertise, publicKey: .init(key.publicKey),
             dnsNames: isIP ? ["localhost"] : [c.advertise, "localhost"], ipAddresses: isIP ? [c.advertise, "127.0.0.1", "::1"] : ["127.0.0.1", "::1"],
-            validDays: 825)
+            validDays: 825, now: now)
         let certificatePEM = try certificate.serializeAsPEM().pemString + "\n"
-        try SecretFile.write(key.pemRepresentation, to: keyFile)
-        try SecretFile.write(certificatePEM, to: certificateFile, mode: 0o644)
+        // Key first, then the certificate: a cut in between leaves a pair that does not match,
+        // which the next start replaces (above) rather than serving.
+        try AtomicFile.write(key.pemRepresentation, to: keyFile)
+        try AtomicFile.write(certificatePEM, to: certificateFile, mode: 0o644)
         return (certificatePEM, key.pemRepresentation)
+    }
+
+    /// Renewal is due with a third of the life, or 30 days, left — whichever comes first.
+    static func renewalDue(_ certificate: Certificate, now: Date) -> Bool {
+        let life = certificate.notValidAfter.timeIntervalSince(certificate.notValidBefore)
+        let left = certificate.notValidAfter.timeIntervalSince(now)
+        return left < max(life / 3, 30 * 86400)
+    }
+
+    static func sipTLS(certificatePEM: String, keyPEM: String, authority: DeviceCertificateAuthority) throws -> SIPTLSSettings {
+        SIPTLSSettings(
+            certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(certificatePEM.utf8)),
+            privateKey: try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem),
+            trustRoots: .certificates(try NIOSSLCertificate.fromPEMBytes(Array(authority.pem.utf8))),
+            clientCertificates: .optional)
+    }
+
+    static func claimingTLS(certificatePEM: String, keyPEM: String, authority: DeviceCertificateAuthority) throws -> NIOSSLContext {
+        var tls = TLSConfiguration.makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(certificatePEM.utf8)).map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem)))
+        tls.minimumTLSVersion = .tlsv12
+        // Devices renew and fetch revocations with their certificate; a claim has none yet.
+        tls.certificateVerification = .optionalVerification
+        tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(authority.pem.utf8)))
+        return try NIOSSLContext(configuration: tls)
+    }
+
+    /// Renews the core's own server certificate while it runs (issue 17): looked at every
+    /// `every`; a new one serves every connection from then on (SIPS and claiming).
+    func keepServerCertificate(every: Duration, clock: @escaping @Sendable () -> Date) -> Task<Void, Never> {
+        let (c, authority, endpoint, claiming, logger) = (configuration, authority, endpoint, claiming, logger)
+        return Task {
+            var current = try? String(contentsOfFile: c.resolvedCertificateFile, encoding: .utf8)
+            while !Task.isCancelled {
+                try? await Task.sleep(for: every)
+                guard !Task.isCancelled, c.certificateFile == nil else { continue }
+                do {
+                    let (certificate, key) = try Self.serverIdentity(c, authority: authority, now: clock())
+                    guard certificate != current else { continue }
+                    try await endpoint.useTLS(try Self.sipTLS(certificatePEM: certificate, keyPEM: key, authority: authority))
+                    claiming?.useTLS(try Self.claimingTLS(certificatePEM: certificate, keyPEM: key, authority: authority))
+                    current = certificate
+                    logger.notice("server certificate renewed", metadata: ["file": "\(c.resolvedCertificateFile)"])
+                } catch {
+                    logger.error("server certificate renewal failed: \(error); the current one stays in use")
+                }
+            }
+        }
     }
 
     static func tokenKey(_ file: String) throws -> P256.Signing.PrivateKey {
@@ -184,7 +238,7 @@ public final class CloudCoreServer: Sendable {
             return try P256.Signing.PrivateKey(pemRepresentation: text)
         }
         let key = P256.Signing.PrivateKey()
-        try SecretFile.write(key.pemRepresentation, to: file)
+        try AtomicFile.write(key.pemRepresentation, to: file)
         return key
     }
 }

@@ -141,6 +141,24 @@ public actor CloudRegistration {
         registerAll(on: flow, attempt: attempt)
     }
 
+    /// Drops the flow and connects again at once (a renewed certificate: the core accepts only
+    /// the new one). Calls on the old flow move to the new one at the core (RFC 5626).
+    public func reconnect(_ reason: String) {
+        guard status != .stopped else { return }
+        logger.notice("cloud uplink reconnecting: \(reason)")
+        timer?.cancel()
+        timer = nil
+        if let flow {
+            endpoint.assumeIsolated { endpoint in
+                endpoint.stopKeepAlive(on: flow)
+                endpoint.close(flow)
+            }
+        }
+        flow = nil
+        settings.backoff.reset()
+        connect()
+    }
+
     /// Unregisters (best effort) and stops.
     public func stop() {
         timer?.cancel()

@@ -1,4 +1,5 @@
 @testable import CloudCore
+import DeviceTrust
 import Foundation
 import GRDB
 import NIOCore
@@ -52,14 +53,19 @@ struct ClaimingAndDeviceTests {
         #expect(good.body["device"] == "gw1")
         #expect(good.body["sip_server"] == "sips:127.0.0.1:\(core.port(.tls))")
         let certificate = try NIOSSLCertificate(bytes: Array((good.body["certificate"] ?? "").utf8), format: .pem)
-        #expect(RequestAuthenticator.deviceName(of: certificate) == "gw1", "the name comes from the code, not from the CSR")
+        #expect(DeviceCertificateName.deviceName(of: certificate) == "gw1", "the name comes from the code, not from the CSR")
         // The certificate chains to the CA the core sent along.
         try core.scratch.write("device.pem", good.body["certificate"] ?? "")
         try core.scratch.write("ca-from-claim.pem", good.body["ca"] ?? "")
         let verified = try await runCommand("openssl", ["verify", "-CAfile", core.scratch.path("ca-from-claim.pem"), core.scratch.path("device.pem")])
         #expect(verified.contains("OK"))
 
-        let used = try await Self.claim(core, code: code, csr: csr)
+        // The same code with the same key (an answer lost on the way): the same certificate.
+        let again = try await Self.claim(core, code: code, csr: csr)
+        #expect(again.status == 200 && again.body["certificate"] == good.body["certificate"], "\(again)")
+        // With another key: spent.
+        let (_, otherCSR) = try await Self.makeCSR(in: core.scratch, name: "other")
+        let used = try await Self.claim(core, code: code, csr: otherCSR)
         #expect(used.status == 410 && used.body["error"] == "claiming code already used")
 
         let forged = try await Self.claim(core, code: "ABCD-EFGH-JKLM-NPQR", csr: csr)
@@ -72,7 +78,14 @@ struct ClaimingAndDeviceTests {
         let fresh = try core.directory.createClaimingCode(device: "gw1", lifetime: 600)
         let badCSR = try await Self.claim(core, code: fresh, csr: "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n")
         #expect(badCSR.status == 400)
-        #expect(try await Self.claim(core, code: fresh, csr: csr).status == 200, "a broken CSR did not burn the code")
+        // A CSR that parses but whose signature does not verify (its last byte changed).
+        let lines = csr.split(separator: "\n").filter { !$0.hasPrefix("-----") }
+        var der = [UInt8](Data(base64Encoded: lines.joined()) ?? Data())
+        der[der.count - 1] ^= 0x01
+        let forgedCSR = "-----BEGIN CERTIFICATE REQUEST-----\n" + Data(der).base64EncodedString(options: .lineLength64Characters) + "\n-----END CERTIFICATE REQUEST-----\n"
+        let badSignature = try await Self.claim(core, code: fresh, csr: forgedCSR)
+        #expect(badSignature.status == 400 && badSignature.body["error"]?.contains("signature") == true, "\(badSignature)")
+        #expect(try await Self.claim(core, code: fresh, csr: otherCSR).status == 200, "neither broken CSR burnt the code")
         await core.stop()
     }
 

@@ -102,7 +102,7 @@ struct CloudCoreSippTests {
             var contact = "sip:\(aor)@127.0.0.1:\(sippPort);transport=\(path.rawValue)"
             if path == .tls {
                 let key = P256.Signing.PrivateKey()
-                let certificate = try core.server.authority.issue(
+                let certificate = try core.server.authority.issueServer(
                     commonName: "callee", publicKey: .init(key.publicKey), ipAddresses: ["127.0.0.1"], validDays: 1)
                 try scratch.write("callee-\(index).pem", try certificate.serializeAsPEM().pemString + "\n")
                 try scratch.write("callee-\(index).key", key.pemRepresentation + "\n")

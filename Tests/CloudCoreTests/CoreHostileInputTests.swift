@@ -96,7 +96,7 @@ struct CoreHostileInputTests {
 
         let code = try directory.createClaimingCode(device: "gw1", lifetime: 600)
         try directory.database.write { db in try db.execute(sql: "UPDATE claimingCode SET expiresAt = 'tomorrow'") }
-        #expect(throws: ClaimError.self) { try directory.redeemClaimingCode(code, by: "test") }
+        #expect(throws: ClaimError.self) { try directory.redeemForTest(code) }
     }
 
     @Test("A claiming body of exactly 513 nested arrays is refused as a bad request (JSONDecoder trapped on it: found by ClaimingFuzzer)")

@@ -92,12 +92,15 @@ struct DirectoryTests {
         let now = Date(timeIntervalSince1970: 1_800_000_000)
         let code = try directory.createClaimingCode(device: "gw1", lifetime: 3600, now: now)
         #expect(code.count == 19 && code.split(separator: "-").count == 4)
-        #expect(throws: ClaimError.unknownCode) { try directory.redeemClaimingCode("AAAA-BBBB-CCCC-DDDD", by: "test", now: now) }
-        // Typed in lower case without dashes, it still works — once.
-        #expect(try directory.redeemClaimingCode(code.lowercased().replacingOccurrences(of: "-", with: ""), by: "test", now: now) == "gw1")
-        #expect(throws: ClaimError.alreadyUsed) { try directory.redeemClaimingCode(code, by: "test", now: now) }
+        #expect(throws: ClaimError.unknownCode) { try directory.redeemForTest("AAAA-BBBB-CCCC-DDDD", now: now) }
+        // Typed in lower case without dashes, it still works — once for another key.
+        let first = try directory.redeemForTest(code.lowercased().replacingOccurrences(of: "-", with: ""), now: now)
+        #expect(first.device == "gw1")
+        #expect(throws: ClaimError.alreadyUsed) { try directory.redeemForTest(code, key: "key-b", now: now) }
+        // The same key again (the answer was lost): the same certificate.
+        #expect(try directory.redeemForTest(code, now: now).certificate == first.certificate)
         let late = try directory.createClaimingCode(device: "gw1", lifetime: 3600, now: now)
-        #expect(throws: ClaimError.expired) { try directory.redeemClaimingCode(late, by: "test", now: now.addingTimeInterval(3601)) }
+        #expect(throws: ClaimError.expired) { try directory.redeemForTest(late, now: now.addingTimeInterval(3601)) }
         #expect(throws: DirectoryError.self) { try directory.createClaimingCode(device: "gw9", lifetime: 60) }
     }
 
@@ -157,6 +160,15 @@ struct DirectoryTests {
             try DirectorySeed.load(file: scratch.path("bad.toml"), into: try Directory(path: nil, realm: "r"))
         } throws: { error in
             "\(error)".contains("bad.toml:12:1: user[0].pasword: unknown key (did you mean \"password\"?)")
+        }
+    }
+}
+
+extension Directory {
+    /// A claim at the directory alone, with a stand-in certificate.
+    func redeemForTest(_ code: String, key: String = "key-a", now: Date = Date()) throws(ClaimError) -> (device: String, certificate: String) {
+        try claim(code: code, keyHash: key, source: "test", now: now) { _ in
+            IssuedCertificate(pem: "PEM \(key) \(UUID())", serial: "01:" + String(UUID().uuidString.prefix(2)).lowercased(), notAfter: now.addingTimeInterval(86400))
         }
     }
 }

@@ -1,5 +1,6 @@
 import CloudCore
 @testable import CloudUplink
+import DeviceTrust
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
@@ -55,9 +56,12 @@ struct ClaimingClientTests {
         #expect(try DeviceIdentity.load(from: state) == stored)
         #expect(try DeviceIdentity.load(from: scratch.path("elsewhere")) == nil)
 
-        // The same code again: refused, with the cloud's reason.
+        // The same code and key again (a lost answer): the same certificate; another key: refused.
+        let again = try await ClaimingClient.claim(url: url, code: code, csrPEM: csr, caFile: core.configuration.resolvedCACertificateFile)
+        #expect(again.certificate == answer.certificate)
+        let (_, otherCSR) = try DeviceIdentity.makeKeyAndRequest(hint: "gw1")
         await #expect(throws: ClaimingError.refused(status: 410, reason: "claiming code already used")) {
-            try await ClaimingClient.claim(url: url, code: code, csrPEM: csr, caFile: core.configuration.resolvedCACertificateFile)
+            try await ClaimingClient.claim(url: url, code: code, csrPEM: otherCSR, caFile: core.configuration.resolvedCACertificateFile)
         }
         await #expect(throws: ClaimingError.refused(status: 403, reason: "unknown claiming code")) {
             try await ClaimingClient.claim(url: url, code: "WRONG", csrPEM: csr, caFile: core.configuration.resolvedCACertificateFile)
@@ -79,7 +83,9 @@ struct ClaimingClientTests {
             guard case .unreachable = error else { Issue.record("\(error)"); return }
         }
         // The code was not spent.
-        #expect(try core.directory.redeemClaimingCode(code, by: "test") == "gw1")
+        let claimed = try await ClaimingClient.claim(
+            url: "https://127.0.0.1:\(core.claiming!.localAddress!.port!)/v1/claim", code: code, csrPEM: csr, caFile: core.configuration.resolvedCACertificateFile)
+        #expect(claimed.device == "gw1")
         await core.shutdown()
     }
 
@@ -148,8 +154,7 @@ struct ClaimingClientTests {
             #expect {
                 try DeviceIdentity.load(from: state)
             } throws: { error in
-                if case .badAnswer(let why) = error as? ClaimingError { return why.contains("names no valid device") }
-                return false
+                (error as? DeviceIdentity.BrokenFile)?.description.contains("device.json is broken: names no valid device") == true
             }
         }
         let (key, _) = try DeviceIdentity.makeKeyAndRequest(hint: "gw1")

@@ -1,3 +1,4 @@
+import DeviceTrust
 import Foundation
 import NIOSSL
 import SIP
@@ -48,23 +49,17 @@ struct RequestAuthenticator: Sendable {
         case forbidden(reason: String)
     }
 
-    /// The device name in a verified client certificate: its subject common name.
-    static func deviceName(of certificate: NIOSSLCertificate) -> String? {
-        guard let der = try? certificate.toDERBytes(), let parsed = try? Certificate(derEncoded: der) else { return nil }
-        for rdn in parsed.subject {
-            for attribute in rdn where attribute.type == .RDNAttributeType.commonName {
-                return String(describing: attribute.value)
-            }
-        }
-        return nil
-    }
-
     func authenticate(_ request: SIPMessage, peerCertificate: NIOSSLCertificate?, now: Double) -> Outcome {
         if let peerCertificate {
-            // The handshake verified the chain against our CA; the name must still be a device
-            // of the directory (a deleted device's certificate stops working at once).
-            guard let name = Self.deviceName(of: peerCertificate) else { return .forbidden(reason: "client certificate without a common name") }
-            guard directory.deviceExists(name) else { return .forbidden(reason: "certificate for unknown device \(name)") }
+            // The handshake verified the chain against our CA. The certificate must name a device
+            // (`DeviceCertificateName`) and be the one its last claim or renewal pinned: a deleted
+            // device's, a re-claimed device's old one, a renewed one stop working at once.
+            guard let certificate = DeviceCertificateName.certificate(peerCertificate), let name = DeviceCertificateName.deviceName(of: certificate) else {
+                return .forbidden(reason: "client certificate names no device")
+            }
+            guard directory.isCurrentCertificate(device: name, serial: DeviceCertificateName.serial(of: certificate)) else {
+                return .forbidden(reason: directory.deviceExists(name) ? "certificate of device \(name) revoked (replaced by a newer one)" : "certificate for unknown device \(name)")
+            }
             return .authenticated(.device(name), how: "mutual TLS")
         }
         let proxy = request.method != .register

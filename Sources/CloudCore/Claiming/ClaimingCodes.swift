@@ -10,6 +10,8 @@ public enum ClaimError: Error, Sendable, Equatable, CustomStringConvertible {
     case expired
     case rateLimited(retryAfter: Int)
     case badRequest(String)
+    /// Renewal and the revocation list: no current device certificate.
+    case notAuthorized(String)
 
     public var description: String {
         switch self {
@@ -18,13 +20,14 @@ public enum ClaimError: Error, Sendable, Equatable, CustomStringConvertible {
         case .expired: "claiming code expired"
         case .rateLimited(let seconds): "too many claiming attempts from this address; retry in \(seconds) s"
         case .badRequest(let what): what
+        case .notAuthorized(let what): what
         }
     }
 
     /// The HTTP status for the claiming endpoint.
     public var httpStatus: Int {
         switch self {
-        case .unknownCode: 403
+        case .unknownCode, .notAuthorized: 403
         case .alreadyUsed, .expired: 410
         case .rateLimited: 429
         case .badRequest: 400
@@ -50,30 +53,6 @@ extension Directory {
                 arguments: [Self.codeHash(code), device, now.timeIntervalSince1970, now.timeIntervalSince1970 + lifetime])
         }
         return code
-    }
-
-    /// Uses a code up: returns the device it was made for. Atomic: two claims racing with one
-    /// code cannot both succeed.
-    public func redeemClaimingCode(_ code: String, by source: String, now: Date = Date()) throws(ClaimError) -> String {
-        let hash = Self.codeHash(code)
-        let outcome: Result<String, ClaimError>
-        do {
-            outcome = try database.write { db -> Result<String, ClaimError> in
-                guard let row = try Row.fetchOne(db, sql: """
-                    SELECT device.name AS device, expiresAt, usedAt FROM claimingCode JOIN device ON device.id = deviceId WHERE codeHash = ?
-                    """, arguments: [hash])
-                else { return .failure(.unknownCode) }
-                // Decoded with throws (a corrupt row is "directory unavailable", not a trap).
-                if !(row["usedAt"] as DatabaseValue).isNull { return .failure(.alreadyUsed) }
-                guard try row.decode(Double.self, forColumn: "expiresAt") > now.timeIntervalSince1970 else { return .failure(.expired) }
-                let device = try row.decode(String.self, forColumn: "device")
-                try db.execute(sql: "UPDATE claimingCode SET usedAt = ?, usedBy = ? WHERE codeHash = ?", arguments: [now.timeIntervalSince1970, source, hash])
-                return .success(device)
-            }
-        } catch {
-            throw .badRequest("directory unavailable")
-        }
-        return try outcome.get()
     }
 
     /// Upper case, no separators or spaces: what an installer types is forgiven its dashes.

@@ -1,4 +1,5 @@
 import CrashContext
+import DeviceTrust
 import Foundation
 public import Logging
 public import NIOCore
@@ -9,8 +10,10 @@ public import NIOSSL
 import NIOTLS
 public import SIPTransport
 
-/// The HTTPS listener for claiming: one route, `POST /v1/claim`, JSON in and out, bodies up to
-/// 64 KiB, one request per connection. Thin: the work is `ClaimingService`'s.
+/// The HTTPS listener for claiming (`ClaimWire`): `POST /v1/claim`, and for devices that present
+/// their certificate (the TLS handshake asks for one, optionally, and verifies it against our
+/// CA) `POST /v1/renew` and `GET /v1/revoked`. JSON in and out, bodies up to 64 KiB, one request
+/// per connection. Thin: the work is `ClaimingService`'s.
 ///
 /// Connections are admitted as the SIP listeners' are (`ConnectionAdmission`, issue 16): capped
 /// per address and in all, a TLS handshake within `handshakeTimeout`, and — one claim per
@@ -25,6 +28,7 @@ public final class ClaimingHTTPServer: Sendable {
         service: ClaimingService, tls: NIOSSLContext, address: SocketAddress, group: any EventLoopGroup,
         limits: ConnectionAdmission.Limits = ConnectionAdmission.Limits(maxConnections: 256, maxPerAddress: 16), logger: Logger = Logger(label: "claiming")
     ) async throws -> ClaimingHTTPServer {
+        let tls = NIOLockedValueBox(tls)
         let admission = NIOLockedValueBox(ConnectionAdmission(limits: limits.fitted(toFileLimit: ConnectionAdmission.Limits.processFileLimit / 4)))
         let ids = ConnectionIDs()
         let channels = NIOLockedValueBox<[UInt64: any Channel]>([:])
@@ -39,16 +43,23 @@ public final class ClaimingHTTPServer: Sendable {
                     try admit(channel, id: id, admission: admission, channels: channels, logger: logger)
                     let operations = channel.pipeline.syncOperations
                     try operations.addHandler(ClaimingCrashContextHandler())
-                    try operations.addHandler(NIOSSLServerHandler(context: tls))
+                    let tlsHandler = NIOSSLServerHandler(context: tls.withLockedValue { $0 })
+                    try operations.addHandler(tlsHandler)
                     try operations.addHandler(HandshakeNotifier { admission.withLockedValue { $0.handshaken(id) } })
-                    try addHTTPHandlers(to: operations, service: service)
+                    try addHTTPHandlers(to: operations, service: service, tls: tlsHandler)
                 }
             }
             .bind(to: address).get()
-        return ClaimingHTTPServer(channel: channel, admission: admission, logger: logger)
+        return ClaimingHTTPServer(channel: channel, admission: admission, tls: tls, logger: logger)
     }
 
-    init(channel: any Channel, admission: NIOLockedValueBox<ConnectionAdmission>, logger: Logger) {
+    /// The TLS context new connections get (the server certificate renewed while running).
+    let tls: NIOLockedValueBox<NIOSSLContext>
+
+    public func useTLS(_ context: NIOSSLContext) { tls.withLockedValue { $0 = context } }
+
+    init(channel: any Channel, admission: NIOLockedValueBox<ConnectionAdmission>, tls: NIOLockedValueBox<NIOSSLContext>, logger: Logger) {
+        self.tls = tls
         self.channel = channel
         self.admission = admission
         self.logger = logger
@@ -98,9 +109,9 @@ public final class ClaimingHTTPServer: Sendable {
 
     /// The HTTP part of a claiming connection, after TLS: what the claiming fuzz target drives
     /// with plain bytes.
-    public static func addHTTPHandlers(to operations: ChannelPipeline.SynchronousOperations, service: ClaimingService) throws {
+    public static func addHTTPHandlers(to operations: ChannelPipeline.SynchronousOperations, service: ClaimingService, tls: NIOSSLServerHandler? = nil) throws {
         try operations.configureHTTPServerPipeline(withErrorHandling: true)
-        try operations.addHandler(ClaimingHTTPHandler(service: service))
+        try operations.addHandler(ClaimingHTTPHandler(service: service, tls: tls))
     }
 
     public var localAddress: SocketAddress? { channel.localAddress }
@@ -132,13 +143,16 @@ final class ClaimingHTTPHandler: ChannelInboundHandler {
 
     static let maxBody = 64 * 1024
     let service: ClaimingService
+    /// The connection's TLS, for the client certificate a device presents (renewal, revocations).
+    let tls: NIOSSLServerHandler?
     var head: HTTPRequestHead?
     var body: [UInt8] = []
     var tooLarge = false
     var answered = false
 
-    init(service: ClaimingService) {
+    init(service: ClaimingService, tls: NIOSSLServerHandler?) {
         self.service = service
+        self.tls = tls
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -159,21 +173,33 @@ final class ClaimingHTTPHandler: ChannelInboundHandler {
         }
     }
 
-    private func answer(_ head: HTTPRequestHead, source: String) -> (HTTPResponseStatus, [String: String]) {
-        guard head.uri == "/v1/claim" else { return (.notFound, ["error": "no such endpoint; POST /v1/claim"]) }
-        guard head.method == .POST else { return (.methodNotAllowed, ["error": "use POST"]) }
-        guard !tooLarge else { return (.payloadTooLarge, ["error": "body over 64 KiB"]) }
-        switch service.claim(body, source: source) {
-        case .success(let response):
-            return (.ok, ["device": response.device, "certificate": response.certificate, "ca": response.ca,
-                          "sip_server": response.sipServer, "domain": response.domain])
-        case .failure(let error):
-            return (HTTPResponseStatus(statusCode: error.httpStatus), ["error": error.description])
+    private func answer(_ head: HTTPRequestHead, source: String) -> (HTTPResponseStatus, [UInt8]) {
+        func refusal(_ status: HTTPResponseStatus, _ text: String) -> (HTTPResponseStatus, [UInt8]) { (status, ClaimWire.encode(ClaimRefusal(error: text))) }
+        func reply<T: Encodable>(_ result: Result<T, ClaimError>) -> (HTTPResponseStatus, [UInt8]) {
+            switch result {
+            case .success(let value): return (.ok, ClaimWire.encode(value))
+            case .failure(let error): return refusal(HTTPResponseStatus(statusCode: error.httpStatus), error.description)
+            }
+        }
+        let method: HTTPMethod
+        switch head.uri {
+        case ClaimWire.claimPath, ClaimWire.renewPath: method = .POST
+        case ClaimWire.revokedPath: method = .GET
+        default: return refusal(.notFound, "no such endpoint; POST \(ClaimWire.claimPath)")
+        }
+        guard head.method == method else { return refusal(.methodNotAllowed, "use \(method.rawValue)") }
+        guard !tooLarge else { return refusal(.payloadTooLarge, "body over 64 KiB") }
+        // The device a verified client certificate names, and that certificate's serial.
+        let presented = tls?.peerCertificate.flatMap(DeviceCertificateName.certificate)
+        let device = presented.flatMap { DeviceCertificateName.deviceName(of: $0) }, serial = presented.map { DeviceCertificateName.serial(of: $0) }
+        switch head.uri {
+        case ClaimWire.claimPath: return reply(service.claim(body, source: source))
+        case ClaimWire.renewPath: return reply(service.renew(body, device: device, serial: serial, source: source))
+        default: return reply(service.revocations(device: device, serial: serial, source: source))
         }
     }
 
-    private func write(_ context: ChannelHandlerContext, status: HTTPResponseStatus, json: [String: String]) {
-        let data = (try? JSONSerialization.data(withJSONObject: json, options: [.sortedKeys])) ?? Data("{}".utf8)
+    private func write(_ context: ChannelHandlerContext, status: HTTPResponseStatus, json data: [UInt8]) {
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "application/json")
         headers.add(name: "Content-Length", value: String(data.count))

@@ -1,4 +1,5 @@
 public import Crypto
+public import DeviceTrust
 public import Foundation
 import SwiftASN1
 public import X509
@@ -61,17 +62,16 @@ public struct DeviceCertificateAuthority: Sendable {
                 SubjectKeyIdentifier(hash: Certificate.PublicKey(key.publicKey))
             },
             issuerPrivateKey: .init(key))
-        try SecretFile.write(key.pemRepresentation, to: keyFile)
-        try SecretFile.write(try certificate.serializeAsPEM().pemString, to: certificateFile, mode: 0o644)
+        try AtomicFile.write(key.pemRepresentation, to: keyFile)
+        try AtomicFile.write(try certificate.serializeAsPEM().pemString, to: certificateFile, mode: 0o644)
         return Self(certificate: certificate, key: key)
     }
 
     public var pem: String { (try? certificate.serializeAsPEM().pemString) ?? "" }
 
-    /// A leaf certificate for `publicKey`: the core's server certificate (names and IP
-    /// addresses in subjectAltName) or a device certificate (client and server use: gateways also
-    /// answer mesh calls with it).
-    public func issue(
+    /// The core's server certificate: host names and IP addresses in subjectAltName, for
+    /// server use only (it cannot sign in to the core or a mesh as a client).
+    public func issueServer(
         commonName: String, publicKey: Certificate.PublicKey, dnsNames: [String] = [], ipAddresses: [String] = [],
         validDays: Int, now: Date = Date()
     ) throws -> Certificate {
@@ -79,11 +79,26 @@ public struct DeviceCertificateAuthority: Sendable {
         for ip in ipAddresses {
             if let bytes = IPAddressBytes(ip) { names.append(.ipAddress(ASN1OctetString(contentBytes: bytes[...]))) }
         }
+        return try issue(commonName: commonName, publicKey: publicKey, names: names, usage: [.serverAuth], validDays: validDays, now: now)
+    }
+
+    /// A device certificate (`DeviceCertificateName`): the `symphony-device:` URI naming its
+    /// company, site and name, no host name or address, CN `Symphony device <name>`; client
+    /// use (the core, mesh calls placed) and server use (mesh calls answered, where peers check
+    /// the URI, not a host name).
+    public func issueDevice(_ binding: DeviceBinding, publicKey: Certificate.PublicKey, validDays: Int, now: Date = Date()) throws -> Certificate {
+        try issue(
+            commonName: DeviceCertificateName.commonName(device: binding.device), publicKey: publicKey,
+            names: [.uniformResourceIdentifier(binding.uri)], usage: [.clientAuth, .serverAuth], validDays: validDays, now: now)
+    }
+
+    private func issue(
+        commonName: String, publicKey: Certificate.PublicKey, names: [GeneralName], usage: [ExtendedKeyUsage.Usage], validDays: Int, now: Date
+    ) throws -> Certificate {
         let subject = try DistinguishedName {
             CommonName(commonName)
             OrganizationName("Symphony Bridge")
         }
-        let sanNames = names
         return try Certificate(
             version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: publicKey,
             notValidBefore: now.addingTimeInterval(-300), notValidAfter: now.addingTimeInterval(Double(validDays) * 86400),
@@ -91,24 +106,20 @@ public struct DeviceCertificateAuthority: Sendable {
             extensions: try Certificate.Extensions {
                 Critical(BasicConstraints.notCertificateAuthority)
                 Critical(KeyUsage(digitalSignature: true, keyEncipherment: true))
-                try ExtendedKeyUsage([.serverAuth, .clientAuth])
-                if !sanNames.isEmpty { SubjectAlternativeNames(sanNames) }
+                try ExtendedKeyUsage(usage)
+                if !names.isEmpty { SubjectAlternativeNames(names) }
                 AuthorityKeyIdentifier(keyIdentifier: try? certificate.extensions.subjectKeyIdentifier?.keyIdentifier)
             },
             issuerPrivateKey: .init(key))
     }
 
-    /// Signs a device's CSR (PEM). The request must carry a valid self-signature; its subject is
-    /// ignored: the certificate names the device the claiming code was made for.
-    public func signDeviceRequest(_ csrPEM: String, device: String, validDays: Int, now: Date = Date()) throws(AuthorityError) -> Certificate {
+    /// A device's CSR (PEM), checked: it parses and carries a valid self-signature (proof that the
+    /// sender holds the key). Its subject is ignored: the directory names the device.
+    public static func verifiedRequest(_ csrPEM: String) throws(AuthorityError) -> CertificateSigningRequest {
         let request: CertificateSigningRequest
         do { request = try CertificateSigningRequest(pemEncoded: csrPEM) } catch { throw .badRequest("not a PEM certificate signing request") }
         guard request.publicKey.isValidSignature(request.signature, for: request) else { throw .badRequest("the CSR's signature does not verify") }
-        do {
-            return try issue(commonName: device, publicKey: request.publicKey, dnsNames: [device], validDays: validDays, now: now)
-        } catch {
-            throw .badRequest("cannot sign: \(error)")
-        }
+        return request
     }
 }
 
@@ -121,16 +132,3 @@ private func IPAddressBytes(_ text: String) -> [UInt8]? {
     return nil
 }
 
-/// Files that hold keys: written with mode 0600 from the start (never world-readable, not even
-/// for a moment), in a directory created 0700 when missing.
-public enum SecretFile {
-    public static func write(_ text: String, to path: String, mode: Int = 0o600) throws {
-        let directory = (path as NSString).deletingLastPathComponent
-        if !directory.isEmpty, !FileManager.default.fileExists(atPath: directory) {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        }
-        let created = FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: mode])
-        guard created else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path]) }
-        try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: path)
-    }
-}

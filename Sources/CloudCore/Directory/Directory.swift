@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 public import GRDB
 public import SIP
 
@@ -31,6 +31,7 @@ public final class Directory: Sendable {
     let rules = DirectoryCache<[ForwardingRule]>()
     let displayNames = DirectoryCache<String?>()
     let permissions = DirectoryCache<CallPermission>()
+    let pinnedSerials = DirectoryCache<String?>()
 
     /// After a change through this process: forget what the caches remember.
     func changed() {
@@ -40,6 +41,7 @@ public final class Directory: Sendable {
         rules.removeAll()
         displayNames.removeAll()
         permissions.removeAll()
+        pinnedSerials.removeAll()
     }
 
     /// Opens (creating and migrating) the directory at `path`; `nil` keeps it in memory (tests).
@@ -159,13 +161,6 @@ public final class Directory: Sendable {
         guard Self.couldBeName(name) else { return false }
         return existence.value("d:" + name) {
             (try? database.read { db in try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM device WHERE name = ?"), arguments: [name]) }) != nil
-        }
-    }
-
-    /// Notes a successful claim: when, and the serial number of the certificate issued.
-    public func markClaimed(device: String, serial: String, at date: Date) throws {
-        try database.write { db in
-            try db.execute(sql: "UPDATE device SET claimedAt = ?, certificateSerial = ? WHERE name = ?", arguments: [date.timeIntervalSince1970, serial, device])
         }
     }
 

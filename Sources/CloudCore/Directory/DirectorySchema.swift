@@ -70,6 +70,28 @@ enum DirectorySchema {
                   PRIMARY KEY (siteId, caller, channel));
                 """)
         }
+        // Device certificates pinned and revoked (issue 17): the current certificate's serial and
+        // end; a claim is idempotent for the key of its CSR; serials of certificates that no longer
+        // count (device deleted or re-claimed, certificate renewed) until they expire. A trigger
+        // revokes on every delete, cascades included.
+        migrator.registerMigration("v3-device-certificates") { db in
+            try db.execute(sql: """
+                ALTER TABLE device ADD COLUMN certificateNotAfter DOUBLE;
+                ALTER TABLE device ADD COLUMN certificatePEM TEXT;
+                ALTER TABLE device ADD COLUMN previousSerial TEXT;
+                ALTER TABLE device ADD COLUMN renewalKeyHash TEXT;
+                ALTER TABLE claimingCode ADD COLUMN csrKeyHash TEXT;
+                ALTER TABLE claimingCode ADD COLUMN certificate TEXT;
+                CREATE TABLE revokedCertificate (
+                  serial TEXT PRIMARY KEY, device TEXT NOT NULL, notAfter DOUBLE NOT NULL, revokedAt DOUBLE NOT NULL, why TEXT NOT NULL);
+                CREATE INDEX revokedCertificate_notAfter ON revokedCertificate(notAfter);
+                CREATE TRIGGER device_deleted_revokes BEFORE DELETE ON device
+                  WHEN OLD.certificateSerial IS NOT NULL BEGIN
+                    INSERT OR IGNORE INTO revokedCertificate (serial, device, notAfter, revokedAt, why)
+                    VALUES (OLD.certificateSerial, OLD.name, coalesce(OLD.certificateNotAfter, unixepoch() + 3650 * 86400), unixepoch(), 'device deleted');
+                  END;
+                """)
+        }
         return migrator
     }
 }

@@ -1,18 +1,56 @@
 import BoundedJSON
+public import DeviceTrust
 import Foundation
 public import NIOCore
 public import NIOHTTP1
 public import NIOPosix
 import NIOSSL
 
-/// Claims the gateway: POSTs the claiming code and a CSR to the cloud's claiming endpoint over
-/// HTTPS (certificate verification on: against `caFile` when given, else the system's roots) and
-/// returns the answer. One request, one connection; NIO's HTTP/1.1 codec, no HTTP client library.
+/// The gateway's side of the claiming protocol (`ClaimWire`) over HTTPS (certificate
+/// verification on: against `caFile` when given, else the system's roots): the claim with a
+/// one-time code, and — presenting the device certificate — renewal and the revocation list.
+/// One request, one connection; NIO's HTTP/1.1 codec, no HTTP client library.
 public enum ClaimingClient {
+    /// Claims the gateway: the code and a CSR for its next key.
     public static func claim(
         url: String, code: String, csrPEM: String, caFile: String?, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         timeout: Duration = .seconds(15)
     ) async throws(ClaimingError) -> ClaimAnswer {
+        let (status, answer) = try await exchange(url: url, method: .POST, body: ClaimWire.encode(ClaimRequest(code: code, csr: csrPEM)), caFile: caFile, identity: nil, group: group, timeout: timeout)
+        return try interpret(status: status, body: answer)
+    }
+
+    /// A new certificate for the key of `csrPEM`, over the current identity's mutual TLS.
+    public static func renew(
+        service: String, csrPEM: String, identity: DeviceIdentity, caFile: String?, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        timeout: Duration = .seconds(15)
+    ) async throws(ClaimingError) -> ClaimAnswer {
+        let (status, answer) = try await exchange(
+            url: origin(service) + ClaimWire.renewPath, method: .POST, body: ClaimWire.encode(RenewRequest(csr: csrPEM)), caFile: caFile,
+            identity: identity, group: group, timeout: timeout)
+        return try interpret(status: status, body: answer)
+    }
+
+    /// The revocation list, over the identity's mutual TLS.
+    public static func revocations(
+        service: String, identity: DeviceIdentity, caFile: String?, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        timeout: Duration = .seconds(15)
+    ) async throws(ClaimingError) -> RevocationList {
+        let (status, body) = try await exchange(
+            url: origin(service) + ClaimWire.revokedPath, method: .GET, body: [], caFile: caFile, identity: identity, group: group, timeout: timeout)
+        guard status == 200 else { throw refusal(status, body) }
+        do { return try ClaimWire.decode(RevocationList.self, from: body) } catch { throw .badAnswer("revocation list: \(error)") }
+    }
+
+    /// `https://host:port` of a URL (its path, user part and query dropped).
+    public static func origin(_ url: String) -> String {
+        guard let parsed = URL(string: url), let host = parsed.host else { return url }
+        return "https://\(host.contains(":") ? "[\(host)]" : host):\(parsed.port ?? 443)"
+    }
+
+    static func exchange(
+        url: String, method: HTTPMethod, body: [UInt8], caFile: String?, identity: DeviceIdentity?, group: any EventLoopGroup, timeout: Duration
+    ) async throws(ClaimingError) -> (Int, [UInt8]) {
         guard let parsed = URL(string: url), parsed.scheme == "https", let host = parsed.host else {
             throw .unreachable("claim_url is not an https URL")
         }
@@ -25,11 +63,13 @@ public enum ClaimingClient {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.minimumTLSVersion = .tlsv12
         if let caFile { tls.trustRoots = .file(caFile) }
-        let body: [UInt8]
-        do {
-            body = Array(try JSONSerialization.data(withJSONObject: ["code": code, "csr": csrPEM]))
-        } catch {
-            throw .unreachable("cannot encode the request")
+        if let identity {
+            do {
+                tls.certificateChain = try NIOSSLCertificate.fromPEMFile(identity.certificateFile).map { .certificate($0) }
+                tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: identity.keyFile, format: .pem))
+            } catch {
+                throw .unreachable("the device identity cannot be used for TLS: \(error)")
+            }
         }
         let (status, answer): (Int, [UInt8])
         let loop = group.next()
@@ -61,8 +101,8 @@ public enum ClaimingClient {
             headers.add(name: "Content-Type", value: "application/json")
             headers.add(name: "Content-Length", value: String(body.count))
             headers.add(name: "Connection", value: "close")
-            channel.write(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .POST, uri: path, headers: headers)), promise: nil)
-            channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil)
+            channel.write(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: method, uri: path, headers: headers)), promise: nil)
+            if !body.isEmpty { channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil) }
             channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
             (status, answer) = try await response.futureResult.get()
             deadline.cancel()
@@ -75,21 +115,22 @@ public enum ClaimingClient {
             if let error = error as? ClaimingError { throw error }
             throw .unreachable("\(shown): \(error)")
         }
-        return try interpret(status: status, body: answer)
+        return (status, answer)
+    }
+
+    static func refusal(_ status: Int, _ body: [UInt8]) -> ClaimingError {
+        let text = (try? ClaimWire.decode(ClaimRefusal.self, from: body))?.error ?? String(decoding: body.prefix(200), as: UTF8.self)
+        return .refused(status: status, reason: String(text.prefix(200)))
     }
 
     /// What an HTTP answer of the claim endpoint means: the claim answer, or the refusal with the
     /// cloud's reason. Every field is checked before anything is stored (the device name goes
     /// into AORs, mDNS names and TLS checks).
     public static func interpret(status: Int, body: [UInt8]) throws(ClaimingError) -> ClaimAnswer {
-        guard status == 200 else {
-            let reason = (try? BoundedJSON.object(from: Data(body))) as? [String: Any]
-            let text = reason?["error"] as? String ?? String(decoding: body.prefix(200), as: UTF8.self)
-            throw .refused(status: status, reason: String(text.prefix(200)))
-        }
+        guard status == 200 else { throw refusal(status, body) }
         let answer: ClaimAnswer
         do {
-            answer = try BoundedJSON.decode(ClaimAnswer.self, from: Data(body))
+            answer = try ClaimWire.decode(ClaimAnswer.self, from: body)
         } catch {
             throw .badAnswer("\(error)")
         }

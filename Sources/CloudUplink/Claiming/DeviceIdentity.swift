@@ -1,13 +1,22 @@
 import BoundedJSON
-import Foundation
 public import Crypto
+public import DeviceTrust
+public import Foundation
+public import NIOSSL
 import SwiftASN1
 import X509
-public import NIOSSL
 
 /// The gateway's identity toward the cloud: its P-256 key, the device certificate the cloud's
-/// CA signed at claiming, the CA to verify the cloud with, and where to register. Kept in the
-/// state directory (key and certificate 0600) and reused on every later start.
+/// CA signed, the CA to verify the cloud with, and where to register. Kept in the state
+/// directory and reused on every later start.
+///
+/// Files (docs/GATEWAY.md "Identity files"), each written atomically (`AtomicFile`: temp file,
+/// fsync, rename, directory fsync), `device.json` last as the mark of a finished claim:
+/// `device-key.pem` (0600), `device.pem` (0600), `cloud-ca.pem` (0644), `device.json` (0600).
+/// A key being claimed or renewed for waits in `device-key.next.pem`: kept across retries (so a
+/// retry after a lost answer asks for the same key and gets the same certificate), and moved
+/// over `device-key.pem` once the certificate for it is stored — at the next start if a power cut
+/// came in between.
 public struct DeviceIdentity: Sendable, Equatable {
     public var device: String
     public var keyFile: String
@@ -16,89 +25,171 @@ public struct DeviceIdentity: Sendable, Equatable {
     /// `sips:host:port` from the claim answer.
     public var sipServer: String
     public var domain: String
+    /// `https://host:port` of the claiming service (renewals, revocation lists), if the cloud said.
+    public var service: String?
+    /// Company and site, from the certificate; nil for a certificate of before site binding.
+    public var binding: DeviceBinding?
+    public var notBefore: Date
+    public var notAfter: Date
+    public var serial: String
 
-    /// Files in `stateDirectory`: `device-key.pem`, `device.pem`, `cloud-ca.pem`, `device.json`.
-    public static func files(in stateDirectory: String) -> (key: String, certificate: String, ca: String, metadata: String) {
-        (stateDirectory + "/device-key.pem", stateDirectory + "/device.pem", stateDirectory + "/cloud-ca.pem", stateDirectory + "/device.json")
+    public struct Files: Sendable {
+        public var key: String
+        public var certificate: String
+        public var ca: String
+        public var metadata: String
+        public var nextKey: String
+        public var revocations: String
     }
 
-    /// The identity stored by an earlier claim, or nil when there is none yet.
-    public static func load(from stateDirectory: String) throws -> DeviceIdentity? {
+    public static func files(in stateDirectory: String) -> Files {
+        Files(
+            key: stateDirectory + "/device-key.pem", certificate: stateDirectory + "/device.pem", ca: stateDirectory + "/cloud-ca.pem",
+            metadata: stateDirectory + "/device.json", nextKey: stateDirectory + "/device-key.next.pem", revocations: stateDirectory + "/revoked.json")
+    }
+
+    /// A file of the identity that cannot be used: named, with what is wrong with it.
+    public struct BrokenFile: Error, Sendable, Equatable, CustomStringConvertible {
+        public var file: String
+        public var problem: String
+        public var description: String { "identity file \(file) is broken: \(problem)" }
+    }
+
+    /// The identity stored by an earlier claim, or nil when there is none yet (no `device.json`).
+    public static func load(from stateDirectory: String) throws(BrokenFile) -> DeviceIdentity? {
         let files = files(in: stateDirectory)
+        for file in [files.key, files.certificate, files.ca, files.metadata, files.nextKey, files.revocations] { AtomicFile.removeLeftovers(of: file) }
         guard FileManager.default.fileExists(atPath: files.metadata) else { return nil }
-        let metadata = try BoundedJSON.decode(Metadata.self, from: Data(contentsOf: URL(fileURLWithPath: files.metadata)))
-        // The file is outside input too: the name becomes the AORs, mDNS names and TLS checks.
-        guard metadata.isValid else { throw ClaimingError.badAnswer("\(files.metadata) names no valid device (1–64 letters, digits, '-', '_', '.')") }
-        for file in [files.key, files.certificate, files.ca] where !FileManager.default.fileExists(atPath: file) {
-            throw ClaimingError.incompleteState(file)
+        let metadata: Metadata
+        do {
+            metadata = try BoundedJSON.decode(Metadata.self, from: Data(contentsOf: URL(fileURLWithPath: files.metadata)))
+        } catch {
+            throw BrokenFile(file: files.metadata, problem: "not the JSON a claim writes (\(error))")
         }
-        return DeviceIdentity(
-            device: metadata.device, keyFile: files.key, certificateFile: files.certificate, caFile: files.ca,
-            sipServer: metadata.sipServer, domain: metadata.domain)
+        // The file is outside input too: the name becomes the AORs, mDNS names and TLS checks.
+        guard metadata.isValid else { throw BrokenFile(file: files.metadata, problem: "names no valid device (1–64 letters, digits, '-', '_', '.')") }
+        let certificate = try readCertificate(files.certificate)
+        _ = try readCertificate(files.ca)
+        if (try? readKey(files.key)) != certificate.publicKey {
+            // A renewal cut short between storing the certificate and moving its key into place.
+            if let next = try? readKey(files.nextKey), next == certificate.publicKey {
+                guard rename(files.nextKey, files.key) == 0 else { throw BrokenFile(file: files.key, problem: "cannot move the renewed key into place") }
+                AtomicFile.syncDirectory(of: files.key)
+            } else {
+                throw BrokenFile(file: files.key, problem: FileManager.default.fileExists(atPath: files.key) ? "not the key of \(files.certificate)" : "missing")
+            }
+        }
+        guard DeviceCertificateName.deviceName(of: certificate) == metadata.device else {
+            throw BrokenFile(file: files.certificate, problem: "does not name device \(metadata.device)")
+        }
+        return DeviceIdentity(metadata: metadata, certificate: certificate, files: files)
+    }
+
+    init(metadata: Metadata, certificate: Certificate, files: Files) {
+        self.init(
+            device: metadata.device, keyFile: files.key, certificateFile: files.certificate, caFile: files.ca, sipServer: metadata.sipServer,
+            domain: metadata.domain, service: metadata.service, binding: DeviceCertificateName.binding(of: certificate),
+            notBefore: certificate.notValidBefore, notAfter: certificate.notValidAfter, serial: DeviceCertificateName.serial(of: certificate))
+    }
+
+    public init(
+        device: String, keyFile: String, certificateFile: String, caFile: String, sipServer: String, domain: String, service: String?,
+        binding: DeviceBinding?, notBefore: Date, notAfter: Date, serial: String
+    ) {
+        self.device = device
+        self.keyFile = keyFile
+        self.certificateFile = certificateFile
+        self.caFile = caFile
+        self.sipServer = sipServer
+        self.domain = domain
+        self.service = service
+        self.binding = binding
+        self.notBefore = notBefore
+        self.notAfter = notAfter
+        self.serial = serial
+    }
+
+    private static func readCertificate(_ file: String) throws(BrokenFile) -> Certificate {
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+            throw BrokenFile(file: file, problem: FileManager.default.fileExists(atPath: file) ? "unreadable" : "missing")
+        }
+        do { return try Certificate(pemEncoded: text) } catch { throw BrokenFile(file: file, problem: "not a PEM certificate") }
+    }
+
+    private static func readKey(_ file: String) throws -> Certificate.PublicKey {
+        Certificate.PublicKey(try P256.Signing.PrivateKey(pemRepresentation: try String(contentsOfFile: file, encoding: .utf8)).publicKey)
     }
 
     struct Metadata: Codable {
         var device: String
         var sipServer: String
         var domain: String
+        var service: String?
 
-        /// The cloud's naming rule (device names: 1–64 letters, digits, '-', '_', '.'), and
-        /// server and domain short enough to be what they say.
+        /// The cloud's naming rule, and server, domain and service short enough to be what they say.
         var isValid: Bool {
-            DeviceIdentity.isDeviceName(device) && !sipServer.isEmpty && sipServer.utf8.count <= 512 && !domain.isEmpty && domain.utf8.count <= 255
+            DeviceCertificateName.isDeviceName(device) && !sipServer.isEmpty && sipServer.utf8.count <= 512 && !domain.isEmpty
+                && domain.utf8.count <= 255 && (service?.utf8.count ?? 0) <= 512
         }
     }
 
-    /// Whether `name` can be a device's name (the cloud core's rule).
-    public static func isDeviceName(_ name: String) -> Bool {
-        !name.isEmpty && name.utf8.count <= 64 && name.utf8.allSatisfy { byte in
-            (byte >= 0x30 && byte <= 0x39) || (byte | 0x20 >= 0x61 && byte | 0x20 <= 0x7A) || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: ".")
-        }
+    /// The key to claim or renew with: the one a cut-short earlier attempt left in
+    /// `device-key.next.pem`, else a new one stored there first.
+    public static func nextKey(in stateDirectory: String) throws -> P256.Signing.PrivateKey {
+        let file = files(in: stateDirectory).nextKey
+        if let text = try? String(contentsOfFile: file, encoding: .utf8), let key = try? P256.Signing.PrivateKey(pemRepresentation: text) { return key }
+        let key = P256.Signing.PrivateKey()
+        try AtomicFile.write(key.pemRepresentation + "\n", to: file, mode: 0o600)
+        return key
     }
 
-    /// A fresh key and a CSR for it (the subject is only a hint: the cloud names the device).
+    /// A fresh key (not stored) and a CSR for it.
     public static func makeKeyAndRequest(hint: String) throws -> (key: P256.Signing.PrivateKey, csrPEM: String) {
         let key = P256.Signing.PrivateKey()
+        return (key, try request(for: key, hint: hint))
+    }
+
+    /// A CSR for `key` (the subject is only a hint: the cloud names the device).
+    public static func request(for key: P256.Signing.PrivateKey, hint: String) throws -> String {
         let request = try CertificateSigningRequest(
             version: .v1, subject: try DistinguishedName { CommonName(hint) }, privateKey: .init(key),
             attributes: CertificateSigningRequest.Attributes())
-        return (key, try request.serializeAsPEM().pemString)
+        return try request.serializeAsPEM().pemString
     }
 
-    /// Stores what a claim returned; the key and certificate are written 0600 from the start.
+    /// Stores what a claim or renewal returned for `key` (the next key): certificate, CA and
+    /// `device.json`, then the key moved into place (`load` finishes that move after a cut).
     public static func store(key: P256.Signing.PrivateKey, answer: ClaimAnswer, in stateDirectory: String) throws -> DeviceIdentity {
         let files = files(in: stateDirectory)
-        let metadata = Metadata(device: answer.device, sipServer: answer.sipServer, domain: answer.domain)
+        let metadata = Metadata(device: answer.device, sipServer: answer.sipServer, domain: answer.domain, service: answer.service)
         guard metadata.isValid else { throw ClaimingError.badAnswer("the cloud named the device \"\(answer.device.prefix(80))\", not a device name") }
-        try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        try write(key.pemRepresentation + "\n", to: files.key, mode: 0o600)
-        try write(answer.certificate, to: files.certificate, mode: 0o600)
-        try write(answer.ca, to: files.ca, mode: 0o644)
-        try write(String(decoding: try JSONEncoder().encode(metadata), as: UTF8.self), to: files.metadata, mode: 0o600)
-        return DeviceIdentity(
-            device: answer.device, keyFile: files.key, certificateFile: files.certificate, caFile: files.ca,
-            sipServer: answer.sipServer, domain: answer.domain)
-    }
-
-    private static func write(_ text: String, to path: String, mode: Int) throws {
-        guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: mode]) else {
-            throw ClaimingError.cannotWrite(path)
+        let certificate: Certificate
+        do { certificate = try Certificate(pemEncoded: answer.certificate) } catch { throw ClaimingError.badAnswer("the certificate is not PEM") }
+        guard (try? Certificate(pemEncoded: answer.ca)) != nil else { throw ClaimingError.badAnswer("the CA certificate is not PEM") }
+        guard certificate.publicKey == Certificate.PublicKey(key.publicKey) else { throw ClaimingError.badAnswer("the certificate is not for our key") }
+        guard DeviceCertificateName.deviceName(of: certificate) == answer.device else {
+            throw ClaimingError.badAnswer("the certificate does not name device \(answer.device)")
         }
-        try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: path)
+        do {
+            try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try AtomicFile.write(key.pemRepresentation + "\n", to: files.nextKey, mode: 0o600)
+            try AtomicFile.write(answer.certificate, to: files.certificate, mode: 0o600)
+            try AtomicFile.write(answer.ca, to: files.ca, mode: 0o644)
+            try AtomicFile.write(String(decoding: try JSONEncoder().encode(metadata), as: UTF8.self), to: files.metadata, mode: 0o600)
+            guard rename(files.nextKey, files.key) == 0 else { throw ClaimingError.cannotWrite(files.key) }
+            AtomicFile.syncDirectory(of: files.key)
+        } catch let error as ClaimingError {
+            throw error
+        } catch {
+            throw ClaimingError.cannotWrite("\(error)")
+        }
+        return DeviceIdentity(metadata: metadata, certificate: certificate, files: files)
     }
-}
 
-/// What the cloud answers a good claim with (`POST /v1/claim`, docs/CLOUD-CORE.md).
-public struct ClaimAnswer: Codable, Sendable, Equatable {
-    public var device: String
-    public var certificate: String
-    public var ca: String
-    public var sipServer: String
-    public var domain: String
-
-    enum CodingKeys: String, CodingKey {
-        case device, certificate, ca, domain
-        case sipServer = "sip_server"
+    /// When to renew: at two thirds of the certificate's life (issue 17), at once for a
+    /// certificate without site binding.
+    public var renewalDue: Date {
+        binding == nil ? notBefore : notBefore.addingTimeInterval(notAfter.timeIntervalSince(notBefore) * 2 / 3)
     }
 }
 
@@ -108,7 +199,6 @@ public enum ClaimingError: Error, Sendable, Equatable, CustomStringConvertible {
     case unreachable(String)
     case badAnswer(String)
     case notClaimed
-    case incompleteState(String)
     case cannotWrite(String)
 
     public var description: String {
@@ -117,22 +207,18 @@ public enum ClaimingError: Error, Sendable, Equatable, CustomStringConvertible {
         case .unreachable(let what): "claiming failed: \(what)"
         case .badAnswer(let what): "the claim answer is not usable: \(what)"
         case .notClaimed: "this gateway is not claimed yet: set [cloud] claim_code (and claim_url) for its first start"
-        case .incompleteState(let file): "the claimed identity is incomplete: \(file) is missing (remove device.json to claim again)"
         case .cannotWrite(let file): "cannot write \(file)"
         }
     }
 }
 
 extension DeviceIdentity {
-    /// The device a certificate of the site CA names (its subject's common name): what a mesh
-    /// peer proves in the TLS handshake, compared with what discovery said it would be.
+    /// The device a certificate names (`DeviceCertificateName`): what a mesh peer proves in the
+    /// TLS handshake, compared with what discovery said it would be.
     public static func deviceName(of certificate: NIOSSLCertificate) -> String? {
-        guard let der = try? certificate.toDERBytes(), let parsed = try? Certificate(derEncoded: der) else { return nil }
-        for rdn in parsed.subject {
-            for attribute in rdn where attribute.type == .RDNAttributeType.commonName {
-                if let name = String(attribute.value) { return name }
-            }
-        }
-        return nil
+        DeviceCertificateName.deviceName(of: certificate)
     }
+
+    /// Whether `name` can be a device's name (the cloud core's rule).
+    public static func isDeviceName(_ name: String) -> Bool { DeviceCertificateName.isDeviceName(name) }
 }

@@ -1,4 +1,5 @@
 import CloudUplink
+import DeviceTrust
 import Foundation
 import Logging
 import Mesh
@@ -20,7 +21,7 @@ struct GatewayComponent: Service, CustomStringConvertible {
 
 extension GatewayServer {
     /// The parts, in the order they start; they stop in the reverse order.
-    func components(identity: DeviceIdentity?, claimRetry: ReconnectBackoff) -> [GatewayComponent] {
+    func components(identity: DeviceIdentity?, identityBroken: Bool, claimRetry: ReconnectBackoff) -> [GatewayComponent] {
         var parts = [
             GatewayComponent(description: "sip-transport") { await self.runTransport() },
             GatewayComponent(description: "call-records") { await self.runRecords() },
@@ -33,7 +34,7 @@ extension GatewayServer {
                 await trunk.stop()
             })
         }
-        parts.append(GatewayComponent(description: "cloud-uplink") { await self.runUplink(identity: identity, retry: claimRetry) })
+        parts.append(GatewayComponent(description: "cloud-uplink") { await self.runUplink(identity: identity, identityBroken: identityBroken, retry: claimRetry) })
         if meshEndpoint != nil { parts.append(GatewayComponent(description: "mesh") { await self.runMesh() }) }
         parts.append(GatewayComponent(description: "router") { await self.runRouter() })
         return parts
@@ -116,9 +117,9 @@ extension GatewayServer {
 
     /// Claims (when needed), then registers the channels and keeps the router's cloud flow and
     /// health current; unregisters at the end.
-    private func runUplink(identity stored: DeviceIdentity?, retry: ReconnectBackoff) async {
+    private func runUplink(identity stored: DeviceIdentity?, identityBroken: Bool, retry: ReconnectBackoff) async {
         await cancelWhenGracefulShutdown {
-            guard let identity = await self.claimIdentity(stored, retry: retry), let registration = await self.register(identity) else { return }
+            guard let identity = await self.claimIdentity(stored, broken: identityBroken, retry: retry), let registration = await self.register(identity) else { return }
             let (router, status, box) = (self.router, self.status, self.uplink)
             await withDiscardingTaskGroup { group in
                 group.addTask {
@@ -127,6 +128,7 @@ extension GatewayServer {
                         await status?.uplink(change)
                     }
                 }
+                group.addTask { await self.runIdentityUpkeep(identity, registration: registration) }
                 group.addTask {
                     for await health in registration.healthChanges {
                         await router.setCloudHealth(health)
@@ -144,8 +146,17 @@ extension GatewayServer {
 
     /// The identity stored or claimed now; retried with backoff while the claiming server is
     /// unreachable, and after a refusal only once a reload brings a new code. Nil when cancelled.
-    private func claimIdentity(_ stored: DeviceIdentity?, retry: ReconnectBackoff) async -> DeviceIdentity? {
+    private func claimIdentity(_ stored: DeviceIdentity?, broken: Bool, retry: ReconnectBackoff) async -> DeviceIdentity? {
         if let stored { return stored }
+        if broken {
+            // Not claimed again on its own (the old code is spent; a new key would be refused):
+            // a reload with a new claim_code, once the files are dealt with, claims again.
+            uplink.claimRefused = true
+            await status?.claim(claimed: false, error: "identity files broken; see the log")
+            for await _ in claimCodeChanges { break }
+            uplink.claimRefused = false
+            await status?.problem("identity", nil)
+        }
         if configuration.meshEnabled {
             logger.notice("the mesh starts once the gateway is claimed: mesh calls need its device certificate")
         }
@@ -210,8 +221,10 @@ extension GatewayServer {
     /// there. Goodbyes on every interface at the end.
     private func runMesh() async {
         await cancelWhenGracefulShutdown {
+            // The mesh needs a certificate that names our site (`MeshTrust`): one of before site
+            // binding is renewed first.
             var claimed: DeviceIdentity?
-            for await identity in self.identities {
+            for await identity in self.identities where identity.binding != nil {
                 claimed = identity
                 break
             }
@@ -234,18 +247,18 @@ extension GatewayServer {
     private func makeDiscovery(_ identity: DeviceIdentity) async -> MeshDiscoveryService? {
         guard let meshEndpoint else { return nil }
         do {
-            var tls = try SIPTLSSettings(
-                certificateFile: identity.certificateFile, keyFile: identity.keyFile, caFile: identity.caFile, clientCertificates: .required)
-            // Peers are at link-local addresses: the certificate's device name is checked instead.
-            tls.verifiesServerName = false
-            try await meshEndpoint.useTLS(tls)
+            try await meshEndpoint.useTLS(try Self.meshTLS(identity))
         } catch {
             logger.error("mesh: the device identity cannot be used for TLS: \(error); no mesh")
             return nil
         }
         let config = configuration
+        // The site is the one our certificate names (peers check it there): `company/site`.
+        if let site = config.site, let binding = identity.binding, site != binding.site {
+            logger.notice("[gateway] site is \"\(site)\", but the device certificate names site \"\(binding.site)\" of \(binding.company): the mesh uses the certificate's")
+        }
         let node = MeshNode(
-            device: identity.device, site: config.site ?? "default", numbers: config.channels.filter(\.enabled).map(\.number), port: config.meshPort)
+            device: identity.device, site: identity.binding?.siteKey ?? config.site ?? "default", numbers: config.channels.filter(\.enabled).map(\.number), port: config.meshPort)
         let discovery = MeshDiscoveryService(node: node, eventLoop: meshEndpoint.eventLoop, logger: component(logger, "mesh-discovery"))
         uplink.discovery = discovery
         return discovery

@@ -47,6 +47,7 @@ public final class GatewayServer: Service, Sendable {
     let identityKnown: AsyncStream<DeviceIdentity>.Continuation
     /// The MQTT status topics, when `[mqtt] host` is set.
     public let status: GatewayStatusPublisher?
+    let upkeep: IdentityUpkeep
 
     public enum StartError: Error, CustomStringConvertible {
         case stateDirectory(String, String)
@@ -64,9 +65,10 @@ public final class GatewayServer: Service, Sendable {
     /// once its legacy listener is bound. `stop` shuts it down gracefully.
     public static func start(
         _ config: BridgeConfiguration, group: any EventLoopGroup, logger: Logger = Logger(label: "symphony-bridge"),
-        claimRetry: ReconnectBackoff = ReconnectBackoff(base: .seconds(2), ceiling: .seconds(300)), statsInterval: Duration = .seconds(60)
+        claimRetry: ReconnectBackoff = ReconnectBackoff(base: .seconds(2), ceiling: .seconds(300)), statsInterval: Duration = .seconds(60),
+        upkeep: IdentityUpkeep = IdentityUpkeep()
     ) async throws -> GatewayServer {
-        let gateway = try await make(config, group: group, logger: logger, claimRetry: claimRetry, statsInterval: statsInterval)
+        let gateway = try await make(config, group: group, logger: logger, claimRetry: claimRetry, statsInterval: statsInterval, upkeep: upkeep)
         gateway.uplink.running = Task { try? await gateway.run() }
         return gateway
     }
@@ -77,7 +79,8 @@ public final class GatewayServer: Service, Sendable {
     /// leaves the gateway up (legacy calls get 503, the log says why) until a reload brings a new code.
     public static func make(
         _ config: BridgeConfiguration, group: any EventLoopGroup, logger: Logger = Logger(label: "symphony-bridge"),
-        claimRetry: ReconnectBackoff = ReconnectBackoff(base: .seconds(2), ceiling: .seconds(300)), statsInterval: Duration = .seconds(60)
+        claimRetry: ReconnectBackoff = ReconnectBackoff(base: .seconds(2), ceiling: .seconds(300)), statsInterval: Duration = .seconds(60),
+        upkeep: IdentityUpkeep = IdentityUpkeep()
     ) async throws -> GatewayServer {
         do {
             try FileManager.default.createDirectory(atPath: config.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -129,7 +132,15 @@ public final class GatewayServer: Service, Sendable {
 
         let relay = try MediaRelay(threads: 1, portRange: config.rtpPortMin...config.rtpPortMax)
         let records = try GatewayCallRecords(path: config.stateDirectory + "/calls.sqlite")
-        let identity = try? DeviceIdentity.load(from: config.stateDirectory)
+        // A broken identity file is named, and the gateway runs as an unclaimed one (legacy
+        // calls answered; cloud and mesh wait for a fix): nothing essential waits on it.
+        let identity: DeviceIdentity?, brokenIdentity: DeviceIdentity.BrokenFile?
+        do {
+            (identity, brokenIdentity) = (try DeviceIdentity.load(from: config.stateDirectory), nil)
+        } catch {
+            (identity, brokenIdentity) = (nil, error)
+            logger.error("\(error). The gateway runs unclaimed: legacy calls are answered, the cloud and the mesh wait. Restore the file, or remove \(config.stateDirectory)/device.json and claim again with a new claim_code (then reload).")
+        }
         let settings = ChannelRouter.Settings(config, device: identity?.device ?? config.gatewayID, domain: identity?.domain ?? "localhost")
         let router = ChannelRouter(
             legacy: legacyUA, cloud: cloudUA, mesh: meshUA, settings: settings, relay: relay, records: records, logger: component(logger, "router"))
@@ -141,7 +152,9 @@ public final class GatewayServer: Service, Sendable {
         let status = Self.makeStatusPublisher(config, logger: component(logger, "mqtt"), statsInterval: statsInterval)
         let gateway = GatewayServer(
             configuration: config, router: router, legacyEndpoint: legacyEndpoint, cloudEndpoint: cloudEndpoint, meshEndpoint: meshEndpoint, relay: relay,
-            records: records, trunk: trunk, legacyAddress: legacyAddress, status: status, logger: logger, identity: identity, claimRetry: claimRetry)
+            records: records, trunk: trunk, legacyAddress: legacyAddress, status: status, logger: logger, identity: identity,
+            identityBroken: brokenIdentity != nil, claimRetry: claimRetry, upkeep: upkeep)
+        if let brokenIdentity { await status?.problem("identity", brokenIdentity.description) }
         logger.notice("legacy trunk listening", metadata: ["address": "\(config.legacyTransport.rawValue):\(legacyAddress.ipAddress ?? "?"):\(legacyAddress.port ?? 0)", "channels": "\(config.channels.count)"])
         return gateway
     }
@@ -149,9 +162,10 @@ public final class GatewayServer: Service, Sendable {
     private init(
         configuration: BridgeConfiguration, router: ChannelRouter, legacyEndpoint: SIPEndpoint, cloudEndpoint: SIPEndpoint, meshEndpoint: SIPEndpoint?, relay: MediaRelay,
         records: GatewayCallRecords, trunk: LegacyTrunk?, legacyAddress: SocketAddress, status: GatewayStatusPublisher?, logger: Logger,
-        identity: DeviceIdentity?, claimRetry: ReconnectBackoff
+        identity: DeviceIdentity?, identityBroken: Bool, claimRetry: ReconnectBackoff, upkeep: IdentityUpkeep
     ) {
         self.status = status
+        self.upkeep = upkeep
         self.uplink.configuration = configuration
         self.router = router
         self.legacyEndpoint = legacyEndpoint
@@ -165,7 +179,7 @@ public final class GatewayServer: Service, Sendable {
         (claimCodeChanges, claimCodeChanged) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         (identities, identityKnown) = AsyncStream.makeStream(of: DeviceIdentity.self, bufferingPolicy: .bufferingNewest(1))
         var group = ServiceGroupConfiguration(
-            services: components(identity: identity, claimRetry: claimRetry).map { .init(service: $0) }, logger: component(logger, "lifecycle"))
+            services: components(identity: identity, identityBroken: identityBroken, claimRetry: claimRetry).map { .init(service: $0) }, logger: component(logger, "lifecycle"))
         // A part that hangs on its way down does not keep the daemon from stopping.
         group.maximumGracefulShutdownDuration = .seconds(15)
         uplink.group = ServiceGroup(configuration: group)
@@ -191,7 +205,10 @@ public final class GatewayServer: Service, Sendable {
             return .failure(.notClaimed)
         }
         do {
-            let (key, csr) = try DeviceIdentity.makeKeyAndRequest(hint: configuration.gatewayID)
+            // The next key: the same one again after an attempt whose answer was lost, so that the
+            // cloud recognises the retry and answers with the same certificate.
+            let key = try DeviceIdentity.nextKey(in: configuration.stateDirectory)
+            let csr = try DeviceIdentity.request(for: key, hint: configuration.gatewayID)
             let answer = try await ClaimingClient.claim(url: url, code: code, csrPEM: csr, caFile: configuration.cloudCAFile)
             let identity = try DeviceIdentity.store(key: key, answer: answer, in: configuration.stateDirectory)
             logger.notice("claimed as \(identity.device) at \(identity.domain); identity stored in \(configuration.stateDirectory)")
@@ -326,6 +343,7 @@ final class UplinkBox: @unchecked Sendable {
     private var _configuration = BridgeConfiguration()
     private var _device: String?
     private var _claimRefused = false
+    private var _renewalAsked = false
     private var _registration: CloudRegistration?
     private var _discovery: MeshDiscoveryService?
     private var _group: ServiceGroup?
@@ -343,6 +361,11 @@ final class UplinkBox: @unchecked Sendable {
     var claimRefused: Bool {
         get { lock.withLock { _claimRefused } }
         set { lock.withLock { _claimRefused = newValue } }
+    }
+    /// A certificate renewal was asked for (SIGUSR1) and not yet begun.
+    var renewalAsked: Bool {
+        get { lock.withLock { _renewalAsked } }
+        set { lock.withLock { _renewalAsked = newValue } }
     }
     var registration: CloudRegistration? {
         get { lock.withLock { _registration } }

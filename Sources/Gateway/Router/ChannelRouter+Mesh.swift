@@ -143,12 +143,12 @@ extension ChannelRouter {
             await failBranch(id, branch, status: 503)
             return
         }
-        // Discovery is a hint; the certificate (verified against the site CA) says who this is.
+        // Discovery is a hint; the certificate (verified against the core's CA) says who this is
+        // and where it belongs (`MeshTrust`).
         let certificate = onEndpoint(mesh.endpoint) { $0.peerCertificate(on: flow) }
-        let presented = certificate.flatMap(DeviceIdentity.deviceName(of:))
-        guard presented == peer.device else {
+        if let refusal = meshTrust.refusal(of: certificate, expecting: peer.device) {
             logger.error(
-                "mesh peer at \(peer.address) claims to be \(peer.device) but its certificate names \(presented ?? "nobody"); not calling it",
+                "mesh peer at \(peer.address) (announced as \(peer.device)) is not one of our site: \(refusal); not calling it",
                 metadata: ["channel": "\(call.channel.index)"])
             onEndpoint(mesh.endpoint) { $0.close(flow) }
             await failBranch(id, branch, status: 403)

@@ -93,6 +93,8 @@ public actor ChannelRouter {
 
     // The mesh, as the gateway tells it.
     var cloudHealth: CloudHealth.State = .down
+    /// Who may take part in the mesh (`MeshTrust`): set once the identity is known and with every revocation list.
+    var meshTrust = MeshTrust()
     var meshPeers: [MeshPeer] = []
     /// Our link-local address on each mesh interface (no zone).
     var meshAddresses: [String: String] = [:]
@@ -238,6 +240,11 @@ public actor ChannelRouter {
         settings.jitterBufferMax = new.jitterBufferMax
         settings.mediaTimeout = new.mediaTimeout
         settings.relayHoldToStations = new.relayHoldToStations
+    }
+
+    /// Who may take part in the mesh: our site, the revoked certificates (`MeshTrust`).
+    public func setMeshTrust(_ trust: MeshTrust) {
+        meshTrust = trust
     }
 
     /// The name and domain the cloud gave this gateway when it was claimed.
@@ -434,6 +441,16 @@ public actor ChannelRouter {
         known.meshAvailable = mesh != nil
         known.fallbackAfter = DeadlineWakeUp.seconds(settings.fallbackAfter)
         known.mediaTimeout = settings.mediaTimeout.map(DeadlineWakeUp.seconds)
+        // A mesh call only from a device of our site whose certificate is not revoked: the
+        // handshake proved only that the core's CA signed it (any customer's device).
+        if side == .mesh, let mesh {
+            let certificate = onEndpoint(mesh.endpoint) { $0.peerCertificate(on: invite.flow) }
+            if let refusal = meshTrust.refusal(of: certificate) {
+                logger.warning("mesh call refused: the caller is not a device of our site: \(refusal)", metadata: ["from": "\(caller)"])
+                refuse(agent, handle, 403, "mesh caller not of our site: \(refusal)")
+                return
+            }
+        }
         let route: CallAdmission.Route
         switch CallAdmission.decide(requestURI: invite.requestURI, caller: caller, origin: side.origin, known) {
         case .refuse(let status, let reason, let attempt):

@@ -44,6 +44,8 @@ public actor GatewayStatusPublisher {
     private var failedOver = false
     private var counters = (calls: 0, answered: 0, failures: 0)
     private var lastDiscoveryRequest: ContinuousClock.Instant?
+    private var problems: [String: String] = [:]
+    private var certificateExpiry: Date?
 
     /// How often `stats` goes out (60 s; tests shorten it).
     let statsInterval: Duration
@@ -247,11 +249,44 @@ public actor GatewayStatusPublisher {
     var overallState: String {
         let cloudUp = cloud["registered"] == .bool(true)
         let trunkDown = legacy["trunk"] == .string("down")
-        return cloudUp && !trunkDown ? "online" : "degraded"
+        return cloudUp && !trunkDown && problems.isEmpty ? "online" : "degraded"
     }
 
     private func publishStatus() {
-        connection.publish("\(prefix)/status", JSONValue.object(["state": .string(overallState), "ts": .int(nowMilliseconds)]).text, qos: 1, retain: true)
+        var fields: [String: JSONValue] = ["state": .string(overallState), "ts": .int(nowMilliseconds)]
+        if !problems.isEmpty { fields["problems"] = .array(problems.sorted { $0.key < $1.key }.map { .string($0.value) }) }
+        connection.publish("\(prefix)/status", JSONValue.object(fields).text, qos: 1, retain: true)
+    }
+
+    /// A problem an operator must act on (a broken identity file, a certificate about to expire),
+    /// by `key`; nil clears it. Listed in `status` as `problems`, which makes the state `degraded`.
+    public func problem(_ key: String, _ text: String?) {
+        guard problems[key] != text else { return }
+        problems[key] = text
+        publishStatus()
+    }
+
+    /// The device certificate's end (in `info`), and the alarm in `status` from 30 days before it.
+    public func certificate(expiresAt: Date, renewalError: String?) {
+        certificateExpiry = expiresAt
+        publishInfo()
+        let days = Int((expiresAt.timeIntervalSince(clock()) / 86400).rounded(.down))
+        if days < 30 {
+            let when = ISO8601DateFormatter().string(from: expiresAt)
+            problem("certificate", "the device certificate expires \(days <= 0 ? "within a day" : "in \(days) days") (\(when))" + (renewalError.map { "; renewal failing: \($0)" } ?? ""))
+        } else {
+            problem("certificate", nil)
+        }
+    }
+
+    private func publishInfo() {
+        var fields: [String: JSONValue] = [
+            "version": .string(GatewayVersion.current), "channels": .int(Int64(configuration.channels.count)),
+            "started_at": .int(Int64(startedAt.timeIntervalSince1970 * 1000)), "config_hash": .string(configuration.digest),
+            "site": configuration.site.map { .string($0) } ?? .null,
+        ]
+        if let certificateExpiry { fields["certificate_expires_at"] = .int(Int64(certificateExpiry.timeIntervalSince1970 * 1000)) }
+        publish("info", fields)
     }
 
     private func publish(_ topic: String, _ fields: [String: JSONValue]) {
@@ -347,11 +382,7 @@ public actor GatewayStatusPublisher {
     func republishAll() {
         logger.info("MQTT connected; publishing the retained topics", metadata: ["prefix": "\(prefix)"])
         publishStatus()
-        publish("info", [
-            "version": .string(GatewayVersion.current), "channels": .int(Int64(configuration.channels.count)),
-            "started_at": .int(Int64(startedAt.timeIntervalSince1970 * 1000)), "config_hash": .string(configuration.digest),
-            "site": configuration.site.map { .string($0) } ?? .null,
-        ])
+        publishInfo()
         publish("cloud", cloud)
         publish("legacy", legacy)
         publish("mesh", mesh)
