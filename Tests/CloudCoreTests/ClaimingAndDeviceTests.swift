@@ -9,6 +9,7 @@ import PeerTestSupport
 import SIP
 import SIPTransport
 import Testing
+import X509
 
 /// Claiming over HTTPS (curl as the client), then the claimed gateway on mutual TLS: its
 /// registration with RFC 5626 flows, keepalive pongs, a call arriving over its own flow; refusals
@@ -216,6 +217,90 @@ struct ClaimingAndDeviceTests {
         #expect(try await client.send(try Self.register("gw1-ch1", instance: nil), to: destination).0?.statusCode == 403)
         #expect(await core.server.proxy.statistics.forbidden == 1)
         await client.endpoint.shutdown()
+        await core.stop()
+    }
+
+    /// A request to the claiming service with curl, presenting a device certificate (`cert`).
+    static func service(
+        _ core: CoreHarness, _ path: String, body: String? = nil, cert: (String, String)? = nil
+    ) async throws -> (status: Int, body: [String: Any]) {
+        var arguments = ["-sS", "--cacert", core.server.configuration.resolvedCACertificateFile, "-w", "\n%{http_code}"]
+        if let cert { arguments += ["--cert", cert.0, "--key", cert.1] }
+        if let body {
+            let file = core.scratch.path("body-\(UUID().uuidString).json")
+            try body.write(toFile: file, atomically: true, encoding: .utf8)
+            arguments += ["-X", "POST", "-H", "Content-Type: application/json", "--data-binary", "@\(file)"]
+        }
+        let output = try await runCommand("curl", arguments + ["https://127.0.0.1:\(core.server.claiming?.localAddress?.port ?? 0)\(path)"])
+        let lines = output.split(separator: "\n")
+        let json = lines.dropLast().joined(separator: "\n")
+        return (Int(lines.last ?? "") ?? 0, (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any] ?? [:])
+    }
+
+    static func serial(_ pem: String) throws -> String {
+        DeviceCertificateName.serial(of: try Certificate(pemEncoded: pem))
+    }
+
+    @Test("Only a device's current certificate works: re-claimed and renewed ones are refused at the core and listed as revoked; a renewal whose answer was lost is answered again")
+    func reclaimedAndRenewedCertificatesStopWorkingAndAreListed() async throws {
+        let core = try await CoreHarness.start()
+        let destination = SIPDestination(transport: .tls, host: "127.0.0.1", port: core.port(.tls))
+        func registers(_ tls: SIPTLSSettings) async throws -> Int? {
+            let client = try await Client(tls: tls)
+            defer { Task { await client.endpoint.shutdown() } }
+            return try await client.send(try Self.register("gw1-ch1", instance: nil), to: destination).0?.statusCode
+        }
+        let caFile = core.server.configuration.resolvedCACertificateFile
+        let first = try await Self.deviceTLS(core)
+        let firstPEM = try String(contentsOfFile: core.scratch.path("gw1.pem"), encoding: .utf8)
+        #expect(try await registers(first) == 200)
+
+        // Claimed again (a replaced gateway): the first certificate stops working.
+        let (key2, csr2) = try await Self.makeCSR(in: core.scratch, name: "second")
+        let second = try await Self.claim(core, code: try core.directory.createClaimingCode(device: "gw1", lifetime: 600), csr: csr2)
+        try #require(second.status == 200)
+        try core.scratch.write("second.pem", second.body["certificate"]!)
+        #expect(try await registers(first) == 403, "the certificate of before the re-claim")
+        let secondTLS = try SIPTLSSettings(certificateFile: core.scratch.path("second.pem"), keyFile: key2, caFile: caFile)
+        #expect(try await registers(secondTLS) == 200)
+
+        // Renewed over mutual TLS: a new certificate for a new key; asked again (the answer lost),
+        // the same one; the second certificate is refused from then on.
+        let (key3, csr3) = try await Self.makeCSR(in: core.scratch, name: "third")
+        let body = String(decoding: try JSONEncoder().encode(["csr": csr3]), as: UTF8.self)
+        let renewed = try await Self.service(core, "/v1/renew", body: body, cert: (core.scratch.path("second.pem"), key2))
+        #expect(renewed.status == 200, "\(renewed)")
+        let thirdPEM = try #require(renewed.body["certificate"] as? String)
+        let again = try await Self.service(core, "/v1/renew", body: body, cert: (core.scratch.path("second.pem"), key2))
+        #expect(again.status == 200 && again.body["certificate"] as? String == thirdPEM, "a retry gets the same certificate")
+        let (_, csr4) = try await Self.makeCSR(in: core.scratch, name: "fourth")
+        let otherKey = try await Self.service(
+            core, "/v1/renew", body: String(decoding: try JSONEncoder().encode(["csr": csr4]), as: UTF8.self), cert: (core.scratch.path("second.pem"), key2))
+        #expect(otherKey.status == 403, "the replaced certificate renews nothing else: \(otherKey)")
+        try core.scratch.write("third.pem", thirdPEM)
+        #expect(try await registers(secondTLS) == 403)
+        #expect(try await registers(try SIPTLSSettings(certificateFile: core.scratch.path("third.pem"), keyFile: key3, caFile: caFile)) == 200)
+        #expect(try await Self.service(core, "/v1/renew", body: body).status == 403, "no certificate, no renewal")
+
+        // The revocation list, for the current certificate only.
+        let list = try await Self.service(core, "/v1/revoked", cert: (core.scratch.path("third.pem"), key3))
+        let serials = Set(list.body["serials"] as? [String] ?? [])
+        let (firstSerial, secondSerial, thirdSerial) = (try Self.serial(firstPEM), try Self.serial(second.body["certificate"]!), try Self.serial(thirdPEM))
+        #expect(list.status == 200 && serials.contains(firstSerial) && serials.contains(secondSerial), "\(list)")
+        #expect(!serials.contains(thirdSerial))
+        #expect(try await Self.service(core, "/v1/revoked", cert: (core.scratch.path("second.pem"), key2)).status == 403)
+
+        // Deleted: its last certificate is revoked too.
+        try core.directory.delete(.device, name: "gw1")
+        #expect(try core.directory.revokedSerials(now: Date()).contains(thirdSerial))
+
+        // A device certificate names no host: a device called like the core cannot pose as it.
+        try core.directory.createDevice("symphony.local", site: "lobby", channels: 1)
+        let (_, csr5) = try await Self.makeCSR(in: core.scratch, name: "lookalike")
+        let lookalike = try await Self.claim(core, code: try core.directory.createClaimingCode(device: "symphony.local", lifetime: 600), csr: csr5)
+        try core.scratch.write("lookalike.pem", lookalike.body["certificate"] ?? "")
+        let check = try await runCommand("openssl", ["x509", "-in", core.scratch.path("lookalike.pem"), "-noout", "-checkhost", "symphony.local", "-ext", "subjectAltName"])
+        #expect(check.contains("does NOT match certificate") && check.contains("URI:symphony-device:acme/lobby/symphony.local") && !check.contains("DNS:"), "\(check)")
         await core.stop()
     }
 

@@ -33,7 +33,8 @@ final class GatewayPath: @unchecked Sendable {
     static func start(
         legacyTargets: [String] = [], channels: [BridgeConfiguration.Channel]? = nil,
         configure: (inout BridgeConfiguration) -> Void = { _ in }, claimCode: String? = nil, waitForRegistration: Bool = true,
-        users: [String] = [], statsInterval: Duration = .seconds(60)
+        users: [String] = [], statsInterval: Duration = .seconds(60),
+        coreConfigure: (inout CloudCoreConfiguration) -> Void = { _ in }, upkeep: GatewayServer.IdentityUpkeep = GatewayServer.IdentityUpkeep()
     ) async throws -> GatewayPath {
         let scratch = try ScratchDirectory()
         var c = CloudCoreConfiguration()
@@ -41,6 +42,7 @@ final class GatewayPath: @unchecked Sendable {
         c.tlsListen = [.init("127.0.0.1:0")!]
         c.claimingListen = .init("127.0.0.1:0")
         c.digestAlgorithms = ["MD5"]
+        coreConfigure(&c)
         let directory = try Directory(path: c.directoryFile, realm: c.realm)
         try directory.createCompany("acme")
         try directory.createProject("hq", company: "acme")
@@ -69,7 +71,7 @@ final class GatewayPath: @unchecked Sendable {
         let logs = LogCapture()
         let gateway = try await GatewayServer.start(
             g, group: MultiThreadedEventLoopGroup.singleton, logger: logs.logger,
-            claimRetry: ReconnectBackoff(base: .milliseconds(200), ceiling: .seconds(1)), statsInterval: statsInterval)
+            claimRetry: ReconnectBackoff(base: .milliseconds(200), ceiling: .seconds(1)), statsInterval: statsInterval, upkeep: upkeep)
         let path = GatewayPath(scratch: scratch, core: core, coreConfiguration: c, gateway: gateway, logs: logs)
         if waitForRegistration {
             for channel in g.channels where channel.enabled {

@@ -369,13 +369,13 @@ struct HostileInputTests {
 
         // MARK: mDNS from a host on the mesh link
         await check("mDNS: a genuine announcement of another gateway of the site (the control: it is learned)") {
-            try await site.multicastFromLAN([Self.announcement(device: "gw9", txt: ["device=gw9", "site=lobby", "numbers=901"])])
+            try await site.multicastFromLAN([Self.announcement(device: "gw9", txt: ["device=gw9", "site=acme/lobby", "numbers=901"])])
             try await site.eventually("gw9 learned") { site.gateway.text.contains("mesh peers: gw9@") }
         }
         let mdns: [(String, [[UInt8]])] = [
-            ("a TXT string that is just '='", [Self.announcement(device: "gw8", txt: ["=", "device=gw8", "site=lobby"])]),
-            ("empty and 255-byte TXT strings", [Self.announcement(device: "gw7", txt: ["", String(repeating: "=", count: 255), String(repeating: "x", count: 255), "device=gw7", "site=lobby"])]),
-            ("200 invented gateways with a TTL of 136 years", (0..<200).map { Self.announcement(device: "fake\($0)", txt: ["device=fake\($0)", "site=lobby", "numbers=101"], ttl: .max) }),
+            ("a TXT string that is just '='", [Self.announcement(device: "gw8", txt: ["=", "device=gw8", "site=acme/lobby"])]),
+            ("empty and 255-byte TXT strings", [Self.announcement(device: "gw7", txt: ["", String(repeating: "=", count: 255), String(repeating: "x", count: 255), "device=gw7", "site=acme/lobby"])]),
+            ("200 invented gateways with a TTL of 136 years", (0..<200).map { Self.announcement(device: "fake\($0)", txt: ["device=fake\($0)", "site=acme/lobby", "numbers=101"], ttl: .max) }),
             ("a compression pointer loop", [[0, 0, 0x84, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0xC0, 12, 0, 16, 0, 1, 0, 0, 0, 60, 0, 1, 0]]),
             ("50 packets of 1,400 random bytes", (0..<50).map { n in (0..<1400).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ n) } }),
         ]

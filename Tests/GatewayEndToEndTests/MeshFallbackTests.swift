@@ -1,5 +1,6 @@
 import Foundation
 import Gateway
+import Mesh
 import PeerTestSupport
 import MeshTestSupport
 import Testing
@@ -60,6 +61,7 @@ struct MeshFallbackTests {
         let gw1 = try network.startGateway("gw1", channels: [
             .init(index: 1, number: "101", cloudTarget: "gw2-ch1", legacyTargets: ["sip:a@127.0.0.1:9"], meshTargets: ["201"]),
             .init(index: 2, number: "102", cloudTarget: "gw2-ch1", legacyTargets: ["sip:a@127.0.0.1:9"], meshTargets: ["202", "201"], ring: .chain, ringSeconds: 5),
+            .init(index: 3, number: "103", cloudTarget: "gw2-ch1", legacyTargets: ["sip:a@127.0.0.1:9"], meshTargets: ["309"]),
         ], claimCode: try await network.claimCode("gw1", coreConfig: coreConfig), caFile: caFile,
         extra: "[mqtt]\nhost = \"127.0.0.1\"\nport = \(broker.port)\n")
         let gw2 = try network.startGateway("gw2", channels: [
@@ -88,8 +90,8 @@ struct MeshFallbackTests {
         return station
     }
 
-    static func withNetwork(_ body: (MeshNetwork) async throws -> Void) async throws {
-        let network = try await MeshNetwork.create()
+    static func withNetwork(gateways: [String] = ["gw1", "gw2"], _ body: (MeshNetwork) async throws -> Void) async throws {
+        let network = try await MeshNetwork.create(gateways: gateways)
         do {
             try await body(network)
         } catch {
@@ -176,14 +178,16 @@ struct MeshFallbackTests {
 extension MeshFallbackTests {
     /// Speaks SIPS to `address` (gw2's mesh listener) from gw1's host with openssl s_client: an
     /// offerless INVITE for 201 with the given client certificate (or none); returns what came back.
-    static func probe(_ network: MeshNetwork, _ address: String, caFile: String, certificate: (cert: String, key: String)?, tag: String) async throws -> String {
+    static func probe(
+        _ network: MeshNetwork, _ address: String, caFile: String, certificate: (cert: String, key: String)?, tag: String, from host: String = "gw1", number: String = "201"
+    ) async throws -> String {
         let request = network.scratch.path("invite-\(tag).txt")
         try [
-            "INVITE sips:201@[\(address)]:5061 SIP/2.0",
+            "INVITE sips:\(number)@[\(address)]:5061 SIP/2.0",
             "Via: SIP/2.0/TLS [fe80::1]:5061;branch=z9hG4bK-\(tag)",
             "Max-Forwards: 70",
             "From: <sips:probe@example.invalid>;tag=\(tag)",
-            "To: <sips:201@[\(address)]:5061>",
+            "To: <sips:\(number)@[\(address)]:5061>",
             "Call-ID: probe-\(tag)",
             "CSeq: 1 INVITE",
             "Contact: <sips:probe@[fe80::1]:5061>",
@@ -193,7 +197,7 @@ extension MeshFallbackTests {
         if let certificate { arguments += ["-cert", certificate.cert, "-key", certificate.key] }
         // Stopped from here after 3 s: `timeout` relies on SIGALRM, which the test runner blocks.
         let command = "exec openssl \(arguments.map { "'\($0)'" }.joined(separator: " ")) < '\(request)'"
-        let process = try network.start("probe-\(tag)", in: network.host("gw1"), "bash", ["-c", command])
+        let process = try network.start("probe-\(tag)", in: network.host(host), "bash", ["-c", command])
         try await Task.sleep(for: .seconds(3))
         process.stop()
         return process.text
@@ -227,6 +231,130 @@ extension MeshFallbackTests {
             site.topics.stop()
             site.broker.stop()
         }
+    }
+}
+
+extension MeshFallbackTests {
+    /// A device of another company's site — claimed at the same core, so its certificate chains to
+    /// the same CA — on our LAN: its own announcements are ignored, its calls into our mesh are
+    /// refused, and announcing our site and a number of ours gets it no call. A device deleted and
+    /// claimed again: its old certificate is refused on the mesh once the revocation list says so.
+    @Test func devicesOfAnotherSiteOrWithARevokedCertificateCannotTakePart() async throws {
+        try await Self.withNetwork(gateways: ["gw1", "gw2", "gw3"]) { network in
+            let site = try await Self.startSite(network)
+            let gw3 = try network.startGateway("gw3", channels: [
+                .init(index: 1, number: "309", cloudTarget: "gw3-ch2", legacyTargets: ["sip:c@127.0.0.1:9"]),
+            ], claimCode: try await network.claimCode("gw3", coreConfig: site.coreConfig), caFile: site.caFile)
+            try await network.eventually("gw3 registered and on the mesh", timeout: .seconds(30)) {
+                gw3.process.text.contains("cloud uplink registered") && gw3.process.text.contains("mesh on eth0")
+            }
+            try await Task.sleep(for: .seconds(3))
+            #expect(!site.gw1.text.contains("gw3@") && !site.gw2.text.contains("gw3@"), "gw3's announcements (its own site) are ignored:\n\(site.gw1.text.suffix(2000))")
+            #expect(!gw3.process.text.contains("mesh peers: gw"), "and ours by gw3:\n\(gw3.process.text.suffix(2000))")
+
+            // 1. Its genuine certificate calling into our mesh: the handshake passes (same CA), the
+            // site check refuses the INVITE with 403; nothing rings.
+            let gw2Address = try await network.linkLocalAddress(network.host("gw2"))
+            let intruder = try await Self.probe(
+                network, gw2Address, caFile: site.caFile, certificate: (gw3.state + "/device.pem", gw3.state + "/device-key.pem"), tag: "other-site", from: "gw3")
+            #expect(intruder.contains("SIP/2.0 403"), "a device of another site is refused:\n\(intruder)")
+            #expect(site.gw2.text.contains("mesh call refused: the caller is not a device of our site"), "\(site.gw2.text.suffix(2000))")
+            #expect(!site.answering.output.contains("Incoming call") && !site.ringing.output.contains("Incoming call"))
+
+            // 2. It announces our site and number 309 (gw1's channel 3 rings 309 on the mesh) and
+            // listens with its genuine certificate: gw1 checks the certificate and sends nothing.
+            gw3.process.stop()
+            let gw3Address = try await network.linkLocalAddress(network.host("gw3"))
+            let listener = try network.start("forger", in: network.host("gw3"), "python3", [
+                "-c", Self.tlsListener, gw3.state + "/device.pem", gw3.state + "/device-key.pem", site.caFile,
+            ])
+            try await Task.sleep(for: .milliseconds(500))
+            try await Self.announce(network, from: "gw3", device: "gw3", address: gw3Address, txt: ["txtvers=1", "device=gw3", "site=acme/lobby", "numbers=309", "transport=tls"])
+            try await network.eventually("gw1 learned the forged announcement", timeout: .seconds(10)) { site.gw1.text.contains("gw3@") }
+            try await network.cutCloud()
+            _ = try await Self.call(site, "a9", number: "103", seconds: 6)
+            #expect(site.gw1.text.contains("(announced as gw3) is not one of our site"), "\(site.gw1.text.suffix(3000))\n---- forger:\n\(listener.text)")
+            #expect(!listener.text.contains("INVITE"), "no INVITE reached the forger:\n\(listener.text)")
+            listener.stop()
+            try await network.restoreCloud()
+
+            // 3. gw2 deleted and claimed again (a replaced gateway): its old certificate is revoked;
+            // gw1 learns it with its next revocation list (asked for now with SIGUSR1) and refuses it.
+            let old = (network.scratch.path("gw2-old.pem"), network.scratch.path("gw2-old-key.pem"))
+            try FileManager.default.copyItem(atPath: site.gw2State + "/device.pem", toPath: old.0)
+            try FileManager.default.copyItem(atPath: site.gw2State + "/device-key.pem", toPath: old.1)
+            let admin = try builtExecutable("symphony-cloud-core")
+            _ = try await runCommand(admin, ["admin", "delete", "device", "gw2", "--config", site.coreConfig])
+            _ = try await runCommand(admin, ["admin", "create", "device", "gw2", "--site", "lobby", "--channels", "2", "--config", site.coreConfig])
+            site.gw2.stop()
+            let gw2 = try network.startGateway("gw2", channels: [
+                .init(index: 1, number: "201", cloudTarget: "gw1-ch1", legacyTargets: ["sip:b@127.0.0.1:\(site.answering.sipPort)"]),
+            ], claimCode: try await network.claimCode("gw2", coreConfig: site.coreConfig), caFile: site.caFile, stateDirectory: network.scratch.path("gw2-new"))
+            try await network.eventually("the new gw2 registered", timeout: .seconds(30)) { gw2.process.text.contains("cloud uplink registered") }
+            try await network.eventually("gw1 registered again", timeout: .seconds(40)) { site.gw1.text.hasSuffixAfter("cloud health up", "cloud health down") }
+            kill(site.gw1.process.processIdentifier, SIGUSR1)
+            try await network.eventually("gw1 renewed and fetched the revocation list", timeout: .seconds(20)) {
+                site.gw1.text.contains("device certificate renewed")
+            }
+            try await Task.sleep(for: .seconds(2))
+            let gw1Address = try await network.linkLocalAddress(network.host("gw1"))
+            let revoked = try await Self.probe(network, gw1Address, caFile: site.caFile, certificate: old, tag: "revoked", from: "gw2", number: "101")
+            #expect(revoked.contains("SIP/2.0 403"), "the old certificate is refused:\n\(revoked)")
+            #expect(site.gw1.text.contains("is revoked"), "\(site.gw1.text.suffix(3000))")
+            let current = try await Self.probe(
+                network, gw1Address, caFile: site.caFile, certificate: (network.scratch.path("gw2-new") + "/device.pem", network.scratch.path("gw2-new") + "/device-key.pem"),
+                tag: "current", from: "gw2", number: "101")
+            #expect(current.contains("SIP/2.0 488"), "the new one reaches the router (an offerless INVITE: 488):\n\(current)")
+            site.topics.stop()
+            site.broker.stop()
+        }
+    }
+
+    /// A TLS listener on [::]:5061 requiring a client certificate of the CA: prints what it gets.
+    static let tlsListener = """
+        import socket, ssl, sys
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(sys.argv[1], sys.argv[2])
+        context.load_verify_locations(sys.argv[3])
+        context.verify_mode = ssl.CERT_REQUIRED
+        server = socket.socket(socket.AF_INET6)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(('::', 5061)); server.listen(8)
+        print('listening', flush=True)
+        while True:
+            connection, peer = server.accept()
+            try:
+                tls = context.wrap_socket(connection, server_side=True)
+                print('handshake with', peer[0], flush=True)
+                while True:
+                    data = tls.recv(65536)
+                    if not data: break
+                    print(data.decode(errors='replace'), flush=True)
+                print('closed by the peer', flush=True)
+            except Exception as error:
+                print('error', error, flush=True)
+        """
+
+    /// An mDNS announcement of `device` at `address` (its AAAA), sent from `host`'s eth0.
+    static func announce(_ network: MeshNetwork, from host: String, device: String, address: String, txt: [String]) async throws {
+        var bytes = in6_addr()
+        guard inet_pton(AF_INET6, address, &bytes) == 1 else { throw PeerError("not an IPv6 address: \(address)") }
+        let instance = "\(device).\(MeshDiscovery.serviceType)"
+        let packet = DNSMessage(flags: DNSMessage.responseFlags, answers: [
+            .init(name: MeshDiscovery.serviceType, data: .ptr(instance), ttl: 120),
+            .init(name: instance, data: .srv(priority: 0, weight: 0, port: 5061, target: "symphony-\(device).local"), cacheFlush: true, ttl: 120),
+            .init(name: instance, data: .txt(txt), cacheFlush: true, ttl: 120),
+            .init(name: "symphony-\(device).local", data: .aaaa(withUnsafeBytes(of: bytes) { Array($0) }), cacheFlush: true, ttl: 120),
+        ]).encoded()
+        let script = """
+            import socket, sys
+            index = socket.if_nametoindex('eth0')
+            s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+            for _ in range(3): s.sendto(bytes.fromhex(sys.argv[1]), ('ff02::fb', 5353, 0, index))
+            """
+        _ = try await network.run(in: network.host(host), "python3", ["-c", script, packet.map { String(format: "%02x", $0) }.joined()])
     }
 }
 

@@ -108,7 +108,8 @@ public final class MeshNetwork: @unchecked Sendable {
     // MARK: The site
 
     /// The cloud core on its host: TLS SIP and claiming on 10.77.0.1, a directory with site
-    /// `lobby`, devices gw1 and gw2 (two channels each) and user alice.
+    /// `lobby` of company acme, devices gw1 and gw2 (two channels each) and user alice, and
+    /// device gw3 at site `tower` of another company, globex.
     /// `fileLimit`: run it under `prlimit --nofile` (the attack tests).
     public func startCore(fileLimit: Int? = nil) async throws -> (config: String, caFile: String) {
         let state = scratch.path("core")
@@ -135,6 +136,20 @@ public final class MeshNetwork: @unchecked Sendable {
             [[device]]
             name = "gw2"
             site = "lobby"
+            channels = 2
+            # Another customer's gateway on the same core (and, in a test, on the same LAN).
+            [[company]]
+            name = "globex"
+            [[project]]
+            company = "globex"
+            name = "main"
+            [[site]]
+            company = "globex"
+            project = "main"
+            name = "tower"
+            [[device]]
+            name = "gw3"
+            site = "tower"
             channels = 2
             """.write(toFile: seed, atomically: true, encoding: .utf8)
         let config = scratch.path("core.toml")
