@@ -16,7 +16,7 @@ import DeviceTrust
 public final class CloudCoreServer: Sendable {
     public let configuration: CloudCoreConfiguration
     /// For `info`, User-Agent and `--version`.
-    public static let version = "0.5.0"
+    public static let version = "0.6.0"
     public let directory: Directory
     public let authority: DeviceCertificateAuthority
     public let endpoint: SIPEndpoint
@@ -162,8 +162,7 @@ public final class CloudCoreServer: Sendable {
             if c.certificateFile != nil { return (certificate, key) }
             // Our own: reuse it if it still names the advertised host and is not due for renewal.
             if let parsed = try? Certificate(pemEncoded: certificate), let privateKey = try? P256.Signing.PrivateKey(pemRepresentation: key),
-                parsed.publicKey == Certificate.PublicKey(privateKey.publicKey), !Self.renewalDue(parsed, now: now),
-                let names = try? parsed.extensions.subjectAlternativeNames, "\(names)".contains(c.advertise)
+                parsed.publicKey == Certificate.PublicKey(privateKey.publicKey), !Self.renewalDue(parsed, now: now), Self.names(parsed, c.advertise)
             {
                 return (certificate, key)
             }
@@ -182,6 +181,19 @@ public final class CloudCoreServer: Sendable {
         try AtomicFile.write(key.pemRepresentation, to: keyFile)
         try AtomicFile.write(certificatePEM, to: certificateFile, mode: 0o644)
         return (certificatePEM, key.pemRepresentation)
+    }
+
+    /// Whether `certificate` names `host` (a DNS name, or an IP address compared as bytes).
+    static func names(_ certificate: Certificate, _ host: String) -> Bool {
+        guard let names = try? certificate.extensions.subjectAlternativeNames else { return false }
+        let literal = IPAddressBytes(host)
+        return names.contains { name in
+            switch name {
+            case .dnsName(let dns): return dns.lowercased() == host.lowercased()
+            case .ipAddress(let bytes): return literal.map { Array(bytes.bytes) == $0 } ?? false
+            default: return false
+            }
+        }
     }
 
     /// Renewal is due with a third of the life, or 30 days, left — whichever comes first.

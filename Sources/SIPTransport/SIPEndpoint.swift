@@ -145,7 +145,6 @@ public actor SIPEndpoint {
             bound = channel.localAddress!
         case .tcp, .tls:
             guard transport == .tcp || serverContext != nil else { throw SIPTransportError.tlsNotConfigured }
-            let context = transport == .tls ? serverContext : nil
             let channel = try await ServerBootstrap(group: eventLoop)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .serverChannelInitializer { [self] channel in
@@ -154,10 +153,12 @@ public actor SIPEndpoint {
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelInitializer { [self] channel in
                     channel.eventLoop.makeCompletedFuture {
-                        let id = try self.assumeIsolated { endpoint in
+                        // The TLS context of the moment (`useTLS` replaces it: a renewed certificate
+                        // serves every connection accepted from then on).
+                        let (id, context) = try self.assumeIsolated { endpoint in
                             let id = endpoint.allocateConnectionID()
                             try endpoint.admitConnection(channel, id: id, tls: transport == .tls)
-                            return id
+                            return (id, transport == .tls ? endpoint.serverContext : nil)
                         }
                         try Self.configureStream(channel, transport: transport, tls: context.map { NIOSSLServerHandler(context: $0) }, endpoint: self, connectionID: id)
                     }

@@ -2,6 +2,7 @@
 import DeviceTrust
 import Foundation
 import GRDB
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -301,6 +302,31 @@ struct ClaimingAndDeviceTests {
         try core.scratch.write("lookalike.pem", lookalike.body["certificate"] ?? "")
         let check = try await runCommand("openssl", ["x509", "-in", core.scratch.path("lookalike.pem"), "-noout", "-checkhost", "symphony.local", "-ext", "subjectAltName"])
         #expect(check.contains("does NOT match certificate") && check.contains("URI:symphony-device:acme/lobby/symphony.local") && !check.contains("DNS:"), "\(check)")
+        await core.stop()
+    }
+
+    @Test("The core renews its own server certificate while it runs, when a third of its life (or 30 days) is left: new connections get the new one")
+    func theServerCertificateIsRenewedWhileRunning() async throws {
+        let offset = NIOLockedValueBox<TimeInterval>(0)
+        let core = try await CoreHarness.start(clock: { Date().addingTimeInterval(offset.withLockedValue { $0 }) }, serverCertificateCheck: .milliseconds(200))
+        @Sendable func served(_ port: Int) async throws -> String {
+            // The certificate a new TLS connection is shown (verified or not: its serial is what counts).
+            let script = "openssl s_client -connect 127.0.0.1:\(port) </dev/null 2>/dev/null | openssl x509 -noout -serial"
+            return try await runCommand("bash", ["-c", script]).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let sipPort = core.port(.tls), claimingPort = core.server.claiming?.localAddress?.port ?? 0
+        let before = try await served(sipPort)
+        #expect(before.hasPrefix("serial="), "\(before)")
+        #expect(try await served(claimingPort) == before)
+        try await Task.sleep(for: .milliseconds(600))
+        #expect(try await served(sipPort) == before, "not due with 825 days left")
+        offset.withLockedValue { $0 = 800 * 86400 }  // 25 days left
+        try await core.eventually("a new server certificate served", timeout: .seconds(10)) { try await served(sipPort) != before }
+        #expect(try await served(claimingPort) != before, "the claiming listener too")
+        let file = try Certificate(pemEncoded: try String(contentsOfFile: core.server.configuration.resolvedCertificateFile, encoding: .utf8))
+        #expect(file.notValidAfter.timeIntervalSinceNow > 800 * 86400, "issued on the core's clock")
+        let usage = try file.extensions.extendedKeyUsage
+        #expect(usage?.contains(.serverAuth) == true && usage?.contains(.clientAuth) == false, "server use only")
         await core.stop()
     }
 

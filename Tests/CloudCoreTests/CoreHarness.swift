@@ -17,7 +17,8 @@ final class CoreHarness: @unchecked Sendable {
     /// `before` runs on the directory before the core opens it; `clock` is the core's.
     static func start(
         configure: (inout CloudCoreConfiguration) -> Void = { _ in },
-        clock: @escaping @Sendable () -> Date = { Date() }, before: (Directory) throws -> Void = { _ in }
+        clock: @escaping @Sendable () -> Date = { Date() }, before: (Directory) throws -> Void = { _ in },
+        serverCertificateCheck: Duration = .seconds(3600)
     ) async throws -> CoreHarness {
         let scratch = try ScratchDirectory()
         var c = CloudCoreConfiguration()
@@ -34,7 +35,7 @@ final class CoreHarness: @unchecked Sendable {
         try before(directory)
         var logger = Logger(label: "cloud-core-test")
         logger.logLevel = ProcessInfo.processInfo.environment["CORE_TEST_LOG"] != nil ? .debug : .warning
-        let server = try await CloudCoreServer.start(c, logger: logger, clock: clock)
+        let server = try await CloudCoreServer.start(c, logger: logger, clock: clock, serverCertificateCheck: serverCertificateCheck)
         return CoreHarness(scratch: scratch, server: server)
     }
 

@@ -19,7 +19,8 @@ struct CallPathTests {
     }
 
     @Test func aLegacyStationCallsItsChannelAndTalksWithAnOpusClientDigitsBothWays() async throws {
-        let path = try await GatewayPath.start()
+        // Every level logged: not one of them may hold a door digit or an SRTP key.
+        let path = try await GatewayPath.start(logLevel: .trace)
         let doorTone = path.scratch.path("door.wav")
         try await Baresip.tone(doorTone, frequency: 800, seconds: 14, rate: 16000, channels: 1)
         let alice = try await path.startCloudClient("alice", frequency: 1200, seconds: 20)
@@ -44,6 +45,11 @@ struct CallPathTests {
         #expect(record.direction == .legacyToCloud && record.channel == 1 && record.peer == "alice" && record.status == .answered)
         #expect(record.codec == "g722/opus", "transcoded between G.722 and Opus: \(record.codec ?? "-")")
         #expect(record.reason == "legacy station hung up")
+        let logged = path.logs.text
+        #expect(logged.contains("door-opener digit"))
+        for secret in ["inline:", "a=crypto", "digit 5", "digit 7", "Signal="] {
+            #expect(!logged.contains(secret), "\(secret) in the gateway's log (trace level)")
+        }
         await path.stop()
     }
 
@@ -95,7 +101,44 @@ struct CallPathTests {
         try await alice.command("sndcode", "9")
         let status = try await station.wait(timeout: .seconds(30))
         #expect(status == 0, "the station got INFO Signal=9 and the BYE: \(station.text.suffix(2000))")
-        try await path.eventually("the digit was reported") { path.logs.contains("door-opener digit 9 cloud → legacy") }
+        try await path.eventually("the digit was reported, without its value") { path.logs.contains("door-opener digit cloud → legacy") }
+        #expect(!path.logs.text.contains("Signal=9") && !path.logs.text.contains("digit 9"), "no digit in the log")
+        await path.stop()
+    }
+
+    /// The call policy end to end (issue 17): a user of another company calling a channel hears
+    /// what an unknown name gets, and the station never rings (so no door digit can reach it); a
+    /// user of the company gets through.
+    @Test func aUserOfAnotherCompanyCannotCallAChannel() async throws {
+        let scratch = try ScratchDirectory()
+        let tone = scratch.path("door.wav")
+        try await Baresip.tone(tone, frequency: 900, seconds: 30, rate: 16000, channels: 1)
+        let door = try GatewayPath.legacyStation("door", in: scratch, tone: tone)
+        let path = try await GatewayPath.start(legacyTargets: ["sip:door@127.0.0.1:\(door.sipPort)"])
+        try door.start(seconds: 40)
+        try await door.waitUntilReady()
+        let directory = path.core.directory
+        try directory.createCompany("globex")
+        try directory.createProject("main", company: "globex")
+        try directory.createSite("tower", company: "globex", project: "main")
+        try directory.createUser("mallory", site: "tower", password: "mallory-pw")
+        let mallory = try await path.startCloudClient("mallory", frequency: 1000, seconds: 30)
+        let domain = path.coreConfiguration.domain
+        try await mallory.command("dial", "sip:gw1-ch1@\(domain)")
+        try await path.eventually("mallory's call to the channel refused") { mallory.output.components(separatedBy: "404 Not Found").count >= 2 }
+        try await mallory.command("hangup")
+        try await mallory.command("dial", "sip:nosuch-ch9@\(domain)")
+        try await path.eventually("mallory's call to an unknown name refused") { mallory.output.components(separatedBy: "404 Not Found").count >= 3 }
+        try await Task.sleep(for: .seconds(1))
+        #expect(!door.output.contains("Incoming call"), "the station never rang:\n\(door.output.suffix(1500))")
+        #expect(try path.gateway.records.all().isEmpty, "the gateway never saw the call")
+        #expect(await path.core.proxy.statistics.forbidden >= 1)
+
+        // The control: a user of the company reaches the station.
+        let alice = try await path.startCloudClient("alice", frequency: 1100, seconds: 20)
+        try await alice.command("dial", "sip:gw1-ch1@\(domain)")
+        try await path.eventually("alice's call rang the station") { door.output.contains("Incoming call") || door.output.contains("Call established") }
+        for phone in [mallory, alice, door] { phone.stop() }
         await path.stop()
     }
 

@@ -34,7 +34,8 @@ final class GatewayPath: @unchecked Sendable {
         legacyTargets: [String] = [], channels: [BridgeConfiguration.Channel]? = nil,
         configure: (inout BridgeConfiguration) -> Void = { _ in }, claimCode: String? = nil, waitForRegistration: Bool = true,
         users: [String] = [], statsInterval: Duration = .seconds(60),
-        coreConfigure: (inout CloudCoreConfiguration) -> Void = { _ in }, upkeep: GatewayServer.IdentityUpkeep = GatewayServer.IdentityUpkeep()
+        coreConfigure: (inout CloudCoreConfiguration) -> Void = { _ in }, upkeep: GatewayServer.IdentityUpkeep = GatewayServer.IdentityUpkeep(),
+        logLevel: Logger.Level? = nil
     ) async throws -> GatewayPath {
         let scratch = try ScratchDirectory()
         var c = CloudCoreConfiguration()
@@ -68,7 +69,7 @@ final class GatewayPath: @unchecked Sendable {
         g.optionsIntervalSeconds = 0
         g.channels = channels ?? [channel(1, to: "alice", ringing: legacyTargets)]
         configure(&g)
-        let logs = LogCapture()
+        let logs = LogCapture(level: logLevel)
         let gateway = try await GatewayServer.start(
             g, group: MultiThreadedEventLoopGroup.singleton, logger: logs.logger,
             claimRetry: ReconnectBackoff(base: .milliseconds(200), ceiling: .seconds(1)), statsInterval: statsInterval, upkeep: upkeep)
@@ -182,10 +183,16 @@ final class GatewayPath: @unchecked Sendable {
 final class LogCapture: @unchecked Sendable {
     private let lines = NIOLockedValueBox<[String]>([])
     private let echo = ProcessInfo.processInfo.environment["E2E_LOG"] != nil
+    /// The level asked for (a test that checks what no level may log), else info (debug with E2E_LOG).
+    private let level: Logger.Level?
+
+    init(level: Logger.Level? = nil) {
+        self.level = level
+    }
 
     var logger: Logger {
         var logger = Logger(label: "symphony-bridge") { _ in Handler(capture: self) }
-        logger.logLevel = echo ? .debug : .info
+        logger.logLevel = level ?? (echo ? .debug : .info)
         return logger
     }
 

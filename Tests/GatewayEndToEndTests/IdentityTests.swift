@@ -53,11 +53,31 @@ struct IdentityTests {
         var upkeep = GatewayServer.IdentityUpkeep()
         upkeep.clock = { Date().addingTimeInterval(offset.withLockedValue { $0 }) }
         upkeep.checkEvery = .milliseconds(200)
-        let path = try await GatewayPath.start(coreConfigure: { $0.deviceCertificateDays = 1 }, upkeep: upkeep)
+        let scratch = try ScratchDirectory()
+        let broker = try Mosquitto(in: scratch)
+        try await broker.start()
+        let path = try await GatewayPath.start(configure: { config in
+            config.mqtt.host = "127.0.0.1"
+            config.mqtt.port = broker.port
+        }, coreConfigure: { $0.deviceCertificateDays = 1 }, upkeep: upkeep)
         let state = path.gateway.configuration.stateDirectory
         let before = try #require(try DeviceIdentity.load(from: state))
         #expect(before.binding == DeviceBinding(company: "acme", site: "lobby", device: "gw1"))
         #expect(before.notAfter.timeIntervalSince(before.notBefore) < 2 * 86400)
+
+        // MQTT: the end in `info`, and — a day away — the alarm in `status`.
+        let prefix = "symphony-bridge/gw1"
+        try await path.eventually("the certificate's end on MQTT") {
+            let info = MQTTStatusTests.json(try await broker.retained("\(prefix)/info")["\(prefix)/info"])
+            return (info["certificate_expires_at"] as? Int).map { abs(Double($0) / 1000 - before.notAfter.timeIntervalSince1970) < 2 } ?? false
+        }
+        var statusText = ""
+        for _ in 0..<15 {
+            statusText = try await broker.retained("\(prefix)/status")["\(prefix)/status"] ?? ""
+            // "within a day", or "in 1 day" when the certificate's end was rounded up to its second.
+            if (MQTTStatusTests.json(statusText)["problems"] as? [String])?.contains(where: { $0.contains("the device certificate expires ") }) == true { break }
+        }
+        #expect(statusText.contains("the device certificate expires within a day") || statusText.contains("the device certificate expires in 1 day"), "the alarm in status: \(statusText)")
 
         offset.withLockedValue { $0 = 10 * 3600 }
         try await Task.sleep(for: .seconds(1))
@@ -76,6 +96,7 @@ struct IdentityTests {
         #expect(!FileManager.default.fileExists(atPath: state + "/device-key.next.pem"), "the next key moved into place")
         #expect(FileManager.default.fileExists(atPath: state + "/revoked.json"), "the revocation list kept for the mesh")
         await path.stop()
+        broker.stop()
     }
 
     @Test("A claim whose answer is lost on the way (the core committed) succeeds when retried with the same code: the same key, the same certificate")
@@ -109,6 +130,95 @@ struct IdentityTests {
         #expect(path.core.directory.isCurrentCertificate(device: "gw1", serial: identity.serial), "the certificate of the first (committed) claim")
         #expect(try path.core.directory.revokedSerials(now: Date()).isEmpty, "one certificate issued, none replaced")
         await path.stop()
+    }
+
+    @Test("kill -9 at any moment of a claim leaves no empty or partial identity file, and the same code completes the claim with one certificate; a broken device.json is named in the log and on the status topic")
+    func killNineDuringTheClaimAndABrokenIdentityFile() async throws {
+        let scratch = try ScratchDirectory()
+        var c = CloudCoreConfiguration()
+        c.stateDirectory = scratch.path("core")
+        c.tlsListen = [.init("127.0.0.1:0")!]
+        c.claimingListen = .init("127.0.0.1:0")
+        let directory = try Directory(path: c.directoryFile, realm: c.realm)
+        try directory.createCompany("acme")
+        try directory.createProject("hq", company: "acme")
+        try directory.createSite("lobby", company: "acme", project: "hq")
+        try directory.createDevice("gw1", site: "lobby", channels: 1)
+        let core = try await CloudCoreServer.start(c, logger: GatewayPath.quietLogger("core"))
+        let code = try core.directory.createClaimingCode(device: "gw1", lifetime: 600)
+        let broker = try Mosquitto(in: scratch)
+        try await broker.start()
+        let state = scratch.path("gateway"), config = scratch.path("bridge.toml")
+        func write(mqtt: Bool) throws {
+            try """
+                [gateway]
+                id = "gw1"
+                state_dir = "\(state)"
+                [legacy]
+                listen = "127.0.0.1:\(try freePort(udp: true))"
+                [cloud]
+                server = "127.0.0.1:\(core.sipAddresses[.tls]!.port!)"
+                ca_file = "\(c.resolvedCACertificateFile)"
+                claim_url = "https://127.0.0.1:\(core.claiming!.localAddress!.port!)/v1/claim"
+                claim_code = "\(code)"
+                [[channel]]
+                index = 1
+                number = "101"
+                cloud_target = "alice"
+                legacy_targets = ["sip:door@127.0.0.1:9"]
+                \(mqtt ? "[mqtt]\nhost = \"127.0.0.1\"\nport = \(broker.port)\n" : "")
+                """.write(toFile: config, atomically: true, encoding: .utf8)
+        }
+        let files = DeviceIdentity.files(in: state)
+        func expectWholeFiles(_ round: Int) throws {
+            for file in [files.key, files.nextKey] where FileManager.default.fileExists(atPath: file) {
+                let text = try String(contentsOfFile: file, encoding: .utf8)
+                #expect((try? P256.Signing.PrivateKey(pemRepresentation: text)) != nil, "round \(round): \(file) is a whole key: \(text.count) bytes")
+            }
+            for file in [files.certificate, files.ca] where FileManager.default.fileExists(atPath: file) {
+                let text = try String(contentsOfFile: file, encoding: .utf8)
+                #expect((try? Certificate(pemEncoded: text)) != nil, "round \(round): \(file) is a whole certificate: \(text.count) bytes")
+            }
+            if FileManager.default.fileExists(atPath: files.metadata) {
+                #expect(throws: Never.self, "round \(round): a stored identity loads whole") { _ = try DeviceIdentity.load(from: state) }
+            }
+        }
+        // Killed at moments spread over the claim: from before the request to after the store.
+        let binary = try builtExecutable("symphony-bridge")
+        for round in 0..<12 {
+            try write(mqtt: false)
+            let gateway = try PeerProcess(binary, ["run", "--config", config])
+            try await gateway.waitForOutput("legacy trunk listening", timeout: .seconds(20))
+            try await Task.sleep(for: .milliseconds(round * 12))
+            gateway.stop()
+            try expectWholeFiles(round)
+        }
+        try write(mqtt: false)
+        let gateway = try PeerProcess(binary, ["run", "--config", config])
+        try await gateway.waitForOutput("cloud uplink registered", timeout: .seconds(30))
+        let identity = try #require(try DeviceIdentity.load(from: state))
+        #expect(core.directory.isCurrentCertificate(device: "gw1", serial: identity.serial))
+        #expect(try core.directory.revokedSerials(now: Date()).isEmpty, "one certificate for all the attempts: each retry asked for the same key")
+        gateway.stop()
+
+        // A broken device.json: named in the log and on `status`; the gateway runs unclaimed.
+        try "{\"device\": ".write(toFile: files.metadata, atomically: true, encoding: .utf8)
+        try write(mqtt: true)
+        let broken = try PeerProcess(binary, ["run", "--config", config])
+        try await broken.waitForOutput("legacy trunk listening", timeout: .seconds(20))
+        #expect(broken.text.contains("identity file \(files.metadata) is broken"), "\(broken.text)")
+        #expect(!broken.text.contains("claiming code already used"), "not reported as a spent code")
+        let prefix = "symphony-bridge/gw1"
+        var status: [String: Any] = [:]
+        for _ in 0..<50 {
+            status = MQTTStatusTests.json(try await broker.retained("\(prefix)/status")["\(prefix)/status"])
+            if status["problems"] != nil { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(status["state"] as? String == "degraded" && (status["problems"] as? [String])?.first?.contains("device.json is broken") == true, "\(status)")
+        broken.stop()
+        broker.stop()
+        await core.shutdown()
     }
 
     /// A TLS relay `listen` → the core's claiming port `target`: it forwards one request per

@@ -124,7 +124,7 @@ public struct DeviceCertificateAuthority: Sendable {
 }
 
 /// 4 or 16 bytes of an IP literal.
-private func IPAddressBytes(_ text: String) -> [UInt8]? {
+func IPAddressBytes(_ text: String) -> [UInt8]? {
     var v4 = in_addr()
     if inet_pton(AF_INET, text, &v4) == 1 { return withUnsafeBytes(of: v4) { Array($0) } }
     var v6 = in6_addr()

@@ -12,7 +12,7 @@ public struct CloudCoreConfiguration: Sendable, Equatable {
     // [core]
     public var domain = "symphony.local"
     public var realm = "symphony"
-    public var stateDirectory = "/var/lib/symphony-bridge/cloud-core"
+    public var stateDirectory = "/var/lib/symphony-cloud-core"
     public var logLevel = "info"
     public var seedFile: String?
     // [sip]

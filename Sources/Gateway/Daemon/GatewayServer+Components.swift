@@ -202,6 +202,10 @@ extension GatewayServer {
             await status?.claim(claimed: true, error: "identity unusable: \(error)")
             return nil
         }
+        // Who may take part in the mesh, before the mesh starts: our site, the last revocation list.
+        await router.setMeshTrust(MeshTrust(
+            site: identity.binding,
+            revoked: Set((Self.storedRevocations(in: configuration.stateDirectory)?.serials ?? []).map(DeviceCertificateName.canonicalSerial))))
         identityKnown.yield(identity)
         guard let server = configuration.cloudServer else { return nil }
         var settings = CloudRegistration.Settings(

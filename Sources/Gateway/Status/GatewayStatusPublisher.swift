@@ -273,7 +273,7 @@ public actor GatewayStatusPublisher {
         let days = Int((expiresAt.timeIntervalSince(clock()) / 86400).rounded(.down))
         if days < 30 {
             let when = ISO8601DateFormatter().string(from: expiresAt)
-            problem("certificate", "the device certificate expires \(days <= 0 ? "within a day" : "in \(days) days") (\(when))" + (renewalError.map { "; renewal failing: \($0)" } ?? ""))
+            problem("certificate", "the device certificate expires \(days <= 0 ? "within a day" : days == 1 ? "in 1 day" : "in \(days) days") (\(when))" + (renewalError.map { "; renewal failing: \($0)" } ?? ""))
         } else {
             problem("certificate", nil)
         }
