@@ -124,6 +124,8 @@ struct StatusCommand: AsyncParsableCommand {
         let s = object(status), info = object(topics["info"]), cloud = object(topics["cloud"]), legacy = object(topics["legacy"]), mesh = object(topics["mesh"])
         var lines = ["symphony-bridge \(gateway): \(s["state"] as? String ?? "?") (as of \(time(s["ts"])))"]
         lines.append("  version \(info["version"] as? String ?? "?"), \(info["channels"] as? Int ?? 0) channel(s), config \(info["config_hash"] as? String ?? "-"), started \(time(info["started_at"]))")
+        if info["certificate_expires_at"] != nil { lines.append("  device certificate valid until \(time(info["certificate_expires_at"]))") }
+        for problem in s["problems"] as? [String] ?? [] { lines.append("  PROBLEM  \(problem)") }
         let registered = (cloud["registered"] as? Bool) == true
         var cloudLine = "  cloud    \(registered ? "registered" : "not registered"), flow \(cloud["flow"] as? String ?? "?")\(cloud["health"].map { ", health \($0)" } ?? ""), claimed \((cloud["claimed"] as? Bool) == true ? "yes" : "no")"
         if let error = cloud["last_error"] as? String, !registered { cloudLine += " — \(error)" }

@@ -24,7 +24,15 @@ let defaultConfigFile = "/etc/symphony-bridge/cloud-core.toml"
 /// Loads the config or exits 78 with every problem listed.
 func loadConfiguration(_ file: String) throws -> CloudCoreConfiguration {
     do {
-        return try CloudCoreConfiguration.load(file: file)
+        var configuration = try CloudCoreConfiguration.load(file: file)
+        // A config kept from 0.5 (edited, so dpkg left it) names the state directory the package
+        // has since moved to the core's own (docs/PACKAGING.md "Two users").
+        let (old, new) = ("/var/lib/symphony-bridge/cloud-core", "/var/lib/symphony-cloud-core")
+        if configuration.stateDirectory == old, !FileManager.default.fileExists(atPath: old), FileManager.default.fileExists(atPath: new + "/directory.sqlite") {
+            FileHandle.standardError.write(Data("\(file): state_dir \(old) has moved to \(new) (0.6: the core's own user and directory); using \(new) — change the config to say so\n".utf8))
+            configuration.stateDirectory = new
+        }
+        return configuration
     } catch {
         FileHandle.standardError.write(Data((error.description + "\n").utf8))
         throw ExitCode(ConfigErrors.exitStatus)

@@ -116,7 +116,14 @@ public actor SIPEndpoint {
     public func useTLS(_ tls: SIPTLSSettings) throws {
         serverContext = tls.privateKey == nil ? nil : try tls.makeServerContext()
         clientContext = try tls.makeClientContext()
+        // Connections we opened with the old identity are not handed out again (`flow(to:)`
+        // opens new ones, which present the new certificate); they serve what runs on them.
+        staleClientConnections.formUnion(clientConnections)
     }
+
+    /// TLS connections this endpoint opened (as a client), and those opened before the last `useTLS`.
+    private var clientConnections: Set<UInt64> = []
+    private var staleClientConnections: Set<UInt64> = []
 
     // MARK: Listening
 
@@ -274,6 +281,8 @@ public actor SIPEndpoint {
     }
 
     func connectionClosed(_ flow: SIPFlow) {
+        clientConnections.remove(flow.connectionID)
+        staleClientConnections.remove(flow.connectionID)
         handshakeFinished(flow.connectionID, error: SIPTransportError.connectionClosed)
         connections[flow.connectionID] = nil
         connectionFlows[flow.connectionID] = nil
@@ -303,7 +312,9 @@ public actor SIPEndpoint {
             }
             return SIPFlow(transport: .udp, local: local, remote: remote, connectionID: 0)
         case .tcp, .tls:
-            if let existing = connectionFlows.values.first(where: { $0.transport == destination.transport && $0.remote == remote }) {
+            if let existing = connectionFlows.values.first(where: {
+                $0.transport == destination.transport && $0.remote == remote && !staleClientConnections.contains($0.connectionID)
+            }) {
                 return existing
             }
             return try await connect(destination, remote: remote)
@@ -352,6 +363,7 @@ public actor SIPEndpoint {
             channel.close(promise: nil)
             throw SIPTransportError.connectionClosed
         }
+        if transport == .tls { clientConnections.insert(id) }
         if tlsSettings != nil, peerCertificates[id] == nil {
             // Hand out a TLS flow only once the handshake verified the server: a refused
             // certificate is then a connection error, not a failed first request.

@@ -66,6 +66,24 @@ struct CallPolicyTests {
         #expect(throws: DirectoryError.self) { try directory.createRingGroup("theirs", site: "lobby", members: ["gw9-ch1"]) }
         #expect(throws: DirectoryError.self) { try directory.setForwardingRules([try ForwardingRule(text: "tz=UTC target=user:mallory")], user: "alice") }
         try directory.setForwardingRules([try ForwardingRule(text: "tz=UTC target=user:dave")], user: "alice")
+
+        // A forwarding target checked again when the call comes: dave deleted and his name made
+        // again in another company is no way out.
+        try directory.delete(.user, name: "dave")
+        try directory.createUser("dave", site: "tower", password: nil)
+        #expect(try resolver.plan(for: "alice", caller: .user("bob"), at: Date()) == .reject(
+            status: 480, reason: "Temporarily Unavailable", target: "user:alice→user:dave (not reachable)"))
+
+        // Under `site`, a ring group of the site rings its channels only for callers of the site.
+        try directory.setChannelPolicy(.site, site: "lobby")
+        try directory.createUser("erin", site: "garage", password: nil)
+        #expect(try resolver.plan(for: "doors", caller: .user("bob"), at: Date()) == .ring(aors: ["alice", "gw1-ch1", "gw1-ch2"], ringSeconds: 30, target: "ring-group:doors"))
+        #expect(try resolver.plan(for: "doors", caller: .user("erin"), at: Date()) == .ring(aors: ["alice"], ringSeconds: 30, target: "ring-group:doors"))
+
+        // Company, project and site names go into certificates: checked.
+        for bad in ["", String(repeating: "x", count: 65), "line\nbreak"] {
+            #expect(throws: DirectoryError.self) { try directory.createCompany(bad) }
+        }
     }
 
     @Test("The seed file sets a site's channel policy and its grants; a wrong policy is named by file:line")

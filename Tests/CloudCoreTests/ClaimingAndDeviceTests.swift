@@ -255,6 +255,9 @@ struct ClaimingAndDeviceTests {
         let first = try await Self.deviceTLS(core)
         let firstPEM = try String(contentsOfFile: core.scratch.path("gw1.pem"), encoding: .utf8)
         #expect(try await registers(first) == 200)
+        // The old hardware stays connected and registered through the re-claim below.
+        let oldHardware = try await Client(tls: first)
+        #expect(try await oldHardware.send(try Self.register("gw1-ch2", instance: "6c4b1f7e-0000-4000-8000-0000000000aa"), to: destination).0?.statusCode == 200)
 
         // Claimed again (a replaced gateway): the first certificate stops working.
         let (key2, csr2) = try await Self.makeCSR(in: core.scratch, name: "second")
@@ -264,6 +267,13 @@ struct ClaimingAndDeviceTests {
         #expect(try await registers(first) == 403, "the certificate of before the re-claim")
         let secondTLS = try SIPTLSSettings(certificateFile: core.scratch.path("second.pem"), keyFile: key2, caFile: caFile)
         #expect(try await registers(secondTLS) == 200)
+        // A call for the channel the old hardware registered reaches it no more.
+        let alice = try HandPhone("alice", core: core)
+        let invite = try alice.request(.invite, to: "sip:gw1-ch2@symphony.local", toUser: "gw1-ch2", headers: [(.proxyAuthorization, "Bearer \(alice.token)")])
+        alice.send(invite)
+        // (Reached, the old hardware would answer 486: see `Client`.)
+        #expect(try await alice.response(to: invite).statusCode == 480, "nothing to ring but the replaced certificate's flow")
+        await oldHardware.endpoint.shutdown()
 
         // Renewed over mutual TLS: a new certificate for a new key; asked again (the answer lost),
         // the same one; the second certificate is refused from then on.

@@ -87,6 +87,31 @@ struct DirectoryTests {
         #expect(try resolver.plan(for: "nobody", caller: .user("bob"), at: mondayEarly) == .reject(status: 404, reason: "Not Found", target: "nobody"))
     }
 
+    @Test("A re-claim revokes the certificate before it, listed for the site it named only")
+    func revocationsAreListedBySite() throws {
+        let directory = try Self.demo()
+        try directory.createCompany("globex")
+        try directory.createProject("main", company: "globex")
+        try directory.createSite("tower", company: "globex", project: "main")
+        try directory.createDevice("gw9", site: "tower", channels: 1)
+        var first: [String: String] = [:]
+        for round in 0..<2 {
+            for device in ["gw1", "gw9"] {
+                let claimed = try directory.redeemForTest(try directory.createClaimingCode(device: device, lifetime: 600), key: "\(device)-\(round)")
+                if round == 0 { first[device] = claimed.certificate }
+            }
+        }
+        let serial = { (device: String) in
+            try directory.database.read { db in try String.fetchOne(db, sql: "SELECT serial FROM revokedCertificate WHERE device = ?", arguments: [device]) }
+        }
+        let gw1Old = try #require(try serial("gw1")), gw9Old = try #require(try serial("gw9"))
+        let lobby = try #require(try directory.binding(ofDevice: "gw1")).siteKey
+        #expect(try directory.revokedSerials(now: Date(), site: lobby) == [gw1Old], "lobby's list: its own revocation only")
+        #expect(Set(try directory.revokedSerials(now: Date())) == [gw1Old, gw9Old])
+        #expect(try directory.revokedSerials(now: Date().addingTimeInterval(2 * 86400)).isEmpty, "expired certificates leave the list")
+        #expect(first.count == 2)
+    }
+
     @Test func claimingCodesWorkOnceAndExpire() throws {
         let directory = try Self.demo()
         let now = Date(timeIntervalSince1970: 1_800_000_000)
@@ -168,7 +193,16 @@ extension Directory {
     /// A claim at the directory alone, with a stand-in certificate.
     func redeemForTest(_ code: String, key: String = "key-a", now: Date = Date()) throws(ClaimError) -> (device: String, certificate: String) {
         try claim(code: code, keyHash: key, source: "test", now: now) { _ in
-            IssuedCertificate(pem: "PEM \(key) \(UUID())", serial: "01:" + String(UUID().uuidString.prefix(2)).lowercased(), notAfter: now.addingTimeInterval(86400))
+            IssuedCertificate(
+                pem: "PEM \(key) \(UUID())", serial: UUID().uuidString.lowercased().filter(\.isHexDigit).chunked2.joined(separator: ":"),
+                notAfter: now.addingTimeInterval(86400))
         }
+    }
+}
+
+extension String {
+    /// "0a1b2c" → ["0a", "1b", "2c"].
+    var chunked2: [String] {
+        stride(from: 0, to: count, by: 2).map { String(dropFirst($0).prefix(2)) }
     }
 }

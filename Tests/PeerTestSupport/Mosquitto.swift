@@ -4,7 +4,10 @@ import Foundation
 /// forgets retained messages, as a broker without a database would), and mosquitto_sub to read
 /// what it holds.
 public final class Mosquitto: @unchecked Sendable {
-    public let port: Int
+    /// The broker's port: picked free, and picked again should another program take it before
+    /// the broker binds it (`start`).
+    public private(set) var port: Int
+    private let fixedPort: Bool
     private let scratch: ScratchDirectory
     public private(set) var process: PeerProcess?
 
@@ -25,11 +28,26 @@ public final class Mosquitto: @unchecked Sendable {
         self.scratch = scratch
         self.namespace = namespace
         self.port = try port ?? freePort()
+        self.fixedPort = port != nil
         self.credentials = credentials
         self.tls = tls
     }
 
     public func start() async throws {
+        // A port found free may be taken (an ephemeral port of another test's socket) before
+        // mosquitto binds it: then mosquitto exits ("Address already in use") while the port
+        // answers for the other program. Started again on another port.
+        for attempt in 1...5 {
+            try await startOnce()
+            try await Task.sleep(for: .milliseconds(300))
+            if process?.process.isRunning == true { return }
+            let output = process?.text ?? ""
+            guard !fixedPort, attempt < 5 else { throw PeerError("mosquitto did not stay up on port \(port):\n\(output)") }
+            port = try freePort()
+        }
+    }
+
+    private func startOnce() async throws {
         let config = scratch.path("mosquitto-\(port).conf")
         var text = "listener \(port) 127.0.0.1\npersistence false\n"
         if let tls {

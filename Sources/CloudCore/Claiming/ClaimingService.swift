@@ -88,7 +88,8 @@ public final class ClaimingService: Sendable {
         }
     }
 
-    /// The revocation list, for a device that presents its current certificate.
+    /// The revocation list of the site the device belongs to, for a device that presents its
+    /// current certificate.
     public func revocations(device: String?, serial: String?, source: String) -> Result<RevocationList, ClaimError> {
         let now = clock()
         guard let device, let serial, directory.isCurrentCertificate(device: device, serial: serial) else {
@@ -96,7 +97,8 @@ public final class ClaimingService: Sendable {
             return .failure(.notAuthorized("a current device certificate is required"))
         }
         do {
-            return .success(RevocationList(serials: try directory.revokedSerials(now: now), issuedAt: Int(now.timeIntervalSince1970)))
+            let site = try directory.binding(ofDevice: device)?.siteKey
+            return .success(RevocationList(serials: try directory.revokedSerials(now: now, site: site), issuedAt: Int(now.timeIntervalSince1970)))
         } catch {
             logger.error("revocation list unavailable", metadata: ["error": "\(error)"])
             return .failure(.badRequest("directory unavailable"))

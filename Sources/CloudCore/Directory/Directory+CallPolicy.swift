@@ -135,6 +135,11 @@ extension Directory {
         return ChannelPolicy(rawValue: text) ?? .grants
     }
 
+    /// The channel policy of the site `device` belongs to (nil: no such device).
+    public func channelPolicy(ofDevice device: String) throws -> ChannelPolicy? {
+        try database.read { db in try Self.place(of: .device(device), db)?.channelPolicy }
+    }
+
     /// Lets `caller` (a user, ring group or device of the site's company) reach `channel` (one
     /// channel `gw1-ch3`, or all channels of a device `gw1`) of `site`.
     public func grant(site: String, caller: String, channel: String) throws {
@@ -157,6 +162,7 @@ extension Directory {
                   AND (? IS NULL OR EXISTS (SELECT 1 FROM channel WHERE channel.deviceId = device.id AND channel.number = ?))
                 """, arguments: [device, siteID, Self.channelParts(channel)?.number, Self.channelParts(channel)?.number]) != nil
             guard onSite else { throw DirectoryError("\(channel) is not a channel or device of site \(site)") }
+            // One spelling per channel (`gw1-ch3`, never `gw1-ch03`: `channelParts` refuses those).
             try db.execute(sql: "INSERT OR IGNORE INTO channelGrant (siteId, caller, channel) VALUES (?, ?, ?)", arguments: [siteID, caller, channel])
         }
     }

@@ -72,7 +72,7 @@ extension Directory {
                 try db.execute(
                     sql: "UPDATE claimingCode SET usedAt = ?, usedBy = ?, csrKeyHash = ?, certificate = ? WHERE codeHash = ?",
                     arguments: [now.timeIntervalSince1970, source, keyHash, issued.pem, hash])
-                try Self.pin(issued, device: device, now: now, why: "device claimed again", db)
+                try Self.pin(issued, binding: binding, now: now, why: "device claimed again", db)
                 return .success((device, issued.pem))
             }
         } catch {
@@ -102,27 +102,30 @@ extension Directory {
             }
             guard let binding = try Self.binding(ofDevice: device, db) else { throw DirectoryError("no device \(device)") }
             let issued = try issue(binding)
-            try Self.pin(issued, device: device, now: now, why: "certificate renewed", db)
+            try Self.pin(issued, binding: binding, now: now, why: "certificate renewed", db)
             try db.execute(sql: "UPDATE device SET previousSerial = ?, renewalKeyHash = ? WHERE name = ?", arguments: [pinned, keyHash, device])
             return issued.pem
         }
     }
 
-    private static func pin(_ issued: IssuedCertificate, device: String, now: Date, why: String, _ db: Database) throws {
-        if let previous = try Row.fetchOne(db, sql: "SELECT certificateSerial, certificateNotAfter FROM device WHERE name = ?", arguments: [device]),
+    /// Makes `issued` the device's current certificate; the one before it is revoked, listed
+    /// under the site it named (a gateway's list holds its own site's revocations).
+    private static func pin(_ issued: IssuedCertificate, binding: DeviceBinding, now: Date, why: String, _ db: Database) throws {
+        let device = binding.device
+        if let previous = try Row.fetchOne(db, sql: "SELECT certificateSerial, certificateNotAfter, siteKey FROM device WHERE name = ?", arguments: [device]),
             let serial = try previous.decode(String?.self, forColumn: "certificateSerial"), serial != issued.serial
         {
             let notAfter = try previous.decode(Double?.self, forColumn: "certificateNotAfter") ?? now.timeIntervalSince1970 + 3650 * 86400
             try db.execute(
-                sql: "INSERT OR IGNORE INTO revokedCertificate (serial, device, notAfter, revokedAt, why) VALUES (?, ?, ?, ?, ?)",
-                arguments: [serial, device, notAfter, now.timeIntervalSince1970, why])
+                sql: "INSERT OR IGNORE INTO revokedCertificate (serial, device, notAfter, revokedAt, why, site) VALUES (?, ?, ?, ?, ?, ?)",
+                arguments: [serial, device, notAfter, now.timeIntervalSince1970, why, try previous.decode(String?.self, forColumn: "siteKey")])
         }
         try db.execute(
             sql: """
                 UPDATE device SET claimedAt = coalesce(claimedAt, ?), certificateSerial = ?, certificateNotAfter = ?, certificatePEM = ?,
-                  previousSerial = NULL, renewalKeyHash = NULL WHERE name = ?
+                  previousSerial = NULL, renewalKeyHash = NULL, siteKey = ? WHERE name = ?
                 """,
-            arguments: [now.timeIntervalSince1970, issued.serial, issued.notAfter.timeIntervalSince1970, issued.pem, device])
+            arguments: [now.timeIntervalSince1970, issued.serial, issued.notAfter.timeIntervalSince1970, issued.pem, binding.siteKey, device])
     }
 
     /// Whether `serial` is the current certificate of `device` (the device exists, and this is
@@ -139,13 +142,16 @@ extension Directory {
         return pinned != nil && pinned == DeviceCertificateName.canonicalSerial(serial)
     }
 
-    /// Serials revoked and not yet expired, newest first (at most `RevocationList.maxEntries`);
-    /// expired ones are forgotten on the way.
-    public func revokedSerials(now: Date) throws -> [String] {
+    /// Serials revoked and not yet expired — those of `site` (a `DeviceBinding.siteKey`; the
+    /// mesh refuses other sites' certificates anyway) and those whose site is not known, or all
+    /// when `site` is nil — newest first, at most `RevocationList.maxEntries`. Expired ones are
+    /// forgotten on the way.
+    public func revokedSerials(now: Date, site: String? = nil) throws -> [String] {
         try database.write { db in
             try db.execute(sql: "DELETE FROM revokedCertificate WHERE notAfter < ?", arguments: [now.timeIntervalSince1970])
             return try String.fetchAll(
-                db, sql: "SELECT serial FROM revokedCertificate ORDER BY revokedAt DESC LIMIT ?", arguments: [RevocationList.maxEntries]
+                db, sql: "SELECT serial FROM revokedCertificate WHERE ?1 IS NULL OR site IS NULL OR site = ?1 ORDER BY revokedAt DESC LIMIT ?2",
+                arguments: [site, RevocationList.maxEntries]
             ).map(DeviceCertificateName.canonicalSerial)
         }
     }

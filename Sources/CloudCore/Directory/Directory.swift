@@ -55,6 +55,9 @@ public final class Directory: Sendable {
             try FileManager.default.createDirectory(
                 atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
             database = try DatabasePool(path: path, configuration: configuration)
+            // Password hashes and claiming codes: the owner's only, whatever the umask of whoever
+            // created the file (an `admin` command run as root before the service ever started).
+            for file in [path, path + "-wal", path + "-shm"] { chmod(file, 0o600) }
         } else {
             database = try DatabaseQueue(configuration: configuration)
         }
@@ -66,17 +69,20 @@ public final class Directory: Sendable {
 
     @discardableResult
     public func createCompany(_ name: String) throws -> Int64 {
-        try insert("company", ["name": name], what: "company \(name)")
+        try checkPlaceName(name, "company")
+        return try insert("company", ["name": name], what: "company \(name)")
     }
 
     @discardableResult
     public func createProject(_ name: String, company: String) throws -> Int64 {
+        try checkPlaceName(name, "project")
         let companyID = try id(of: "company", named: company)
         return try insert("project", ["companyId": companyID, "name": name], what: "project \(company)/\(name)")
     }
 
     @discardableResult
     public func createSite(_ name: String, company: String, project: String, timeZone: String = "UTC") throws -> Int64 {
+        try checkPlaceName(name, "site")
         guard TimeZone(identifier: timeZone) != nil else { throw DirectoryError("unknown time zone \(timeZone) (an IANA name like Europe/Berlin)") }
         let projectID = try database.read { db in
             try Int64.fetchOne(db, sql: """
@@ -379,6 +385,14 @@ public final class Directory: Sendable {
             }
         } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
             throw DirectoryError("\(what) exists already")
+        }
+    }
+
+    /// Companies, projects and sites: 1 to 64 characters, no control characters (they go into
+    /// every device certificate of the site, `DeviceBinding`).
+    private func checkPlaceName(_ name: String, _ kind: String) throws {
+        guard !name.isEmpty, name.count <= 64, name.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F }) else {
+            throw DirectoryError("\(kind) name \(name.isEmpty ? "''" : name.debugDescription): 1 to 64 characters, no control characters")
         }
     }
 

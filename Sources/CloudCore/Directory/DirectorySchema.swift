@@ -68,6 +68,11 @@ enum DirectorySchema {
                   siteId INTEGER NOT NULL REFERENCES site(id) ON DELETE CASCADE,
                   caller TEXT NOT NULL, channel TEXT NOT NULL,
                   PRIMARY KEY (siteId, caller, channel));
+                CREATE TRIGGER user_deleted_loses_grants AFTER DELETE ON user BEGIN DELETE FROM channelGrant WHERE caller = OLD.name; END;
+                CREATE TRIGGER ringGroup_deleted_loses_grants AFTER DELETE ON ringGroup BEGIN DELETE FROM channelGrant WHERE caller = OLD.name; END;
+                CREATE TRIGGER device_deleted_loses_grants AFTER DELETE ON device BEGIN
+                  DELETE FROM channelGrant WHERE caller = OLD.name OR channel = OLD.name OR channel LIKE OLD.name || '-ch%';
+                END;
                 """)
         }
         // Device certificates pinned and revoked (issue 17): the current certificate's serial and
@@ -80,15 +85,19 @@ enum DirectorySchema {
                 ALTER TABLE device ADD COLUMN certificatePEM TEXT;
                 ALTER TABLE device ADD COLUMN previousSerial TEXT;
                 ALTER TABLE device ADD COLUMN renewalKeyHash TEXT;
+                ALTER TABLE device ADD COLUMN siteKey TEXT;
                 ALTER TABLE claimingCode ADD COLUMN csrKeyHash TEXT;
                 ALTER TABLE claimingCode ADD COLUMN certificate TEXT;
                 CREATE TABLE revokedCertificate (
-                  serial TEXT PRIMARY KEY, device TEXT NOT NULL, notAfter DOUBLE NOT NULL, revokedAt DOUBLE NOT NULL, why TEXT NOT NULL);
+                  serial TEXT PRIMARY KEY, device TEXT NOT NULL, notAfter DOUBLE NOT NULL, revokedAt DOUBLE NOT NULL, why TEXT NOT NULL,
+                  site TEXT);
                 CREATE INDEX revokedCertificate_notAfter ON revokedCertificate(notAfter);
                 CREATE TRIGGER device_deleted_revokes BEFORE DELETE ON device
                   WHEN OLD.certificateSerial IS NOT NULL BEGIN
-                    INSERT OR IGNORE INTO revokedCertificate (serial, device, notAfter, revokedAt, why)
-                    VALUES (OLD.certificateSerial, OLD.name, coalesce(OLD.certificateNotAfter, unixepoch() + 3650 * 86400), unixepoch(), 'device deleted');
+                    INSERT OR IGNORE INTO revokedCertificate (serial, device, notAfter, revokedAt, why, site)
+                    VALUES (OLD.certificateSerial, OLD.name,
+                      coalesce(OLD.certificateNotAfter, CAST(strftime('%s', 'now') AS REAL) + 3650 * 86400), CAST(strftime('%s', 'now') AS REAL),
+                      'device deleted', OLD.siteKey);
                   END;
                 """)
         }

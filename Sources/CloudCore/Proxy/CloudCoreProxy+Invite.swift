@@ -1,3 +1,4 @@
+import DeviceTrust
 import Foundation
 import NIOCore
 import SIP
@@ -179,11 +180,22 @@ extension CloudCoreProxy {
     /// a flow gone after a restart), but only at the address the REGISTER came from: a Contact
     /// cannot make the core connect to a third party (issue 16).
     func route(to binding: LocationBinding, uri: SIPURI) -> BindingRoute {
+        // A gateway's binding only while its flow carries the device's current certificate: a
+        // re-claimed or deleted device's old hardware gets no more calls (issue 17).
+        if binding.principal.hasPrefix("device:"), !carriesCurrentCertificate(binding.flow) { return .unreachable }
         let alive = endpoint.assumeIsolated { $0.isAlive(binding.flow) }
         if binding.isOutbound { return alive ? .flow(binding.flow) : .unreachable }
         let destination = Self.destination(of: uri)
         if alive, binding.flow.transport == destination.transport { return .flow(binding.flow) }
         return Self.sameHost(destination.host, binding.flow.remote.hostText) ? .contact : .unreachable
+    }
+
+    /// Whether `flow`'s client certificate is the one the directory pins for the device it names.
+    func carriesCurrentCertificate(_ flow: SIPFlow) -> Bool {
+        guard let presented = endpoint.assumeIsolated({ $0.peerCertificate(on: flow) }), let certificate = DeviceCertificateName.certificate(presented),
+            let device = DeviceCertificateName.deviceName(of: certificate)
+        else { return false }
+        return directory.isCurrentCertificate(device: device, serial: DeviceCertificateName.serial(of: certificate))
     }
 
     /// The AOR's bindings; a channel without its own registration is reached through the

@@ -33,11 +33,13 @@ extension GatewayServer {
         var nextRenewalTry = upkeep.clock()
         var lastRevocations: ContinuousClock.Instant?
         await applyRevocations(Self.storedRevocations(in: configuration.stateDirectory), identity: identity)
-        await status?.certificate(expiresAt: identity.notAfter, renewalError: nil)
+        await status?.certificate(expiresAt: identity.notAfter, renewalDue: identity.renewalDue, renewalError: nil, now: upkeep.clock())
         if identity.binding == nil {
             logger.notice("the device certificate names no site (issued before site binding): renewing it now; the mesh waits for the new one")
         }
-        var asked = false
+        // A key waiting in device-key.next.pem: a renewal was cut short (its answer lost, the
+        // daemon stopped) — and the core may already have revoked the certificate in use.
+        var asked = FileManager.default.fileExists(atPath: DeviceIdentity.files(in: configuration.stateDirectory).nextKey)
         while !Task.isCancelled {
             let now = upkeep.clock()
             if (now >= identity.renewalDue || asked), now >= nextRenewalTry {
@@ -52,8 +54,9 @@ extension GatewayServer {
                     nextRenewalTry = now.addingTimeInterval(Double(upkeep.retryEvery.components.seconds))
                     logger.warning("certificate renewal failed: \(error); next try in \(upkeep.retryEvery)", metadata: ["expires": "\(identity.notAfter)"])
                 }
-                await status?.certificate(expiresAt: identity.notAfter, renewalError: renewalError)
             }
+            // Said again at every look: the days left change without a renewal.
+            await status?.certificate(expiresAt: identity.notAfter, renewalDue: identity.renewalDue, renewalError: renewalError, now: upkeep.clock())
             if lastRevocations.map({ ContinuousClock.now - $0 >= upkeep.revocationsEvery }) ?? true {
                 if await fetchRevocations(identity) { lastRevocations = .now } else { lastRevocations = .now - upkeep.revocationsEvery + .seconds(60) }
             }
@@ -74,22 +77,37 @@ extension GatewayServer {
     /// A new certificate for a new key: the key waits in `device-key.next.pem` until the answer
     /// is stored (a retry after a lost answer asks for the same key and gets the same certificate).
     private func renew(_ identity: DeviceIdentity) async -> Result<DeviceIdentity, ClaimingError> {
-        guard let service = identity.service ?? configuration.claimURL.map(ClaimingClient.origin) else {
-            return .failure(.unreachable("the cloud named no claiming service and [cloud] claim_url is unset"))
+        // Where the cloud said to renew, else (or when that is not reachable from here: a core
+        // behind a port forward) the origin of the claim URL.
+        let services = [identity.service, configuration.claimURL.map(ClaimingClient.origin)].compactMap { $0 }.reduce(into: [String]()) {
+            if !$0.contains($1) { $0.append($1) }
         }
-        do {
-            let key = try DeviceIdentity.nextKey(in: configuration.stateDirectory)
-            let csr = try DeviceIdentity.request(for: key, hint: identity.device)
-            let answer = try await ClaimingClient.renew(service: service, csrPEM: csr, identity: identity, caFile: configuration.cloudCAFile ?? identity.caFile)
-            guard answer.device == identity.device else { return .failure(.badAnswer("the renewed certificate is for \(answer.device), not \(identity.device)")) }
-            let renewed = try DeviceIdentity.store(key: key, answer: answer, in: configuration.stateDirectory)
-            logger.notice("device certificate renewed", metadata: ["expires": "\(renewed.notAfter)", "site": "\(renewed.binding?.description ?? "none")"])
-            return .success(renewed)
-        } catch let error as ClaimingError {
-            return .failure(error)
-        } catch {
-            return .failure(.unreachable("\(error)"))
+        guard !services.isEmpty else { return .failure(.unreachable("the cloud named no claiming service and [cloud] claim_url is unset")) }
+        var lastError = ClaimingError.unreachable("no claiming service")
+        for service in services {
+            do {
+                let key = try DeviceIdentity.nextKey(in: configuration.stateDirectory)
+                let csr = try DeviceIdentity.request(for: key, hint: identity.device)
+                let answer = try await ClaimingClient.renew(service: service, csrPEM: csr, identity: identity, caFile: configuration.cloudCAFile ?? identity.caFile)
+                guard answer.device == identity.device else { return .failure(.badAnswer("the renewed certificate is for \(answer.device), not \(identity.device)")) }
+                let renewed: DeviceIdentity
+                do {
+                    renewed = try DeviceIdentity.store(key: key, answer: answer, in: configuration.stateDirectory)
+                } catch {
+                    // Cut short on the disk (full, failing): what is there now, `load` repairs.
+                    guard let stored = try? DeviceIdentity.load(from: configuration.stateDirectory), stored.serial != identity.serial else { throw error }
+                    renewed = stored
+                }
+                logger.notice("device certificate renewed", metadata: ["expires": "\(renewed.notAfter)", "site": "\(renewed.binding?.description ?? "none")"])
+                return .success(renewed)
+            } catch let error as ClaimingError {
+                lastError = error
+                guard case .unreachable = error else { return .failure(error) }
+            } catch {
+                return .failure(.unreachable("\(error)"))
+            }
         }
+        return .failure(lastError)
     }
 
     /// The renewed identity in use: TLS for the cloud and the mesh, a new flow to the cloud (the

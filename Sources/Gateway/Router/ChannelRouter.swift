@@ -448,6 +448,13 @@ public actor ChannelRouter {
             if let refusal = meshTrust.refusal(of: certificate) {
                 logger.warning("mesh call refused: the caller is not a device of our site: \(refusal)", metadata: ["from": "\(caller)"])
                 refuse(agent, handle, 403, "mesh caller not of our site: \(refusal)")
+                // And its connection, a moment later (the 403 first): a peer that renewed its
+                // certificate comes back on a new one.
+                let (endpoint, flow) = (mesh.endpoint, invite.flow)
+                Task {
+                    try? await Task.sleep(for: .seconds(1))
+                    await endpoint.close(flow)
+                }
                 return
             }
         }

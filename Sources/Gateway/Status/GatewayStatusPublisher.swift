@@ -266,17 +266,23 @@ public actor GatewayStatusPublisher {
         publishStatus()
     }
 
-    /// The device certificate's end (in `info`), and the alarm in `status` from 30 days before it.
-    public func certificate(expiresAt: Date, renewalError: String?) {
-        certificateExpiry = expiresAt
-        publishInfo()
-        let days = Int((expiresAt.timeIntervalSince(clock()) / 86400).rounded(.down))
-        if days < 30 {
-            let when = ISO8601DateFormatter().string(from: expiresAt)
-            problem("certificate", "the device certificate expires \(days <= 0 ? "within a day" : days == 1 ? "in 1 day" : "in \(days) days") (\(when))" + (renewalError.map { "; renewal failing: \($0)" } ?? ""))
-        } else {
-            problem("certificate", nil)
+    /// The device certificate's end (in `info`), and the alarm in `status` (`certificateAlarm`).
+    public func certificate(expiresAt: Date, renewalDue: Date, renewalError: String?, now: Date) {
+        if certificateExpiry != expiresAt {
+            certificateExpiry = expiresAt
+            publishInfo()
         }
+        problem("certificate", Self.certificateAlarm(expiresAt: expiresAt, renewalDue: renewalDue, renewalError: renewalError, now: now))
+    }
+
+    /// The alarm, from 30 days before the certificate's end — once its renewal is due and has
+    /// not happened (a certificate made short on purpose is no alarm while it renews on time).
+    public static func certificateAlarm(expiresAt: Date, renewalDue: Date, renewalError: String?, now: Date) -> String? {
+        let days = Int((expiresAt.timeIntervalSince(now) / 86400).rounded(.down))
+        guard days < 30, now >= renewalDue else { return nil }
+        let when = ISO8601DateFormatter().string(from: expiresAt)
+        let left = expiresAt <= now ? "has expired" : days <= 0 ? "expires within a day" : days == 1 ? "expires in 1 day" : "expires in \(days) days"
+        return "the device certificate \(left) (\(when))" + (renewalError.map { "; renewal failing: \($0)" } ?? "")
     }
 
     private func publishInfo() {

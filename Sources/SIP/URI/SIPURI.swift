@@ -42,7 +42,9 @@ public struct SIPURI: Hashable, Sendable, CustomStringConvertible {
     /// `scheme:user@host` — who, without password, port, parameters or headers: what status
     /// topics and logs may show of a URI someone else wrote (issue 17).
     public var identityText: String {
-        scheme + ":" + (user.map { SIPURI.unescaped($0) + "@" } ?? "") + (isIPv6 ? "[\(host)]" : host)
+        // Unescaped for reading, with control characters (a `%0A` in a hostile From) shown as '?'.
+        let shownUser = user.map { String(String.UnicodeScalarView(SIPURI.unescaped($0).unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? "?" : $0 })) }
+        return scheme + ":" + (shownUser.map { $0 + "@" } ?? "") + (isIPv6 ? "[\(host)]" : host)
     }
 
     /// The `transport` parameter, lowercased, if any.
