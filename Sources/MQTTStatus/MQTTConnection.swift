@@ -3,9 +3,11 @@ import CrashContext
 import Foundation
 import NIOConcurrencyHelpers
 
-/// One MQTT connection through libmosquitto: its network loop runs on libmosquitto's own thread
-/// (`mosquitto_loop_start`), reconnects by itself with exponential backoff, and hands what
-/// happens to Swift as an `AsyncStream` of events. `publish` is thread-safe and never blocks on
+/// One MQTT connection through libmosquitto: its network loop runs on a thread of its own —
+/// ours, with `poll()`, not libmosquitto's `mosquitto_loop_start`, whose `select()` refuses a
+/// socket numbered 1024 or above (a daemon holding many connections lost its MQTT status for
+/// good: `MOSQ_ERR_INVAL` at every reconnect) — reconnects with exponential backoff, and hands
+/// what happens to Swift as an `AsyncStream` of events. `publish` is thread-safe and never blocks on
 /// the network (it queues); with the broker away it fails at once, and the caller rewrites its
 /// retained state on the next `.connected`. Nothing here ever waits on the broker, so a broker
 /// that is down never holds up a call.
@@ -56,6 +58,12 @@ public final class MQTTConnection: @unchecked Sendable {
     /// it, libmosquitto is not in threaded mode and a publish from another thread races the
     /// connect — seen as a client that never connected).
     private let state = NIOLockedValueBox((connected: false, started: false, stopped: false, looping: false))
+    /// Signalled when the network thread has ended (`stop` waits for it).
+    private let finished = DispatchSemaphore(value: 0)
+    /// A pipe whose read end the network thread polls with the socket: a publish from another
+    /// thread writes a byte to it, so that what it queued goes out at once, not at the next poll.
+    private let wakeRead: Int32
+    private let wakeWrite: Int32
     /// The latest message ids the broker acknowledged (QoS 1 PUBACK; the last 64), for `publishAndStop`.
     private let acknowledged = NIOLockedValueBox<[Int32]>([])
 
@@ -68,7 +76,18 @@ public final class MQTTConnection: @unchecked Sendable {
         _ = Self.libraryReady
         self.settings = settings
         (events, continuation) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingNewest(1024))
-        guard let handle = mosquitto_new(settings.clientID, true, nil) else { throw .setup("cannot create a client") }
+        var ends: [Int32] = [0, 0]
+        guard pipe(&ends) == 0 else { throw .setup("cannot create the wake-up pipe") }
+        for end in ends {
+            _ = fcntl(end, F_SETFL, fcntl(end, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(end, F_SETFD, FD_CLOEXEC)
+        }
+        (wakeRead, wakeWrite) = (ends[0], ends[1])
+        guard let handle = mosquitto_new(settings.clientID, true, nil) else {
+            close(ends[0])
+            close(ends[1])
+            throw .setup("cannot create a client")
+        }
         self.handle = handle
         mosquitto_user_data_set(handle, Unmanaged.passUnretained(self).toOpaque())
         _ = mosquitto_int_option(handle, MOSQ_OPT_PROTOCOL_VERSION, Int32(MQTT_PROTOCOL_V311))
@@ -117,6 +136,14 @@ public final class MQTTConnection: @unchecked Sendable {
     deinit {
         stop()
         mosquitto_destroy(handle)
+        close(wakeRead)
+        close(wakeWrite)
+    }
+
+    /// Wakes the network thread (a full pipe already holds a wake-up: nothing lost).
+    private func wake() {
+        var byte: UInt8 = 1
+        _ = write(wakeWrite, &byte, 1)
     }
 
     /// Starts the network thread and the first connection attempt; returns at once. A broker
@@ -127,13 +154,76 @@ public final class MQTTConnection: @unchecked Sendable {
             return !s.started
         }
         guard first else { return }
-        // An immediate failure (nothing listening) leaves the loop thread to retry.
-        // (No mosquitto_threaded_set: it is for callers that run the loop themselves, and makes
-        // mosquitto_loop_start refuse.)
-        _ = mosquitto_connect_async(handle, settings.host, Int32(settings.port), settings.keepAliveSeconds)
-        let rc = mosquitto_loop_start(handle)
-        if rc != MOSQ_ERR_SUCCESS.rawValue { continuation.yield(.disconnected(code: rc)) }
-        state.withLockedValue { $0.looping = rc == MOSQ_ERR_SUCCESS.rawValue }
+        // Threaded mode: publishes from other threads while our thread reads and writes.
+        _ = mosquitto_threaded_set(handle, true)
+        state.withLockedValue { $0.looping = true }
+        let thread = Thread { [self] in self.networkLoop() }
+        thread.name = "mqtt"
+        thread.start()
+    }
+
+    /// The network loop: connect (non-blocking), then `poll()` the socket and let libmosquitto
+    /// read, write and keep the connection alive (`mosquitto_loop_read/write/misc`); on a lost
+    /// connection, wait the reconnect delay (doubling up to its maximum) and connect again.
+    private func networkLoop() {
+        defer { finished.signal() }
+        var delay = Double(max(settings.reconnectDelay.min, 1))
+        var nextAttempt = Date.distantPast
+        var everConnected = false
+        var socketOpen = false
+        while true {
+            let stopped = state.withLockedValue { $0.stopped }
+            if !socketOpen {
+                if stopped { return }
+                guard Date() >= nextAttempt else {
+                    usleep(100_000)
+                    continue
+                }
+                let rc = everConnected
+                    ? mosquitto_reconnect_async(handle)
+                    : mosquitto_connect_async(handle, settings.host, Int32(settings.port), settings.keepAliveSeconds)
+                everConnected = true
+                if rc != MOSQ_ERR_SUCCESS.rawValue {
+                    continuation.yield(.disconnected(code: rc))
+                    nextAttempt = Date().addingTimeInterval(delay)
+                    delay = min(delay * 2, Double(max(settings.reconnectDelay.max, settings.reconnectDelay.min)))
+                    continue
+                }
+                socketOpen = true
+            }
+            let fd = mosquitto_socket(handle)
+            guard fd >= 0 else {
+                socketOpen = false
+                nextAttempt = Date().addingTimeInterval(delay)
+                continue
+            }
+            var descriptors = [
+                pollfd(fd: fd, events: Int16(POLLIN) | (mosquitto_want_write(handle) ? Int16(POLLOUT) : 0), revents: 0),
+                pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0),
+            ]
+            _ = poll(&descriptors, 2, 100)
+            if descriptors[1].revents != 0 {
+                var drain = [UInt8](repeating: 0, count: 64)
+                while read(wakeRead, &drain, drain.count) > 0 {}
+            }
+            var rc = MOSQ_ERR_SUCCESS.rawValue
+            if descriptors[0].revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 { rc = mosquitto_loop_read(handle, 1) }
+            if rc == MOSQ_ERR_SUCCESS.rawValue, mosquitto_want_write(handle) { rc = mosquitto_loop_write(handle, 1) }
+            if rc == MOSQ_ERR_SUCCESS.rawValue { rc = mosquitto_loop_misc(handle) }
+            if stopped {
+                // `stop` queued the DISCONNECT: it went out with the write above.
+                return
+            }
+            if rc != MOSQ_ERR_SUCCESS.rawValue {
+                // The connection is gone (libmosquitto closed the socket and called back).
+                if state.withLockedValue({ $0.connected }) { connectionChanged(up: false, code: rc) }
+                socketOpen = false
+                nextAttempt = Date().addingTimeInterval(delay)
+                delay = min(delay * 2, Double(max(settings.reconnectDelay.max, settings.reconnectDelay.min)))
+            } else if state.withLockedValue({ $0.connected }) {
+                delay = Double(max(settings.reconnectDelay.min, 1))
+            }
+        }
     }
 
     /// Whether other threads may call into libmosquitto now.
@@ -147,12 +237,14 @@ public final class MQTTConnection: @unchecked Sendable {
         guard looping else { return false }
         let bytes = Array(payload.utf8)
         let rc = bytes.withUnsafeBytes { mosquitto_publish(handle, nil, topic, Int32(bytes.count), $0.baseAddress, qos, retain) }
+        wake()
         return rc == MOSQ_ERR_SUCCESS.rawValue
     }
 
     public func subscribe(_ pattern: String, qos: Int32 = 0) {
         guard looping else { return }
         _ = mosquitto_subscribe(handle, nil, pattern, qos)
+        wake()
     }
 
     /// Publishes a last message (QoS 1) and waits — at most `timeout` — until the broker has
@@ -163,6 +255,7 @@ public final class MQTTConnection: @unchecked Sendable {
             var mid: Int32 = 0
             let bytes = Array(payload.utf8)
             let rc = bytes.withUnsafeBytes { mosquitto_publish(handle, &mid, topic, Int32(bytes.count), $0.baseAddress, 1, retain) }
+            wake()
             if rc == MOSQ_ERR_SUCCESS.rawValue {
                 let deadline = ContinuousClock.now + timeout
                 while ContinuousClock.now < deadline, !acknowledged.withLockedValue({ $0.contains(mid) }) {
@@ -181,13 +274,19 @@ public final class MQTTConnection: @unchecked Sendable {
         }
         guard wasRunning else { return }
         _ = mosquitto_disconnect(handle)
-        _ = mosquitto_loop_stop(handle, false)
+        wake()
+        // The thread sends the DISCONNECT and ends.
+        _ = finished.wait(timeout: .now() + 2)
         continuation.finish()
     }
 
     private func connectionChanged(up: Bool, code: Int32) {
-        state.withLockedValue { $0.connected = up }
-        continuation.yield(up ? .connected : .disconnected(code: code))
+        // Said once per change (a lost connection is seen by the callback and by the loop).
+        let changed = state.withLockedValue { s in
+            defer { s.connected = up }
+            return s.connected != up || up
+        }
+        if changed { continuation.yield(up ? .connected : .disconnected(code: code)) }
     }
 
     static func describe(_ code: Int32) -> String { String(cString: mosquitto_strerror(code)) }

@@ -210,10 +210,13 @@ struct MQTTStatusTests {
         _ broker: Mosquitto, _ prefix: String, _ state: String, _ gateway: PeerProcess?, timeout: Duration = .seconds(15)
     ) async throws {
         let deadline = ContinuousClock.now + timeout
+        var last: String?
         while ContinuousClock.now < deadline {
-            if json(try await broker.retained("\(prefix)/status")["\(prefix)/status"])["state"] as? String == state { return }
+            last = try await broker.retained("\(prefix)/status")["\(prefix)/status"]
+            if json(last)["state"] as? String == state { return }
             try await Task.sleep(for: .milliseconds(200))
         }
-        throw PeerError("status never became \(state); gateway output:\n\(gateway?.text.suffix(3000) ?? "")")
+        throw PeerError(
+            "status never became \(state) (last: \(last ?? "none"), broker on \(broker.port): \(broker.process?.text.suffix(1500) ?? "not running")); gateway output:\n\(gateway?.text.suffix(3000) ?? "")")
     }
 }
