@@ -208,6 +208,8 @@ struct IdentityTests {
             try await Task.sleep(for: .milliseconds(200))
         }
         #expect(status["state"] as? String == "degraded" && (status["problems"] as? [String])?.first?.contains("device.json is broken") == true, "\(status)")
+        let table = try await runCommand(binary, ["status", "--broker", "127.0.0.1:\(broker.port)", "--prefix", "symphony-bridge", "--id", "gw1"])
+        #expect(table.contains("PROBLEM  identity file \(files.metadata) is broken"), "`symphony-bridge status` shows it:\n\(table)")
         broken.stop()
         broker.stop()
         await core.shutdown()

@@ -55,6 +55,16 @@ struct MeshDiscoveryTests {
         #expect(discovery.received(Self.announcement(), from: "fe80::2", at: 2, jitter: 0).isEmpty, "the same records again change nothing")
     }
 
+    @Test("A goodbye in a live peer's name (anyone on the link can send one) does not make us forget it: it answers the query")
+    func aForgedGoodbyeIsAnsweredByTheLivePeer() {
+        var discovery = Self.discovery()
+        _ = discovery.received(Self.announcement(), from: "fe80::2", at: 0, jitter: 0)
+        _ = discovery.received(Self.announcement(ttl: 0), from: "fe80::66", at: 5, jitter: 0)
+        _ = discovery.received(Self.announcement(), from: "fe80::2", at: 5.2, jitter: 0)
+        #expect(!discovery.tick(at: 7).contains(.peersChanged))
+        #expect(discovery.peers["gw2"] != nil && (discovery.peers["gw2"]?.expiresAt ?? 0) > 100)
+    }
+
     @Test func otherSitesAndOurOwnRecordsAreIgnored() {
         var discovery = Self.discovery()
         _ = discovery.received(Self.announcement(site: "elsewhere"), from: "fe80::2", at: 1, jitter: 0)
@@ -65,8 +75,12 @@ struct MeshDiscoveryTests {
     @Test func aGoodbyeOrTheTTLRemovesAPeer() {
         var discovery = Self.discovery()
         _ = discovery.received(Self.announcement(), from: "fe80::2", at: 0, jitter: 0)
-        #expect(discovery.received(Self.announcement(ttl: 0), from: "fe80::2", at: 5, jitter: 0).contains(.peersChanged))
-        #expect(discovery.peers.isEmpty)
+        // RFC 6762 §10.1: a goodbye leaves the peer one more second and asks about it.
+        let outputs = discovery.received(Self.announcement(ttl: 0), from: "fe80::2", at: 5, jitter: 0)
+        #expect(Self.sent(outputs).contains { !$0.isResponse }, "a query to confirm the goodbye")
+        #expect(discovery.peers["gw2"] != nil)
+        #expect(discovery.tick(at: 6.1).contains(.peersChanged))
+        #expect(discovery.peers.isEmpty, "gone a second after its goodbye")
         _ = discovery.received(Self.announcement(ttl: 10), from: "fe80::2", at: 20, jitter: 0)
         #expect(discovery.peers["gw2"] != nil)
         #expect(discovery.tick(at: 30.5).contains(.peersChanged))

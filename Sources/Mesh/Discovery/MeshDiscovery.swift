@@ -93,6 +93,8 @@ public struct MeshDiscovery: Sendable {
     private var announcementsLeft = 2
     private var nextAnnouncement: Double = 0
     private var pendingAnswerAt: Double?
+    /// A goodbye arrived in the message being handled: a query goes out to confirm it.
+    private var goodbyeHeard = false
 
     public init(node: MeshNode, interface: String, address: [UInt8]) {
         precondition(address.count == 16)
@@ -206,7 +208,9 @@ public struct MeshDiscovery: Sendable {
             if asked, !known, pendingAnswerAt == nil { pendingAnswerAt = now + 0.02 + 0.1 * jitter }
             return outputs
         }
+        goodbyeHeard = false
         if learn(message, source: source, at: now) { outputs.append(.peersChanged) }
+        if goodbyeHeard { outputs.append(.send(query())) }
         return outputs
     }
 
@@ -239,7 +243,15 @@ public struct MeshDiscovery: Sendable {
             guard let device = txt["device"], !device.isEmpty, device != node.device else { continue }
             let key = device
             if ttl == 0 {
-                if peers.removeValue(forKey: key) != nil { changed = true }
+                // A goodbye (RFC 6762 §10.1): kept one more second, not dropped at once, and asked
+                // about — anyone on the link can send a goodbye in a peer's name, and a peer that
+                // is still there answers the query and stays.
+                if let peer = peers[key], peer.expiresAt > now + 1 {
+                    peers[key]?.expiresAt = now + 1
+                    peers[key]?.ttl = 1
+                    peers[key]?.refreshesSent = 4
+                    goodbyeHeard = true
+                }
                 continue
             }
             guard txt["site"] == node.site, let port, let target else { continue }
