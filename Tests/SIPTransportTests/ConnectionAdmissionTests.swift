@@ -159,9 +159,14 @@ struct ConnectionAdmissionTests {
             transports: [.tls], tls: try tlsSettings(certificates),
             connectionLimits: .init(maxConnections: 1000, maxPerAddress: 1000, handshakeTimeout: .milliseconds(300), firstMessageTimeout: .seconds(30)))
         defer { Task { await agent.shutdown() } }
-        var silent: [any Channel] = []
-        for _ in 0..<300 { silent.append(try await Self.connect(agent.group, from: "127.0.0.1", to: agent.port(.tls))) }
-        for channel in silent { #expect(await Self.closes(channel, within: .seconds(5))) }
+        // In batches of 50: 300 at once can overflow the listener's accept queue on a loaded
+        // machine, and a connection the kernel completed and then dropped from a full queue is
+        // never seen by the endpoint (nor closed by it) — a test artefact, not what is tested.
+        for _ in 0..<6 {
+            var silent: [any Channel] = []
+            for _ in 0..<50 { silent.append(try await Self.connect(agent.group, from: "127.0.0.1", to: agent.port(.tls))) }
+            for channel in silent { #expect(await Self.closes(channel, within: .seconds(5))) }
+        }
         try await Task.sleep(for: .milliseconds(300))
         let tables = await agent.endpoint.connectionTables
         #expect(tables == ConnectionTables(), "\(tables)")
