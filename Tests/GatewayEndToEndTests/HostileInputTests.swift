@@ -424,9 +424,10 @@ struct HostileInputTests {
         """
 
     /// An announcement as a gateway makes it (`MeshDiscovery.records`), with the caller's TXT.
-    static func announcement(device: String, txt: [String], ttl: UInt32 = 120) -> [UInt8] {
+    /// `address`: the 16 bytes of the AAAA record (fe80::99 when not given).
+    static func announcement(device: String, txt: [String], ttl: UInt32 = 120, address: [UInt8]? = nil) -> [UInt8] {
         let instance = "\(device).\(MeshDiscovery.serviceType)"
-        let address: [UInt8] = [0xFE, 0x80] + Array(repeating: 0, count: 13) + [0x99]
+        let address: [UInt8] = address ?? [0xFE, 0x80] + Array(repeating: 0, count: 13) + [0x99]
         return DNSMessage(flags: DNSMessage.responseFlags, answers: [
             .init(name: MeshDiscovery.serviceType, data: .ptr(instance), ttl: ttl),
             .init(name: instance, data: .srv(priority: 0, weight: 0, port: 5061, target: "symphony-\(device).local"), cacheFlush: true, ttl: ttl),

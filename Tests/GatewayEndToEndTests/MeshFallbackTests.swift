@@ -1,6 +1,5 @@
 import Foundation
 import Gateway
-import Mesh
 import PeerTestSupport
 import MeshTestSupport
 import Testing
@@ -339,13 +338,7 @@ extension MeshFallbackTests {
     static func announce(_ network: MeshNetwork, from host: String, device: String, address: String, txt: [String]) async throws {
         var bytes = in6_addr()
         guard inet_pton(AF_INET6, address, &bytes) == 1 else { throw PeerError("not an IPv6 address: \(address)") }
-        let instance = "\(device).\(MeshDiscovery.serviceType)"
-        let packet = DNSMessage(flags: DNSMessage.responseFlags, answers: [
-            .init(name: MeshDiscovery.serviceType, data: .ptr(instance), ttl: 120),
-            .init(name: instance, data: .srv(priority: 0, weight: 0, port: 5061, target: "symphony-\(device).local"), cacheFlush: true, ttl: 120),
-            .init(name: instance, data: .txt(txt), cacheFlush: true, ttl: 120),
-            .init(name: "symphony-\(device).local", data: .aaaa(withUnsafeBytes(of: bytes) { Array($0) }), cacheFlush: true, ttl: 120),
-        ]).encoded()
+        let packet = HostileInputTests.announcement(device: device, txt: txt, address: withUnsafeBytes(of: bytes) { Array($0) })
         let script = """
             import socket, sys
             index = socket.if_nametoindex('eth0')

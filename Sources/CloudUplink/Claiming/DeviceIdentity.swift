@@ -2,7 +2,6 @@ import BoundedJSON
 public import Crypto
 public import DeviceTrust
 public import Foundation
-public import NIOSSL
 import SwiftASN1
 import X509
 
@@ -213,12 +212,6 @@ public enum ClaimingError: Error, Sendable, Equatable, CustomStringConvertible {
 }
 
 extension DeviceIdentity {
-    /// The device a certificate names (`DeviceCertificateName`): what a mesh peer proves in the
-    /// TLS handshake, compared with what discovery said it would be.
-    public static func deviceName(of certificate: NIOSSLCertificate) -> String? {
-        DeviceCertificateName.deviceName(of: certificate)
-    }
-
     /// Whether `name` can be a device's name (the cloud core's rule).
     public static func isDeviceName(_ name: String) -> Bool { DeviceCertificateName.isDeviceName(name) }
 }

@@ -203,9 +203,7 @@ extension GatewayServer {
             return nil
         }
         // Who may take part in the mesh, before the mesh starts: our site, the last revocation list.
-        await router.setMeshTrust(MeshTrust(
-            site: identity.binding,
-            revoked: Set((Self.storedRevocations(in: configuration.stateDirectory)?.serials ?? []).map(DeviceCertificateName.canonicalSerial))))
+        await router.setMeshTrust(Self.meshTrust(identity, Self.storedRevocations(in: configuration.stateDirectory)))
         identityKnown.yield(identity)
         guard let server = configuration.cloudServer else { return nil }
         var settings = CloudRegistration.Settings(

@@ -32,7 +32,6 @@ extension GatewayServer {
         var renewalError: String?
         var nextRenewalTry = upkeep.clock()
         var lastRevocations: ContinuousClock.Instant?
-        await applyRevocations(Self.storedRevocations(in: configuration.stateDirectory), identity: identity)
         await status?.certificate(expiresAt: identity.notAfter, renewalDue: identity.renewalDue, renewalError: nil, now: upkeep.clock())
         if identity.binding == nil {
             logger.notice("the device certificate names no site (issued before site binding): renewing it now; the mesh waits for the new one")
@@ -122,7 +121,7 @@ extension GatewayServer {
             return
         }
         await registration.reconnect("the device certificate was renewed")
-        await router.setMeshTrust(MeshTrust(site: identity.binding, revoked: await router.meshTrust.revoked))
+        await router.setMeshTrust(Self.meshTrust(identity, Self.storedRevocations(in: configuration.stateDirectory)))
         identityKnown.yield(identity)
         _ = await fetchRevocations(identity)
     }
@@ -144,8 +143,12 @@ extension GatewayServer {
     }
 
     private func applyRevocations(_ list: RevocationList?, identity: DeviceIdentity) async {
-        let revoked = Set((list?.serials ?? []).prefix(RevocationList.maxEntries).map(DeviceCertificateName.canonicalSerial))
-        await router.setMeshTrust(MeshTrust(site: identity.binding, revoked: revoked))
+        await router.setMeshTrust(Self.meshTrust(identity, list))
+    }
+
+    /// Who may take part in the mesh for `identity`: its site, the serials `list` revokes.
+    static func meshTrust(_ identity: DeviceIdentity, _ list: RevocationList?) -> MeshTrust {
+        MeshTrust(site: identity.binding, revoked: Set((list?.serials ?? []).prefix(RevocationList.maxEntries).map(DeviceCertificateName.canonicalSerial)))
     }
 
     static func storedRevocations(in stateDirectory: String) -> RevocationList? {
