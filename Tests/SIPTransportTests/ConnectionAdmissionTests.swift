@@ -159,14 +159,12 @@ struct ConnectionAdmissionTests {
             transports: [.tls], tls: try tlsSettings(certificates),
             connectionLimits: .init(maxConnections: 1000, maxPerAddress: 1000, handshakeTimeout: .milliseconds(300), firstMessageTimeout: .seconds(30)))
         defer { Task { await agent.shutdown() } }
-        // In batches of 50: 300 at once can overflow the listener's accept queue on a loaded
-        // machine, and a connection the kernel completed and then dropped from a full queue is
-        // never seen by the endpoint (nor closed by it) — a test artefact, not what is tested.
-        for _ in 0..<6 {
-            var silent: [any Channel] = []
-            for _ in 0..<50 { silent.append(try await Self.connect(agent.group, from: "127.0.0.1", to: agent.port(.tls))) }
-            for channel in silent { #expect(await Self.closes(channel, within: .seconds(5))) }
-        }
+        var silent: [any Channel] = []
+        for _ in 0..<300 { silent.append(try await Self.connect(agent.group, from: "127.0.0.1", to: agent.port(.tls))) }
+        // Closed at the 300 ms deadline; the window is wide because at the start of the parallel
+        // suite run (84 suites on 2 cores) a closing TLS channel was seen to take over 5 s to reach
+        // the client — never closing at all is what fails.
+        for channel in silent { #expect(await Self.closes(channel, within: .seconds(20))) }
         try await Task.sleep(for: .milliseconds(300))
         let tables = await agent.endpoint.connectionTables
         #expect(tables == ConnectionTables(), "\(tables)")
