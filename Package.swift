@@ -107,7 +107,7 @@ let package = Package(
         .target(
             name: "CloudCore",
             dependencies: [
-                "SIP", "SIPTransport", "TOMLConfig", "MQTTStatus", "CrashContext", "BoundedJSON", "DeviceTrust",
+                "SIP", "SIPTransport", "TOMLConfig", "MQTTStatus", "CrashContext", "BoundedJSON", "DeviceTrust", "DurableState",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "X509", package: "swift-certificates"),
@@ -142,6 +142,17 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(name: "CrashContext", dependencies: ["CCrashContext"], swiftSettings: strictSettings),
+        // What both daemons do to keep their SQLite state through crashes, full disks, broken
+        // files and clock steps (issue 18): opening, records queued until written, time.
+        .target(
+            name: "DurableState",
+            dependencies: [
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
         // The `symphony-cloud-core` executable: run, check-config, admin.
         .executableTarget(
             name: "CloudCoreDaemon",
@@ -160,7 +171,7 @@ let package = Package(
         .target(
             name: "Gateway",
             dependencies: [
-                "TOMLConfig", "LegacyLinks", "CloudUplink", "Mesh", "DeviceTrust", "NetworkAddress", "SIP", "SIPTransport", "SIPUserAgent", "Media", "MQTTStatus", "CrashContext",
+                "TOMLConfig", "LegacyLinks", "CloudUplink", "Mesh", "DeviceTrust", "DurableState", "NetworkAddress", "SIP", "SIPTransport", "SIPUserAgent", "Media", "MQTTStatus", "CrashContext",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -376,7 +387,7 @@ let package = Package(
         .testTarget(
             name: "CloudCoreTests",
             dependencies: [
-                "DeviceTrust",
+                "DeviceTrust", "DurableState",
                 "CloudCore", "PeerTestSupport", "SIP", "SIPTransport", "BoundedJSON",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -391,7 +402,8 @@ let package = Package(
         .testTarget(
             name: "GatewayTests",
             dependencies: [
-                "Gateway", "TOMLConfig", "PeerTestSupport", "SIP", "SIPTransport", "SIPUserAgent", "Media", "MQTTStatus", "DaemonSupport",
+                "Gateway", "TOMLConfig", "PeerTestSupport", "SIP", "SIPTransport", "SIPUserAgent", "Media", "MQTTStatus", "DaemonSupport", "DurableState", "DeviceTrust",
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],

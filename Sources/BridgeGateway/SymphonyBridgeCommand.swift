@@ -8,7 +8,7 @@ struct SymphonyBridgeCommand: AsyncParsableCommand {
         commandName: "symphony-bridge",
         abstract: "Gateway between legacy SIP intercom servers and cloud call services.",
         version: BuildInfo.version,
-        subcommands: [VersionCommand.self, CheckConfigCommand.self, RunCommand.self, StatusCommand.self, DemoCommand.self, SIPCheckCommand.self, SIPAgentCommand.self, CrashCheckCommand.self]
+        subcommands: [VersionCommand.self, CheckConfigCommand.self, RunCommand.self, StatusCommand.self, CallsCommand.self, DemoCommand.self, SIPCheckCommand.self, SIPAgentCommand.self, CrashCheckCommand.self]
     )
 }
 

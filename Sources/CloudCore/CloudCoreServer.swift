@@ -9,6 +9,7 @@ import SIP
 public import SIPTransport
 import X509
 import DeviceTrust
+import DurableState
 
 /// The whole cloud core assembled from its configuration: directory, CA and certificates,
 /// token key, the SIP endpoint with its listeners, the proxy, the claiming endpoint and the
@@ -16,7 +17,7 @@ import DeviceTrust
 public final class CloudCoreServer: Sendable {
     public let configuration: CloudCoreConfiguration
     /// For `info`, User-Agent and `--version`.
-    public static let version = "0.6.0"
+    public static let version = "0.7.0"
     public let directory: Directory
     public let authority: DeviceCertificateAuthority
     public let endpoint: SIPEndpoint
@@ -25,7 +26,9 @@ public final class CloudCoreServer: Sendable {
     public let tokenSigner: ClientTokenSigner
     /// The bound addresses (port 0 in the config picks a free one).
     public let sipAddresses: [SIPTransportProtocol: SocketAddress]
-    let retention: RepeatedTask
+    /// The retention purge and the heartbeat.
+    let periodic: [RepeatedTask]
+    let lock: CoreLock?
     let status: CoreStatusPublisher?
     let logger: Logger
 
@@ -35,7 +38,24 @@ public final class CloudCoreServer: Sendable {
     ) async throws -> CloudCoreServer {
         let c = configuration
         try FileManager.default.createDirectory(atPath: c.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let directory = try Directory(path: c.directoryFile, realm: c.realm)
+        // Held while the core runs (`admin restore` waits for it); another core on the same state is a mistake worth a line.
+        let lock = CoreLock(stateDirectory: c.stateDirectory)
+        if lock == nil { logger.warning("another process holds \(c.stateDirectory)/core.lock: is a second core running on this state directory?") }
+        let directory: Directory
+        do {
+            directory = try Directory(path: c.directoryFile, realm: c.realm)
+        } catch {
+            lock?.release()
+            throw error
+        }
+        if let problem = ClockCheck.problem(now: clock()) { logger.error("\(problem)") }
+        // Calls a crash left open are closed as interrupted; a disk that refuses the write does not stop the start.
+        do {
+            let closed = try directory.closeInterruptedCalls(now: clock())
+            if closed > 0 { logger.warning("call records left open by the last run closed as interrupted", metadata: ["calls": "\(closed)"]) }
+        } catch {
+            logger.error("call records left open by the last run not closed", metadata: ["error": "\(SQLiteFile.describe(error))"])
+        }
         if let seed = c.seedFile {
             let summary = try DirectorySeed.load(file: seed, into: directory)
             logger.info(summary.loaded ? "directory seeded" : "directory not empty; seed skipped", metadata: ["file": "\(seed)", "entries": "\(summary.entries)"])
@@ -94,10 +114,17 @@ public final class CloudCoreServer: Sendable {
             service.setService("https://\(c.advertise.contains(":") ? "[\(c.advertise)]" : c.advertise):\(claiming?.localAddress?.port ?? listen.port)")
         }
         let retentionDays = c.retentionDays
-        // First run soon after start (a core that restarts often still purges), then every interval.
+        // First run soon after start (a core that restarts often still purges), then every interval;
+        // on a `RetentionClock`, so that a wall clock stepped forward purges nothing young.
+        let retentionClock = RetentionClock(wall: clock().timeIntervalSince1970, monotonic: MonotonicTime.seconds())
         let firstPurge = TimeAmount.seconds(Int64(min(5, c.purgeIntervalSeconds)))
         let retention = eventLoop.scheduleRepeatedTask(initialDelay: firstPurge, delay: .seconds(Int64(c.purgeIntervalSeconds))) { _ in
-            let cutoff = clock().addingTimeInterval(-Double(retentionDays) * 86400)
+            let (wall, monotonic) = (clock().timeIntervalSince1970, MonotonicTime.seconds())
+            if let step = retentionClock.step(wall: wall, monotonic: monotonic, tolerance: 60), step > 0 {
+                logger.warning("the wall clock moved ahead of the time elapsed since the start: the retention purge keeps to the elapsed time until the next start",
+                               metadata: ["step_s": "\(Int(step))"])
+            }
+            let cutoff = Date(timeIntervalSince1970: retentionClock.now(wall: wall, monotonic: monotonic) - Double(retentionDays) * 86400)
             directory.database.asyncWriteWithoutTransaction { db in
                 do {
                     let removed = try Directory.purgeCallRecords(startedBefore: cutoff, in: db)
@@ -107,13 +134,15 @@ public final class CloudCoreServer: Sendable {
                 }
             }
         }
+        // When the core was last alive: the end time of calls a crash leaves open.
+        let heartbeat = eventLoop.scheduleRepeatedTask(initialDelay: .seconds(15), delay: .seconds(15)) { _ in directory.heartbeat(now: clock()) }
         logger.notice("cloud core ready", metadata: [
             "sip": "\(addresses.map { "\($0.key.rawValue.lowercased()) \($0.value.displayText)" }.sorted().joined(separator: ", "))",
             "claiming": "\(claiming?.localAddress?.displayText ?? "off")",
         ])
         let server = CloudCoreServer(
             configuration: c, directory: directory, authority: authority, endpoint: endpoint, proxy: proxy, claiming: claiming,
-            tokenSigner: ClientTokenSigner(key: tokenKey), sipAddresses: addresses, retention: retention,
+            tokenSigner: ClientTokenSigner(key: tokenKey), sipAddresses: addresses, periodic: [retention, heartbeat], lock: lock,
             status: CoreStatusPublisher.make(c, version: Self.version, logger: logger), logger: logger)
         server.certificateUpkeep.withLockedValue { $0 = server.keepServerCertificate(every: serverCertificateCheck, clock: clock) }
         return server
@@ -125,8 +154,9 @@ public final class CloudCoreServer: Sendable {
     init(
         configuration: CloudCoreConfiguration, directory: Directory, authority: DeviceCertificateAuthority, endpoint: SIPEndpoint,
         proxy: CloudCoreProxy, claiming: ClaimingHTTPServer?, tokenSigner: ClientTokenSigner, sipAddresses: [SIPTransportProtocol: SocketAddress],
-        retention: RepeatedTask, status: CoreStatusPublisher?, logger: Logger
+        periodic: [RepeatedTask], lock: CoreLock?, status: CoreStatusPublisher?, logger: Logger
     ) {
+        self.lock = lock
         self.status = status
         self.configuration = configuration
         self.directory = directory
@@ -136,20 +166,23 @@ public final class CloudCoreServer: Sendable {
         self.claiming = claiming
         self.tokenSigner = tokenSigner
         self.sipAddresses = sipAddresses
-        self.retention = retention
+        self.periodic = periodic
         self.logger = logger
     }
 
     /// Ends calls with BYE, writes registrations back, closes every listener.
     public func shutdown() async {
-        retention.cancel()
+        for task in periodic { task.cancel() }
         certificateUpkeep.withLockedValue { $0?.cancel() }
         status?.stop()
         await proxy.stop()
+        await proxy.flushRecords()
+        directory.heartbeat(now: Date())
         await claiming?.shutdown()
         // Give the BYEs and the registration write-back a moment on the wire and the disk.
         try? await Task.sleep(for: .milliseconds(200))
         await endpoint.shutdown()
+        lock?.release()
         logger.notice("cloud core stopped")
     }
 

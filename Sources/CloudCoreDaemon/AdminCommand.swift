@@ -8,7 +8,7 @@ import Foundation
 struct AdminCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "admin", abstract: "Manage the directory, issue tokens and claiming codes, export call history.",
-        subcommands: [Create.self, List.self, Delete.self, Rules.self, Policy.self, Token.self, ClaimCode.self, History.self, Purge.self, Seed.self])
+        subcommands: [Create.self, List.self, Delete.self, Rules.self, Policy.self, Token.self, ClaimCode.self, History.self, Purge.self, Seed.self, Backup.self, Restore.self])
 
     struct Options: ParsableArguments {
         @Option(help: "The configuration file (for the state directory, realm and token settings).")
@@ -222,6 +222,44 @@ struct AdminCommand: ParsableCommand {
             let (configuration, directory) = try options.open()
             let removed = try directory.purgeCallRecords(startedBefore: Date().addingTimeInterval(-Double(configuration.retentionDays) * 86400))
             print("\(removed) call record(s) older than \(configuration.retentionDays) days deleted")
+        }
+    }
+
+    struct Backup: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Copy the directory and the core's keys into FILE (safe while the core runs; FILE is written 0600).")
+
+        @OptionGroup var options: Options
+        @Argument(help: "The backup file to write (replaced if it exists).") var file: String
+
+        func run() throws {
+            let (configuration, directory) = try options.open()
+            do {
+                let summary = try DirectoryBackup.backup(directory, configuration: configuration, to: file)
+                print("backup written to \(file): \(summary)")
+            } catch {
+                FileHandle.standardError.write(Data("backup failed: \(error)\n".utf8))
+                throw ExitCode(74)  // EX_IOERR
+            }
+        }
+    }
+
+    struct Restore: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Replace the directory (and keys) with a backup's; the core must be stopped. The old directory is kept beside.")
+
+        @Option(help: "The configuration file (for the state directory).") var config = defaultConfigFile
+        @Argument(help: "The backup file made by `admin backup`.") var file: String
+
+        func run() throws {
+            let configuration = try loadConfiguration(config)
+            do {
+                let summary = try DirectoryBackup.restore(file, configuration: configuration)
+                print("restored \(configuration.directoryFile) from \(file): \(summary)")
+            } catch {
+                FileHandle.standardError.write(Data("restore refused: \(error)\n".utf8))
+                throw ExitCode(65)  // EX_DATAERR
+            }
         }
     }
 

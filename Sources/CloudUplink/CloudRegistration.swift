@@ -1,3 +1,4 @@
+import DeviceTrust
 import Foundation
 public import Logging
 import NIOCore
@@ -69,6 +70,10 @@ public actor CloudRegistration {
     private let healthContinuation: AsyncStream<CloudHealth.State>.Continuation
     /// Every health change, in order: the router's fallback follows it.
     public nonisolated let healthChanges: AsyncStream<CloudHealth.State>
+    /// Our clock against the cloud's: a problem to show, or nil once they agree.
+    public nonisolated let clockChanges: AsyncStream<String?>
+    private let clockContinuation: AsyncStream<String?>.Continuation
+    private var clockProblem: String?
 
     public init(endpoint: SIPEndpoint, settings: Settings, logger: Logger = Logger(label: "cloud-uplink")) {
         self.endpoint = endpoint
@@ -76,6 +81,7 @@ public actor CloudRegistration {
         self.logger = logger
         (statusChanges, statusContinuation) = AsyncStream.makeStream(of: UplinkStatus.self, bufferingPolicy: .bufferingNewest(64))
         (healthChanges, healthContinuation) = AsyncStream.makeStream(of: CloudHealth.State.self, bufferingPolicy: .bufferingNewest(64))
+        (clockChanges, clockContinuation) = AsyncStream.makeStream(of: String?.self, bufferingPolicy: .bufferingNewest(1))
         health = CloudHealth(settings: settings.health)
     }
 
@@ -210,6 +216,16 @@ public actor CloudRegistration {
         }
     }
 
+    /// Our clock against the registrar's `Date` (docs/RELIABILITY.md "Time"): a clock far off
+    /// is reported (log, `clockChanges`) while TLS still works, before certificates' validity fails it.
+    private func checkClock(against date: String) {
+        let problem = ClockCheck.problem(now: Date(), peerDate: date, peer: "the cloud")
+        guard problem != clockProblem else { return }
+        clockProblem = problem
+        if let problem { logger.error("\(problem)") } else { logger.notice("the system clock agrees with the cloud's again") }
+        clockContinuation.yield(problem)
+    }
+
     /// One answer of a registration round; the last one decides the round.
     private func registered(_ aor: String, problem: String?, flow: SIPFlow, attempt current: Int) {
         guard current == attempt, flow == self.flow else { return }
@@ -283,6 +299,9 @@ public actor CloudRegistration {
                 switch event {
                 case .response(let response, _):
                     guard let code = response.statusCode, code >= 200 else { return }
+                    if (200...299).contains(code), let date = response.headers[.date] {
+                        self.assumeIsolated { $0.checkClock(against: date) }
+                    }
                     done((200...299).contains(code) ? nil : "\(code) \(response.statusLine?.reasonPhrase ?? "")")
                 case .timedOut: done("timed out")
                 case .transportFailed: done("transport failed")

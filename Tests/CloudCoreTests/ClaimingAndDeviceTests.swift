@@ -360,12 +360,9 @@ struct ClaimingAndDeviceTests {
         let core = try await CoreHarness.start(configure: { $0.purgeIntervalSeconds = 1 }, clock: { Date(timeIntervalSince1970: now + 175 * 86400) }, before: { directory in
             for (id, age) in [("old", 10.0), ("recent", 1.0)] {
                 let start = now - age * 86400
-                try directory.database.write { db in
-                    try CallRecord(
-                        callId: id, caller: "bob", callee: "alice", target: "user:alice", channel: nil, answeredBy: nil,
-                        startedAt: start, answeredAt: nil, endedAt: start + 30, status: .missed, reason: nil
-                    ).insert(db)
-                }
+                try directory.recordCalls([CallRecord(
+                    callId: id, caller: "bob", callee: "alice", target: "user:alice", channel: nil, answeredBy: nil,
+                    startedAt: start, answeredAt: nil, endedAt: start + 30, status: .missed, reason: nil)])
             }
         })
         try await core.eventually("the purge") { (try? core.directory.callRecords().map(\.callId)) == ["recent"] }

@@ -76,11 +76,11 @@ final class CoreHarness: @unchecked Sendable {
         throw PeerError("timed out waiting for \(what)")
     }
 
-    /// The call records, once at least `count` are written (the proxy writes them in batches
-    /// every second, on GRDB's writer queue).
+    /// The records of ended calls, once at least `count` are written (the proxy's writer batches
+    /// them on GRDB's writer queue; calls still going have records without an end).
     func records(atLeast count: Int = 1) async throws -> [CallRecord] {
         let directory = directory
-        try await eventually("\(count) call record(s)") { ((try? directory.callRecords().count) ?? 0) >= count }
-        return try directory.callRecords()
+        try await eventually("\(count) call record(s)") { ((try? directory.callRecords().filter { $0.endedAt != nil }.count) ?? 0) >= count }
+        return try directory.callRecords().filter { $0.endedAt != nil }
     }
 }

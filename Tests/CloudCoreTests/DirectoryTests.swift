@@ -137,9 +137,7 @@ struct DirectoryTests {
             let record = CallRecord(
                 callId: "c\(index)", caller: "gw1-ch1", callee: "alice", target: "user:alice", channel: "gw1-ch1", answeredBy: "alice",
                 startedAt: start, answeredAt: start + 3, endedAt: start + 63, status: .answered, reason: nil)
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                directory.recordCall(record) { error in if let error { continuation.resume(throwing: error) } else { continuation.resume() } }
-            }
+            try directory.recordCalls([record])
         }
         let removed = try directory.purgeCallRecords(startedBefore: Date(timeIntervalSince1970: now - 180 * 86400))
         #expect(removed == 2)

@@ -200,7 +200,7 @@ struct CallPathTests {
         let records = try await path.records(atLeast: 1, timeout: .seconds(25))
         let record = try #require(records.first)
         #expect(record.reason == "duration limit" && record.status == .answered)
-        let duration = record.endedAt - (record.answeredAt ?? 0)
+        let duration = (record.endedAt ?? 0) - (record.answeredAt ?? 0)
         #expect(abs(duration - 10) < 1.5, "the call lasted \(duration) s")
         // Both peers were told: each saw its call closed by the other side.
         try await path.eventually("both legs got BYE") {

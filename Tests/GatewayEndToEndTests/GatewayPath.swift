@@ -171,10 +171,12 @@ final class GatewayPath: @unchecked Sendable {
     }
 
     /// The gateway's call records, once at least `count` are written.
+    /// The records of ended calls, once at least `count` are written (a call's record is
+    /// written at its start too, without an end).
     func records(atLeast count: Int, timeout: Duration = .seconds(10)) async throws -> [GatewayCallRecord] {
         let records = gateway.records
-        try await eventually("\(count) gateway call record(s)", timeout: timeout) { ((try? records.all().count) ?? 0) >= count }
-        return try records.all()
+        try await eventually("\(count) gateway call record(s)", timeout: timeout) { ((try? records.all().filter { $0.endedAt != nil }.count) ?? 0) >= count }
+        return try records.all().filter { $0.endedAt != nil }
     }
 }
 

@@ -258,7 +258,10 @@ public final class MeshNetwork: @unchecked Sendable {
     }
 
     /// The gateway's call records (its SQLite file, read while it runs: WAL allows it).
+    /// The records of ended calls in a gateway's state directory, read as `symphony-bridge calls`
+    /// reads them (read-only: the gateway is running).
     public func records(_ state: String) throws -> [GatewayCallRecord] {
-        try GatewayCallRecords(path: state + "/calls.sqlite").all()
+        guard FileManager.default.fileExists(atPath: state + "/calls.sqlite") else { return [] }
+        return try GatewayCallRecordFile.read(state + "/calls.sqlite", since: nil).records.filter { $0.endedAt != nil }
     }
 }

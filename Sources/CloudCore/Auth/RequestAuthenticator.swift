@@ -49,7 +49,9 @@ struct RequestAuthenticator: Sendable {
         case forbidden(reason: String)
     }
 
-    func authenticate(_ request: SIPMessage, peerCertificate: NIOSSLCertificate?, now: Double) -> Outcome {
+    /// `now` wall time (tokens' expiry is a wall time); `uptime` monotonic (digest nonces' age:
+    /// a step of the wall clock makes no nonce stale or young).
+    func authenticate(_ request: SIPMessage, peerCertificate: NIOSSLCertificate?, now: Double, uptime: Double) -> Outcome {
         if let peerCertificate {
             // The handshake verified the chain against our CA. The certificate must name a device
             // (`DeviceCertificateName`) and be the one its last claim or renewal pinned: a deleted
@@ -78,7 +80,7 @@ struct RequestAuthenticator: Sendable {
                 return .forbidden(reason: "bearer token refused: \(error)")
             }
         }
-        switch digest.verify(request, proxy: proxy, now: UInt64(now), ha1: { directory.ha1(user: $0, algorithm: $1) }) {
+        switch digest.verify(request, proxy: proxy, now: UInt64(max(0, uptime)), ha1: { directory.ha1(user: $0, algorithm: $1) }) {
         case .authenticated(let username):
             return .authenticated(.user(username), how: "digest")
         case .challenge(let reason, let stale):

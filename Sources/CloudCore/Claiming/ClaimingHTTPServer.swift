@@ -204,6 +204,8 @@ final class ClaimingHTTPHandler: ChannelInboundHandler {
         headers.add(name: "Content-Type", value: "application/json")
         headers.add(name: "Content-Length", value: String(data.count))
         headers.add(name: "Connection", value: "close")
+        // RFC 9110 §6.6.1: the origin's clock, for a device that checks its own against it.
+        headers.add(name: "Date", value: ClockCheck.httpDate(Date()))
         if status == .tooManyRequests { headers.add(name: "Retry-After", value: "60") }
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: data)))), promise: nil)

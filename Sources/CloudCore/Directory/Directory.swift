@@ -1,3 +1,4 @@
+import DurableState
 import Foundation
 public import GRDB
 public import SIP
@@ -45,16 +46,25 @@ public final class Directory: Sendable {
     }
 
     /// Opens (creating and migrating) the directory at `path`; `nil` keeps it in memory (tests).
+    /// A file that cannot be opened, is not a database or fails `PRAGMA quick_check` throws
+    /// `Directory.Unusable`, which names the file and the way back (the core does not start
+    /// without its directory: docs/RELIABILITY.md "Durable state").
     public init(path: String?, realm: String) throws {
-        var configuration = Configuration()
-        configuration.foreignKeysEnabled = true
         // WAL with synchronous=NORMAL: commits do not wait for fsync of the log (a power cut may
-        // lose the last second of writes, never corrupt the file) — SQLite's advice for WAL.
-        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
+        // lose the last second of writes, never corrupt the file) — SQLite's advice for WAL; a
+        // busy timeout, so that an `admin` command or a backup makes the daemon wait, not fail.
+        let configuration = SQLiteFile.configuration(foreignKeys: true)
         if let path {
-            try FileManager.default.createDirectory(
-                atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            database = try DatabasePool(path: path, configuration: configuration)
+            do {
+                try FileManager.default.createDirectory(
+                    atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                let pool = try DatabasePool(path: path, configuration: configuration)
+                try SQLiteFile.quickCheck(pool)
+                try DirectorySchema.migrator().migrate(pool)
+                database = pool
+            } catch {
+                throw Unusable(path: path, reason: SQLiteFile.isBroken(error, whileOpening: true) ? "\(error)" : SQLiteFile.describe(error))
+            }
             // Password hashes and claiming codes: the owner's only, whatever the umask of whoever
             // created the file (an `admin` command run as root before the service ever started).
             for file in [path, path + "-wal", path + "-shm"] { chmod(file, 0o600) }
@@ -62,7 +72,17 @@ public final class Directory: Sendable {
             database = try DatabaseQueue(configuration: configuration)
         }
         self.realm = realm
-        try DirectorySchema.migrator().migrate(database)
+        if path == nil { try DirectorySchema.migrator().migrate(database) }
+    }
+
+    /// The directory file cannot be used; the core will not start without it.
+    public struct Unusable: Error, CustomStringConvertible {
+        public var path: String
+        public var reason: String
+        public var description: String {
+            "the directory \(path) cannot be used (\(reason)). The core does not start without it: restore a backup with "
+                + "`symphony-cloud-core admin restore FILE` (with the core stopped), or move the file aside to start with an empty directory"
+        }
     }
 
     // MARK: Companies, projects, sites

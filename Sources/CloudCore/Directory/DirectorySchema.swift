@@ -1,3 +1,4 @@
+import DurableState
 import GRDB
 
 /// The directory's tables (SQLite, WAL), created and upgraded by named migrations.
@@ -100,6 +101,27 @@ enum DirectorySchema {
                       'device deleted', OLD.siteKey);
                   END;
                 """)
+        }
+        // Issue 18: call records written when routing starts (no end yet), each with the core's
+        // own key (`ref`) for its later writes; summaries of records that waited too long for the
+        // disk; the heartbeat (when the core was last known alive).
+        migrator.registerMigration("v4-durable-history") { db in
+            try db.execute(sql: """
+                CREATE TABLE callRecord_v4 (
+                  id INTEGER PRIMARY KEY, ref TEXT UNIQUE, callId TEXT NOT NULL, caller TEXT NOT NULL, callee TEXT NOT NULL,
+                  target TEXT NOT NULL, channel TEXT, answeredBy TEXT,
+                  startedAt DOUBLE NOT NULL, answeredAt DOUBLE, endedAt DOUBLE,
+                  durationSeconds DOUBLE NOT NULL DEFAULT 0, status TEXT NOT NULL, reason TEXT);
+                INSERT INTO callRecord_v4 (id, callId, caller, callee, target, channel, answeredBy, startedAt, answeredAt, endedAt, durationSeconds, status, reason)
+                  SELECT id, callId, caller, callee, target, channel, answeredBy, startedAt, answeredAt, endedAt, durationSeconds, status, reason FROM callRecord;
+                DROP TABLE callRecord;
+                ALTER TABLE callRecord_v4 RENAME TO callRecord;
+                CREATE INDEX callRecord_startedAt ON callRecord(startedAt);
+                CREATE TABLE callSummary (
+                  id INTEGER PRIMARY KEY, firstStartedAt DOUBLE NOT NULL, lastStartedAt DOUBLE NOT NULL, calls INTEGER NOT NULL,
+                  statuses TEXT NOT NULL, writtenAt DOUBLE NOT NULL);
+                """)
+            try db.execute(sql: Heartbeat.createTable)
         }
         return migrator
     }

@@ -1,9 +1,16 @@
+public import DurableState
 public import Foundation
 public import GRDB
+public import Logging
 
 /// How a call ended, as the call history tells it.
 public enum DialStatus: String, Sendable, CaseIterable, Codable {
     case answered, missed, busy, declined, failed, cancelled
+    /// Still routing or talking (the record of a call that has not ended).
+    case inProgress = "in-progress"
+    /// Open when the core stopped without ending it (a crash, kill -9, a power cut): closed at
+    /// the next start with the last time the core was known alive.
+    case interrupted
 
     /// From the final status the caller got, and whether the caller hung up first.
     public init(finalStatus: Int, callerCancelled: Bool) {
@@ -19,9 +26,12 @@ public enum DialStatus: String, Sendable, CaseIterable, Codable {
 }
 
 /// One call in the history: who called whom, through which channel, when, and how it ended.
-public struct CallRecord: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
+/// Written when routing starts (`in-progress`, no end), at the answer and at the end.
+public struct CallRecord: Sendable, Equatable, Codable, FetchableRecord {
     public static let databaseTableName = "callRecord"
     public var id: Int64?
+    /// The core's own key for the record, unique across restarts: what later writes replace.
+    public var ref: String?
     public var callId: String
     public var caller: String
     public var callee: String
@@ -33,15 +43,16 @@ public struct CallRecord: Sendable, Equatable, Codable, FetchableRecord, Persist
     public var answeredBy: String?
     public var startedAt: Double
     public var answeredAt: Double?
-    public var endedAt: Double
+    public var endedAt: Double?
     public var durationSeconds: Double
     public var status: DialStatus
     public var reason: String?
 
     public init(
-        callId: String, caller: String, callee: String, target: String, channel: String?, answeredBy: String?,
-        startedAt: Double, answeredAt: Double?, endedAt: Double, status: DialStatus, reason: String?
+        ref: String = CallRecord.newRef(), callId: String, caller: String, callee: String, target: String, channel: String?, answeredBy: String?,
+        startedAt: Double, answeredAt: Double?, endedAt: Double?, status: DialStatus, reason: String?
     ) {
+        self.ref = ref
         self.callId = callId
         self.caller = caller
         self.callee = callee
@@ -51,28 +62,74 @@ public struct CallRecord: Sendable, Equatable, Codable, FetchableRecord, Persist
         self.startedAt = startedAt
         self.answeredAt = answeredAt
         self.endedAt = endedAt
-        self.durationSeconds = answeredAt.map { max(0, endedAt - $0) } ?? 0
+        self.durationSeconds = answeredAt.flatMap { answered in endedAt.map { max(0, $0 - answered) } } ?? 0
         self.status = status
         self.reason = reason
     }
+
+    public static func newRef() -> String { UUID().uuidString.lowercased() }
+}
+
+extension CallRecord: QueuedRecord {
+    public var queueKey: String { ref ?? "" }
+    public var statusText: String { status.rawValue }
 }
 
 extension Directory {
-    /// Writes a record on the database's own writer queue; the caller (the SIP event loop) does
-    /// not wait. A failing disk is logged by `completion`, never stops the call path.
-    public func recordCall(_ record: CallRecord, completion: @escaping @Sendable ((any Error)?) -> Void = { _ in }) {
-        recordCalls([record], completion: completion)
+    /// The writer the proxy hands its records to: batches off the event loop, kept while the
+    /// disk cannot take them (docs/RELIABILITY.md "No call record lost").
+    public func callRecordWriter(logger: Logger) -> RecordWriter<CallRecord> {
+        RecordWriter(database: database, logger: logger, apply: Self.writeCallRecords)
     }
 
-    /// Several records in one transaction: the proxy collects a second's worth and writes them
-    /// together, so that a busy core does one commit a second, not one a call.
-    public func recordCalls(_ records: [CallRecord], completion: @escaping @Sendable ((any Error)?) -> Void = { _ in }) {
-        guard !records.isEmpty else { return completion(nil) }
-        database.asyncWrite({ db in
-            for record in records { try record.insert(db) }
-        }, completion: { _, result in
-            if case .failure(let error) = result { completion(error) } else { completion(nil) }
-        })
+    static func writeCallRecords(_ db: Database, _ records: [CallRecord], _ summary: RecordSummary?) throws {
+        for r in records {
+            try db.execute(
+                sql: """
+                    INSERT INTO callRecord (ref, callId, caller, callee, target, channel, answeredBy, startedAt, answeredAt, endedAt, durationSeconds, status, reason)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT(ref) DO UPDATE SET target = excluded.target, answeredBy = excluded.answeredBy, answeredAt = excluded.answeredAt,
+                      endedAt = excluded.endedAt, durationSeconds = excluded.durationSeconds, status = excluded.status, reason = excluded.reason
+                    """,
+                arguments: [
+                    r.ref, r.callId, r.caller, r.callee, r.target, r.channel, r.answeredBy, r.startedAt, r.answeredAt, r.endedAt, r.durationSeconds,
+                    r.status.rawValue, r.reason,
+                ])
+        }
+        if let summary {
+            try db.execute(
+                sql: "INSERT INTO callSummary (firstStartedAt, lastStartedAt, calls, statuses, writtenAt) VALUES (?, ?, ?, ?, ?)",
+                arguments: [summary.firstStartedAt, summary.lastStartedAt, summary.calls, summary.statusText, Date().timeIntervalSince1970])
+        }
+    }
+
+    /// Writes records now (tests, tools); the proxy uses `callRecordWriter`.
+    public func recordCalls(_ records: [CallRecord]) throws {
+        try database.write { db in try Self.writeCallRecords(db, records, nil) }
+    }
+
+    /// Records left `in-progress` by a core that stopped without ending them are closed as
+    /// `interrupted` with the last time it was known alive; returns how many. At start.
+    @discardableResult
+    public func closeInterruptedCalls(now: Date) throws -> Int {
+        try database.write { db in
+            let alive = try Heartbeat.read(db, now: now.timeIntervalSince1970)
+            try db.execute(
+                sql: """
+                    UPDATE callRecord SET status = 'interrupted', endedAt = MAX(COALESCE(answeredAt, startedAt), COALESCE(?, 0)),
+                      durationSeconds = CASE WHEN answeredAt IS NULL THEN 0 ELSE MAX(0, COALESCE(?, 0) - answeredAt) END,
+                      reason = 'the core stopped during the call; ended at the last time it was known alive'
+                    WHERE endedAt IS NULL OR status = 'in-progress'
+                    """, arguments: [alive, alive])
+            let closed = db.changesCount
+            try Heartbeat.write(db, now: now.timeIntervalSince1970)
+            return closed
+        }
+    }
+
+    /// Notes that the core is alive (the end time of records a crash leaves open).
+    public func heartbeat(now: Date) {
+        database.asyncWriteWithoutTransaction { db in try? Heartbeat.write(db, now: now.timeIntervalSince1970) }
     }
 
     /// Deletes records that started before `cutoff`; returns how many.
@@ -83,12 +140,17 @@ extension Directory {
 
     /// Inside a write the caller opened (the core's periodic job, on GRDB's writer queue).
     static func purgeCallRecords(startedBefore cutoff: Date, in db: Database) throws -> Int {
-        try db.execute(sql: "DELETE FROM callRecord WHERE startedAt < ?", arguments: [cutoff.timeIntervalSince1970])
-        return db.changesCount
+        try db.execute(sql: "DELETE FROM callRecord WHERE startedAt < ? AND endedAt IS NOT NULL", arguments: [cutoff.timeIntervalSince1970])
+        let removed = db.changesCount
+        try db.execute(sql: "DELETE FROM callSummary WHERE lastStartedAt < ?", arguments: [cutoff.timeIntervalSince1970])
+        return removed
     }
 
+    /// The history, oldest first. The file is outside input: a row that does not decode is skipped.
     public func callRecords() throws -> [CallRecord] {
-        try database.read { db in try CallRecord.order(Column("startedAt"), Column("id")).fetchAll(db) }
+        try database.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM callRecord ORDER BY startedAt, id").compactMap { try? CallRecord(row: $0) }
+        }
     }
 
     /// The history as CSV (RFC 4180: CRLF line ends, fields quoted when they need it), times in

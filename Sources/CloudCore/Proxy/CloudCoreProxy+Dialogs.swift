@@ -41,7 +41,8 @@ extension CloudCoreProxy {
         var dialog = ProxiedDialog(
             call: call, callerTag: callerTag, calleeTag: calleeTag, calleeFlow: calleeFlow,
             callerContact: call.invite.contacts.first?.uri, calleeContact: response.contacts.first?.uri,
-            callerCSeq: call.invite.cseq?.sequence ?? 1, answeredAt: clock(), answeredBy: call.branchNames[branch])
+            callerCSeq: call.invite.cseq?.sequence ?? 1, answeredAt: recordTime(call), answeredBy: call.branchNames[branch])
+        record(call, status: .inProgress, answeredAt: dialog.answeredAt, answeredBy: dialog.answeredBy, endedAt: nil, reason: nil)
         dialog.limitTimer = endpoint.eventLoop.scheduleTask(in: limit) { [self] in
             self.assumeIsolated { $0.durationLimitReached(callID) }
         }
@@ -147,7 +148,7 @@ extension CloudCoreProxy {
 
     /// A live binding whose contact is `uri`'s host, port and transport.
     func registeredBinding(at uri: SIPURI) -> LocationBinding? {
-        let now = clock()
+        let now = uptime()
         let wanted = Self.destination(of: uri)
         for list in location.bindings.values {
             for binding in list where binding.expiresAt > now {
@@ -171,7 +172,7 @@ extension CloudCoreProxy {
     /// is within its allowance, dropped after — a forged-route flood gets nothing back.
     private func refuseInDialog(_ request: SIPMessage, key: SIPTransactionKey?, flow: SIPFlow, status: Int, _ reason: String) {
         let source = flow.remote.hostText
-        guard limiter.allow(source, now: clock()) else {
+        guard limiter.allow(source, now: uptime()) else {
             dropped(source, key: key)
             return
         }
@@ -230,7 +231,7 @@ extension CloudCoreProxy {
             sendLimitBye(in: dialog, toCallee: true)
             sendLimitBye(in: dialog, toCallee: false)
         }
-        record(dialog.call, status: 200, cancelled: false, answeredAt: dialog.answeredAt, answeredBy: dialog.answeredBy, endedAt: clock(), reason: reason)
+        record(dialog.call, status: 200, cancelled: false, answeredAt: dialog.answeredAt, answeredBy: dialog.answeredBy, endedAt: recordTime(dialog.call), reason: reason)
     }
 
     /// A BYE inside a dialog we only proxied (what Kamailio's dialog module does on timeout):

@@ -15,7 +15,12 @@ struct ProxiedCall {
     var branchFlows: [SIPFlow?]
     var finalResponses: [SIPMessage?]
     var ringTimer: Scheduled<Void>?
+    /// Wall time (the record's); `startedUptime` the monotonic time at the same moment (the
+    /// record's later times are the start plus the monotonic time elapsed).
     var startedAt: Double
+    var startedUptime: Double
+    /// The call's record (`CallRecord.ref`): written when routing starts, at the answer and at the end.
+    let recordRef = CallRecord.newRef()
     var target: String
     var channel: String?
     var caller: String
@@ -61,7 +66,7 @@ extension CloudCoreProxy {
         let calleeChannel = Directory.channelParts(calleeUser) != nil ? calleeUser : nil
         var call = ProxiedCall(
             invite: request, callerFlow: flow, fork: ForkedInvite(branchCount: 0), branchKeys: [], branchNames: [], branchFlows: [],
-            finalResponses: [], startedAt: now, target: calleeUser, channel: calleeChannel ?? callerChannel,
+            finalResponses: [], startedAt: now, startedUptime: uptime(), target: calleeUser, channel: calleeChannel ?? callerChannel,
             caller: callerUser, callee: calleeUser, principal: principal)
 
         var targets: [(name: String, uri: SIPURI, flow: SIPFlow?)] = []
@@ -91,7 +96,7 @@ extension CloudCoreProxy {
         case .ring(let aors, let ringSeconds, let target):
             call.target = target
             for aor in aors {
-                for binding in bindings(for: aor, now: now) where targets.count < settings.maxBranches {
+                for binding in bindings(for: aor, now: uptime()) where targets.count < settings.maxBranches {
                     guard case .sip(var uri) = binding.contact.uri else { continue }
                     if binding.addressOfRecord != aor { uri.user = aor }  // a channel reached through its device's binding
                     switch route(to: binding, uri: uri) {
@@ -117,6 +122,7 @@ extension CloudCoreProxy {
         call.branchFlows = targets.map(\.flow)
         call.finalResponses = Array(repeating: nil, count: targets.count)
         calls[key] = call
+        record(call, status: .inProgress, answeredAt: nil, answeredBy: nil, endedAt: nil, reason: nil)
         logger.info("call", metadata: ["call-id": "\(request.callID ?? "")", "from": "\(callerUser)", "to": "\(call.target)", "branches": "\(targets.count)"])
         for (index, target) in targets.enumerated() {
             startBranch(index, of: key, uri: target.uri, flow: target.flow)
@@ -356,7 +362,7 @@ extension CloudCoreProxy {
     private func callFailed(_ key: SIPTransactionKey, status: Int) {
         guard let call = calls.removeValue(forKey: key) else { return }
         call.ringTimer?.cancel()
-        record(call, status: status, cancelled: call.fork.callerCancelled, answeredAt: nil, answeredBy: nil, endedAt: clock(),
+        record(call, status: status, cancelled: call.fork.callerCancelled, answeredAt: nil, answeredBy: nil, endedAt: recordTime(call),
                reason: call.fork.timedOut ? "no answer" : nil)
     }
 
@@ -370,22 +376,19 @@ extension CloudCoreProxy {
         message.headers.replaceValue(at: index, with: vias.dropFirst().map(\.description).joined(separator: ", "))
     }
 
+    /// The call's record as it ends (`status` the caller's final status).
     func record(_ call: ProxiedCall, status: Int, cancelled: Bool, answeredAt: Double?, answeredBy: String?, endedAt: Double, reason: String?) {
-        pendingRecords.append(CallRecord(
-            callId: call.invite.callID ?? "", caller: call.caller, callee: call.callee, target: call.target, channel: call.channel,
-            answeredBy: answeredBy, startedAt: call.startedAt, answeredAt: answeredAt, endedAt: endedAt,
-            status: DialStatus(finalStatus: status, callerCancelled: cancelled), reason: reason))
+        record(call, status: DialStatus(finalStatus: status, callerCancelled: cancelled), answeredAt: answeredAt, answeredBy: answeredBy, endedAt: endedAt, reason: reason)
     }
 
-    /// Writes the records collected since the last time, in one transaction off the event loop
-    /// (housekeeping, every second, and at stop). A failing disk is logged; calls go on.
-    func flushRecords() {
-        guard !pendingRecords.isEmpty else { return }
-        let records = pendingRecords
-        pendingRecords = []
-        let logger = logger
-        directory.recordCalls(records) { error in
-            if let error { logger.error("call records not written", metadata: ["error": "\(error)", "records": "\(records.count)"]) }
-        }
+    /// Hands the call's record as it stands to the writer, which batches, retries and never
+    /// loses it (docs/RELIABILITY.md "No call record lost").
+    func record(_ call: ProxiedCall, status: DialStatus, answeredAt: Double?, answeredBy: String?, endedAt: Double?, reason: String?) {
+        callRecords.add(CallRecord(
+            ref: call.recordRef, callId: call.invite.callID ?? "", caller: call.caller, callee: call.callee, target: call.target, channel: call.channel,
+            answeredBy: answeredBy, startedAt: call.startedAt, answeredAt: answeredAt, endedAt: endedAt, status: status, reason: reason))
     }
+
+    /// Now, as the wall time of `call`'s record: its start plus the monotonic time since.
+    func recordTime(_ call: ProxiedCall) -> Double { call.startedAt + max(0, uptime() - call.startedUptime) }
 }

@@ -1,3 +1,5 @@
+import DeviceTrust
+import Foundation
 import SIP
 import SIPTransport
 
@@ -17,7 +19,8 @@ extension CloudCoreProxy {
         }
         // The principal was authenticated against the directory a moment ago: a user principal
         // owning `aor` means the user exists (digest found its HA1, a token its subject).
-        let now = clock()
+        // Expiry runs on the monotonic clock: a step of the wall clock expires nothing.
+        let now = uptime()
         let headerExpires = request.expires
         switch request.contactHeader {
         case .wildcard?:
@@ -76,6 +79,8 @@ extension CloudCoreProxy {
         statistics.registrations += 1
         let bindings = location.lookup(aor, now: now)
         var ok = SIPResponseFactory.response(to: request, status: 200, toTag: tag)
+        // RFC 3261 §10.3 step 8: the registrar's clock, which a gateway checks its own against.
+        ok.headers.add(.date, ClockCheck.httpDate(Date(timeIntervalSince1970: clock())))
         for binding in bindings {
             var contact = binding.contact
             contact.parameters.set("expires", String(max(0, Int(binding.expiresAt - now))))

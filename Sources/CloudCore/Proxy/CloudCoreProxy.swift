@@ -1,6 +1,7 @@
 public import Foundation
 public import Logging
 import Crypto
+public import DurableState
 import GRDB
 import NIOCore
 import NIOSSL
@@ -59,8 +60,15 @@ public actor CloudCoreProxy {
     public let settings: Settings
     let directory: Directory
     let logger: Logger
-    /// Seconds since 1970 (injectable for tests of time-dependent routing).
+    /// Seconds since 1970 (injectable for tests of time-dependent routing): what records show
+    /// and time-of-day rules read.
     let clock: @Sendable () -> Double
+    /// Seconds on a monotonic clock: binding expiry, digest nonces, rate limits (docs/RELIABILITY.md
+    /// "Time": a step of the wall clock expires no registration).
+    let uptime: @Sendable () -> Double
+    /// Call records, written at the start, answer and end of each call; kept queued while the
+    /// disk cannot take them.
+    let callRecords: RecordWriter<CallRecord>
     let authenticator: RequestAuthenticator
     let resolver: CallTargetResolver
     var location = LocationService()
@@ -70,8 +78,6 @@ public actor CloudCoreProxy {
     var refusalLog = LogBudget(perMinute: 60)
     var calls: [SIPTransactionKey: ProxiedCall] = [:]
     var dialogs: [String: ProxiedDialog] = [:]
-    /// Call records not yet written (`flushRecords`).
-    var pendingRecords: [CallRecord] = []
     var housekeeping: RepeatedTask?
     /// Counters for status and tests.
     public internal(set) var statistics = Statistics()
@@ -95,12 +101,15 @@ public actor CloudCoreProxy {
     static let routeMarker = "symcore"
 
     public init(endpoint: SIPEndpoint, directory: Directory, settings: Settings, logger: Logger = Logger(label: "cloud-core"),
-                clock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }) {
+                clock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 },
+                uptime: @escaping @Sendable () -> Double = MonotonicTime.seconds) {
         self.endpoint = endpoint
         self.directory = directory
         self.settings = settings
         self.logger = logger
         self.clock = clock
+        self.uptime = uptime
+        self.callRecords = directory.callRecordWriter(logger: logger)
         self.limiter = SourceRateLimiter(rate: settings.unauthenticatedRate, burst: settings.unauthenticatedBurst)
         self.authenticator = RequestAuthenticator(
             directory: directory, digest: DigestServer(realm: settings.realm, algorithms: settings.digestAlgorithms), tokens: settings.tokens)
@@ -110,7 +119,13 @@ public actor CloudCoreProxy {
     /// Loads the registrations kept across a restart, installs the proxy as the endpoint's
     /// transaction user and starts the housekeeping timer (expiry, write-back).
     public func start() throws {
-        location.restore(try directory.loadRegistrations(), now: clock())
+        // Stored expiries are wall times; in memory they are monotonic.
+        let (wall, monotonic) = (clock(), uptime())
+        location.restore(try directory.loadRegistrations().map { binding in
+            var restored = binding
+            restored.expiresAt = binding.expiresAt - wall + monotonic
+            return restored
+        }, now: monotonic)
         houseKeep()
         logger.info("registrations restored", metadata: ["bindings": "\(location.count)"])
         endpoint.assumeIsolated { endpoint in
@@ -130,31 +145,47 @@ public actor CloudCoreProxy {
         housekeeping = nil
         for callID in Array(dialogs.keys) { endDialog(callID, reason: "core shutting down", sendBye: true) }
         flushRegistrations()
-        flushRecords()
+    }
+
+    /// Waits until the call records handed over so far are written (or a write failed: they stay queued).
+    public func flushRecords() async {
+        await callRecords.flush()
     }
 
     func houseKeep() {
-        location.expire(now: clock())
+        location.expire(now: uptime())
         var index: [SIPFlow: Principal] = [:]
         for list in location.bindings.values {
             for binding in list { index[binding.flow] = Principal(binding.principal) }
         }
         flowPrincipals = index
         flushRegistrations()
-        flushRecords()
     }
 
+    /// Writes the changed AORs' bindings off the event loop, expiries as wall times. A write that
+    /// fails (a full disk, a lock past the busy timeout) marks them changed again: the next
+    /// housekeeping writes them (with whatever changed since).
     func flushRegistrations() {
         let changes = location.takeChanges()
         guard !changes.isEmpty else { return }
-        let logger = logger
-        directory.database.asyncWrite({ db in try Directory.saveRegistrations(changes, in: db) }, completion: { _, result in
-            if case .failure(let error) = result { logger.error("registrations not saved", metadata: ["error": "\(error)"]) }
+        let offset = clock() - uptime()
+        let stored = changes.map { change in
+            (aor: change.aor, bindings: change.bindings.map { binding in
+                var wall = binding
+                wall.expiresAt = binding.expiresAt + offset
+                return wall
+            })
+        }
+        let (logger, loop) = (logger, endpoint.eventLoop)
+        directory.database.asyncWrite({ db in try Directory.saveRegistrations(stored, in: db) }, completion: { [self] _, result in
+            guard case .failure(let error) = result else { return }
+            logger.error("registrations not saved, tried again in a second", metadata: ["error": "\(SQLiteFile.describe(error))", "aors": "\(changes.count)"])
+            loop.execute { self.assumeIsolated { $0.location.markChanged(changes.map(\.aor)) } }
         })
     }
 
     /// The live contacts of an AOR (tests and status).
-    public func contacts(of aor: String) -> [LocationBinding] { location.lookup(aor, now: clock()) }
+    public func contacts(of aor: String) -> [LocationBinding] { location.lookup(aor, now: uptime()) }
     public var activeDialogs: Int { dialogs.count }
 
     // MARK: The request pipeline
@@ -220,7 +251,7 @@ public actor CloudCoreProxy {
     /// Runs the authentication stage; answers the request itself and returns nil when it is
     /// not authenticated.
     private func authenticate(_ request: SIPMessage, key: SIPTransactionKey, flow: SIPFlow) -> Principal? {
-        let now = clock()
+        let now = uptime()
         let certificate = endpoint.assumeIsolated { $0.peerCertificate(on: flow) }
         // A request other than REGISTER over a flow a principal registered on is that principal's
         // (RFC 5626: the flow was authenticated when the binding was made).
@@ -232,7 +263,7 @@ public actor CloudCoreProxy {
             dropped(source, key: key)
             return nil
         }
-        var outcome = authenticator.authenticate(request, peerCertificate: certificate, now: now)
+        var outcome = authenticator.authenticate(request, peerCertificate: certificate, now: clock(), uptime: now)
         if case .challenge = outcome, let owner { outcome = .authenticated(owner, how: "registered flow") }
         switch outcome {
         case .authenticated(let principal, _):
@@ -267,7 +298,7 @@ public actor CloudCoreProxy {
     /// Challenges and refusals are logged at most 60 a minute, all sources together; how many
     /// were held back is said with the next minute's first (`LogBudget`).
     func mayLogRefusal() -> Bool {
-        let (log, heldBack) = refusalLog.take(now: clock())
+        let (log, heldBack) = refusalLog.take(now: uptime())
         if heldBack > 0 { logger.notice("\(heldBack) more challenges and refusals in the last minute (not logged one by one)") }
         return log
     }

@@ -90,6 +90,11 @@ public struct LocationService: Sendable {
         return removed
     }
 
+    /// AORs whose write-back failed: written again with the next changes.
+    public mutating func markChanged(_ aors: [String]) {
+        changed.formUnion(aors)
+    }
+
     /// The AORs changed since the last call, with their current bindings (empty: delete).
     public mutating func takeChanges() -> [(aor: String, bindings: [LocationBinding])] {
         defer { changed = [] }

@@ -1,5 +1,6 @@
 import CloudUplink
 import DeviceTrust
+import DurableState
 import Foundation
 import Logging
 import Mesh
@@ -54,24 +55,41 @@ extension GatewayServer {
         relay.shutdown()
     }
 
-    /// Deletes call records past the retention 5 s after the start and then every hour; on the
-    /// way down, waits until every record of the ended calls is on disk.
+    /// The call records' upkeep: a heartbeat every 15 s (the end time of calls a crash leaves
+    /// open), the file tried again every minute while it cannot be opened, records past the
+    /// retention deleted 5 s after the start and then every hour — on a `RetentionClock`, so that
+    /// a wall clock stepped forward deletes nothing young. On the way down, waits until the
+    /// records of the ended calls are on disk (or says how many are not).
     private func runRecords() async {
         let (records, logger, box) = (records, logger, uplink)
+        let retentionClock = RetentionClock(wall: Date().timeIntervalSince1970, monotonic: MonotonicTime.seconds())
         await cancelWhenGracefulShutdown {
+            var tick = 0
             try? await Task.sleep(for: .seconds(5))
             while !Task.isCancelled {
-                let days = box.configuration.retentionDays
-                do {
-                    let removed = try await records.purge(retentionDays: days, now: Date())
-                    if removed > 0 { logger.info("retention: \(removed) call records older than \(days) days deleted") }
-                } catch {
-                    logger.error("retention job failed: \(error)")
+                records.heartbeat()
+                if tick % 4 == 0 { records.reopen() }
+                if tick % 240 == 0 {
+                    let days = box.configuration.retentionDays
+                    let (wall, monotonic) = (Date().timeIntervalSince1970, MonotonicTime.seconds())
+                    if let step = retentionClock.step(wall: wall, monotonic: monotonic, tolerance: 60), step > 0 {
+                        logger.warning("the wall clock moved \(Int(step)) s ahead of the time elapsed since the start: the retention purge keeps to the elapsed time until the next start")
+                    }
+                    do {
+                        let removed = try await records.purge(retentionDays: days, now: Date(timeIntervalSince1970: retentionClock.now(wall: wall, monotonic: monotonic)))
+                        if removed > 0 { logger.info("retention: \(removed) call records older than \(days) days deleted") }
+                    } catch {
+                        logger.error("retention job failed: \(error)")
+                    }
                 }
-                try? await Task.sleep(for: .seconds(3600))
+                tick += 1
+                try? await Task.sleep(for: .seconds(15))
             }
         }
-        do { try records.flush() } catch { logger.error("call records not all written at shutdown: \(error)") }
+        await records.flush()
+        records.heartbeat()
+        let backlog = records.backlog
+        if backlog.waiting > 0 { logger.error("\(backlog.waiting) call records not written at shutdown: \(backlog.error ?? "the file is not open")") }
     }
 
     /// The MQTT status topics, fed by the router (until its last `channelIdle`), the trunk and
@@ -129,6 +147,10 @@ extension GatewayServer {
                     }
                 }
                 group.addTask { await self.runIdentityUpkeep(identity, registration: registration) }
+                group.addTask {
+                    // The clock against the cloud's (docs/RELIABILITY.md "Time"); cleared, the release-date check stays.
+                    for await problem in registration.clockChanges { await status?.problem("clock", problem ?? ClockCheck.problem(now: Date())) }
+                }
                 group.addTask {
                     for await health in registration.healthChanges {
                         await router.setCloudHealth(health)

@@ -1,4 +1,6 @@
 public import CloudUplink
+import DeviceTrust
+import DurableState
 import Foundation
 public import LegacyLinks
 public import Logging
@@ -131,7 +133,9 @@ public final class GatewayServer: Service, Sendable {
         }
 
         let relay = try MediaRelay(threads: 1, portRange: config.rtpPortMin...config.rtpPortMax)
-        let records = try GatewayCallRecords(path: config.stateDirectory + "/calls.sqlite")
+        // Not essential for calling: a broken file is moved aside, one that cannot be opened leaves
+        // the records queued in memory (docs/RELIABILITY.md "Durable state").
+        let records = GatewayCallRecords(path: config.stateDirectory + "/calls.sqlite", logger: component(logger, "call-records"))
         // A broken identity file is named, and the gateway runs as an unclaimed one (legacy
         // calls answered; cloud and mesh wait for a fix): nothing essential waits on it.
         let identity: DeviceIdentity?, brokenIdentity: DeviceIdentity.BrokenFile?
@@ -155,6 +159,16 @@ public final class GatewayServer: Service, Sendable {
             records: records, trunk: trunk, legacyAddress: legacyAddress, status: status, logger: logger, identity: identity,
             identityBroken: brokenIdentity != nil, claimRetry: claimRetry, upkeep: upkeep)
         if let brokenIdentity { await status?.problem("identity", brokenIdentity.description) }
+        if let status {
+            records.observe { [records] in Task { await status.records(problem: records.problem, backlog: records.backlog) } }
+            await status.records(problem: records.problem, backlog: records.backlog)
+            if let clock = ClockCheck.problem(now: Date()) {
+                logger.error("\(clock)")
+                await status.problem("clock", clock)
+            }
+        } else if let clock = ClockCheck.problem(now: Date()) {
+            logger.error("\(clock)")
+        }
         logger.notice("legacy trunk listening", metadata: ["address": "\(config.legacyTransport.rawValue):\(legacyAddress.ipAddress ?? "?"):\(legacyAddress.port ?? 0)", "channels": "\(config.channels.count)"])
         return gateway
     }
@@ -334,7 +348,7 @@ func component(_ logger: Logger, _ name: String) -> Logger {
 
 /// The gateway's version, for User-Agent, `version` and MQTT `info`.
 public enum GatewayVersion {
-    public static let current = "0.6.0"
+    public static let current = "0.7.0"
 }
 
 /// The mutable bits of the running gateway, behind a lock.

@@ -80,9 +80,10 @@ extension ChannelRouter {
                 calls[id]?.inboundAnswerSent = true
                 calls[id]?.ourDescriptions[call.inboundMediaSide] = current.inboundAnswer
                 on(inboundAgent) { $0.answer(call.inbound, body: current.inboundAnswer) }
-                calls[id]?.answeredAt = now()
+                calls[id]?.answeredAt = recordTime(current)
                 if !call.direction.fromLegacy { calls[id]?.peer = call.targets[branch] + " ← " + call.peer }
                 if let plan = call.ringPlan { calls[id]?.peer = plan.mode == .chain ? plan.targets[plan.position] : call.targets[branch] }
+                if let answered = calls[id] { record(answered) }
                 eventContinuation.yield(.channelConnected(channel: call.channel.index, codec: calls[id]?.codec ?? "?", overMesh: call.direction.overMesh))
                 logger.info("connected", metadata: ["channel": "\(call.channel.index)", "codec": "\(calls[id]?.codec ?? "?")"])
             case .rejectInbound(let status):
@@ -136,7 +137,7 @@ extension ChannelRouter {
         }
         if busyChannels[call.channel.index] == id { busyChannels[call.channel.index] = nil }
         legs = legs.filter { $0.value.call != id }
-        let ended = now()
+        let ended = recordTime(call)
         var metadata: Logger.Metadata = ["channel": "\(call.channel.index)", "outcome": "\(outcome.rawValue)", "reason": "\(reason)"]
         if let bridge = call.bridge, let legacy = try? await bridge.counters(.a), let far = try? await bridge.counters(.b) {
             // What each leg received, and what the bridge made up for it (loss and lateness).
@@ -152,12 +153,7 @@ extension ChannelRouter {
         }
         logger.info("call ended", metadata: metadata)
         eventContinuation.yield(.channelIdle(channel: call.channel.index, outcome: outcome, reason: reason))
-        records?.record(GatewayCallRecord(
-            startedAt: call.startedAt, answeredAt: call.answeredAt, endedAt: ended,
-            direction: GatewayCallRecord.Direction(call.direction), channel: call.channel.index, peer: call.peer,
-            status: GatewayCallRecord.Status(rawValue: outcome.rawValue) ?? .failed, codec: call.codec, reason: reason)) { [logger] error in
-            if let error { logger.error("call record not written: \(error)") }
-        }
+        record(call, status: GatewayCallRecord.Status(rawValue: outcome.rawValue) ?? .failed, endedAt: ended, reason: reason)
         if let bridge = call.bridge {
             await bridge.close()
         } else {

@@ -130,8 +130,14 @@ public actor ChannelRouter {
         var bridgedBranch: Int?
         /// The bridge's delegate (it holds it weakly): digits for a leg that takes SIP INFO.
         var digitForwarder: DigitForwarder?
+        /// Wall time (for the record); `startedUptime` the router's monotonic clock at the same moment:
+        /// later times of the record are the start plus monotonic time elapsed, so that a step of the
+        /// wall clock during the call does not make its duration wrong.
         let startedAt: Double
+        var startedUptime: Double = 0
         var answeredAt: Double?
+        /// The call's record (`GatewayCallRecord.ref`): written at the start, the answer and the end.
+        let recordRef = GatewayCallRecord.newRef()
         var peer: String
         var codec: String?
         /// The one wake-up for the call's timers (the earliest of `state.timers`), and when.
@@ -475,11 +481,13 @@ public actor ChannelRouter {
             state: BridgedCall(channel: channel.index, direction: direction, branches: chain ? 1 : targets.count, chain: chain, timing: route.timing), channel: channel,
             inbound: handle, inboundSide: side, inboundCall: invite, outboundSide: outboundSide, startedAt: now(),
             peer: direction.fromLegacy ? targets.joined(separator: ",") : caller)
+        call.startedUptime = clock()
         call.targets = targets
         call.branches = Array(repeating: nil, count: targets.count)
         call.ringPlan = plan
         if side == .mesh { call.farScope = invite.flow.local.scopeID }
         calls[id] = call
+        record(call)
         busyChannels[channel.index] = id
         legs[LegKey(side: side, handle: handle)] = (id, nil)
         logger.info("call", metadata: ["channel": "\(channel.index)", "direction": "\(direction.rawValue)", "from": "\(caller)", "to": "\(targets.joined(separator: ","))"])
@@ -588,14 +596,22 @@ public actor ChannelRouter {
         if let record { recordRefusal(kind, peer: record.caller, reason: "refused with \(status): \(reason)") }
     }
 
+    /// Hands the call's record as it stands to the writer (docs/RELIABILITY.md "No call record lost").
+    func record(_ call: ActiveCall, status: GatewayCallRecord.Status = .inProgress, endedAt: Double? = nil, reason: String? = nil) {
+        records?.record(GatewayCallRecord(
+            ref: call.recordRef, startedAt: call.startedAt, answeredAt: call.answeredAt, endedAt: endedAt, direction: GatewayCallRecord.Direction(call.direction),
+            channel: call.channel.index, peer: call.peer, status: status, codec: call.codec, reason: reason))
+    }
+
+    /// Now, as the wall time of `call`'s record: its start plus the monotonic time since.
+    func recordTime(_ call: ActiveCall) -> Double { call.startedAt + max(0, clock() - call.startedUptime) }
+
     private func recordRefusal(_ kind: RefusalTally.Kind, peer: String, reason: String) {
         guard let record = kind.record, let channel = kind.channel else { return }
         let time = now()
         records?.record(GatewayCallRecord(
             startedAt: time, answeredAt: nil, endedAt: time, direction: record.direction, channel: channel, peer: peer,
-            status: record.status, codec: nil, reason: reason)) { [logger] error in
-            if let error { logger.error("call record not written: \(error)") }
-        }
+            status: record.status, codec: nil, reason: reason))
     }
 
     /// One wake-up at the end of the oldest open window of refusals.

@@ -1,4 +1,5 @@
 public import CloudUplink
+public import DurableState
 public import Foundation
 public import LegacyLinks
 public import Logging
@@ -45,6 +46,8 @@ public actor GatewayStatusPublisher {
     private var counters = (calls: 0, answered: 0, failures: 0)
     private var lastDiscoveryRequest: ContinuousClock.Instant?
     private var problems: [String: String] = [:]
+    /// Call records waiting for the disk and summarised (docs/RELIABILITY.md "No call record lost").
+    private var recordBacklog = RecordBacklog()
     private var certificateExpiry: Date?
 
     /// How often `stats` goes out (60 s; tests shorten it).
@@ -255,6 +258,10 @@ public actor GatewayStatusPublisher {
     private func publishStatus() {
         var fields: [String: JSONValue] = ["state": .string(overallState), "ts": .int(nowMilliseconds)]
         if !problems.isEmpty { fields["problems"] = .array(problems.sorted { $0.key < $1.key }.map { .string($0.value) }) }
+        if recordBacklog.waiting > 0 || recordBacklog.summarised > 0 {
+            fields["records_waiting"] = .int(Int64(recordBacklog.waiting))
+            fields["records_summarised"] = .int(Int64(recordBacklog.summarised))
+        }
         connection.publish("\(prefix)/status", JSONValue.object(fields).text, qos: 1, retain: true)
     }
 
@@ -264,6 +271,13 @@ public actor GatewayStatusPublisher {
         guard problems[key] != text else { return }
         problems[key] = text
         publishStatus()
+    }
+
+    /// The call records' state: a problem while they cannot be written, the counts in `status`.
+    public func records(problem text: String?, backlog: RecordBacklog) {
+        let changed = backlog != recordBacklog
+        recordBacklog = backlog
+        if problems["records"] != text { problem("records", text) } else if changed { publishStatus() }
     }
 
     /// The device certificate's end (in `info`), and the alarm in `status` (`certificateAlarm`).

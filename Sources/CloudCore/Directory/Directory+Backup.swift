@@ -1,0 +1,174 @@
+import DurableState
+import Foundation
+import GRDB
+
+/// `admin backup` and `admin restore` (docs/OPERATIONS.md "Backup and restore"): one SQLite file
+/// holding the directory (SQLite's online backup: a consistent copy while the core runs and
+/// writes) and the core's keys and certificates (CA, token key, server certificate), so that a
+/// restored core is the same core to its devices and clients. The file holds password hashes
+/// and private keys: it is written 0600.
+public enum DirectoryBackup {
+    public struct Summary: Sendable, Equatable, CustomStringConvertible {
+        public var users = 0, devices = 0, sites = 0, callRecords = 0
+        public var files: [String] = []
+        public var description: String {
+            "\(sites) site(s), \(users) user(s), \(devices) device(s), \(callRecords) call record(s); keys and certificates: "
+                + (files.isEmpty ? "none" : files.joined(separator: ", "))
+        }
+    }
+
+    public struct Refusal: Error, CustomStringConvertible {
+        public var description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    /// The core's files a backup carries, by the name they have in it.
+    static func files(_ c: CloudCoreConfiguration) -> [(name: String, path: String)] {
+        [
+            ("ca.pem", c.resolvedCACertificateFile), ("ca-key.pem", c.resolvedCAKeyFile), ("token-key.pem", c.resolvedTokenKeyFile),
+            ("server.pem", c.resolvedCertificateFile), ("server-key.pem", c.resolvedKeyFile),
+        ]
+    }
+
+    /// Copies the directory of a running (or stopped) core into `file`, with the core's keys.
+    /// Written beside as a temporary file and renamed: `file` is whole or absent.
+    @discardableResult
+    public static func backup(_ directory: Directory, configuration c: CloudCoreConfiguration, to file: String) throws -> Summary {
+        let temporary = file + ".partial-\(getpid())"
+        try? FileManager.default.removeItem(atPath: temporary)
+        defer { try? FileManager.default.removeItem(atPath: temporary) }
+        guard FileManager.default.createFile(atPath: temporary, contents: nil, attributes: [.posixPermissions: 0o600]) else {
+            throw Refusal("cannot write \(file)")
+        }
+        let copy = try DatabaseQueue(path: temporary)
+        try directory.database.backup(to: copy)
+        try copy.write { db in
+            try db.execute(sql: "CREATE TABLE backupFile (name TEXT PRIMARY KEY, content BLOB NOT NULL)")
+            for (name, path) in files(c) {
+                guard let content = FileManager.default.contents(atPath: path) else { continue }
+                try db.execute(sql: "INSERT INTO backupFile (name, content) VALUES (?, ?)", arguments: [name, content])
+            }
+            try db.execute(sql: "PRAGMA journal_mode = DELETE")
+        }
+        try copy.close()
+        let summary = try verify(temporary)
+        if FileManager.default.fileExists(atPath: file) { try FileManager.default.removeItem(atPath: file) }
+        try FileManager.default.moveItem(atPath: temporary, toPath: file)
+        return summary
+    }
+
+    /// Checks that `file` is a backup this version can restore: a sound SQLite file, the
+    /// directory's tables, no migration this version does not know. Read-only.
+    public static func verify(_ file: String) throws -> Summary {
+        guard FileManager.default.isReadableFile(atPath: file) else { throw Refusal("\(file): no such file, or not readable") }
+        do {
+            let queue = try DatabaseQueue(path: file, configuration: SQLiteFile.configuration(readonly: true))
+            try SQLiteFile.quickCheck(queue)
+            return try queue.read { db in
+                for table in ["company", "site", "user", "device", "callRecord", "grdb_migrations"] where try !db.tableExists(table) {
+                    throw Refusal("\(file) is not a directory backup (no \(table) table)")
+                }
+                let known = Set(DirectorySchema.migrator().migrations)
+                let applied = try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations")
+                if let unknown = applied.first(where: { !known.contains($0) }) {
+                    throw Refusal("\(file) was made by a newer version (migration \(unknown)): restore it with that version")
+                }
+                var summary = Summary()
+                summary.sites = try Int.fetchOne(db, sql: "SELECT count(*) FROM site") ?? 0
+                summary.users = try Int.fetchOne(db, sql: "SELECT count(*) FROM user") ?? 0
+                summary.devices = try Int.fetchOne(db, sql: "SELECT count(*) FROM device") ?? 0
+                summary.callRecords = try Int.fetchOne(db, sql: "SELECT count(*) FROM callRecord") ?? 0
+                if try db.tableExists("backupFile") { summary.files = try String.fetchAll(db, sql: "SELECT name FROM backupFile ORDER BY name") }
+                return summary
+            }
+        } catch let refusal as Refusal {
+            throw refusal
+        } catch {
+            throw Refusal("\(file) is not a usable backup: \(SQLiteFile.isBroken(error, whileOpening: true) ? "\(error)" : SQLiteFile.describe(error))")
+        }
+    }
+
+    /// Replaces the core's directory (and its keys, when the backup has them) with the backup's.
+    /// The core must be stopped (`core.lock` free). The current directory is kept as
+    /// `directory.sqlite.before-restore-<time>`; the new one is written beside, synced and renamed.
+    @discardableResult
+    public static func restore(_ file: String, configuration c: CloudCoreConfiguration) throws -> Summary {
+        let summary = try verify(file)
+        try FileManager.default.createDirectory(atPath: c.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
+        guard let lock = CoreLock(stateDirectory: c.stateDirectory) else {
+            throw Refusal("the core is running on \(c.stateDirectory): stop it first (systemctl stop symphony-cloud-core), then restore")
+        }
+        defer { lock.release() }
+        let path = c.directoryFile
+        let incoming = path + ".restoring"
+        try? FileManager.default.removeItem(atPath: incoming)
+        guard FileManager.default.createFile(atPath: incoming, contents: nil, attributes: [.posixPermissions: 0o600]) else {
+            throw Refusal("cannot write \(incoming)")
+        }
+        let source = try DatabaseQueue(path: file, configuration: SQLiteFile.configuration(readonly: true))
+        let target = try DatabaseQueue(path: incoming)
+        try source.backup(to: target)
+        var keys: [(String, Data)] = []
+        try target.write { db in
+            if try db.tableExists("backupFile") {
+                for row in try Row.fetchAll(db, sql: "SELECT name, content FROM backupFile") {
+                    guard let name = try? row.decode(String.self, atIndex: 0), let content = try? row.decode(Data.self, atIndex: 1) else { continue }
+                    keys.append((name, content))
+                }
+                try db.execute(sql: "DROP TABLE backupFile")
+            }
+        }
+        try target.close()
+        // The files first (each atomically), then the directory: a cut in between leaves the old
+        // directory with the backup's keys, which a second restore mends.
+        for (name, content) in keys {
+            guard let destination = files(c).first(where: { $0.name == name })?.path else { continue }
+            let temporary = destination + ".restoring"
+            guard FileManager.default.createFile(atPath: temporary, contents: content, attributes: [.posixPermissions: name.hasSuffix("key.pem") ? 0o600 : 0o644]) else {
+                throw Refusal("cannot write \(destination)")
+            }
+            _ = rename(temporary, destination)
+        }
+        if FileManager.default.fileExists(atPath: path) {
+            let formatter = ISO8601DateFormatter()
+            formatter.formatOptions = [.withYear, .withMonth, .withDay, .withTime, .withTimeZone]
+            let aside = "\(path).before-restore-\(formatter.string(from: Date()).replacingOccurrences(of: ":", with: ""))"
+            try FileManager.default.moveItem(atPath: path, toPath: aside)
+            for suffix in ["-wal", "-shm"] { try? FileManager.default.moveItem(atPath: path + suffix, toPath: aside + suffix) }
+        }
+        try FileManager.default.moveItem(atPath: incoming, toPath: path)
+        // Run as root, the restore must not leave files the core's user (the state directory's
+        // owner, `_symcore` when packaged) cannot open.
+        var owner = stat()
+        if stat(c.stateDirectory, &owner) == 0 {
+            for written in [path] + keys.compactMap({ key in files(c).first(where: { $0.name == key.0 })?.path }) {
+                _ = chown(written, owner.st_uid, owner.st_gid)
+            }
+        }
+        let fd = open(c.stateDirectory, O_RDONLY | O_DIRECTORY)
+        if fd >= 0 { fsync(fd); close(fd) }
+        return summary
+    }
+}
+
+/// The running core's claim on its state directory: an exclusive `flock` on `core.lock`, held
+/// until the process ends (kill -9 included). `admin restore` refuses while another holds it.
+public final class CoreLock: Sendable {
+    private let fd: Int32
+
+    /// Nil when another process holds the lock.
+    public init?(stateDirectory: String) {
+        let fd = open(stateDirectory + "/core.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return nil }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            return nil
+        }
+        self.fd = fd
+    }
+
+    public func release() {
+        flock(fd, LOCK_UN)
+        close(fd)
+    }
+}
