@@ -335,6 +335,21 @@ let package = Package(
             path: "Benchmarks/GatewayBenchmarks",
             swiftSettings: strictSettings
         ),
+        // A day in an hour (issue 18, docs/RELIABILITY.md "A day in an hour"): thousands of short
+        // calls both ways on all 14 channels through the release daemons, with a core restart, a
+        // broker restart and a full disk on the way; RSS, descriptors, threads and database sizes
+        // sampled; every call placed accounted for in the records.
+        .executableTarget(
+            name: "SoakBenchmarks",
+            dependencies: [
+                "Gateway", "SIP", "SIPTransport", "SIPUserAgent", "PeerTestSupport", "DurableState",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/SoakBenchmarks",
+            swiftSettings: strictSettings
+        ),
         // The mesh fallback's timings on a namespace LAN (root): cut → uplink down, dial → the
         // mesh station ringing before and after the outage is noticed, the idle uplink's bytes.
         .executableTarget(

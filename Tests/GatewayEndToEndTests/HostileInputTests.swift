@@ -389,6 +389,25 @@ struct HostileInputTests {
         #expect(cases.count >= 40, "\(cases.count) hostile cases")
         print("abuse suite: \(cases.count) hostile cases")
 
+        // MARK: kill -9 during a call (issue 18): its record, written at the start, is closed as interrupted
+        site.bobAnswersCalls.withLockedValue { $0 = true }
+        await site.lan.hangUpAll()
+        guard case .answered = try await site.lanCall(Self.legacyOffer(port: 40200), number: "103") else {
+            throw PeerError("the call to be interrupted was not answered:\n\(site.gateway.text.suffix(3000))")
+        }
+        try await Task.sleep(for: .seconds(2))
+        let open = try site.gatewayRecords(open: true).last
+        #expect(open?.status == .inProgress && open?.answeredAt != nil && open?.channel == 3, "the call's record is on disk while it runs: \(String(describing: open))")
+        try await site.killAndRestartGateway()
+        await site.lan.hangUpAll()
+        await site.bob.hangUpAll()
+        let closed = try site.gatewayRecords(open: true).first { $0.ref == open?.ref }
+        #expect(closed?.status == .interrupted, "\(String(describing: closed))")
+        if let closed, let answered = closed.answeredAt, let ended = closed.endedAt {
+            #expect(ended >= answered && ended - answered < 30, "ended at the last time the gateway was known alive: \(ended - answered) s after the answer")
+        }
+        #expect(try site.gatewayRecords(open: true).allSatisfy { $0.status != .inProgress }, "no record left open")
+
         // MARK: Normal calls, each way, carry audio
         try await site.normalCallsEachWay()
         await site.stop()

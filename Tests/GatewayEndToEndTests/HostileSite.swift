@@ -397,9 +397,18 @@ final class HostileSite: @unchecked Sendable {
         #expect(ToneMeasurement.level(middle) > -20, "\(phone.name) hears it loud enough: \(ToneMeasurement.level(middle)) dBFS", sourceLocation: sourceLocation)
     }
 
-    /// The gateway's call records (its SQLite file, read while it runs).
-    func gatewayRecords() throws -> [GatewayCallRecord] {
-        try GatewayCallRecords(path: scratch.path("gateway") + "/calls.sqlite").all()
+    /// The gateway's call records (its SQLite file, read-only while it runs); ended calls only
+    /// unless `open` (a call's record is written at its start too).
+    func gatewayRecords(open: Bool = false) throws -> [GatewayCallRecord] {
+        try GatewayCallRecordFile.read(scratch.path("gateway") + "/calls.sqlite", since: nil).records.filter { open || $0.endedAt != nil }
+    }
+
+    /// kill -9 of the gateway (a crash, a power cut), then a start on the same config and state.
+    func killAndRestartGateway() async throws {
+        gateway.stop()  // SIGKILL
+        _ = try? await gateway.wait(timeout: .seconds(5))
+        gateway = try PeerProcess(try builtExecutable("symphony-bridge"), ["run", "--config", scratch.path("bridge.toml")])
+        try await eventually("the gateway registered again", timeout: .seconds(30)) { self.gateway.text.contains("cloud uplink registered") }
     }
 
     // MARK: Health

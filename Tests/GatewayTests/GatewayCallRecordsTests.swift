@@ -223,3 +223,36 @@ struct PendingRecordsTests {
         #expect(pending.count == 0 && pending.summary == nil && pending.summarisedTotal == summary?.calls)
     }
 }
+
+/// `symphony-bridge calls`, the built binary on a records file.
+@Suite("symphony-bridge calls")
+struct CallsCommandTests {
+    @Test func theRecordsAsATableCSVAndJSONSinceATime() async throws {
+        let scratch = try ScratchDirectory()
+        let path = scratch.path("calls.sqlite")
+        let records = GatewayCallRecords(path: path)
+        let now = Date().timeIntervalSince1970
+        records.record(GatewayCallRecord(
+            startedAt: now - 3 * 86400, answeredAt: now - 3 * 86400 + 2, endedAt: now - 3 * 86400 + 32, direction: .legacyToCloud, channel: 2,
+            peer: "alice", status: .answered, codec: "G722/opus", reason: nil))
+        records.record(GatewayCallRecord(
+            startedAt: now - 600, answeredAt: nil, endedAt: now - 590, direction: .cloudToLegacy, channel: 5, peer: "bob, \"the builder\"",
+            status: .missed, codec: nil, reason: "no answer"))
+        records.record(GatewayCallRecord(
+            startedAt: now - 60, answeredAt: now - 58, endedAt: nil, direction: .legacyToMesh, channel: 7, peer: "gw2", status: .inProgress, codec: "G722", reason: nil))
+        await records.flush()
+        let binary = try builtExecutable("symphony-bridge")
+        let table = try await runCommand(binary, ["calls", "--file", path])
+        #expect(table.contains("ch2") && table.contains("30.0 s") && table.contains("3 call(s): answered 1, in-progress 1, missed 1"), "\(table)")
+        let csv = try await runCommand(binary, ["calls", "--file", path, "--csv", "--since", "1d"])
+        let lines = csv.components(separatedBy: "\r\n").filter { !$0.isEmpty }
+        #expect(lines.count == 3 && lines[0].hasPrefix("started_at,answered_at,ended_at,duration_s,direction,channel,peer,status"), "\(csv)")
+        #expect(lines[1].contains(",cloud-to-legacy,5,\"bob, \"\"the builder\"\"\",missed,,no answer"), "\(lines[1])")
+        let json = try await runCommand(binary, ["calls", "--file", path, "--json"])
+        let objects = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: String]]
+        #expect(objects?.map { $0["status"] } == ["answered", "missed", "in-progress"] && objects?.first?["duration_s"] == "30.0", "\(json)")
+        // A wrong --since is refused before anything is read; a missing file exits 66.
+        await #expect(throws: (any Error).self) { try await runCommand(binary, ["calls", "--file", path, "--since", "yesterday-ish"]) }
+        await #expect(throws: (any Error).self) { try await runCommand(binary, ["calls", "--file", scratch.path("none.sqlite")]) }
+    }
+}
