@@ -324,10 +324,17 @@ let package = Package(
             path: "Benchmarks/MediaBenchmarks",
             swiftSettings: strictSettings
         ),
+        // What the benchmarks running the release daemons share (ports, seed, processes, /proc).
+        .target(
+            name: "BenchDaemons",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
+            path: "Benchmarks/BenchDaemons",
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "GatewayBenchmarks",
             dependencies: [
-                "Gateway", "Media", "SIP", "SIPTransport", "SIPUserAgent",
+                "BenchDaemons", "Gateway", "Media", "SIP", "SIPTransport", "SIPUserAgent",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -342,7 +349,7 @@ let package = Package(
         .executableTarget(
             name: "SoakBenchmarks",
             dependencies: [
-                "Gateway", "SIP", "SIPTransport", "SIPUserAgent", "PeerTestSupport", "DurableState",
+                "BenchDaemons", "Gateway", "SIP", "SIPTransport", "SIPUserAgent", "PeerTestSupport", "DurableState",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

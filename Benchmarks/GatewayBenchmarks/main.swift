@@ -1,3 +1,4 @@
+import BenchDaemons
 import Foundation
 import Gateway
 import Logging
@@ -35,64 +36,20 @@ func say(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").ut
 
 let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("gateway-bench-\(getpid())").path
 try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
-func freePort(udp: Bool = false) throws -> Int {
-    let channel = try (udp ? DatagramBootstrap(group: group).bind(host: "127.0.0.1", port: 0).wait()
-        : ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).wait())
-    defer { try? channel.close().wait() }
-    return channel.localAddress!.port!
-}
-let (sipsPort, claimPort, legacyPort) = (try freePort(), try freePort(), try freePort(udp: true))
-var seed = "[[company]]\nname = \"bench\"\n[[project]]\ncompany = \"bench\"\nname = \"p\"\n[[site]]\ncompany = \"bench\"\nproject = \"p\"\nname = \"s\"\n"
-for n in 0...14 { seed += "[[user]]\nname = \"u\(n)\"\nsite = \"s\"\npassword = \"pw-\(n)\"\n" }
-seed += "[[device]]\nname = \"gw1\"\nsite = \"s\"\nchannels = 14\n"
-try seed.write(toFile: scratch + "/seed.toml", atomically: true, encoding: .utf8)
-try """
-    [core]
-    domain = "bench.local"
-    state_dir = "\(scratch)/core"
-    log_level = "error"
-    seed_file = "\(scratch)/seed.toml"
-    [sip]
-    tls_listen = ["127.0.0.1:\(sipsPort)"]
-    advertise = "127.0.0.1"
-    [claiming]
-    listen = "127.0.0.1:\(claimPort)"
-    [calls]
-    ring_s = 60
-    """.write(toFile: scratch + "/core.toml", atomically: true, encoding: .utf8)
+let (sipsPort, claimPort, legacyPort) = (try BenchDaemons.freePort(), try BenchDaemons.freePort(), try BenchDaemons.freePort(udp: true))
+try BenchDaemons.seed(company: "bench", users: 0...14).write(toFile: scratch + "/seed.toml", atomically: true, encoding: .utf8)
+try BenchDaemons.coreConfig(domain: "bench.local", scratch: scratch, sipsPort: sipsPort, claimPort: claimPort, ringSeconds: 60)
+    .write(toFile: scratch + "/core.toml", atomically: true, encoding: .utf8)
 
 func spawn(_ tool: String, _ arguments: [String], log: String) throws -> Process {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "\(buildDirectory)/\(tool)")
-    process.arguments = arguments
-    _ = FileManager.default.createFile(atPath: log, contents: nil)
-    process.standardError = FileHandle(forWritingAtPath: log)
-    process.standardOutput = FileHandle(forWritingAtPath: log)
-    try process.run()
-    return process
+    try BenchDaemons.spawn(tool, arguments, log: log, buildDirectory: buildDirectory)
 }
-func waitFor(_ what: String, seconds: Double = 20, _ condition: () -> Bool) throws {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
-        if condition() { return }
-        usleep(50_000)
-    }
-    throw DemoError("bench: timed out waiting for \(what)")
-}
-func fileContains(_ path: String, _ text: String) -> Bool { ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").contains(text) }
 
 let core = try spawn("symphony-cloud-core", ["run", "--config", scratch + "/core.toml"], log: scratch + "/core.log")
 defer { core.terminate() }
-try waitFor("the core's CA") { FileManager.default.fileExists(atPath: scratch + "/core/ca.pem") }
+try BenchDaemons.waitFor("the core's CA") { FileManager.default.fileExists(atPath: scratch + "/core/ca.pem") }
 usleep(300_000)
-let codeTool = Process()
-codeTool.executableURL = URL(fileURLWithPath: "\(buildDirectory)/symphony-cloud-core")
-codeTool.arguments = ["admin", "claim-code", "--config", scratch + "/core.toml", "gw1"]
-let codePipe = Pipe()
-codeTool.standardOutput = codePipe
-try codeTool.run()
-codeTool.waitUntilExit()
-let code = String(decoding: codePipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: " ").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
+let code = try BenchDaemons.claimCode(config: scratch + "/core.toml", buildDirectory: buildDirectory)
 
 var bridge = """
     [gateway]
@@ -114,7 +71,7 @@ for n in 1...14 { bridge += "[[channel]]\nindex = \(n)\nnumber = \"\(100 + n)\"\
 try bridge.write(toFile: scratch + "/bridge.toml", atomically: true, encoding: .utf8)
 let gateway = try spawn("symphony-bridge", ["run", "--config", scratch + "/bridge.toml"], log: scratch + "/gateway.log")
 defer { gateway.terminate() }
-try waitFor("the gateway's registration") { fileContains(scratch + "/gateway.log", "cloud uplink registered") }
+try BenchDaemons.waitFor("the gateway's registration") { BenchDaemons.fileContains(scratch + "/gateway.log", "cloud uplink registered") }
 
 say("# Gateway benchmarks — \(ProcessInfo.processInfo.processorCount) CPUs; release daemons; gateway pid \(gateway.processIdentifier)")
 
@@ -237,18 +194,7 @@ say(String(format: "gateway's share at p50: %.2f ms (legacy UDP leg, routing, tw
 
 // MARK: 2. 14 transcoded calls
 
-func processCPUSeconds(_ pid: Int32) -> Double {
-    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return 0 }
-    let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
-    let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
-    return (Double(fields[11]) ?? 0) / ticks + (Double(fields[12]) ?? 0) / ticks  // utime, stime
-}
-func residentMB(_ pid: Int32) -> Double {
-    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") })
-    else { return 0 }
-    return (Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) / 1024
-}
+let (processCPUSeconds, residentMB) = (BenchDaemons.processCPUSeconds, BenchDaemons.residentMB)
 
 // The ringing client leaves; u1 … u14 answer with a tone from here on.
 _ = try await u1.agent.register(at: coreDestination, expires: 0)

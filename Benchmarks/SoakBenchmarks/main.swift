@@ -1,3 +1,4 @@
+import BenchDaemons
 import DurableState
 import Foundation
 import Gateway
@@ -50,71 +51,24 @@ defer {
     umount.waitUntilExit()
 }
 
-func freePort(udp: Bool = false) throws -> Int {
-    let channel = try (udp ? DatagramBootstrap(group: group).bind(host: "127.0.0.1", port: 0).wait()
-        : ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).wait())
-    defer { try? channel.close().wait() }
-    return channel.localAddress!.port!
-}
-let (sipsPort, claimPort, legacyPort) = (try freePort(), try freePort(), try freePort(udp: true))
-var seed = "[[company]]\nname = \"soak\"\n[[project]]\ncompany = \"soak\"\nname = \"p\"\n[[site]]\ncompany = \"soak\"\nproject = \"p\"\nname = \"s\"\n"
-for n in 1...14 { seed += "[[user]]\nname = \"u\(n)\"\nsite = \"s\"\npassword = \"pw-\(n)\"\n" }
-seed += "[[device]]\nname = \"gw1\"\nsite = \"s\"\nchannels = 14\n"
-try seed.write(toFile: scratch + "/seed.toml", atomically: true, encoding: .utf8)
-try """
-    [core]
-    domain = "soak.local"
-    state_dir = "\(scratch)/core"
-    log_level = "error"
-    seed_file = "\(scratch)/seed.toml"
-    [sip]
-    tls_listen = ["127.0.0.1:\(sipsPort)"]
-    advertise = "127.0.0.1"
-    [claiming]
-    listen = "127.0.0.1:\(claimPort)"
-    [calls]
-    ring_s = 20
-    """.write(toFile: scratch + "/core.toml", atomically: true, encoding: .utf8)
+let (sipsPort, claimPort, legacyPort) = (try BenchDaemons.freePort(), try BenchDaemons.freePort(), try BenchDaemons.freePort(udp: true))
+try BenchDaemons.seed(company: "soak", users: 1...14).write(toFile: scratch + "/seed.toml", atomically: true, encoding: .utf8)
+try BenchDaemons.coreConfig(domain: "soak.local", scratch: scratch, sipsPort: sipsPort, claimPort: claimPort, ringSeconds: 20)
+    .write(toFile: scratch + "/core.toml", atomically: true, encoding: .utf8)
 
 func spawn(_ tool: String, _ arguments: [String], log: String) throws -> Process {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: tool.hasPrefix("/") ? tool : "\(buildDirectory)/\(tool)")
-    process.arguments = arguments
-    if !FileManager.default.fileExists(atPath: log) { _ = FileManager.default.createFile(atPath: log, contents: nil) }
-    let handle = FileHandle(forWritingAtPath: log)
-    handle?.seekToEndOfFile()
-    process.standardError = handle
-    process.standardOutput = handle
-    try process.run()
-    return process
+    try BenchDaemons.spawn(tool, arguments, log: log, buildDirectory: buildDirectory)
 }
-func waitFor(_ what: String, seconds: Double = 30, _ condition: () -> Bool) throws {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
-        if condition() { return }
-        usleep(50_000)
-    }
-    throw DemoError("soak: timed out waiting for \(what)")
-}
-func fileContains(_ path: String, _ text: String) -> Bool { ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").contains(text) }
-func occurrences(_ path: String, _ text: String) -> Int { ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").components(separatedBy: text).count - 1 }
 
 var core = try spawn("symphony-cloud-core", ["run", "--config", scratch + "/core.toml"], log: scratch + "/core.log")
-try waitFor("the core's CA") { FileManager.default.fileExists(atPath: scratch + "/core/ca.pem") }
+try BenchDaemons.waitFor("the core's CA") { FileManager.default.fileExists(atPath: scratch + "/core/ca.pem") }
 usleep(500_000)
-let codeTool = Process()
-codeTool.executableURL = URL(fileURLWithPath: "\(buildDirectory)/symphony-cloud-core")
-codeTool.arguments = ["admin", "claim-code", "--config", scratch + "/core.toml", "gw1"]
-let codePipe = Pipe()
-codeTool.standardOutput = codePipe
-try codeTool.run()
-codeTool.waitUntilExit()
-let code = String(decoding: codePipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).split(separator: " ").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
+let code = try BenchDaemons.claimCode(config: scratch + "/core.toml", buildDirectory: buildDirectory)
 
 let brokerScratch = try ScratchDirectory()
 let broker = try Mosquitto(in: brokerScratch)
 try await broker.start()
-let doorPort = try freePort(udp: true)
+let doorPort = try BenchDaemons.freePort(udp: true)
 let doors = try await DemoPhone.start(.legacyStation(listen: try SocketAddress(ipAddress: "127.0.0.1", port: doorPort)), frequency: 800, group: group, logger: quiet)
 var bridge = """
     [gateway]
@@ -136,7 +90,7 @@ var bridge = """
 for n in 1...14 { bridge += "[[channel]]\nindex = \(n)\nnumber = \"\(100 + n)\"\ncloud_target = \"u\(n)\"\nlegacy_targets = [\"sip:door@127.0.0.1:\(doorPort)\"]\nring_s = 10\n" }
 try bridge.write(toFile: scratch + "/bridge.toml", atomically: true, encoding: .utf8)
 let gateway = try spawn("symphony-bridge", ["run", "--config", scratch + "/bridge.toml"], log: scratch + "/gateway.log")
-try waitFor("the gateway's registration") { fileContains(scratch + "/gateway.log", "cloud uplink registered") }
+try BenchDaemons.waitFor("the gateway's registration") { BenchDaemons.fileContains(scratch + "/gateway.log", "cloud uplink registered") }
 
 let coreDestination = SIPDestination(transport: .tls, host: "127.0.0.1", port: sipsPort)
 let gatewayDestination = SIPDestination(transport: .udp, host: "127.0.0.1", port: legacyPort)
@@ -158,19 +112,7 @@ struct Sample {
     var gatewayThreads: Int, coreThreads: Int
     var callsKB: Int, directoryKB: Int
 }
-func residentMB(_ pid: Int32) -> Double {
-    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") })
-    else { return 0 }
-    return (Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) / 1024
-}
-func threads(_ pid: Int32) -> Int {
-    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Threads:") })
-    else { return 0 }
-    return Int(line.split(separator: "\t").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "") ?? 0
-}
-func descriptors(_ pid: Int32) -> Int { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? 0 }
+let (residentMB, threads, descriptors) = (BenchDaemons.residentMB, BenchDaemons.threads, BenchDaemons.descriptors)
 func kilobytes(_ path: String) -> Int {
     ["", "-wal"].reduce(0) { $0 + ((try? FileManager.default.attributesOfItem(atPath: path + $1)[.size] as? Int) ?? 0) } / 1024
 }
@@ -199,7 +141,6 @@ actor Tally {
     func tone(_ heard: Bool) { toneChecked += 1; if heard { toneHeard += 1 } }
 }
 let tally = Tally()
-let stopAt = Date().addingTimeInterval(duration)
 
 func oneCall(channel n: Int, fromLegacy: Bool, checkTone: Bool) async {
     let phone = fromLegacy ? doors : phones[n - 1]
@@ -223,6 +164,20 @@ func oneCall(channel n: Int, fromLegacy: Bool, checkTone: Bool) async {
     try? await Task.sleep(for: .milliseconds(300))
 }
 
+// Warm-up: one call each way on every channel, then 30 s idle (the daemons' one-time state —
+// codec and SRTP libraries, buffer pools, SQLite pages — is made): the baseline the end is
+// compared with, taken in the same idle condition as the end.
+await withTaskGroup(of: Void.self) { warmUp in
+    for n in 1...14 {
+        warmUp.addTask {
+            await oneCall(channel: n, fromLegacy: true, checkTone: true)
+            await oneCall(channel: n, fromLegacy: false, checkTone: true)
+        }
+    }
+}
+try await Task.sleep(for: .seconds(30))
+samples.append(sample(core: core))
+let stopAt = Date().addingTimeInterval(duration)
 let load = Task {
     await withTaskGroup(of: Void.self) { workers in
         for n in 1...14 {
@@ -230,7 +185,8 @@ let load = Task {
                 var k = 0
                 while Date() < stopAt {
                     // Cloud → legacy on one channel at a time (the one door station answers them all).
-                    let fromLegacy = k % 2 == 0 || n % 3 != 0 || (await tally.coreDown)
+                    let coreDown = await tally.coreDown
+                    let fromLegacy = k % 2 == 0 || n % 3 != 0 || coreDown
                     await oneCall(channel: n, fromLegacy: fromLegacy, checkTone: k % 10 == 0)
                     k += 1
                 }
@@ -241,16 +197,13 @@ let load = Task {
 
 // MARK: The faults, and the samples
 
-// A warm baseline as well: every channel has carried calls (codec state, SQLite's page caches).
-try await Task.sleep(for: .seconds(min(60, duration / 8)))
-samples.append(sample(core: core))
 
 var faults: [String] = []
 var nextSample = Date().addingTimeInterval(sampleEvery)
 var fault = 0
 while Date() < stopAt {
     try await Task.sleep(for: .seconds(1))
-    let elapsed = Date().timeIntervalSince(started)
+    let elapsed = duration - stopAt.timeIntervalSinceNow
     if fault == 0, elapsed > duration / 4 {
         fault = 1
         await tally.setCoreDown(true)
@@ -258,8 +211,8 @@ while Date() < stopAt {
         core.terminate()
         core.waitUntilExit()
         core = try spawn("symphony-cloud-core", ["run", "--config", scratch + "/core.toml"], log: scratch + "/core.log")
-        let registeredBefore = occurrences(scratch + "/gateway.log", "cloud uplink registered")
-        try waitFor("the gateway registered again", seconds: 60) { occurrences(scratch + "/gateway.log", "cloud uplink registered") > registeredBefore }
+        let registeredBefore = BenchDaemons.occurrences(scratch + "/gateway.log", "cloud uplink registered")
+        try BenchDaemons.waitFor("the gateway registered again", seconds: 60) { BenchDaemons.occurrences(scratch + "/gateway.log", "cloud uplink registered") > registeredBefore }
         for client in clients { _ = try? await client.agent.register(at: coreDestination, expires: 3600) }
         await tally.setCoreDown(false)
         faults.append(String(format: "%.0f s: core restarted (SIGTERM), gateway and clients registered again", elapsed))
@@ -321,12 +274,15 @@ say("| summarised (disk full past the queue) | \(summarised) |")
 say("| records + summarised − placed | \(contents.records.count + summarised - placed) |")
 say("| tone checks heard | \(toneHeard) / \(toneChecked) |")
 let (first, warm, last) = (samples[0], samples[1], samples[samples.count - 1])
-let rssGrowth = last.gatewayRSS - first.gatewayRSS, fdGrowth = last.gatewayFDs - first.gatewayFDs
-say(String(format: "| gateway RSS end − start (idle, before any call) | %+.1f MB (aim ≤ 2) |", rssGrowth))
-say(String(format: "| gateway RSS end − warm baseline (at %.0f s, under load) | %+.1f MB |", warm.at, last.gatewayRSS - warm.gatewayRSS))
+let rssGrowth = last.gatewayRSS - warm.gatewayRSS, fdGrowth = last.gatewayFDs - warm.gatewayFDs
+say(String(format: "| gateway RSS end − start (both idle, the start after the warm-up) | %+.1f MB (aim ≤ 2) |", rssGrowth))
+say(String(format: "| gateway RSS warm-up's one-time share (start − before any call) | %+.1f MB |", warm.gatewayRSS - first.gatewayRSS))
 say("| gateway descriptors end − start | \(fdGrowth >= 0 ? "+" : "")\(fdGrowth) (aim ≤ 5) |")
-say(String(format: "| core RSS end − start (restarted at 1/4) | %+.1f MB |", last.coreRSS - first.coreRSS))
+say("| gateway threads end − start | \(last.gatewayThreads - warm.gatewayThreads) |")
+say(String(format: "| core RSS end − start (restarted at 1/4) | %+.1f MB |", last.coreRSS - warm.coreRSS))
 let accounted = contents.records.count + summarised == placed && byStatus["in-progress", default: 0] == 0
+let withinAims = rssGrowth <= 2 && fdGrowth <= 5
+say(withinAims ? "result: RSS and descriptors back within the aims" : "result: RSS or descriptors past the aims")
 say(accounted ? "result: every call accounted for" : "result: MISMATCH between calls placed and records")
 gateway.terminate()
 core.terminate()

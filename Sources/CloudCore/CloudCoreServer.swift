@@ -144,6 +144,7 @@ public final class CloudCoreServer: Sendable {
             configuration: c, directory: directory, authority: authority, endpoint: endpoint, proxy: proxy, claiming: claiming,
             tokenSigner: ClientTokenSigner(key: tokenKey), sipAddresses: addresses, periodic: [retention, heartbeat], lock: lock,
             status: CoreStatusPublisher.make(c, version: Self.version, logger: logger), logger: logger)
+        if let status = server.status { proxy.observeRecordBacklog { status.records($0) } }
         server.certificateUpkeep.withLockedValue { $0 = server.keepServerCertificate(every: serverCertificateCheck, clock: clock) }
         return server
     }

@@ -1,3 +1,6 @@
+import Foundation
+public import GRDB
+
 /// A record a daemon keeps (a call): known by a key the daemon gives it, written when it begins
 /// and again, whole, when it changes and ends.
 public protocol QueuedRecord: Sendable {
@@ -30,8 +33,23 @@ public struct RecordSummary: Sendable, Equatable {
         for (status, count) in other.byStatus { byStatus[status, default: 0] += count }
     }
 
+    /// The table summaries are kept in, beside the records (both daemons). Part of shipped
+    /// migrations: never changed, a later migration alters it.
+    public static let createTable = """
+        CREATE TABLE callSummary (
+          id INTEGER PRIMARY KEY, firstStartedAt DOUBLE NOT NULL, lastStartedAt DOUBLE NOT NULL, calls INTEGER NOT NULL,
+          statuses TEXT NOT NULL, writtenAt DOUBLE NOT NULL)
+        """
+
     /// `answered 12, failed 3`, by name.
     public var statusText: String { byStatus.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") }
+
+    /// Adds the summary to `callSummary` (inside the writer's transaction).
+    public func write(_ db: Database) throws {
+        try db.execute(
+            sql: "INSERT INTO callSummary (firstStartedAt, lastStartedAt, calls, statuses, writtenAt) VALUES (?, ?, ?, ?, ?)",
+            arguments: [firstStartedAt, lastStartedAt, calls, statusText, Date().timeIntervalSince1970])
+    }
 }
 
 /// Records waiting for the disk (docs/RELIABILITY.md "No call record lost"): a pure state machine,

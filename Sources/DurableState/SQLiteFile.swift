@@ -12,13 +12,15 @@ public enum SQLiteFile {
 
     /// WAL, synchronous=NORMAL (a power cut may lose the last commits, never corrupt the file:
     /// SQLite's advice for WAL), the busy timeout; foreign keys when asked.
-    public static func configuration(foreignKeys: Bool = false, readonly: Bool = false) -> Configuration {
+    /// `cacheKiB` bounds each connection's page cache (SQLite's default is 2,000 KiB).
+    public static func configuration(foreignKeys: Bool = false, readonly: Bool = false, cacheKiB: Int? = nil) -> Configuration {
         var configuration = Configuration()
         configuration.foreignKeysEnabled = foreignKeys
         configuration.busyMode = .timeout(busyTimeout)
         configuration.readonly = readonly
-        if !readonly {
-            configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
+        configuration.prepareDatabase { db in
+            if !readonly { try db.execute(sql: "PRAGMA synchronous = NORMAL") }
+            if let cacheKiB { try db.execute(sql: "PRAGMA cache_size = -\(max(64, cacheKiB))") }
         }
         return configuration
     }

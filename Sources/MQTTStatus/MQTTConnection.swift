@@ -168,14 +168,14 @@ public final class MQTTConnection: @unchecked Sendable {
     private func networkLoop() {
         defer { finished.signal() }
         var delay = Double(max(settings.reconnectDelay.min, 1))
-        var nextAttempt = Date.distantPast
+        var nextAttempt = ContinuousClock.now  // monotonic: a step of the wall clock does not stall reconnecting
         var everConnected = false
         var socketOpen = false
         while true {
             let stopped = state.withLockedValue { $0.stopped }
             if !socketOpen {
                 if stopped { return }
-                guard Date() >= nextAttempt else {
+                guard ContinuousClock.now >= nextAttempt else {
                     usleep(100_000)
                     continue
                 }
@@ -185,7 +185,7 @@ public final class MQTTConnection: @unchecked Sendable {
                 everConnected = true
                 if rc != MOSQ_ERR_SUCCESS.rawValue {
                     continuation.yield(.disconnected(code: rc))
-                    nextAttempt = Date().addingTimeInterval(delay)
+                    nextAttempt = ContinuousClock.now + .seconds(delay)
                     delay = min(delay * 2, Double(max(settings.reconnectDelay.max, settings.reconnectDelay.min)))
                     continue
                 }
@@ -194,7 +194,7 @@ public final class MQTTConnection: @unchecked Sendable {
             let fd = mosquitto_socket(handle)
             guard fd >= 0 else {
                 socketOpen = false
-                nextAttempt = Date().addingTimeInterval(delay)
+                nextAttempt = ContinuousClock.now + .seconds(delay)
                 continue
             }
             var descriptors = [
@@ -218,7 +218,7 @@ public final class MQTTConnection: @unchecked Sendable {
                 // The connection is gone (libmosquitto closed the socket and called back).
                 if state.withLockedValue({ $0.connected }) { connectionChanged(up: false, code: rc) }
                 socketOpen = false
-                nextAttempt = Date().addingTimeInterval(delay)
+                nextAttempt = ContinuousClock.now + .seconds(delay)
                 delay = min(delay * 2, Double(max(settings.reconnectDelay.max, settings.reconnectDelay.min)))
             } else if state.withLockedValue({ $0.connected }) {
                 delay = Double(max(settings.reconnectDelay.min, 1))

@@ -1,5 +1,6 @@
 import BoundedJSON
 public import DeviceTrust
+import DurableState
 public import Foundation
 public import Logging
 import NIOConcurrencyHelpers
@@ -106,7 +107,8 @@ public final class ClaimingService: Sendable {
     }
 
     private func admit(_ source: String, now: Date, what: String) -> Bool {
-        let allowed = limiter.withLockedValue { $0.allow(source, now: now.timeIntervalSince1970) }
+        // On the monotonic clock: a step of the wall clock neither opens nor closes the gate.
+        let allowed = limiter.withLockedValue { $0.allow(source, now: MonotonicTime.seconds()) }
         if !allowed { logger.notice("\(what) refused", metadata: ["source": "\(source)", "reason": "rate limit"]) }
         return allowed
     }

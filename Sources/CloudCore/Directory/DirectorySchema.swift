@@ -117,10 +117,8 @@ enum DirectorySchema {
                 DROP TABLE callRecord;
                 ALTER TABLE callRecord_v4 RENAME TO callRecord;
                 CREATE INDEX callRecord_startedAt ON callRecord(startedAt);
-                CREATE TABLE callSummary (
-                  id INTEGER PRIMARY KEY, firstStartedAt DOUBLE NOT NULL, lastStartedAt DOUBLE NOT NULL, calls INTEGER NOT NULL,
-                  statuses TEXT NOT NULL, writtenAt DOUBLE NOT NULL);
                 """)
+            try db.execute(sql: RecordSummary.createTable)
             try db.execute(sql: Heartbeat.createTable)
         }
         return migrator

@@ -78,8 +78,8 @@ extension CallRecord: QueuedRecord {
 extension Directory {
     /// The writer the proxy hands its records to: batches off the event loop, kept while the
     /// disk cannot take them (docs/RELIABILITY.md "No call record lost").
-    public func callRecordWriter(logger: Logger) -> RecordWriter<CallRecord> {
-        RecordWriter(database: database, logger: logger, apply: Self.writeCallRecords)
+    public func callRecordWriter(logger: Logger, onBacklog: @escaping @Sendable (RecordBacklog) -> Void = { _ in }) -> RecordWriter<CallRecord> {
+        RecordWriter(database: database, logger: logger, apply: Self.writeCallRecords, onBacklog: onBacklog)
     }
 
     static func writeCallRecords(_ db: Database, _ records: [CallRecord], _ summary: RecordSummary?) throws {
@@ -96,11 +96,7 @@ extension Directory {
                     r.status.rawValue, r.reason,
                 ])
         }
-        if let summary {
-            try db.execute(
-                sql: "INSERT INTO callSummary (firstStartedAt, lastStartedAt, calls, statuses, writtenAt) VALUES (?, ?, ?, ?, ?)",
-                arguments: [summary.firstStartedAt, summary.lastStartedAt, summary.calls, summary.statusText, Date().timeIntervalSince1970])
-        }
+        try summary?.write(db)
     }
 
     /// Writes records now (tests, tools); the proxy uses `callRecordWriter`.

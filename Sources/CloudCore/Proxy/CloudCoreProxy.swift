@@ -3,6 +3,7 @@ public import Logging
 import Crypto
 public import DurableState
 import GRDB
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOSSL
 public import SIP
@@ -69,6 +70,12 @@ public actor CloudCoreProxy {
     /// Call records, written at the start, answer and end of each call; kept queued while the
     /// disk cannot take them.
     let callRecords: RecordWriter<CallRecord>
+    private let backlogObserver: NIOLockedValueBox<(@Sendable (RecordBacklog) -> Void)?>
+
+    /// Told when call records start or stop waiting for the disk (the status topic).
+    public nonisolated func observeRecordBacklog(_ observer: @escaping @Sendable (RecordBacklog) -> Void) {
+        backlogObserver.withLockedValue { $0 = observer }
+    }
     let authenticator: RequestAuthenticator
     let resolver: CallTargetResolver
     var location = LocationService()
@@ -109,7 +116,9 @@ public actor CloudCoreProxy {
         self.logger = logger
         self.clock = clock
         self.uptime = uptime
-        self.callRecords = directory.callRecordWriter(logger: logger)
+        let observer = NIOLockedValueBox<(@Sendable (RecordBacklog) -> Void)?>(nil)
+        self.backlogObserver = observer
+        self.callRecords = directory.callRecordWriter(logger: logger) { backlog in observer.withLockedValue { $0 }?(backlog) }
         self.limiter = SourceRateLimiter(rate: settings.unauthenticatedRate, burst: settings.unauthenticatedBurst)
         self.authenticator = RequestAuthenticator(
             directory: directory, digest: DigestServer(realm: settings.realm, algorithms: settings.digestAlgorithms), tokens: settings.tokens)

@@ -169,7 +169,7 @@ public final class GatewayCallRecords: Sendable {
     static func open(_ path: String, logger: Logger, now: Date) -> (database: (any DatabaseWriter)?, problem: String?) {
         do {
             try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            let pool = try DatabasePool(path: path, configuration: SQLiteFile.configuration())
+            let pool = try DatabasePool(path: path, configuration: Self.configuration)
             try SQLiteFile.quickCheck(pool)
             return (try prepare(pool, now: now), nil)
         } catch where SQLiteFile.isBroken(error, whileOpening: true) {
@@ -187,12 +187,16 @@ public final class GatewayCallRecords: Sendable {
         }
     }
 
+    /// The records are written, rarely read: a small page cache (the default 2 MB per connection
+    /// is memory a gateway holds for nothing).
+    static var configuration: Configuration { SQLiteFile.configuration(cacheKiB: 256) }
+
     /// Moves the broken file aside and makes a new one.
     static func replace(_ path: String, because reason: String, logger: Logger, now: Date) throws -> (database: (any DatabaseWriter)?, problem: String?) {
         let aside = try SQLiteFile.moveAside(path, now: now)
         let text = "call records \(path) was broken (\(reason)): moved aside to \(aside), a new one started"
         logger.error("\(text)")
-        let pool = try DatabasePool(path: path, configuration: SQLiteFile.configuration())
+        let pool = try DatabasePool(path: path, configuration: Self.configuration)
         return (try prepare(pool, now: now), text)
     }
 
@@ -236,10 +240,8 @@ public final class GatewayCallRecords: Sendable {
                 DROP TABLE call;
                 ALTER TABLE call_v2 RENAME TO call;
                 CREATE INDEX call_startedAt ON call(startedAt);
-                CREATE TABLE callSummary (
-                  id INTEGER PRIMARY KEY, firstStartedAt DOUBLE NOT NULL, lastStartedAt DOUBLE NOT NULL, calls INTEGER NOT NULL,
-                  statuses TEXT NOT NULL, writtenAt DOUBLE NOT NULL);
                 """)
+            try db.execute(sql: RecordSummary.createTable)
             try db.execute(sql: Heartbeat.createTable)
         }
         return migrator
@@ -256,11 +258,7 @@ public final class GatewayCallRecords: Sendable {
                     """,
                 arguments: [r.ref, r.startedAt, r.answeredAt, r.endedAt, r.direction.rawValue, r.channel, r.peer, r.status.rawValue, r.codec, r.reason])
         }
-        if let summary {
-            try db.execute(
-                sql: "INSERT INTO callSummary (firstStartedAt, lastStartedAt, calls, statuses, writtenAt) VALUES (?, ?, ?, ?, ?)",
-                arguments: [summary.firstStartedAt, summary.lastStartedAt, summary.calls, summary.statusText, Date().timeIntervalSince1970])
-        }
+        try summary?.write(db)
     }
 
     // MARK: Writing
