@@ -40,7 +40,11 @@ public final class CloudCoreServer: Sendable {
         try FileManager.default.createDirectory(atPath: c.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         // Held while the core runs (`admin restore` waits for it); another core on the same state is a mistake worth a line.
         let lock = CoreLock(stateDirectory: c.stateDirectory)
-        if lock == nil { logger.warning("another process holds \(c.stateDirectory)/core.lock: is a second core running on this state directory?") }
+        if lock == nil {
+            logger.warning(CoreLock.openError == 0
+                ? "another process holds \(c.stateDirectory)/core.lock: is a second core running on this state directory?"
+                : "cannot open \(c.stateDirectory)/core.lock (\(String(cString: strerror(CoreLock.openError)))): running without it, `admin restore` cannot tell that the core runs")
+        }
         let directory: Directory
         do {
             directory = try Directory(path: c.directoryFile, realm: c.realm)

@@ -8,6 +8,8 @@ public protocol QueuedRecord: Sendable {
     var startedAt: Double { get }
     /// How the call ended (or `in-progress`): what a summary counts.
     var statusText: String { get }
+    /// The call has ended: this version is the record's last.
+    var isFinal: Bool { get }
 }
 
 /// What the oldest records became when the queue was full: counted, not kept one by one.
@@ -69,6 +71,10 @@ public struct PendingRecords<Record: QueuedRecord>: Sendable {
     private var waiting: [String: Entry] = [:]
     private var counter: UInt64 = 0
     private var inFlight: [String: UInt64]?
+    /// Keys whose open (not final) version is on disk: their later versions are never
+    /// summarised, else the row would stay open and the call count twice. Bounded by the calls
+    /// going on.
+    private var openOnDisk: Set<String> = []
     /// Records folded since the last successful write.
     public private(set) var summary: RecordSummary?
     private var summaryInFlight: RecordSummary?
@@ -89,8 +95,11 @@ public struct PendingRecords<Record: QueuedRecord>: Sendable {
         let order = waiting[record.queueKey]?.order ?? counter
         waiting[record.queueKey] = Entry(record: record, order: order, version: counter)
         guard waiting.count > limit else { return }
-        // Never one of the batch being written: if that write succeeds, it would be counted twice.
-        let candidates = waiting.filter { inFlight?[$0.key] == nil }.sorted { $0.value.order < $1.value.order }
+        // Only a call's last version, of a call with nothing on disk yet, and never one of the batch
+        // being written (if that write succeeds, it would be counted twice). Open calls wait:
+        // they are as many as the calls going on.
+        let candidates = waiting.filter { inFlight?[$0.key] == nil && $0.value.record.isFinal && !openOnDisk.contains($0.key) }
+            .sorted { $0.value.order < $1.value.order }
         // A tenth of the limit at once: the sort is paid once per tenth, not once per record.
         for (key, entry) in candidates.prefix(waiting.count - limit + limit / 10) {
             waiting[key] = nil
@@ -105,14 +114,21 @@ public struct PendingRecords<Record: QueuedRecord>: Sendable {
         guard inFlight == nil, !waiting.isEmpty || summary != nil else { return nil }
         let batch = waiting.sorted { $0.value.order < $1.value.order }.prefix(max)
         inFlight = Dictionary(uniqueKeysWithValues: batch.map { ($0.key, $0.value.version) })
+        inFlightFinal = Dictionary(uniqueKeysWithValues: batch.map { ($0.key, $0.value.record.isFinal) })
         summaryInFlight = summary
         summary = nil
         return (batch.map(\.value.record), summaryInFlight)
     }
 
+    private var inFlightFinal: [String: Bool] = [:]
+
     /// The batch is on disk: what did not change meanwhile leaves the queue.
     public mutating func written() {
         for (key, version) in inFlight ?? [:] where waiting[key]?.version == version { waiting[key] = nil }
+        for (key, final) in inFlightFinal {
+            if final { openOnDisk.remove(key) } else { openOnDisk.insert(key) }
+        }
+        inFlightFinal = [:]
         inFlight = nil
         summaryInFlight = nil
     }
@@ -120,6 +136,7 @@ public struct PendingRecords<Record: QueuedRecord>: Sendable {
     /// The batch failed: everything stays (the summary too).
     public mutating func failed() {
         inFlight = nil
+        inFlightFinal = [:]
         if let unwritten = summaryInFlight {
             var merged = unwritten
             if let summary { merged.merge(summary) }

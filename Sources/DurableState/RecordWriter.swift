@@ -31,6 +31,10 @@ public final class RecordWriter<Record: QueuedRecord>: Sendable {
         var retryDelay: Double = 0
         var retryScheduled = false
         var lastError: String?
+        /// The backlog last told to `onBacklog` had records waiting or an error.
+        var reportedTrouble = false
+        /// When a broken file was last replaced (monotonic seconds): at most one a minute.
+        var lastReplacement = -Double.infinity
         var waiters: [CheckedContinuation<Void, Never>] = []
     }
 
@@ -113,29 +117,43 @@ public final class RecordWriter<Record: QueuedRecord>: Sendable {
     private func written() {
         let (change, waiters, more) = state.withLockedValue { state -> (RecordBacklog?, [CheckedContinuation<Void, Never>], Bool) in
             state.pending.written()
-            let recovered = state.lastError != nil
             state.lastError = nil
             state.retryDelay = 0
+            state.retryScheduled = false
             let more = state.pending.count > 0 || state.pending.summary != nil
             let waiters = more ? [] : state.waiters
             if !more { state.waiters = [] }
-            return (recovered ? RecordBacklog(waiting: state.pending.count, summarised: state.pending.summarisedTotal, error: nil) : nil, waiters, more)
+            // Tell the status once the trouble is over: no error, nothing waiting.
+            var change: RecordBacklog?
+            if state.reportedTrouble, !more {
+                state.reportedTrouble = false
+                change = RecordBacklog(waiting: 0, summarised: state.pending.summarisedTotal, error: nil)
+            }
+            return (change, waiters, more)
         }
         if let change {
-            logger.notice("call records written again", metadata: ["waiting": "\(change.waiting)"])
+            logger.notice("call records written again: none waiting")
             onBacklog(change)
         }
         for waiter in waiters { waiter.resume() }
-        if more { drain() }
+        if more { drain(force: true) }
     }
 
     private func failed(_ error: any Error) {
-        if SQLiteFile.isBroken(error, whileOpening: false), let fresh = onBroken(error) {
+        let now = MonotonicTime.seconds()
+        let mayReplace = state.withLockedValue { state in
+            guard now - state.lastReplacement >= 60 else { return false }
+            state.lastReplacement = now
+            return true
+        }
+        // A file that broke under us is replaced at most once a minute (a failing card would
+        // otherwise fill the directory with copies); past that, the usual retries.
+        if SQLiteFile.isBroken(error, whileOpening: false), mayReplace, let fresh = onBroken(error) {
             state.withLockedValue {
                 $0.pending.failed()
                 $0.database = fresh
             }
-            return drain()
+            return drain(force: true)
         }
         let text = SQLiteFile.describe(error)
         let (backlog, delay, waiters) = state.withLockedValue { state -> (RecordBacklog, Double, [CheckedContinuation<Void, Never>]) in
@@ -143,6 +161,7 @@ public final class RecordWriter<Record: QueuedRecord>: Sendable {
             state.retryDelay = min(30, max(1, state.retryDelay * 2))
             state.retryScheduled = true
             state.lastError = text
+            state.reportedTrouble = true
             defer { state.waiters = [] }
             return (RecordBacklog(waiting: state.pending.count, summarised: state.pending.summarisedTotal, error: text), state.retryDelay, state.waiters)
         }

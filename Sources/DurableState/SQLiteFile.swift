@@ -64,19 +64,19 @@ public enum SQLiteFile {
         guard result == ["ok"] else { throw SchemaMismatch("quick_check: \(result.first ?? "no answer")") }
     }
 
-    /// Renames `path` (and its `-wal` and `-shm`) to `<path>.corrupt-<UTC time>`, keeping what was
+    /// Renames `path` (and its `-wal` and `-shm`) to `<path>.<label>-<UTC time>`, keeping what was
     /// in it for whoever wants to look; returns the new name. The directory is synced, so that a
     /// power cut right after does not bring the broken file back under its old name.
-    public static func moveAside(_ path: String, now: Date = Date()) throws -> String {
+    public static func moveAside(_ path: String, label: String = "corrupt", now: Date = Date()) throws -> String {
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "UTC")
         formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-        var aside = "\(path).corrupt-\(formatter.string(from: now))"
+        var aside = "\(path).\(label)-\(formatter.string(from: now))"
         var n = 1
         while FileManager.default.fileExists(atPath: aside) {
             n += 1
-            aside = "\(path).corrupt-\(formatter.string(from: now))-\(n)"
+            aside = "\(path).\(label)-\(formatter.string(from: now))-\(n)"
         }
         try FileManager.default.moveItem(atPath: path, toPath: aside)
         for suffix in ["-wal", "-shm"] where FileManager.default.fileExists(atPath: path + suffix) {

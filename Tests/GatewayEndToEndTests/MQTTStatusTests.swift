@@ -150,6 +150,63 @@ struct MQTTStatusTests {
         broker.stop()
     }
 
+    /// Issue 18: the gateway process started on a `calls.sqlite` that is not a database starts
+    /// (legacy calls answered), names both files in the log and on `status`, and
+    /// `symphony-bridge status` and `calls` show it.
+    @Test func aBrokenCallRecordsFileIsMovedAsideAndNamedOnTheStatusTopic() async throws {
+        let scratch = try ScratchDirectory()
+        let broker = try Mosquitto(in: scratch)
+        try await broker.start()
+        let state = scratch.path("state")
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        try String(repeating: "\u{0}garbage", count: 4096).write(toFile: state + "/calls.sqlite", atomically: true, encoding: .utf8)
+        let config = scratch.path("bridge.toml")
+        let legacyPort = try freePort(udp: true)
+        try """
+            [gateway]
+            id = "gw8"
+            state_dir = "\(state)"
+            [legacy]
+            listen = "127.0.0.1:\(legacyPort)"
+            [cloud]
+            server = "127.0.0.1:1"
+            [mqtt]
+            host = "127.0.0.1"
+            port = \(broker.port)
+            [[channel]]
+            index = 1
+            number = "101"
+            cloud_target = "alice"
+            legacy_targets = ["sip:door@127.0.0.1:9"]
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let binary = try builtExecutable("symphony-bridge")
+        let gateway = try PeerProcess(binary, ["run", "--config", config])
+        try await gateway.waitForOutput("legacy trunk listening", timeout: .seconds(20))
+        #expect(gateway.text.contains("call records \(state)/calls.sqlite was broken") && gateway.text.contains("moved aside to \(state)/calls.sqlite.corrupt-"), "\(gateway.text.suffix(2000))")
+        let prefix = "symphony-bridge/gw8"
+        var status: [String: Any] = [:]
+        for _ in 0..<50 {
+            status = Self.json(try await broker.retained("\(prefix)/status")["\(prefix)/status"])
+            if (status["problems"] as? [String])?.contains(where: { $0.contains("calls.sqlite") }) == true { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect((status["problems"] as? [String])?.contains { $0.contains("moved aside") } == true, "\(status)")
+        let table = try await runCommand(binary, ["status", "--broker", "127.0.0.1:\(broker.port)", "--prefix", "symphony-bridge", "--id", "gw8"])
+        #expect(table.contains("PROBLEM  call records \(state)/calls.sqlite was broken"), "\(table)")
+        // The gateway answers on the legacy side.
+        let options = "OPTIONS sip:101@127.0.0.1:\(legacyPort) SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK-calls1;rport\r\nFrom: <sip:t@127.0.0.1>;tag=1\r\nTo: <sip:101@127.0.0.1>\r\nCall-ID: calls-1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        let socket = try UDPSocket()
+        socket.send(text: options, to: legacyPort)
+        let answer = try await socket.receiveText(timeout: .seconds(3))
+        #expect(answer?.hasPrefix("SIP/2.0 200") == true, "the gateway answers: \(answer ?? "nothing")")
+        let aside = try FileManager.default.contentsOfDirectory(atPath: state).filter { $0.hasPrefix("calls.sqlite.corrupt-") }
+        #expect(aside.count == 1)
+        let listed = try await runCommand(binary, ["calls", "--file", state + "/calls.sqlite"])
+        #expect(listed.contains("0 call(s)"), "the new file is a records file: \(listed)")
+        gateway.stop()
+        broker.stop()
+    }
+
     @Test func aTLSBrokerWithPasswordsAndHomeAssistantDiscovery() async throws {
         let scratch = try ScratchDirectory()
         let certificates = try await TestCertificates.make(in: scratch, name: "broker")

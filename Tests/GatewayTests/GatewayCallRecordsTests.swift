@@ -89,6 +89,24 @@ extension GatewayCallRecordsTests {
         #expect(try records.all().map(\.ref) == [call.ref])
     }
 
+    /// The end of a call replaces everything that changed since its start: a call that fell
+    /// back to the mesh started as legacy → cloud.
+    @Test func aLaterVersionReplacesEveryFieldThatChanged() async throws {
+        let records = GatewayCallRecords(path: nil)
+        let now = Date().timeIntervalSince1970
+        var call = GatewayCallRecord(
+            startedAt: now, answeredAt: nil, endedAt: nil, direction: .legacyToCloud, channel: 1, peer: "alice", status: .inProgress, codec: nil, reason: nil)
+        try await Self.write(records, call)
+        call.direction = .legacyToMesh
+        call.peer = "201"
+        (call.answeredAt, call.endedAt, call.status, call.codec, call.reason) = (now + 2, now + 9, .answered, "g722", "legacy station hung up")
+        try await Self.write(records, call)
+        var stored = try #require(try records.all().first)
+        stored.id = nil
+        let count = try records.all().count
+        #expect(stored == call && count == 1)
+    }
+
     @Test func aCallsRecordIsWrittenAtItsStartAndClosedAsInterruptedAfterACrash() async throws {
         let scratch = try ScratchDirectory()
         let path = scratch.path("calls.sqlite")
@@ -189,6 +207,7 @@ struct PendingRecordsTests {
         var queueKey: String
         var startedAt: Double
         var statusText: String
+        var isFinal: Bool { statusText != "in-progress" }
     }
 
     @Test func aCallsLaterVersionReplacesTheEarlierAndFailedBatchesStay() {
@@ -221,6 +240,24 @@ struct PendingRecordsTests {
         _ = pending.nextBatch()
         pending.written()
         #expect(pending.count == 0 && pending.summary == nil && pending.summarisedTotal == summary?.calls)
+    }
+
+    /// An open call is never summarised, nor the end of a call whose open version is on disk:
+    /// the row would stay open and the call be counted twice.
+    @Test func openCallsAndEndsOfCallsOnDiskAreNeverSummarised() {
+        var pending = PendingRecords<Item>(limit: 10)
+        pending.add(Item(queueKey: "live", startedAt: 0, statusText: "in-progress"))
+        pending.add(Item(queueKey: "on-disk", startedAt: 1, statusText: "in-progress"))
+        _ = pending.nextBatch()
+        pending.written()
+        pending.add(Item(queueKey: "on-disk", startedAt: 1, statusText: "answered"))
+        for n in 0..<30 { pending.add(Item(queueKey: "\(n)", startedAt: Double(10 + n), statusText: "answered")) }
+        let keys = Set(pending.records.map(\.queueKey))
+        #expect(keys.contains("on-disk") && !keys.contains("live"), "live was written; on-disk's end stays queued")
+        pending.add(Item(queueKey: "live", startedAt: 0, statusText: "in-progress"))
+        for n in 30..<60 { pending.add(Item(queueKey: "\(n)", startedAt: Double(10 + n), statusText: "answered")) }
+        #expect(pending.records.contains { $0.queueKey == "live" } && pending.records.contains { $0.queueKey == "on-disk" })
+        #expect(pending.summary.map { $0.byStatus["in-progress"] == nil } == true)
     }
 }
 

@@ -1,6 +1,8 @@
+import DeviceTrust
 import DurableState
 import Foundation
 import GRDB
+import NIOConcurrencyHelpers
 
 /// `admin backup` and `admin restore` (docs/OPERATIONS.md "Backup and restore"): one SQLite file
 /// holding the directory (SQLite's online backup: a consistent copy while the core runs and
@@ -102,51 +104,56 @@ public enum DirectoryBackup {
         let path = c.directoryFile
         let incoming = path + ".restoring"
         try? FileManager.default.removeItem(atPath: incoming)
+        var done = false
+        defer { if !done { try? FileManager.default.removeItem(atPath: incoming) } }  // it holds the keys
         guard FileManager.default.createFile(atPath: incoming, contents: nil, attributes: [.posixPermissions: 0o600]) else {
             throw Refusal("cannot write \(incoming)")
         }
         let source = try DatabaseQueue(path: file, configuration: SQLiteFile.configuration(readonly: true))
         let target = try DatabaseQueue(path: incoming)
         try source.backup(to: target)
-        var keys: [(String, Data)] = []
+        var keys: [(name: String, content: [UInt8])] = []
         try target.write { db in
             if try db.tableExists("backupFile") {
                 for row in try Row.fetchAll(db, sql: "SELECT name, content FROM backupFile") {
                     guard let name = try? row.decode(String.self, atIndex: 0), let content = try? row.decode(Data.self, atIndex: 1) else { continue }
-                    keys.append((name, content))
+                    keys.append((name, [UInt8](content)))
                 }
                 try db.execute(sql: "DROP TABLE backupFile")
             }
         }
         try target.close()
-        // The files first (each atomically), then the directory: a cut in between leaves the old
-        // directory with the backup's keys, which a second restore mends.
+        // The files first (each atomically, created with its final mode), then the directory: a
+        // cut in between leaves the old directory with the backup's keys, which a second restore mends.
         for (name, content) in keys {
             guard let destination = files(c).first(where: { $0.name == name })?.path else { continue }
-            let temporary = destination + ".restoring"
-            guard FileManager.default.createFile(atPath: temporary, contents: content, attributes: [.posixPermissions: name.hasSuffix("key.pem") ? 0o600 : 0o644]) else {
-                throw Refusal("cannot write \(destination)")
+            do {
+                try AtomicFile.write(content, to: destination, mode: name.hasSuffix("key.pem") ? 0o600 : 0o644)
+            } catch {
+                throw Refusal("cannot write \(destination): \(error)")
             }
-            _ = rename(temporary, destination)
         }
+        var aside: String?
         if FileManager.default.fileExists(atPath: path) {
-            let formatter = ISO8601DateFormatter()
-            formatter.formatOptions = [.withYear, .withMonth, .withDay, .withTime, .withTimeZone]
-            let aside = "\(path).before-restore-\(formatter.string(from: Date()).replacingOccurrences(of: ":", with: ""))"
-            try FileManager.default.moveItem(atPath: path, toPath: aside)
-            for suffix in ["-wal", "-shm"] { try? FileManager.default.moveItem(atPath: path + suffix, toPath: aside + suffix) }
+            aside = try SQLiteFile.moveAside(path, label: "before-restore")
         }
-        try FileManager.default.moveItem(atPath: incoming, toPath: path)
+        // A WAL left beside (from a crash, or one that could not be moved) must not be replayed onto the restored file.
+        for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+        do {
+            try FileManager.default.moveItem(atPath: incoming, toPath: path)
+        } catch {
+            if let aside { try? FileManager.default.moveItem(atPath: aside, toPath: path) }  // never no directory at all
+            throw Refusal("cannot put the restored directory in place: \(error)")
+        }
+        done = true
         // Run as root, the restore must not leave files the core's user (the state directory's
         // owner, `_symcore` when packaged) cannot open.
         var owner = stat()
         if stat(c.stateDirectory, &owner) == 0 {
-            for written in [path] + keys.compactMap({ key in files(c).first(where: { $0.name == key.0 })?.path }) {
-                _ = chown(written, owner.st_uid, owner.st_gid)
-            }
+            let written = [path, c.stateDirectory + "/core.lock"] + keys.compactMap { key in files(c).first(where: { $0.name == key.name })?.path }
+            for file in written { _ = chown(file, owner.st_uid, owner.st_gid) }
         }
-        let fd = open(c.stateDirectory, O_RDONLY | O_DIRECTORY)
-        if fd >= 0 { fsync(fd); close(fd) }
+        AtomicFile.syncDirectory(of: path)
         return summary
     }
 }
@@ -156,16 +163,23 @@ public enum DirectoryBackup {
 public final class CoreLock: Sendable {
     private let fd: Int32
 
-    /// Nil when another process holds the lock.
+    /// Nil when another process holds the lock (or the lock file cannot be opened: `openError`).
     public init?(stateDirectory: String) {
         let fd = open(stateDirectory + "/core.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return nil }
+        guard fd >= 0 else {
+            CoreLock.lastOpenError.withLockedValue { $0 = errno }
+            return nil
+        }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             close(fd)
             return nil
         }
         self.fd = fd
     }
+
+    /// Why the last `init` could not open the lock file (0: it could, another process holds it).
+    public static var openError: Int32 { lastOpenError.withLockedValue { $0 } }
+    private static let lastOpenError = NIOLockedValueBox<Int32>(0)
 
     public func release() {
         flock(fd, LOCK_UN)

@@ -73,6 +73,7 @@ public struct CallRecord: Sendable, Equatable, Codable, FetchableRecord {
 extension CallRecord: QueuedRecord {
     public var queueKey: String { ref ?? "" }
     public var statusText: String { status.rawValue }
+    public var isFinal: Bool { endedAt != nil }
 }
 
 extension Directory {
@@ -88,7 +89,7 @@ extension Directory {
                 sql: """
                     INSERT INTO callRecord (ref, callId, caller, callee, target, channel, answeredBy, startedAt, answeredAt, endedAt, durationSeconds, status, reason)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    ON CONFLICT(ref) DO UPDATE SET target = excluded.target, answeredBy = excluded.answeredBy, answeredAt = excluded.answeredAt,
+                    ON CONFLICT(ref) DO UPDATE SET target = excluded.target, channel = excluded.channel, answeredBy = excluded.answeredBy, answeredAt = excluded.answeredAt,
                       endedAt = excluded.endedAt, durationSeconds = excluded.durationSeconds, status = excluded.status, reason = excluded.reason
                     """,
                 arguments: [

@@ -32,7 +32,15 @@ extension CloudCoreProxy {
     func answered(_ key: SIPTransactionKey, branch: Int, response: SIPMessage) {
         guard var call = calls[key], let callID = call.invite.callID, dialogs[callID] == nil,
             let callerTag = call.invite.from?.tag, let calleeTag = response.to?.tag, let calleeFlow = call.branchFlows[branch]
-        else { return }
+        else {
+            // Answered, but no dialog the core can keep (tags missing, a Call-ID already in a
+            // dialog): its record is closed now rather than left open.
+            if let call = calls[key] {
+                let now = recordTime(call)
+                record(call, status: .answered, answeredAt: now, answeredBy: call.branchNames.indices.contains(branch) ? call.branchNames[branch] : nil, endedAt: now, reason: "answered; no dialog kept (tags missing or Call-ID in use)")
+            }
+            return
+        }
         call.ringTimer?.cancel()
         call.ringTimer = nil
         calls[key] = call

@@ -160,8 +160,9 @@ public final class GatewayServer: Service, Sendable {
             identityBroken: brokenIdentity != nil, claimRetry: claimRetry, upkeep: upkeep)
         if let brokenIdentity { await status?.problem("identity", brokenIdentity.description) }
         if let status {
-            records.observe { [records] in Task { await status.records(problem: records.problem, backlog: records.backlog) } }
-            await status.records(problem: records.problem, backlog: records.backlog)
+            // The status reads the records' state when it runs: of two changes in quick succession, the last word is the current one.
+            records.observe { [records] in Task { await status.records(records) } }
+            await status.records(records)
             if let clock = ClockCheck.problem(now: Date()) {
                 logger.error("\(clock)")
                 await status.problem("clock", clock)

@@ -88,6 +88,7 @@ public struct GatewayCallRecord: Sendable, Equatable, Codable {
 extension GatewayCallRecord: QueuedRecord {
     public var queueKey: String { ref }
     public var statusText: String { status.rawValue }
+    public var isFinal: Bool { endedAt != nil }
 }
 
 /// The gateway's call records in SQLite (`<state_dir>/calls.sqlite`), which calling does not
@@ -254,7 +255,8 @@ public final class GatewayCallRecords: Sendable {
                     INSERT INTO call (ref, startedAt, answeredAt, endedAt, direction, channel, peer, status, codec, reason)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     ON CONFLICT(ref) DO UPDATE SET answeredAt = excluded.answeredAt, endedAt = excluded.endedAt, status = excluded.status,
-                      codec = excluded.codec, reason = excluded.reason, peer = excluded.peer
+                      codec = excluded.codec, reason = excluded.reason, peer = excluded.peer, direction = excluded.direction,
+                      channel = excluded.channel
                     """,
                 arguments: [r.ref, r.startedAt, r.answeredAt, r.endedAt, r.direction.rawValue, r.channel, r.peer, r.status.rawValue, r.codec, r.reason])
         }

@@ -273,6 +273,11 @@ public actor GatewayStatusPublisher {
         publishStatus()
     }
 
+    /// The call records' state as it is now: a problem while they cannot be written, the counts in `status`.
+    public func records(_ records: GatewayCallRecords) {
+        self.records(problem: records.problem, backlog: records.backlog)
+    }
+
     /// The call records' state: a problem while they cannot be written, the counts in `status`.
     public func records(problem text: String?, backlog: RecordBacklog) {
         let changed = backlog != recordBacklog
