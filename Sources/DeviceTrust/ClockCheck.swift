@@ -33,10 +33,11 @@ public enum ClockCheck {
 
     static func amount(_ seconds: Double) -> String {
         switch seconds {
-        case ..<120: "\(Int(seconds)) s"
-        case ..<7200: "\(Int(seconds / 60)) min"
-        case ..<172_800: "\(Int(seconds / 3600)) h"
-        default: "\(Int(seconds / 86400)) days"
+        // Rounded: a `Date` carries whole seconds, so 3 minutes measure 179.x s.
+        case ..<120: "\(Int(seconds.rounded())) s"
+        case ..<7200: "\(Int((seconds / 60).rounded())) min"
+        case ..<172_800: "\(Int((seconds / 3600).rounded())) h"
+        default: "\(Int((seconds / 86400).rounded())) days"
         }
     }
 

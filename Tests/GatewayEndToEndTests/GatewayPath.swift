@@ -35,7 +35,7 @@ final class GatewayPath: @unchecked Sendable {
         configure: (inout BridgeConfiguration) -> Void = { _ in }, claimCode: String? = nil, waitForRegistration: Bool = true,
         users: [String] = [], statsInterval: Duration = .seconds(60),
         coreConfigure: (inout CloudCoreConfiguration) -> Void = { _ in }, upkeep: GatewayServer.IdentityUpkeep = GatewayServer.IdentityUpkeep(),
-        logLevel: Logger.Level? = nil
+        logLevel: Logger.Level? = nil, coreClock: @escaping @Sendable () -> Date = { Date() }
     ) async throws -> GatewayPath {
         let scratch = try ScratchDirectory()
         var c = CloudCoreConfiguration()
@@ -53,7 +53,7 @@ final class GatewayPath: @unchecked Sendable {
         }
         _ = try directory.createDevice("gw1", site: "lobby", channels: 14)
         _ = try directory.createRingGroup("desk", site: "lobby", members: ["alice", "bob"], ringSeconds: 30)
-        let core = try await CloudCoreServer.start(c, logger: Self.quietLogger("core"))
+        let core = try await CloudCoreServer.start(c, logger: Self.quietLogger("core"), clock: coreClock)
         c.tlsListen = [.init("127.0.0.1:\(core.sipAddresses[.tls]!.port!)")!]  // the same port after a restart
         c.claimingListen = .init("127.0.0.1:\(core.claiming!.localAddress!.port!)")
 

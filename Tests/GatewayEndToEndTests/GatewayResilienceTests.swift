@@ -143,6 +143,15 @@ struct GatewayResilienceTests {
         await path.core.shutdown()
     }
 
+    /// Issue 18: a gateway whose clock is 3 minutes behind the cloud's (still within the 5 minutes
+    /// certificates are back-dated, so TLS works) says so from the registrar's `Date`, with the fix.
+    @Test func aClockBehindTheCloudsIsReportedBeforeTLSFailsOnIt() async throws {
+        let path = try await GatewayPath.start(coreClock: { Date().addingTimeInterval(180) })
+        try await path.eventually("the clock reported") { path.logs.contains("the system clock is 3 min behind the cloud's") }
+        #expect(path.logs.contains("enable NTP"))
+        await path.stop()
+    }
+
     @Test func aWrongClaimingCodeIsRefusedAndTheGatewayStaysUp() async throws {
         let path = try await GatewayPath.start(claimCode: "NOT-A-CODE", waitForRegistration: false)
         try await path.eventually("the refusal in the log") { path.logs.contains("claiming refused: the cloud refused the claim (403): unknown claiming code") }
