@@ -92,6 +92,9 @@ struct CoreDurableStateTests {
         let callee = try await first.callee("carol", .answer(afterMilliseconds: 100), index: 0)
         let caller = try await first.caller(.hangUp(holdMilliseconds: 3000), callee: "carol")
         try await first.core.eventually("the call answered") { await first.core.server.proxy.activeDialogs == 1 }
+        // Its record, written at the start and the answer (collected for 200 ms), is on disk.
+        let directory = first.core.directory
+        try await first.core.eventually("the call's open record on disk") { (try? directory.callRecords().contains { $0.status == .inProgress && $0.answeredAt != nil }) == true }
         let backup = first.scratch.path("backup.sqlite")
         let summary = try DirectoryBackup.backup(first.core.directory, configuration: first.core.server.configuration, to: backup)
         #expect(summary.users == 3 && summary.devices == 1 && summary.files.contains("ca-key.pem"), "\(summary)")

@@ -143,7 +143,8 @@ struct CoreHostileInputTests {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let server = try await ClaimingHTTPServer.start(
             service: service, tls: try NIOSSLContext(configuration: tls), address: try SocketAddress(ipAddress: "127.0.0.1", port: 0), group: group,
-            limits: .init(maxConnections: 50, maxPerAddress: 2, handshakeTimeout: .milliseconds(500), firstMessageTimeout: .seconds(5)), logger: logger)
+            // The handshake time well past the "at once" check (a loaded start of the parallel run once took it).
+            limits: .init(maxConnections: 50, maxPerAddress: 2, handshakeTimeout: .seconds(3), firstMessageTimeout: .seconds(5)), logger: logger)
         let port = try #require(server.localAddress?.port)
         func connect(from source: String) async throws -> any Channel {
             try await ClientBootstrap(group: group).bind(to: try SocketAddress(ipAddress: source, port: 0))
@@ -154,9 +155,9 @@ struct CoreHostileInputTests {
         try await Task.sleep(for: .milliseconds(250))
         #expect(!third.isActive && first.isActive && second.isActive && other.isActive, "the third from one address is refused, another address taken")
         #expect(server.openConnections == 3)
-        let deadline = ContinuousClock.now + .seconds(3)
+        let deadline = ContinuousClock.now + .seconds(10)
         while server.openConnections > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
-        #expect(server.openConnections == 0 && !first.isActive && !other.isActive, "no handshake within 0.5 s: all closed")
+        #expect(server.openConnections == 0 && !first.isActive && !other.isActive, "no handshake within 3 s: all closed")
         await server.shutdown()
         try await group.shutdownGracefully()
     }

@@ -114,7 +114,9 @@ struct ConnectionAdmissionTests {
 
     @Test func overTheCapTheSameAddressIsRefusedAnotherIsServedAndSilentOnesAreClosed() async throws {
         let agent = try await AgentHarness(
-            transports: [.tcp], connectionLimits: .init(maxConnections: 100, maxPerAddress: 3, firstMessageTimeout: .seconds(1)))
+            // The first-message time well past the "at once" check: at the start of the parallel
+            // run the five connects alone were once seen to take over a second.
+            transports: [.tcp], connectionLimits: .init(maxConnections: 100, maxPerAddress: 3, firstMessageTimeout: .seconds(4)))
         defer { Task { await agent.shutdown() } }
         let port = agent.port(.tcp)
         var idle: [any Channel] = []
@@ -131,7 +133,7 @@ struct ConnectionAdmissionTests {
         try await other.writeAndFlush(ByteBuffer(string: options))
         try await Task.sleep(for: .milliseconds(300))
         // The silent ones are closed after the first-message time; the one that spoke stays.
-        for channel in idle { #expect(await Self.closes(channel, within: .seconds(3)), "a silent connection closed after 1 s") }
+        for channel in idle { #expect(await Self.closes(channel, within: .seconds(10)), "a silent connection closed after 4 s") }
         try await Task.sleep(for: .milliseconds(500))
         #expect(other.isActive, "the connection that sent a valid request stays")
         #expect(await agent.endpoint.admission.count(from: "127.0.0.1") == 0, "their places are free")
