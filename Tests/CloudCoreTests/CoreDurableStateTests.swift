@@ -127,6 +127,34 @@ struct CoreDurableStateTests {
         await restored.stop()
     }
 
+    /// The directory locked by another process past the busy timeout: the registration's
+    /// write-back fails, is kept, and is written once the lock is gone (it used to be forgotten).
+    @Test func aRegistrationWhoseWriteBackFailsIsWrittenLater() async throws {
+        let core = try await CoreHarness.start()
+        let setup = CloudCoreSippTests.Setup(core: core, path: .udp)
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        let blocker = try DatabaseQueue(path: core.server.configuration.directoryFile, configuration: configuration)
+        let holding = Task.detached {
+            try blocker.inDatabase { db in
+                try db.execute(sql: "BEGIN EXCLUSIVE")
+                Thread.sleep(forTimeInterval: 8)
+                try db.execute(sql: "COMMIT")
+            }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        try await setup.register("carol", contact: "sip:carol@127.0.0.1:9;transport=udp", fromPort: try freePort(udp: true), viaUDP: true)
+        #expect(await core.server.proxy.contacts(of: "carol").count == 1, "the registrar answered from memory")
+        try await Task.sleep(for: .seconds(6))
+        #expect(try core.directory.loadRegistrations().allSatisfy { $0.addressOfRecord != "carol" }, "not written while the file is locked")
+        try await holding.value
+        let directory = core.directory
+        try await core.eventually("the registration written after the lock") {
+            (try? directory.loadRegistrations().contains { $0.addressOfRecord == "carol" }) == true
+        }
+        await setup.stop()
+    }
+
     @Test func aBackupOfSomethingElseIsRefusedWithAReason() throws {
         let scratch = try ScratchDirectory()
         try scratch.write("not.sqlite", "hello")

@@ -86,6 +86,7 @@ public actor CloudCoreProxy {
     var calls: [SIPTransactionKey: ProxiedCall] = [:]
     var dialogs: [String: ProxiedDialog] = [:]
     var housekeeping: RepeatedTask?
+    var registrationWritesFailing = false
     /// Counters for status and tests.
     public internal(set) var statistics = Statistics()
 
@@ -185,12 +186,30 @@ public actor CloudCoreProxy {
                 return wall
             })
         }
-        let (logger, loop) = (logger, endpoint.eventLoop)
+        let loop = endpoint.eventLoop
         directory.database.asyncWrite({ db in try Directory.saveRegistrations(stored, in: db) }, completion: { [self] _, result in
-            guard case .failure(let error) = result else { return }
-            logger.error("registrations not saved, tried again in a second", metadata: ["error": "\(SQLiteFile.describe(error))", "aors": "\(changes.count)"])
-            loop.execute { self.assumeIsolated { $0.location.markChanged(changes.map(\.aor)) } }
+            loop.execute {
+                self.assumeIsolated { proxy in
+                    switch result {
+                    case .success: proxy.registrationWrites(failed: nil, aors: [])
+                    case .failure(let error): proxy.registrationWrites(failed: SQLiteFile.describe(error), aors: changes.map(\.aor))
+                    }
+                }
+            }
         })
+    }
+
+    /// A write-back's outcome: a failure marks its AORs to be written again; the log says when
+    /// writing starts failing and when it works again (not once a second in between).
+    func registrationWrites(failed error: String?, aors: [String]) {
+        if let error {
+            location.markChanged(aors)
+            if !registrationWritesFailing { logger.error("registrations not saved, tried again every second", metadata: ["error": "\(error)", "aors": "\(aors.count)"]) }
+            registrationWritesFailing = true
+        } else if registrationWritesFailing {
+            registrationWritesFailing = false
+            logger.notice("registrations saved again")
+        }
     }
 
     /// The live contacts of an AOR (tests and status).
