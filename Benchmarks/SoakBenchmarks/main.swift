@@ -249,7 +249,14 @@ samples.append(sample(core: core))
 // MARK: The account
 
 let contents = try GatewayCallRecordFile.read(scratch + "/gateway/calls.sqlite", since: nil)
-let summarised = contents.summaries.reduce(0) { $0 + $1.calls }
+// Refusals of one kind within a minute are one record with a count (issue 16's RefusalTally:
+// "refused with 503 N more times in the last minute"): the N calls it stands for are counted.
+let tallied = contents.records.reduce(0) { total, record in
+    guard let reason = record.reason, let range = reason.range(of: #"refused with \d+ (\d+) more time"#, options: .regularExpression) else { return total }
+    let words = reason[range].split(separator: " ")
+    return total + (words.count > 3 ? Int(words[3]) ?? 0 : 0)
+}
+let summarised = contents.summaries.reduce(0) { $0 + $1.calls } + tallied
 var byStatus: [String: Int] = [:]
 for record in contents.records { byStatus[record.status.rawValue, default: 0] += 1 }
 let placed = await tally.placed, answered = await tally.answered, unanswered = await tally.unanswered
@@ -270,7 +277,7 @@ say("|---|---|")
 say("| calls placed (load generator) | \(placed) (\(await tally.byDirection.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))) |")
 say("| answered / not answered (load generator) | \(answered) / \(unanswered) |")
 say("| gateway records | \(contents.records.count) (\(byStatus.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))) |")
-say("| summarised (disk full past the queue) | \(summarised) |")
+say("| summarised (disk full past the queue; refusals tallied per minute) | \(summarised - tallied); \(tallied) |")
 say("| records + summarised − placed | \(contents.records.count + summarised - placed) |")
 say("| tone checks heard | \(toneHeard) / \(toneChecked) |")
 let (first, warm, last) = (samples[0], samples[1], samples[samples.count - 1])
