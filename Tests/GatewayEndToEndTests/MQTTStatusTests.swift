@@ -96,6 +96,27 @@ struct MQTTStatusTests {
         broker.stop()
     }
 
+    /// A gateway with one channel, a cloud that is not there (port 1) and the test's broker.
+    static func cloudlessConfig(id: String, state: String, legacyPort: Int, brokerPort: Int) -> String {
+        """
+        [gateway]
+        id = "\(id)"
+        state_dir = "\(state)"
+        [legacy]
+        listen = "127.0.0.1:\(legacyPort)"
+        [cloud]
+        server = "127.0.0.1:1"
+        [mqtt]
+        host = "127.0.0.1"
+        port = \(brokerPort)
+        [[channel]]
+        index = 1
+        number = "101"
+        cloud_target = "alice"
+        legacy_targets = ["sip:door@127.0.0.1:9"]
+        """
+    }
+
     /// The gateway as its own process: `kill -9` leaves the last will; a broker restart is
     /// followed by a reconnect and every retained topic again; SIGTERM goes offline cleanly.
     @Test func lastWillBrokerRestartAndCleanShutdown() async throws {
@@ -104,23 +125,8 @@ struct MQTTStatusTests {
         try await broker.start()
         let config = scratch.path("bridge.toml")
         func write(_ legacyPort: Int) throws {
-            try """
-                [gateway]
-                id = "gw9"
-                state_dir = "\(scratch.path("state"))"
-                [legacy]
-                listen = "127.0.0.1:\(legacyPort)"
-                [cloud]
-                server = "127.0.0.1:1"
-                [mqtt]
-                host = "127.0.0.1"
-                port = \(broker.port)
-                [[channel]]
-                index = 1
-                number = "101"
-                cloud_target = "alice"
-                legacy_targets = ["sip:door@127.0.0.1:9"]
-                """.write(toFile: config, atomically: true, encoding: .utf8)
+            try Self.cloudlessConfig(id: "gw9", state: scratch.path("state"), legacyPort: legacyPort, brokerPort: broker.port)
+                .write(toFile: config, atomically: true, encoding: .utf8)
         }
         try write(try freePort(udp: true))
         let prefix = "symphony-bridge/gw9"
@@ -162,23 +168,7 @@ struct MQTTStatusTests {
         try String(repeating: "\u{0}garbage", count: 4096).write(toFile: state + "/calls.sqlite", atomically: true, encoding: .utf8)
         let config = scratch.path("bridge.toml")
         let legacyPort = try freePort(udp: true)
-        try """
-            [gateway]
-            id = "gw8"
-            state_dir = "\(state)"
-            [legacy]
-            listen = "127.0.0.1:\(legacyPort)"
-            [cloud]
-            server = "127.0.0.1:1"
-            [mqtt]
-            host = "127.0.0.1"
-            port = \(broker.port)
-            [[channel]]
-            index = 1
-            number = "101"
-            cloud_target = "alice"
-            legacy_targets = ["sip:door@127.0.0.1:9"]
-            """.write(toFile: config, atomically: true, encoding: .utf8)
+        try Self.cloudlessConfig(id: "gw8", state: state, legacyPort: legacyPort, brokerPort: broker.port).write(toFile: config, atomically: true, encoding: .utf8)
         let binary = try builtExecutable("symphony-bridge")
         let gateway = try PeerProcess(binary, ["run", "--config", config])
         try await gateway.waitForOutput("legacy trunk listening", timeout: .seconds(20))
