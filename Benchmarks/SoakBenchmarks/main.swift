@@ -248,6 +248,10 @@ samples.append(sample(core: core))
 
 // MARK: The account
 
+// Read after the gateway's graceful stop: it closes the open windows of tallied refusals and
+// flushes its record writer, so the last minute's calls are on disk too.
+gateway.terminate()
+gateway.waitUntilExit()
 let contents = try GatewayCallRecordFile.read(scratch + "/gateway/calls.sqlite", since: nil)
 // Refusals of one kind within a minute are one record with a count (issue 16's RefusalTally:
 // "refused with 503 N more times in the last minute"): the N calls it stands for are counted.
@@ -291,9 +295,7 @@ let accounted = contents.records.count + summarised == placed && byStatus["in-pr
 let withinAims = rssGrowth <= 2 && fdGrowth <= 5
 say(withinAims ? "result: RSS and descriptors back within the aims" : "result: RSS or descriptors past the aims")
 say(accounted ? "result: every call accounted for" : "result: MISMATCH between calls placed and records")
-gateway.terminate()
 core.terminate()
-gateway.waitUntilExit()
 core.waitUntilExit()
 broker.stop()
 if environment["BENCH_KEEP"] == nil { try? FileManager.default.removeItem(atPath: scratch + "/core") } else { say("kept: \(scratch)") }
