@@ -17,7 +17,7 @@ struct DemoCommand: AsyncParsableCommand {
         commandName: "demo", abstract: "Place the demo calls through a running gateway and cloud core (make run).")
 
     @Option(help: "The gateway's legacy SIP address (UDP).") var gateway = "127.0.0.1:5060"
-    @Option(help: "The cloud core's SIPS address.") var core = "127.0.0.1:5061"
+    @Option(help: "The cloud core's SIPS address for clients (its client_tls_listen).") var core = "127.0.0.1:5063"
     @Option(help: "The CA that signed the core's certificate.") var ca: String
     @Option(help: "The cloud domain.") var domain = "symphony.local"
     @Option(help: "The cloud user the built-in client registers as.") var user = "bob"

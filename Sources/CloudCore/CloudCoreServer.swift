@@ -26,6 +26,8 @@ public final class CloudCoreServer: Sendable {
     public let tokenSigner: ClientTokenSigner
     /// The bound addresses (port 0 in the config picks a free one).
     public let sipAddresses: [SIPTransportProtocol: SocketAddress]
+    /// The bound `client_tls_listen` addresses (no certificate request).
+    public let clientTLSAddresses: [SocketAddress]
     /// The retention purge and the heartbeat.
     let periodic: [RepeatedTask]
     let lock: CoreLock?
@@ -75,11 +77,16 @@ public final class CloudCoreServer: Sendable {
         // (fitted to the process's file limit; the unit sets LimitNOFILE=16384).
         endpointConfiguration.connectionLimits = ConnectionAdmission.Limits(maxConnections: 8192, maxPerAddress: 256)
         endpointConfiguration.tls = try Self.sipTLS(certificatePEM: certificatePEM, keyPEM: keyPEM, authority: authority)
+        endpointConfiguration.advertisedHost = c.advertise
         let endpoint = try SIPEndpoint(eventLoop: eventLoop, configuration: endpointConfiguration, logger: logger)
         var addresses: [SIPTransportProtocol: SocketAddress] = [:]
         for listen in c.tlsListen {
             let bound = try await endpoint.listen(.tls, on: try SocketAddress(ipAddress: listen.host, port: listen.port))
             addresses[.tls] = addresses[.tls] ?? bound
+        }
+        var clientAddresses: [SocketAddress] = []
+        for listen in c.clientTLSListen {
+            clientAddresses.append(try await endpoint.listen(.tls, on: try SocketAddress(ipAddress: listen.host, port: listen.port), askForCertificate: false))
         }
         if let udp = c.labUDP { addresses[.udp] = try await endpoint.listen(.udp, on: try SocketAddress(ipAddress: udp.host, port: udp.port)) }
         if let tcp = c.labTCP { addresses[.tcp] = try await endpoint.listen(.tcp, on: try SocketAddress(ipAddress: tcp.host, port: tcp.port)) }
@@ -141,12 +148,13 @@ public final class CloudCoreServer: Sendable {
         // When the core was last alive: the end time of calls a crash leaves open.
         let heartbeat = eventLoop.scheduleRepeatedTask(initialDelay: .seconds(15), delay: .seconds(15)) { _ in directory.heartbeat(now: clock()) }
         logger.notice("cloud core ready", metadata: [
-            "sip": "\(addresses.map { "\($0.key.rawValue.lowercased()) \($0.value.displayText)" }.sorted().joined(separator: ", "))",
+"sip": "\(addresses.map { "\($0.key.rawValue.lowercased()) \($0.value.displayText)" }.sorted().joined(separator: ", "))",
+            "clients": "\(clientAddresses.isEmpty ? "no listener of their own" : clientAddresses.map { "tls \($0.displayText)" }.joined(separator: ", "))",
             "claiming": "\(claiming?.localAddress?.displayText ?? "off")",
         ])
         let server = CloudCoreServer(
             configuration: c, directory: directory, authority: authority, endpoint: endpoint, proxy: proxy, claiming: claiming,
-            tokenSigner: ClientTokenSigner(key: tokenKey), sipAddresses: addresses, periodic: [retention, heartbeat], lock: lock,
+            tokenSigner: ClientTokenSigner(key: tokenKey), sipAddresses: addresses, clientTLSAddresses: clientAddresses, periodic: [retention, heartbeat], lock: lock,
             status: CoreStatusPublisher.make(c, version: Self.version, logger: logger), logger: logger)
         if let status = server.status { proxy.observeRecordBacklog { status.records($0) } }
         server.certificateUpkeep.withLockedValue { $0 = server.keepServerCertificate(every: serverCertificateCheck, clock: clock) }
@@ -159,7 +167,7 @@ public final class CloudCoreServer: Sendable {
     init(
         configuration: CloudCoreConfiguration, directory: Directory, authority: DeviceCertificateAuthority, endpoint: SIPEndpoint,
         proxy: CloudCoreProxy, claiming: ClaimingHTTPServer?, tokenSigner: ClientTokenSigner, sipAddresses: [SIPTransportProtocol: SocketAddress],
-        periodic: [RepeatedTask], lock: CoreLock?, status: CoreStatusPublisher?, logger: Logger
+        clientTLSAddresses: [SocketAddress] = [], periodic: [RepeatedTask], lock: CoreLock?, status: CoreStatusPublisher?, logger: Logger
     ) {
         self.lock = lock
         self.status = status
@@ -171,6 +179,7 @@ public final class CloudCoreServer: Sendable {
         self.claiming = claiming
         self.tokenSigner = tokenSigner
         self.sipAddresses = sipAddresses
+        self.clientTLSAddresses = clientTLSAddresses
         self.periodic = periodic
         self.logger = logger
     }
@@ -200,7 +209,8 @@ public final class CloudCoreServer: Sendable {
             if c.certificateFile != nil { return (certificate, key) }
             // Our own: reuse it if it still names the advertised host and is not due for renewal.
             if let parsed = try? Certificate(pemEncoded: certificate), let privateKey = try? P256.Signing.PrivateKey(pemRepresentation: key),
-                parsed.publicKey == Certificate.PublicKey(privateKey.publicKey), !Self.renewalDue(parsed, now: now), Self.names(parsed, c.advertise)
+                parsed.publicKey == Certificate.PublicKey(privateKey.publicKey), !Self.renewalDue(parsed, now: now),
+                Self.serverNames(c).allSatisfy({ Self.names(parsed, $0) })
             {
                 return (certificate, key)
             }
@@ -208,10 +218,10 @@ public final class CloudCoreServer: Sendable {
             throw DirectoryError("cannot read \(certificateFile) or \(keyFile)")
         }
         let key = P256.Signing.PrivateKey()
-        let isIP = (try? SocketAddress(ipAddress: c.advertise, port: 0)) != nil
+        let names = Self.serverNames(c)
         let certificate = try authority.issueServer(
             commonName: c.advertise, publicKey: .init(key.publicKey),
-            dnsNames: isIP ? ["localhost"] : [c.advertise, "localhost"], ipAddresses: isIP ? [c.advertise, "127.0.0.1", "::1"] : ["127.0.0.1", "::1"],
+            dnsNames: names.filter { !Self.isIPAddress($0) } + ["localhost"], ipAddresses: names.filter(Self.isIPAddress) + ["127.0.0.1", "::1"],
             validDays: 825, now: now)
         let certificatePEM = try certificate.serializeAsPEM().pemString + "\n"
         // Key first, then the certificate: a cut in between leaves a pair that does not match,
@@ -220,6 +230,17 @@ public final class CloudCoreServer: Sendable {
         try AtomicFile.write(certificatePEM, to: certificateFile, mode: 0o644)
         return (certificatePEM, key.pemRepresentation)
     }
+
+    /// What the core's own server certificate names besides localhost: the advertised name or
+    /// address, and the SIP domain — the name clients dial (`sips:alice@<domain>`), which they
+    /// check as a DNS name (issue 19) — when it is a name.
+    static func serverNames(_ c: CloudCoreConfiguration) -> [String] {
+        var names = [c.advertise]
+        if !isIPAddress(c.domain), c.domain != c.advertise, c.domain != "localhost" { names.append(c.domain) }
+        return names.filter { $0 != "localhost" && $0 != "127.0.0.1" && $0 != "::1" }
+    }
+
+    static func isIPAddress(_ text: String) -> Bool { (try? SocketAddress(ipAddress: text, port: 0)) != nil }
 
     /// Whether `certificate` names `host` (a DNS name, or an IP address compared as bytes).
     static func names(_ certificate: Certificate, _ host: String) -> Bool {

@@ -2,7 +2,7 @@ import DeviceTrust
 import Foundation
 public import Logging
 import NIOCore
-import SIP
+public import SIP
 public import SIPTransport
 
 /// Where the uplink stands, for status (MQTT `cloud` topic) and for the router.
@@ -45,6 +45,12 @@ public actor CloudRegistration {
         public var backoff = ReconnectBackoff(base: .seconds(2), ceiling: .seconds(60))
         /// How fast a silent flow counts as down (`CloudHealth`); probes go only on a quiet flow.
         public var health = CloudHealth.Settings()
+        /// Digest credentials for a registrar that challenges (RFC 3261 §22.2); `username` nil:
+        /// each AOR authenticates as itself. Nil: a challenge fails the round (mutual TLS only).
+        public var credentials: DigestCredentials?
+        /// A preloaded route (`<sips:proxy:5061;lr>`, RFC 3261 §8.1.2) when `server` is an
+        /// outbound proxy rather than the registrar.
+        public var route: String?
 
         public init(server: SIPDestination, domain: String, addressesOfRecord: [String], instance: String) {
             self.server = server
@@ -276,8 +282,12 @@ public actor CloudRegistration {
         }
     }
 
-    /// One REGISTER; `done` gets nil for a 2xx, else what went wrong.
-    private func sendRegister(_ aor: String, expires: UInt32, on flow: SIPFlow, done: @escaping @Sendable (String?) -> Void) {
+    /// One REGISTER; `done` gets nil for a 2xx, else what went wrong. A 401/407 is answered once
+    /// with the credentials (a second challenge, or none to answer with, fails it).
+    private func sendRegister(
+        _ aor: String, expires: UInt32, on flow: SIPFlow, authorization: (name: SIPHeaderName, value: String)? = nil,
+        done: @escaping @Sendable (String?) -> Void
+    ) {
         var state = callIDs[aor] ?? (SIPIdentifiers.callID(host: settings.domain), 0)
         state.cseq += 1
         callIDs[aor] = state
@@ -294,11 +304,23 @@ public actor CloudRegistration {
         request.headers.add(.contact, "<sips:\(aor)@\(localHost):\(local.port ?? 5061);transport=tls;ob>;+sip.instance=\"<urn:uuid:\(settings.instance)>\";reg-id=1")
         request.headers.add(.supported, "outbound, path")
         request.headers.add(.expires, String(expires))
+        if let route = settings.route { request.headers.add(.route, route) }
+        if let authorization { request.headers.add(authorization.name, authorization.value) }
+        let (credentials, requestURI) = (settings.credentials, uri.description)
         endpoint.assumeIsolated { endpoint in
             _ = endpoint.sendRequest(request, on: flow) { _, event in
                 switch event {
                 case .response(let response, _):
                     guard let code = response.statusCode, code >= 200 else { return }
+                    if code == 401 || code == 407, authorization == nil, let credentials {
+                        var client = DigestClient(username: credentials.username ?? aor, password: credentials.password)
+                        if let answer = try? client.authorize(response, method: .register, uri: requestURI, cnonce: SIPIdentifiers.random(16)) {
+                            self.assumeIsolated { $0.sendRegister(aor, expires: expires, on: flow, authorization: answer, done: done) }
+                            return
+                        }
+                        done("\(code): no digest challenge this gateway can answer (MD5 or SHA-256, qop auth)")
+                        return
+                    }
                     if (200...299).contains(code), let date = response.headers[.date] {
                         self.assumeIsolated { $0.checkClock(against: date) }
                     }

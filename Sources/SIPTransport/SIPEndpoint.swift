@@ -32,6 +32,9 @@ public actor SIPEndpoint {
         public var requestSources: [IPPrefix]?
         /// Server transactions kept per source and in all (`SIPTransactionAdmission`).
         public var transactionLimits = SIPTransactionAdmission.Limits()
+        /// The name or address peers reach us at (a core's `[sip] advertise`): the host of our
+        /// Via and of a proxy's Record-Route. Nil: the address a listener is bound to.
+        public var advertisedHost: String?
 
         public init() {}
     }
@@ -40,7 +43,11 @@ public actor SIPEndpoint {
     let logger: Logger
     let parser: SIPMessageParser
     private var serverContext: NIOSSLContext?
+    /// The same identity without asking clients for a certificate (`listen(…, askForCertificate: false)`).
+    private var serverContextWithoutRequest: NIOSSLContext?
     private var clientContext: NIOSSLContext?
+    /// The ports our stream listeners are bound to: a Record-Route names the one a flow came in on.
+    private var listenerPorts: [SIPTransportProtocol: Set<Int>] = [:]
 
     // Transports.
     var udpChannels: [any Channel] = []
@@ -101,7 +108,7 @@ public actor SIPEndpoint {
         self.transactionAdmission = SIPTransactionAdmission(limits: configuration.transactionLimits)
         self.admission = ConnectionAdmission(limits: configuration.connectionLimits.fitted(toFileLimit: ConnectionAdmission.Limits.processFileLimit))
         if let tls = configuration.tls {
-            serverContext = tls.privateKey == nil ? nil : try tls.makeServerContext()
+            (serverContext, serverContextWithoutRequest) = try Self.serverContexts(tls)
             clientContext = try tls.makeClientContext()
         }
     }
@@ -114,11 +121,20 @@ public actor SIPEndpoint {
     /// Sets (or replaces) the TLS identity after start: a gateway has its device certificate
     /// only once it is claimed. New connections and listeners use it; existing ones keep theirs.
     public func useTLS(_ tls: SIPTLSSettings) throws {
-        serverContext = tls.privateKey == nil ? nil : try tls.makeServerContext()
+        (serverContext, serverContextWithoutRequest) = try Self.serverContexts(tls)
         clientContext = try tls.makeClientContext()
         // Connections we opened with the old identity are not handed out again (`flow(to:)`
         // opens new ones, which present the new certificate); they serve what runs on them.
         staleClientConnections.formUnion(clientConnections)
+    }
+
+    private static func serverContexts(_ tls: SIPTLSSettings) throws -> (NIOSSLContext?, NIOSSLContext?) {
+        guard tls.privateKey != nil else { return (nil, nil) }
+        let asking = try tls.makeServerContext()
+        guard tls.clientCertificates != .none else { return (asking, asking) }
+        var quiet = tls
+        quiet.clientCertificates = .none
+        return (asking, try quiet.makeServerContext())
     }
 
     /// TLS connections this endpoint opened (as a client), and those opened before the last `useTLS`.
@@ -127,9 +143,12 @@ public actor SIPEndpoint {
 
     // MARK: Listening
 
-    /// Binds a listener and returns the bound address (port 0 picks a free port).
+    /// Binds a listener and returns the bound address (port 0 picks a free port). A TLS listener
+    /// with `askForCertificate` false never sends a certificate request: clients that are not
+    /// devices (liblinphone turns a request into a key-password prompt that stalls the handshake)
+    /// connect there and authenticate by digest or token.
     @discardableResult
-    public func listen(_ transport: SIPTransportProtocol, on address: SocketAddress) async throws -> SocketAddress {
+    public func listen(_ transport: SIPTransportProtocol, on address: SocketAddress, askForCertificate: Bool = true) async throws -> SocketAddress {
         let bound: SocketAddress
         switch transport {
         case .udp:
@@ -165,7 +184,7 @@ public actor SIPEndpoint {
                         let (id, context) = try self.assumeIsolated { endpoint in
                             let id = endpoint.allocateConnectionID()
                             try endpoint.admitConnection(channel, id: id, tls: transport == .tls)
-                            return (id, transport == .tls ? endpoint.serverContext : nil)
+                            return (id, transport == .tls ? (askForCertificate ? endpoint.serverContext : endpoint.serverContextWithoutRequest) : nil)
                         }
                         try Self.configureStream(channel, transport: transport, tls: context.map { NIOSSLServerHandler(context: $0) }, endpoint: self, connectionID: id)
                     }
@@ -173,6 +192,7 @@ public actor SIPEndpoint {
                 .bind(to: address).get()
             listeningChannels.append(channel)
             bound = channel.localAddress!
+            if let port = bound.port { listenerPorts[transport, default: []].insert(port) }
         }
         if advertised[transport] == nil { advertised[transport] = bound }
         logger.info("listening", metadata: ["transport": "\(transport)", "address": "\(bound.displayText)"])
@@ -411,8 +431,24 @@ public actor SIPEndpoint {
     public func makeVia(for transport: SIPTransportProtocol, branch: String = SIPIdentifiers.branch()) -> SIPVia {
         let address = advertised[transport] ?? advertised[.udp]
         return SIPVia(
-            transport: transport.viaToken, host: address?.hostText ?? "127.0.0.1", port: address?.port,
+            transport: transport.viaToken, host: configuration.advertisedHost ?? address?.hostText ?? "127.0.0.1", port: address?.port,
             parameters: [SIPParameter(name: "branch", value: branch), SIPParameter(name: "rport")])
+    }
+
+    /// Where a peer on `flow` reaches us (a Record-Route's host and port): the advertised host,
+    /// and the port of the listener the flow came in on — a client on the listener that asks for
+    /// no certificate comes back there — else the transport's first listener.
+    public func advertisedAddress(for flow: SIPFlow) -> (host: String, port: Int) {
+        let first = advertised[flow.transport]
+        let cameIn = flow.local.port.flatMap { listenerPorts[flow.transport]?.contains($0) == true ? $0 : nil }
+        let port = cameIn ?? first?.port ?? flow.transport.defaultPort
+        let bound = first ?? flow.local
+        let host = configuration.advertisedHost ?? (Self.isWildcard(bound) ? flow.local.hostText : bound.hostText)
+        return (host, port)
+    }
+
+    private static func isWildcard(_ address: SocketAddress) -> Bool {
+        address.hostText == "0.0.0.0" || address.hostText == "::"
     }
 
     // MARK: Transaction user

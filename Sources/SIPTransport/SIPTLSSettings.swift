@@ -61,9 +61,15 @@ public struct SIPTLSSettings: Sendable {
 
     /// A client that only verifies the server against `caFile` and presents no certificate.
     public init(trustingCAFile caFile: String) {
+        self.init(trusting: .file(caFile))
+    }
+
+    /// A client that verifies the server against `trustRoots` (`.default`: the system's CA
+    /// store, for a public SIP provider) and presents no certificate.
+    public init(trusting trustRoots: NIOSSLTrustRoots) {
         self.certificateChain = []
         self.privateKey = nil
-        self.trustRoots = .file(caFile)
+        self.trustRoots = trustRoots
         self.clientCertificates = .none
     }
 

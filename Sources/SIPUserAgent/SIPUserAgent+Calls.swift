@@ -37,6 +37,7 @@ extension SIPUserAgent {
         invite.headers.add(.to, SIPNameAddress(uri: target).description)
         invite.headers.add(.callID, SIPIdentifiers.callID(host: configuration.domain))
         invite.headers.add(.cseq, "1 INVITE")
+        if let route = configuration.preloadedRoute { invite.headers.add(.route, route) }
         invite.headers.add(.contact, contact(for: flow, user: user).description)
         invite.headers.add(.allow, validator.allowedMethods.map(\.rawValue).joined(separator: ", "))
         invite.headers.add(.supported, "timer")
@@ -95,8 +96,7 @@ extension SIPUserAgent {
                 calls[handle] = call
                 sendInvite(handle)
             case 401, 407:
-                let credentials = call.authenticated ? nil : try? digestClient?.authorize(
-                    response, method: .invite, uri: call.invite.requestURI?.description ?? "", cnonce: SIPIdentifiers.random(16))
+                let credentials = call.authenticated ? nil : try? authorize(call.invite, challenge: response)
                 guard call.retryAuthenticated(with: credentials.map { ($0.name, $0.value) }) else {
                     endCall(handle, reason: "authentication failed")
                     emit(.failed(handle, status: code))
@@ -109,6 +109,16 @@ extension SIPUserAgent {
                 emit(.failed(handle, status: code))
             }
         }
+    }
+
+    /// The Authorization for `request` after `challenge`: the agent's credentials, else the
+    /// caller credentials as the user the request is from.
+    private func authorize(_ request: SIPMessage, challenge: SIPMessage) throws -> (name: SIPHeaderName, value: String)? {
+        let method = request.method ?? .invite, uri = request.requestURI?.description ?? ""
+        if digestClient != nil { return try digestClient?.authorize(challenge, method: method, uri: uri, cnonce: SIPIdentifiers.random(16)) }
+        guard let credentials = configuration.callerCredentials else { return nil }
+        var client = DigestClient(username: credentials.username ?? request.from?.sipURI?.user ?? configuration.user, password: credentials.password)
+        return try client.authorize(challenge, method: method, uri: uri, cnonce: SIPIdentifiers.random(16))
     }
 
     private func receiveInviteOK(_ handle: SIPCallHandle, _ response: SIPMessage, flow: SIPFlow) {

@@ -1,6 +1,6 @@
 public import Logging
 import NIOCore
-import SIP
+public import SIP
 public import SIPTransport
 
 /// A SIP user agent on an endpoint: places and answers calls (INVITE sessions with their
@@ -17,6 +17,13 @@ public actor SIPUserAgent {
         public var displayName: String?
         /// Credentials for digest challenges we receive (RFC 8760).
         public var credentials: (username: String, password: String)?
+        /// Credentials whose user may be left to each call: nil `username` authenticates as the
+        /// user the INVITE is from (a gateway's channels, each its own account). Used when
+        /// `credentials` is nil.
+        public var callerCredentials: DigestCredentials?
+        /// A preloaded route for requests outside a dialog (RFC 3261 §8.1.2): an outbound proxy's
+        /// `<sips:proxy;lr>`.
+        public var preloadedRoute: String?
         /// The registrar role (`SIPRegistrar`); nil: REGISTER is not allowed here (405).
         public var registrar: SIPRegistrar.Settings?
         /// Who decides about incoming calls (`Role`).

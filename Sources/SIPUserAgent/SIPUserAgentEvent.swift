@@ -85,6 +85,8 @@ public enum SIPUserAgentEvent: Sendable, Equatable, CustomStringConvertible {
 public struct SIPIncomingCall: Sendable, Equatable {
     public var requestURI: AnyURI?
     public var from: SIPNameAddress?
+    /// The To header: who the caller dialled (a trunk's channel, when the Request-URI is our Contact).
+    public var to: SIPNameAddress?
     /// P-Asserted-Identity (RFC 3325) as received: worth something only from a peer trusted to
     /// assert (the owner knows which).
     public var assertedIdentity: SIPNameAddress?
@@ -118,6 +120,7 @@ public struct SIPIncomingCall: Sendable, Equatable {
         self.init(
             requestURI: invite.requestURI, from: invite.from, assertedIdentity: asserted, callID: invite.callID ?? "", flow: flow,
             offer: SIPMessageBody(invite), peerAllows: SIPAllowedMethods(invite))
+        to = invite.to
     }
 }
 

@@ -17,6 +17,10 @@ public struct CloudCoreConfiguration: Sendable, Equatable {
     public var seedFile: String?
     // [sip]
     public var tlsListen: [HostPort] = [HostPort("0.0.0.0:5061")!]
+    /// SIPS listeners that never ask for a client certificate: for clients that are not devices
+    /// (issue 19: liblinphone stalls on a certificate request). Empty: none (the shipped
+    /// cloud-core.toml and the demo open 5062).
+    public var clientTLSListen: [HostPort] = []
     /// The host name or address put in Via, Record-Route and the certificate (what peers reach).
     public var advertise = "127.0.0.1"
     public var labUDP: HostPort?
@@ -109,6 +113,16 @@ public struct CloudCoreConfiguration: Sendable, Equatable {
                 }
                 c.tlsListen = parsed
             }
+            if let list = sip.stringArray("client_tls_listen") {
+                var parsed: [HostPort] = []
+                for text in list {
+                    if let value = HostPort(text) { parsed.append(value) } else { sip.reject("client_tls_listen", "expected \"host:port\" entries, found \"\(text)\"") }
+                }
+                if let shared = parsed.first(where: { c.tlsListen.contains($0) && $0.port != 0 }) {
+                    sip.reject("client_tls_listen", "\(shared) is also in tls_listen: devices and clients need a listener each")
+                }
+                c.clientTLSListen = parsed
+            }
             c.advertise = sip.string("advertise") ?? c.advertise
             c.labUDP = hostPort(sip, "lab_udp_listen")
             c.labTCP = hostPort(sip, "lab_tcp_listen")
@@ -125,7 +139,7 @@ public struct CloudCoreConfiguration: Sendable, Equatable {
                     c.digestAlgorithms = algorithms
                 }
             }
-            if c.tlsListen.isEmpty, c.labUDP == nil, c.labTCP == nil { sip.reject("tls_listen", "no listener: name at least one address") }
+            if c.tlsListen.isEmpty, c.clientTLSListen.isEmpty, c.labUDP == nil, c.labTCP == nil { sip.reject("tls_listen", "no listener: name at least one address") }
             sip.finish()
         }
         if let ca = root.table("ca") {

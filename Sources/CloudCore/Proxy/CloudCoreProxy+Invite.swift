@@ -271,12 +271,11 @@ extension CloudCoreProxy {
 
     /// `sip:<advertised>:<port>;transport=…;lr;symcore=<signature>` (`RouteSignature`).
     func recordRouteURI(for flow: SIPFlow, callID: String, callerTag: String) -> String {
-        let address = endpoint.assumeIsolated { $0.advertised[flow.transport] } ?? flow.local
-        let host = address.protocol == .inet6 ? "[\(address.hostText)]" : address.hostText
-        let port = address.port ?? flow.transport.defaultPort
+        let (hostText, port) = endpoint.assumeIsolated { $0.advertisedAddress(for: flow) }
+        let host = hostText.contains(":") ? "[\(hostText)]" : hostText
         let transport = flow.transport.rawValue.lowercased()
         let signature = settings.routeSignature.sign(
-            callID: callID, callerTag: callerTag, uri: Self.routeIdentity(host: address.hostText, port: port, transport: transport))
+            callID: callID, callerTag: callerTag, uri: Self.routeIdentity(host: hostText, port: port, transport: transport))
         return "sip:\(host):\(port);transport=\(transport);lr;\(Self.routeMarker)=\(signature)"
     }
 

@@ -37,12 +37,16 @@ public struct BridgeConfiguration: Sendable, Equatable {
         /// What the cloud sees as the caller when a station calls ("Lobby door"; the station's
         /// number follows in parentheses); unset: the station's own display name.
         public var displayName: String?
+        /// The account (AOR user) the channel registers as at a cloud other than the reference
+        /// core's claiming (`[cloud] auth = "certificate"|"digest"`); nil: `<device>-ch<n>`.
+        public var cloudAccount: String?
 
         public init(
             index: Int, number: String, cloudTarget: String, legacyTargets: [String], meshTargets: [String] = [], ring: RingMode = .parallel,
-            ringSeconds: Int = 30, maxCallSeconds: Int = 600, enabled: Bool = true, displayName: String? = nil
+            ringSeconds: Int = 30, maxCallSeconds: Int = 600, enabled: Bool = true, displayName: String? = nil, cloudAccount: String? = nil
         ) {
             self.displayName = displayName
+            self.cloudAccount = cloudAccount
             self.index = index
             self.number = number
             self.cloudTarget = cloudTarget
@@ -79,6 +83,10 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public var cloudCodecs = ["opus", "G722", "PCMA", "PCMU"]
     public var srtpSuites = ["AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32"]
     public var keepaliveSeconds = 25
+    /// `auth`, `registration`, `account`, `domain`, `outbound_proxy` (`CloudAccess`).
+    public var cloudAccess = CloudAccess()
+    /// Whether `server` named its port; without one, a name is looked up per RFC 3263 (SRV).
+    public var cloudServerHasPort = true
     // [media]
     public var rtpPortMin = 10000
     public var rtpPortMax = 50000
@@ -165,6 +173,8 @@ public struct BridgeConfiguration: Sendable, Equatable {
         let cloud = root.table("cloud", required: true)
         if let cloud {
             c.cloudServer = endpoint(cloud, "server", defaultPort: 5061, required: true)
+            c.cloudServerHasPort = cloud.string("server").map { HostPort($0.replacingOccurrences(of: "sips:", with: "").replacingOccurrences(of: "sip:", with: "")) != nil } ?? true
+            c.cloudAccess = CloudAccess.read(cloud)
             c.cloudCAFile = cloud.string("ca_file")
             if let url = cloud.string("claim_url") {
                 if url.hasPrefix("https://"), let parsed = URL(string: url), parsed.host != nil, (1...65535).contains(parsed.port ?? 443) {
@@ -235,10 +245,22 @@ public struct BridgeConfiguration: Sendable, Equatable {
             if let displayName, SIPNameAddress.safeDisplayName(displayName) != displayName || displayName.count > 64 {
                 table.reject("display_name", "\"\(displayName)\": 1–64 characters, no quotes, backslashes or control characters")
             }
+            let cloudAccount = table.string("cloud_account")
+            if let cloudAccount {
+                if !CloudAccess.isAccount(cloudAccount) {
+                    table.reject("cloud_account", "\"\(cloudAccount)\": 1–64 letters, digits, '-', '_', '.' or '+'")
+                } else if c.cloudAccess.isClaim {
+                    table.reject("cloud_account", "a claimed gateway's channels register as <device>-ch<n>; cloud_account needs [cloud] auth = \"certificate\" or \"digest\"")
+                } else if c.channels.contains(where: { $0.cloudAccount == cloudAccount }) {
+                    table.reject("cloud_account", "\"\(cloudAccount)\" is already channel \(c.channels.first { $0.cloudAccount == cloudAccount }!.index)'s")
+                }
+            } else if !c.cloudAccess.isClaim, c.cloudAccess.registration == .channels, enabled {
+                table.reject("index", "channel \(index) needs cloud_account: with [cloud] auth = \"\(c.cloudAccess.authentication.name)\" each channel registers as its own account (or set [cloud] registration = \"trunk\")")
+            }
             table.finish()
             c.channels.append(Channel(
                 index: index, number: number, cloudTarget: cloudTarget, legacyTargets: legacyTargets, meshTargets: meshTargets,
-                ring: ring, ringSeconds: ringSeconds, maxCallSeconds: maxCall, enabled: enabled, displayName: displayName))
+                ring: ring, ringSeconds: ringSeconds, maxCallSeconds: maxCall, enabled: enabled, displayName: displayName, cloudAccount: cloudAccount))
             planned.append(ChannelPlan.Channel(index: index, number: number, enabled: enabled))
             // The plan's rules (unique index, dialable and unique number), each at its key.
             do { _ = try ChannelPlan(planned) } catch {
@@ -254,6 +276,11 @@ public struct BridgeConfiguration: Sendable, Equatable {
             c.meshEnabled = mesh.bool("enabled") ?? c.meshEnabled
             c.meshInterfaces = mesh.stringArray("interfaces") ?? c.meshInterfaces
             if c.meshEnabled, c.meshInterfaces.isEmpty { mesh.reject(mesh.has("interfaces") ? "interfaces" : "enabled", "the mesh needs at least one interface") }
+            // Mesh peers prove their site with the device certificate the reference core's CA
+            // binds to it at claiming; an operator's certificate or a password proves no site.
+            if c.meshEnabled, !c.cloudAccess.isClaim {
+                mesh.reject("enabled", "the mesh needs a claimed gateway (its peers check the site in the device certificate); [cloud] auth is \"\(c.cloudAccess.authentication.name)\"")
+            }
             c.fallbackAfterMilliseconds = mesh.int("fallback_after_ms", in: 100...60000) ?? c.fallbackAfterMilliseconds
             c.meshPort = mesh.int("port", in: 1...65535) ?? c.meshPort
             mesh.finish()

@@ -133,11 +133,19 @@ extension GatewayServer {
         await status.stop()
     }
 
-    /// Claims (when needed), then registers the channels and keeps the router's cloud flow and
-    /// health current; unregisters at the end.
+    /// Claims (when needed) — or takes the configured certificate or password — then registers
+    /// the channels and keeps the router's cloud flow and health current; unregisters at the end.
     private func runUplink(identity stored: DeviceIdentity?, identityBroken: Bool, retry: ReconnectBackoff) async {
         await cancelWhenGracefulShutdown {
-            guard let identity = await self.claimIdentity(stored, broken: identityBroken, retry: retry), let registration = await self.register(identity) else { return }
+            let registration: CloudRegistration
+            var claimed: DeviceIdentity?
+            if self.configuration.cloudAccess.isClaim {
+                guard let identity = await self.claimIdentity(stored, broken: identityBroken, retry: retry), let made = await self.register(identity) else { return }
+                (registration, claimed) = (made, identity)
+            } else {
+                guard let made = await self.registerWithConfiguredCredentials() else { return }
+                registration = made
+            }
             let (router, status, box) = (self.router, self.status, self.uplink)
             await withDiscardingTaskGroup { group in
                 group.addTask {
@@ -146,7 +154,7 @@ extension GatewayServer {
                         await status?.uplink(change)
                     }
                 }
-                group.addTask { await self.runIdentityUpkeep(identity, registration: registration) }
+                if let claimed { group.addTask { await self.runIdentityUpkeep(claimed, registration: registration) } }
                 group.addTask {
                     // The clock against the cloud's (docs/RELIABILITY.md "Time"); cleared, the release-date check stays.
                     for await problem in registration.clockChanges { await status?.problem("clock", problem ?? ClockCheck.problem(now: Date())) }
@@ -230,7 +238,7 @@ extension GatewayServer {
         guard let server = configuration.cloudServer else { return nil }
         var settings = CloudRegistration.Settings(
             server: SIPDestination(transport: .tls, host: server.host, port: server.port), domain: identity.domain,
-            addressesOfRecord: configuration.channels.filter(\.enabled).map { "\(identity.device)-ch\($0.index)" },
+            addressesOfRecord: CloudAccounts(device: identity.device).addressesOfRecord(configuration.channels),
             instance: Self.instanceID(in: configuration.stateDirectory))
         settings.keepAlive = .seconds(configuration.keepaliveSeconds)
         // A gateway on a LAN comes back soon after an outage: at most 15 s between attempts.

@@ -118,6 +118,12 @@ public final class GatewayServer: Service, Sendable {
         // every 150 s, and one that stops is hung up (docs/GATEWAY.md).
         cloudAgent.sessionExpires = 300
         cloudAgent.domain = "localhost"  // replaced by the claimed domain in From; see `ChannelRouter.Settings.domain`
+        // A cloud without claiming: INVITEs answer a challenge as the channel's account (or the
+        // configured user), and go by the outbound proxy.
+        if case .digest = config.cloudAccess.authentication, case .success(let credentials) = Self.configuredCredentials(config) {
+            cloudAgent.callerCredentials = credentials.digest
+        }
+        cloudAgent.preloadedRoute = Self.outboundRoute(config)
         let cloudUA = SIPUserAgent(endpoint: cloudEndpoint, configuration: cloudAgent, logger: component(logger, "cloud-ua"))
         await legacyUA.attach()
         await cloudUA.attach()
@@ -140,12 +146,13 @@ public final class GatewayServer: Service, Sendable {
         // calls answered; cloud and mesh wait for a fix): nothing essential waits on it.
         let identity: DeviceIdentity?, brokenIdentity: DeviceIdentity.BrokenFile?
         do {
-            (identity, brokenIdentity) = (try DeviceIdentity.load(from: config.stateDirectory), nil)
+            (identity, brokenIdentity) = config.cloudAccess.isClaim ? (try DeviceIdentity.load(from: config.stateDirectory), nil) : (nil, nil)
         } catch {
             (identity, brokenIdentity) = (nil, error)
             logger.error("\(error). The gateway runs unclaimed: legacy calls are answered, the cloud and the mesh wait. Restore the file, or remove \(config.stateDirectory)/device.json and claim again with a new claim_code (then reload).")
         }
-        let settings = ChannelRouter.Settings(config, device: identity?.device ?? config.gatewayID, domain: identity?.domain ?? "localhost")
+        let settings = ChannelRouter.Settings(
+            config, device: identity?.device ?? config.gatewayID, domain: identity?.domain ?? (config.cloudAccess.isClaim ? "localhost" : Self.configuredDomain(config)))
         let router = ChannelRouter(
             legacy: legacyUA, cloud: cloudUA, mesh: meshUA, settings: settings, relay: relay, records: records, logger: component(logger, "router"))
 
@@ -293,6 +300,7 @@ public final class GatewayServer: Service, Sendable {
         check("cloud.server", old.cloudServer, new.cloudServer)
         check("cloud.ca_file", old.cloudCAFile, new.cloudCAFile)
         check("cloud.keepalive_s", old.keepaliveSeconds, new.keepaliveSeconds)
+        check("cloud.auth/registration/account/domain/outbound_proxy", old.cloudAccess, new.cloudAccess)
         check("media.rtp_port_min", old.rtpPortMin, new.rtpPortMin)
         check("media.rtp_port_max", old.rtpPortMax, new.rtpPortMax)
         check("mesh.enabled", old.meshEnabled, new.meshEnabled)
@@ -311,7 +319,8 @@ public final class GatewayServer: Service, Sendable {
         await legacyEndpoint.setRequestSources(Self.legacySources(new, logger: logger))
         await router.update(ChannelRouter.Settings(new, device: "", domain: ""))
         if let device = uplink.device, let registration = uplink.registration {
-            await registration.update(addressesOfRecord: new.channels.filter(\.enabled).map { "\(device)-ch\($0.index)" })
+            let accounts = CloudAccounts(registration: new.cloudAccess.registration, device: device, trunkAccount: new.cloudAccess.trunkAccount)
+            await registration.update(addressesOfRecord: accounts.addressesOfRecord(new.channels))
         }
         await status?.update(configuration: new)
         if let discovery = uplink.discovery, let device = uplink.device {

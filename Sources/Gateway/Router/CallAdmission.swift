@@ -5,7 +5,8 @@ public import SIP
 /// (issue 15: the router carries out decisions, it makes none). `CallAdmissionTests` runs every
 /// rule without sockets:
 ///
-/// - the channel: a cloud caller names `<device>-ch<n>`, a station or a mesh peer the channel's
+/// - the channel: a cloud caller names the channel's account (`CloudAccounts`: `<device>-ch<n>`,
+///   its `cloud_account`, or on a trunk its number), a station or a mesh peer the channel's
 ///   `number`; none → 404, disabled → 480, already in a call → 486 (one call per channel,
 ///   ../shared/ARCHITECTURE.md), the gateway stopping → 503;
 /// - the direction: a station's call goes to the cloud, or to the channel's mesh targets at once
@@ -21,8 +22,8 @@ public enum CallAdmission {
     /// What the router knows when the INVITE arrives.
     public struct Circumstances: Sendable {
         public var channels: [BridgeConfiguration.Channel]
-        /// `<device>-ch<n>` is how the cloud names our channels.
-        public var device: String
+        /// How the cloud names our channels.
+        public var accounts: CloudAccounts
         public var accepting = true
         public var busyChannels: Set<Int> = []
         /// A registered cloud flow that is alive, and the uplink's health.
@@ -33,9 +34,13 @@ public enum CallAdmission {
         public var fallbackAfter: Double = 1.5
         public var mediaTimeout: Double?
 
-        public init(channels: [BridgeConfiguration.Channel], device: String) {
+        public init(channels: [BridgeConfiguration.Channel], accounts: CloudAccounts) {
             self.channels = channels
-            self.device = device
+            self.accounts = accounts
+        }
+
+        public init(channels: [BridgeConfiguration.Channel], device: String) {
+            self.init(channels: channels, accounts: CloudAccounts(device: device))
         }
 
         func canUseMesh(_ channel: BridgeConfiguration.Channel) -> Bool { meshAvailable && !channel.meshTargets.isEmpty }
@@ -70,7 +75,7 @@ public enum CallAdmission {
     }
 
     /// The verdict on an INVITE for `requestURI` from `caller` (a URI, for the log) that came in at `origin`.
-    public static func decide(requestURI: AnyURI?, caller: String, origin: Origin, _ known: Circumstances) -> Verdict {
+    public static func decide(requestURI: AnyURI?, toUser: String? = nil, caller: String, origin: Origin, _ known: Circumstances) -> Verdict {
         guard case .sip(let uri)? = requestURI else {
             return .refuse(status: 416, reason: "the Request-URI is not a SIP URI", record: nil)
         }
@@ -78,8 +83,7 @@ public enum CallAdmission {
         let channel: BridgeConfiguration.Channel?
         switch origin {
         case .cloud:
-            let prefix = known.device + "-ch"
-            channel = user.hasPrefix(prefix) ? Int(user.dropFirst(prefix.count)).flatMap { index in known.channels.first { $0.index == index } } : nil
+            channel = known.accounts.channel(requestUser: user, toUser: toUser, in: known.channels)
         case .legacy, .mesh:
             channel = known.channels.first { $0.number == user }
         }

@@ -11,6 +11,9 @@ extension ChannelRouter {
         public var device: String
         /// The cloud's SIP domain (targets are `sips:<target>@<domain>`).
         public var domain: String
+        /// The channels' names at the cloud (`CloudAccounts`): `<device>-ch<n>`, the channels'
+        /// `cloud_account`, or one trunk account.
+        public var accounts: CloudAccounts
         /// The legacy intercom server: numbers in `legacy_targets` are called there.
         public var legacyServer: SIPDestination?
         public var legacyTransport: SIPTransportProtocol = .udp
@@ -36,6 +39,7 @@ extension ChannelRouter {
             self.channels = channels
             self.device = device
             self.domain = domain
+            self.accounts = CloudAccounts(device: device)
             self.legacyPolicy = legacyPolicy
             self.cloudPolicy = cloudPolicy
         }
@@ -44,6 +48,7 @@ extension ChannelRouter {
         public init(_ config: BridgeConfiguration, device: String, domain: String) {
             let policies = Self.policies(config)
             self.init(channels: config.channels, device: device, domain: domain, legacyPolicy: policies.legacy, cloudPolicy: policies.cloud)
+            accounts = CloudAccounts(registration: config.cloudAccess.registration, device: device, trunkAccount: config.cloudAccess.trunkAccount)
             let transport: SIPTransportProtocol = config.legacyTransport == .tcp ? .tcp : .udp
             legacyServer = config.legacyServer.map { SIPDestination(transport: transport, host: $0.host, port: $0.port) }
             legacyTransport = transport

@@ -64,7 +64,7 @@ extension ChannelRouter {
             sessionID: String(UInt64.random(in: 1...UInt64(Int64.max))), preferring: legacyCodec.map { [$0] } ?? [], makeKey: Self.makeKey)
         let uri = SIPURI(secure: true, user: target, host: settings.domain)
         let display = CallerIdentity.towardCloud(channel: call.channel, station: call.inboundIsLegacy ? call.inboundCall.from : nil)
-        let user = "\(settings.device)-ch\(call.channel.index)"
+        let user = settings.accounts.caller(for: call.channel)
         let body = SIPMessageBody(contentType: "application/sdp", text: offer.serialized)
         let placed = on(cloud) { $0.call(uri, on: flow, from: user, displayName: display, body: body) }
         calls[id]?.transfer = Transfer(handle: placed, offer: offer, transferor: handle, target: target)

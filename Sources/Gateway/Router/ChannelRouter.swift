@@ -246,6 +246,8 @@ public actor ChannelRouter {
         settings.jitterBufferMax = new.jitterBufferMax
         settings.mediaTimeout = new.mediaTimeout
         settings.relayHoldToStations = new.relayHoldToStations
+        settings.accounts.registration = new.accounts.registration
+        settings.accounts.trunkAccount = new.accounts.trunkAccount
     }
 
     /// Who may take part in the mesh: our site, the revoked certificates (`MeshTrust`).
@@ -253,9 +255,11 @@ public actor ChannelRouter {
         meshTrust = trust
     }
 
-    /// The name and domain the cloud gave this gateway when it was claimed.
+    /// The name and domain the cloud gave this gateway when it was claimed (or, for a cloud
+    /// without claiming, the configured id and domain).
     public func setIdentity(device: String, domain: String) {
         settings.device = device
+        settings.accounts.device = device
         settings.domain = domain
         on(cloud) { $0.configuration.domain = domain }
     }
@@ -439,7 +443,7 @@ public actor ChannelRouter {
         // or headers of the caller's making.
         let caller = invite.from?.sipURI?.identityText ?? invite.from.map { $0.uri.scheme + ":?" } ?? "?"
         let flow = cloudFlow
-        var known = CallAdmission.Circumstances(channels: settings.channels, device: settings.device)
+        var known = CallAdmission.Circumstances(channels: settings.channels, accounts: settings.accounts)
         known.accepting = accepting
         known.busyChannels = Set(busyChannels.keys)
         known.cloudRegistered = flow.map { flowAlive($0) } ?? false
@@ -465,7 +469,7 @@ public actor ChannelRouter {
             }
         }
         let route: CallAdmission.Route
-        switch CallAdmission.decide(requestURI: invite.requestURI, caller: caller, origin: side.origin, known) {
+        switch CallAdmission.decide(requestURI: invite.requestURI, toUser: invite.to?.sipURI?.user, caller: caller, origin: side.origin, known) {
         case .refuse(let status, let reason, let attempt):
             refuse(agent, handle, status, reason, record: attempt.map { ($0.channel, GatewayCallRecord.Direction($0.direction), caller, $0.status) })
             return
@@ -524,7 +528,7 @@ public actor ChannelRouter {
         let channel = call.channel
         let body = SIPMessageBody(contentType: "application/sdp", text: offer.serialized)
         let target = SIPURI(secure: true, user: channel.cloudTarget, host: settings.domain)
-        let user = "\(settings.device)-ch\(channel.index)"
+        let user = settings.accounts.caller(for: channel)
         let display = CallerIdentity.towardCloud(channel: channel, station: call.inboundCall.from)
         let placed = on(cloud) { $0.call(target, on: flow, from: user, displayName: display, body: body) }
         attach(placed, side: .cloud, call: id, branch: 0)

@@ -66,3 +66,15 @@ public struct DigestClient: Sendable {
         return String(repeating: "0", count: max(0, 8 - hex.count)) + hex
     }
 }
+
+/// Credentials to answer digest challenges with (the gateway's `[cloud] auth = "digest"`); never logged.
+public struct DigestCredentials: Sendable, Equatable {
+    /// Nil: each request authenticates as the user it is from (one subscriber per AOR).
+    public var username: String?
+    public var password: String
+
+    public init(username: String?, password: String) {
+        self.username = username
+        self.password = password
+    }
+}
