@@ -9,9 +9,12 @@ public final class PeerProcess: @unchecked Sendable {
     private let output = Pipe()
     private let lock = NSLock()
     private var collected = Data()
+    /// Standard input, when asked for (`input: true`): `send` writes lines to it.
+    private let input: Pipe?
 
     /// `environment` is added to this process's own.
-    public init(_ executable: String, _ arguments: [String], directory: URL? = nil, environment: [String: String] = [:]) throws {
+    public init(_ executable: String, _ arguments: [String], directory: URL? = nil, environment: [String: String] = [:], input: Bool = false) throws {
+        self.input = input ? Pipe() : nil
         name = executable
         guard let path = PeerProcess.find(executable) else {
             throw PeerError("\(executable) is not installed; run scripts/bootstrap (it installs the test peers)")
@@ -22,7 +25,7 @@ public final class PeerProcess: @unchecked Sendable {
         if let directory { process.currentDirectoryURL = directory }
         process.standardOutput = output
         process.standardError = output
-        process.standardInput = FileHandle.nullDevice
+        process.standardInput = self.input ?? FileHandle.nullDevice
         output.fileHandleForReading.readabilityHandler = { [weak self] handle in
             let data = handle.availableData
             guard let self, !data.isEmpty else {
@@ -49,6 +52,11 @@ public final class PeerProcess: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return String(decoding: collected, as: UTF8.self)
+    }
+
+    /// Writes `line` and a newline to the program's standard input (started with `input: true`).
+    public func send(_ line: String) {
+        try? input?.fileHandleForWriting.write(contentsOf: Data((line + "\n").utf8))
     }
 
     /// Waits for the program to exit by itself, at most `timeout`; kills it past that.
