@@ -373,7 +373,9 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         // Test support shared by the suites that drive real peers (sipp, stunnel4, ffmpeg, …).
-        .target(name: "PeerTestSupport", path: "Tests/PeerTestSupport", swiftSettings: strictSettings),
+        .target(
+            name: "PeerTestSupport", dependencies: [.product(name: "Crypto", package: "swift-crypto")], path: "Tests/PeerTestSupport",
+            swiftSettings: strictSettings),
         // A site LAN of network namespaces (switch, cloud host, gateway hosts) for the mesh tests
         // and the mesh benchmark.
         .target(name: "MeshTestSupport", dependencies: ["PeerTestSupport", "Gateway"], path: "Tests/MeshTestSupport", swiftSettings: strictSettings),

@@ -10,12 +10,16 @@ import Testing
 @Suite("Gateway call path", .serialized)
 struct CallPathTests {
     static func expectTone(_ phone: Baresip, _ frequency: Double, from peer: String, sourceLocation: SourceLocation = #_sourceLocation) async throws {
-        let pcm = try await phone.decodedAudio()
-        #expect(pcm.count >= 16000 * 3, "\(phone.name) decoded at least 3 s from \(peer): \(pcm.count) samples", sourceLocation: sourceLocation)
+        expectToneIn(try await phone.decodedAudio(), frequency, heardBy: phone.name, from: peer, sourceLocation: sourceLocation)
+    }
+
+    /// At least 3 s decoded (16 kHz mono), and seconds 1–3 hold `frequency` at a good level.
+    static func expectToneIn(_ pcm: [Int16], _ frequency: Double, heardBy name: String, from peer: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(pcm.count >= 16000 * 3, "\(name) decoded at least 3 s from \(peer): \(pcm.count) samples", sourceLocation: sourceLocation)
         let middle = pcm.dropFirst(16000).prefix(16000 * 2)
         let measured = ToneMeasurement.frequency(middle, sampleRate: 16000)
-        #expect(abs(measured - frequency) < 15, "\(phone.name) hears \(peer)'s \(Int(frequency)) Hz tone: \(measured) Hz", sourceLocation: sourceLocation)
-        #expect(ToneMeasurement.level(middle) > -20, "\(phone.name) hears it loud enough: \(ToneMeasurement.level(middle)) dBFS", sourceLocation: sourceLocation)
+        #expect(abs(measured - frequency) < 15, "\(name) hears \(peer)'s \(Int(frequency)) Hz tone: \(measured) Hz", sourceLocation: sourceLocation)
+        #expect(ToneMeasurement.level(middle) > -20, "\(name) hears it loud enough: \(ToneMeasurement.level(middle)) dBFS", sourceLocation: sourceLocation)
     }
 
     @Test func aLegacyStationCallsItsChannelAndTalksWithAnOpusClientDigitsBothWays() async throws {
