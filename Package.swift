@@ -284,7 +284,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "MDNSFuzzer",
-            dependencies: ["FuzzDriver", "Mesh"],
+            dependencies: ["FuzzDriver", "Mesh", "NetworkAddress"],
             path: "Fuzz/MDNSFuzzer",
             exclude: ["seeds"],
             swiftSettings: strictSettings
@@ -438,7 +438,7 @@ let package = Package(
         .testTarget(
             name: "GatewayEndToEndTests",
             dependencies: [
-                "Gateway", "CloudCore", "CloudUplink", "PeerTestSupport", "MeshTestSupport", "SIP", "SIPTransport", "SIPUserAgent", "Media", "Mesh",
+                "Gateway", "CloudCore", "CloudUplink", "PeerTestSupport", "MeshTestSupport", "SIP", "SIPTransport", "SIPUserAgent", "Media", "Mesh", "NetworkAddress",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -460,7 +460,7 @@ let package = Package(
             name: "CloudUplinkTests",
             dependencies: [
                 "DeviceTrust",
-                "CloudUplink", "CloudCore", "PeerTestSupport", "SIP", "SIPTransport",
+                "CloudUplink", "CloudCore", "PeerTestSupport", "SIP", "SIPTransport", "NetworkAddress",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

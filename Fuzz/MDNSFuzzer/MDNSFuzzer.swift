@@ -1,6 +1,7 @@
 import FuzzDriver
 import Glibc
 import Mesh
+import NetworkAddress
 
 // mDNS packets into the mesh discovery of a gateway (`make fuzz`), as any host on a mesh
 // interface can send them. Each input is a sequence of steps: a raw datagram, a response built

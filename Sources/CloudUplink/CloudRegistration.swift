@@ -51,6 +51,9 @@ public actor CloudRegistration {
         /// A preloaded route (`<sips:proxy:5061;lr>`, RFC 3261 §8.1.2) when `server` is an
         /// outbound proxy rather than the registrar.
         public var route: String?
+        /// RFC 3263: the destinations to try for each new flow, in order (`SIPServerLocator`);
+        /// nil: `server` alone. Looked up again at every connect, so DNS changes are followed.
+        public var locate: (@Sendable () async throws -> [SIPDestination])?
 
         public init(server: SIPDestination, domain: String, addressesOfRecord: [String], instance: String) {
             self.server = server
@@ -198,12 +201,31 @@ public actor CloudRegistration {
         let current = attempt
         set(.connecting)
         Task { [self] in
+            let targets: [SIPDestination]
             do {
-                let flow = try await endpoint.flow(to: settings.server)
-                registerAll(on: flow, attempt: current)
+                targets = try await settings.locate?() ?? [settings.server]
             } catch {
-                failed("cannot connect to \(settings.server): \(error)", attempt: current)
+                failed("cannot look up \(settings.server.host): \(error)", attempt: current)
+                return
             }
+            guard !targets.isEmpty else {
+                failed("DNS says \(settings.server.host) offers no SIPS (SRV target \".\")", attempt: current)
+                return
+            }
+            // RFC 3263 §4.3: the next destination when one cannot be reached.
+            var problems: [String] = []
+            for target in targets {
+                guard current == attempt else { return }
+                do {
+                    let flow = try await endpoint.flow(to: target)
+                    if targets.count > 1 { logger.notice("cloud flow to \(target.host):\(target.port)", metadata: ["tried": "\(problems.count + 1) of \(targets.count)"]) }
+                    registerAll(on: flow, attempt: current)
+                    return
+                } catch {
+                    problems.append("\(target.host):\(target.port): \(error)")
+                }
+            }
+            failed("cannot connect to \(settings.server.host): \(problems.joined(separator: "; "))", attempt: current)
         }
     }
 

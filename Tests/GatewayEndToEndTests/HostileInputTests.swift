@@ -1,6 +1,7 @@
 import Foundation
 import Media
 import Mesh
+import NetworkAddress
 import NIOCore
 import PeerTestSupport
 import SIP

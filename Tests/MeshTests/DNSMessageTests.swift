@@ -1,4 +1,5 @@
 import Mesh
+import NetworkAddress
 import Testing
 
 @Suite("DNS messages (mDNS)")

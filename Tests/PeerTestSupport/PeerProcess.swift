@@ -83,16 +83,6 @@ public final class PeerProcess: @unchecked Sendable {
         }
     }
 
-    /// Ends the program with SIGTERM, and SIGKILL if it is still there after `grace` (a daemon
-    /// that stops its own children on SIGTERM: Kamailio, rtpengine).
-    public func terminate(grace: Duration = .seconds(5)) {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGTERM)
-        let deadline = ContinuousClock.now + grace
-        while process.isRunning, ContinuousClock.now < deadline { usleep(20_000) }
-        stop()
-    }
-
     /// Ends the program with SIGKILL: children spawned from a process whose threads block
     /// signals may not see SIGTERM (stunnel4 here), and nothing of theirs needs a clean exit.
     public func stop() {

@@ -1,6 +1,7 @@
 import CloudUplink
 import Foundation
 import Logging
+import NIOCore
 import NIOSSL
 import SIP
 import SIPTransport
@@ -74,6 +75,14 @@ extension GatewayServer {
         config.cloudAccess.domain ?? config.cloudServer?.host ?? "localhost"
     }
 
+    /// RFC 3263 lookups for a `[cloud] server` that is a name without a port (`SIPServerLocator`);
+    /// nil for an address or a name with its port (connected as it is).
+    static func locator(_ config: BridgeConfiguration, resolver: DNSStubResolver) -> (@Sendable () async throws -> [SIPDestination])? {
+        guard let server = config.cloudServer, !config.cloudServerHasPort, (try? SocketAddress(ipAddress: server.host, port: 0)) == nil else { return nil }
+        let locator = SIPServerLocator(resolver: resolver)
+        return { try await locator.locate(host: server.host, port: nil) }
+    }
+
     /// `<sips:proxy:port;lr>` for `[cloud] outbound_proxy`.
     static func outboundRoute(_ config: BridgeConfiguration) -> String? {
         config.cloudAccess.outboundProxy.map { proxy in
@@ -118,6 +127,7 @@ extension GatewayServer {
         settings.backoff = ReconnectBackoff(base: .seconds(1), ceiling: .seconds(15))
         settings.credentials = credentials.digest
         settings.route = Self.outboundRoute(config)
+        if config.cloudAccess.outboundProxy == nil { settings.locate = Self.locator(config, resolver: resolver) }
         logger.notice("cloud without claiming", metadata: [
             "auth": "\(config.cloudAccess.authentication.name)", "registration": "\(config.cloudAccess.registration.rawValue)",
             "accounts": "\(settings.addressesOfRecord.joined(separator: ","))", "domain": "\(domain)", "via": "\(target)",

@@ -241,6 +241,7 @@ extension GatewayServer {
             addressesOfRecord: CloudAccounts(device: identity.device).addressesOfRecord(configuration.channels),
             instance: Self.instanceID(in: configuration.stateDirectory))
         settings.keepAlive = .seconds(configuration.keepaliveSeconds)
+        settings.locate = Self.locator(configuration, resolver: resolver)
         // A gateway on a LAN comes back soon after an outage: at most 15 s between attempts.
         settings.backoff = ReconnectBackoff(base: .seconds(1), ceiling: .seconds(15))
         let registration = CloudRegistration(endpoint: cloudEndpoint, settings: settings, logger: component(logger, "cloud-uplink"))

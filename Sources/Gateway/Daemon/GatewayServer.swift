@@ -50,6 +50,8 @@ public final class GatewayServer: Service, Sendable {
     /// The MQTT status topics, when `[mqtt] host` is set.
     public let status: GatewayStatusPublisher?
     let upkeep: IdentityUpkeep
+    /// For RFC 3263 lookups of a `[cloud] server` named without a port.
+    let resolver: DNSStubResolver
 
     public enum StartError: Error, CustomStringConvertible {
         case stateDirectory(String, String)
@@ -68,9 +70,9 @@ public final class GatewayServer: Service, Sendable {
     public static func start(
         _ config: BridgeConfiguration, group: any EventLoopGroup, logger: Logger = Logger(label: "symphony-bridge"),
         claimRetry: ReconnectBackoff = ReconnectBackoff(base: .seconds(2), ceiling: .seconds(300)), statsInterval: Duration = .seconds(60),
-        upkeep: IdentityUpkeep = IdentityUpkeep()
+        upkeep: IdentityUpkeep = IdentityUpkeep(), resolver: DNSStubResolver = .system()
     ) async throws -> GatewayServer {
-        let gateway = try await make(config, group: group, logger: logger, claimRetry: claimRetry, statsInterval: statsInterval, upkeep: upkeep)
+        let gateway = try await make(config, group: group, logger: logger, claimRetry: claimRetry, statsInterval: statsInterval, upkeep: upkeep, resolver: resolver)
         gateway.uplink.running = Task { try? await gateway.run() }
         return gateway
     }
@@ -82,7 +84,7 @@ public final class GatewayServer: Service, Sendable {
     public static func make(
         _ config: BridgeConfiguration, group: any EventLoopGroup, logger: Logger = Logger(label: "symphony-bridge"),
         claimRetry: ReconnectBackoff = ReconnectBackoff(base: .seconds(2), ceiling: .seconds(300)), statsInterval: Duration = .seconds(60),
-        upkeep: IdentityUpkeep = IdentityUpkeep()
+        upkeep: IdentityUpkeep = IdentityUpkeep(), resolver: DNSStubResolver = .system()
     ) async throws -> GatewayServer {
         do {
             try FileManager.default.createDirectory(atPath: config.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -164,7 +166,7 @@ public final class GatewayServer: Service, Sendable {
         let gateway = GatewayServer(
             configuration: config, router: router, legacyEndpoint: legacyEndpoint, cloudEndpoint: cloudEndpoint, meshEndpoint: meshEndpoint, relay: relay,
             records: records, trunk: trunk, legacyAddress: legacyAddress, status: status, logger: logger, identity: identity,
-            identityBroken: brokenIdentity != nil, claimRetry: claimRetry, upkeep: upkeep)
+            identityBroken: brokenIdentity != nil, claimRetry: claimRetry, upkeep: upkeep, resolver: resolver)
         if let brokenIdentity { await status?.problem("identity", brokenIdentity.description) }
         if let status {
             // The status reads the records' state when it runs: of two changes in quick succession, the last word is the current one.
@@ -184,10 +186,11 @@ public final class GatewayServer: Service, Sendable {
     private init(
         configuration: BridgeConfiguration, router: ChannelRouter, legacyEndpoint: SIPEndpoint, cloudEndpoint: SIPEndpoint, meshEndpoint: SIPEndpoint?, relay: MediaRelay,
         records: GatewayCallRecords, trunk: LegacyTrunk?, legacyAddress: SocketAddress, status: GatewayStatusPublisher?, logger: Logger,
-        identity: DeviceIdentity?, identityBroken: Bool, claimRetry: ReconnectBackoff, upkeep: IdentityUpkeep
+        identity: DeviceIdentity?, identityBroken: Bool, claimRetry: ReconnectBackoff, upkeep: IdentityUpkeep, resolver: DNSStubResolver
     ) {
         self.status = status
         self.upkeep = upkeep
+        self.resolver = resolver
         self.uplink.configuration = configuration
         self.router = router
         self.legacyEndpoint = legacyEndpoint

@@ -1,3 +1,5 @@
+public import NetworkAddress
+
 /// One node of the site mesh as DNS-SD describes it (RFC 6763): an instance of
 /// `_symphony-mesh._tcp` whose SRV names the SIPS port and host, whose AAAA is the node's
 /// link-local address on that interface, and whose TXT says which site it belongs to and which

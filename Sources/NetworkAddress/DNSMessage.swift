@@ -1,7 +1,8 @@
-/// A DNS message as multicast DNS uses it (RFC 1035 §4.1, RFC 6762 §18): header, questions and
+/// A DNS message (RFC 1035 §4.1), as multicast DNS (RFC 6762 §18) and the gateway's RFC 3263
+/// lookups (`SIPServerLocator`) use it: header, questions and
 /// resource records. Decoding follows compression pointers (RFC 1035 §4.1.4) with a loop guard;
 /// encoding writes names uncompressed, which every decoder must accept. Only the record types
-/// DNS-SD needs are read into values (PTR, SRV, TXT, AAAA, A); others are kept as bytes.
+/// DNS-SD and RFC 3263 need are read into values (PTR, SRV, TXT, AAAA, A, NAPTR); others are kept as bytes.
 public struct DNSMessage: Sendable, Equatable {
     public var id: UInt16 = 0
     public var flags: UInt16 = 0
@@ -23,7 +24,7 @@ public struct DNSMessage: Sendable, Equatable {
     }
 
     public enum RecordType: UInt16, Sendable {
-        case a = 1, ptr = 12, txt = 16, aaaa = 28, srv = 33, any = 255
+        case a = 1, ptr = 12, txt = 16, aaaa = 28, srv = 33, naptr = 35, any = 255
     }
 
     public struct Question: Sendable, Equatable {
@@ -42,6 +43,8 @@ public struct DNSMessage: Sendable, Equatable {
     public enum RecordData: Sendable, Equatable {
         case ptr(String)
         case srv(priority: UInt16, weight: UInt16, port: UInt16, target: String)
+        /// RFC 3403 §4.1 (RFC 3263 §4.1 reads `services` such as "SIPS+D2T" and follows `replacement`).
+        case naptr(order: UInt16, preference: UInt16, flags: String, services: String, regexp: String, replacement: String)
         /// Each entry a `key=value` (or bare `key`) string (RFC 6763 §6).
         case txt([String])
         /// 16 bytes.
@@ -49,10 +52,11 @@ public struct DNSMessage: Sendable, Equatable {
         case a([UInt8])
         case other(type: UInt16, bytes: [UInt8])
 
-        var type: UInt16 {
+        public var type: UInt16 {
             switch self {
             case .ptr: RecordType.ptr.rawValue
             case .srv: RecordType.srv.rawValue
+            case .naptr: RecordType.naptr.rawValue
             case .txt: RecordType.txt.rawValue
             case .aaaa: RecordType.aaaa.rawValue
             case .a: RecordType.a.rawValue
@@ -119,6 +123,15 @@ public struct DNSMessage: Sendable, Equatable {
                     rdata.append(UInt8(bytes.count))
                     rdata += bytes
                 }
+            case .naptr(let order, let preference, let flags, let services, let regexp, let replacement):
+                Self.put16(order, &rdata)
+                Self.put16(preference, &rdata)
+                for string in [flags, services, regexp] {
+                    let bytes = Array(string.utf8.prefix(255))
+                    rdata.append(UInt8(bytes.count))
+                    rdata += bytes
+                }
+                Self.putName(replacement, &rdata)
             case .aaaa(let bytes), .a(let bytes), .other(_, let bytes):
                 rdata = Array(bytes.prefix(8_900))
             }
@@ -220,6 +233,13 @@ public struct DNSMessage: Sendable, Equatable {
             return labels.joined(separator: ".")
         }
 
+        /// A <character-string> (RFC 1035 §3.3) that ends before `end`.
+        mutating func characterString(before end: Int) throws(DecodingError) -> String {
+            let count = Int(try u8())
+            guard offset + count <= end else { throw .badRecord }
+            return String(decoding: try take(count), as: UTF8.self)
+        }
+
         mutating func record() throws(DecodingError) -> Record {
             let name = try name()
             let type = try u16()
@@ -234,6 +254,10 @@ public struct DNSMessage: Sendable, Equatable {
                 data = .ptr(try self.name())
             case .srv?:
                 data = .srv(priority: try u16(), weight: try u16(), port: try u16(), target: try self.name())
+            case .naptr?:
+                let order = try u16(), preference = try u16()
+                let flags = try characterString(before: end), services = try characterString(before: end), regexp = try characterString(before: end)
+                data = .naptr(order: order, preference: preference, flags: flags, services: services, regexp: regexp, replacement: try self.name())
             case .txt?:
                 var strings: [String] = []
                 while offset < end {
