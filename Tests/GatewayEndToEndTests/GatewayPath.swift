@@ -35,7 +35,7 @@ final class GatewayPath: @unchecked Sendable {
         configure: (inout BridgeConfiguration) -> Void = { _ in }, claimCode: String? = nil, waitForRegistration: Bool = true,
         users: [String] = [], statsInterval: Duration = .seconds(60),
         coreConfigure: (inout CloudCoreConfiguration) -> Void = { _ in }, upkeep: GatewayServer.IdentityUpkeep = GatewayServer.IdentityUpkeep(),
-        logLevel: Logger.Level? = nil, coreClock: @escaping @Sendable () -> Date = { Date() }
+        logLevel: Logger.Level? = nil, coreClock: @escaping @Sendable () -> Date = { Date() }, resolver: DNSStubResolver = .system()
     ) async throws -> GatewayPath {
         let scratch = try ScratchDirectory()
         var c = CloudCoreConfiguration()
@@ -72,7 +72,7 @@ final class GatewayPath: @unchecked Sendable {
         let logs = LogCapture(level: logLevel)
         let gateway = try await GatewayServer.start(
             g, group: MultiThreadedEventLoopGroup.singleton, logger: logs.logger,
-            claimRetry: ReconnectBackoff(base: .milliseconds(200), ceiling: .seconds(1)), statsInterval: statsInterval, upkeep: upkeep)
+            claimRetry: ReconnectBackoff(base: .milliseconds(200), ceiling: .seconds(1)), statsInterval: statsInterval, upkeep: upkeep, resolver: resolver)
         let path = GatewayPath(scratch: scratch, core: core, coreConfiguration: c, gateway: gateway, logs: logs)
         if waitForRegistration {
             for channel in g.channels where channel.enabled {

@@ -2,6 +2,7 @@ import CloudCore
 import CloudUplink
 import Foundation
 import Gateway
+import NIOCore
 import NIOPosix
 import PeerTestSupport
 import Testing
@@ -165,6 +166,32 @@ struct GatewayResilienceTests {
         config.claimCode = try path.core.directory.createClaimingCode(device: "gw1", lifetime: 600)
         guard case .applied = await path.gateway.apply(config) else { Issue.record("the new claim code was refused"); return }
         try await path.eventually("gw1-ch1 registered after the new code", timeout: .seconds(20)) { await !path.core.proxy.contacts(of: "gw1-ch1").isEmpty }
+        await path.stop()
+    }
+
+    /// RFC 3263 (issue 19): `server = "cloud.test"` without a port — SRV names a dead server
+    /// first and the core second; the gateway claims, tries the first, registers over the second,
+    /// checking the core's certificate against the domain (which the core's own names).
+    @Test func aServerNamedWithoutAPortIsFoundBySRVAndTheNextTargetTakenWhenOneIsDead() async throws {
+        let corePort = try freePort(), deadPort = try freePort()
+        let dns = try await Dnsmasq(records: [
+            "--srv-host=_sips._tcp.cloud.test,sip-a.cloud.test,\(deadPort),10,10",
+            "--srv-host=_sips._tcp.cloud.test,sip-b.cloud.test,\(corePort),20,10",
+            "--host-record=sip-a.cloud.test,127.0.0.1", "--host-record=sip-b.cloud.test,127.0.0.1",
+        ])
+        defer { dns.stop() }
+        let path = try await GatewayPath.start(
+            configure: { g in
+                g.cloudServer = .init(host: "cloud.test", port: 5061)
+                g.cloudServerHasPort = false
+            },
+            coreConfigure: { c in
+                c.domain = "cloud.test"
+                c.tlsListen = [.init("127.0.0.1:\(corePort)")!]
+            },
+            resolver: DNSStubResolver(nameServers: [try SocketAddress(ipAddress: "127.0.0.1", port: dns.port)]))
+        #expect(path.logs.contains("cloud flow to 127.0.0.1:\(corePort) component=cloud-uplink tried=2 of 2"), "the second target, after the dead first: \(path.logs.text.suffix(2000))")
+        #expect(dns.peer.text.contains("query[SRV] _sips._tcp.cloud.test"))
         await path.stop()
     }
 
