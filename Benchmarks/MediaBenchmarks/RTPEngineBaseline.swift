@@ -16,7 +16,7 @@ final class RTPEngine {
         }
         process.executableURL = URL(fileURLWithPath: "/usr/bin/rtpengine")
         process.arguments = [
-            "--table=-1", "--foreground", "--log-stderr", "--log-level=4", "--interface=127.0.0.1",
+            "--config-file=none", "--table=-1", "--foreground", "--log-stderr", "--log-level=4", "--interface=127.0.0.1",
             "--listen-ng=127.0.0.1:\(controlPort)", "--port-min=\(portRange.lowerBound)", "--port-max=\(portRange.upperBound)",
             "--num-threads=2", "--no-redis-required", "--pidfile=/dev/null",
         ]

@@ -43,12 +43,15 @@ mount.executableURL = URL(fileURLWithPath: "/usr/bin/mount")
 mount.arguments = ["-t", "tmpfs", "-o", "size=256m", "tmpfs", scratch + "/gateway"]
 try mount.run()
 mount.waitUntilExit()
-defer {
+/// The tmpfs goes before the exit (`exit` skips top-level `defer`s: every run used to leave its
+/// 256 MiB mount behind), unless BENCH_KEEP keeps the state for a look.
+func unmountGateway() {
     let umount = Process()
     umount.executableURL = URL(fileURLWithPath: "/usr/bin/umount")
     umount.arguments = ["-l", scratch + "/gateway"]
     try? umount.run()
     umount.waitUntilExit()
+    try? FileManager.default.removeItem(atPath: scratch)
 }
 
 let (sipsPort, claimPort, legacyPort) = (try BenchDaemons.freePort(), try BenchDaemons.freePort(), try BenchDaemons.freePort(udp: true))
@@ -298,5 +301,5 @@ say(accounted ? "result: every call accounted for" : "result: MISMATCH between c
 core.terminate()
 core.waitUntilExit()
 broker.stop()
-if environment["BENCH_KEEP"] == nil { try? FileManager.default.removeItem(atPath: scratch + "/core") } else { say("kept: \(scratch)") }
+if environment["BENCH_KEEP"] == nil { unmountGateway() } else { say("kept: \(scratch) (the gateway's state on a tmpfs: umount \(scratch)/gateway when done)") }
 exit(accounted ? 0 : 1)

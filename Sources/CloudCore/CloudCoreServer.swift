@@ -109,6 +109,10 @@ public final class CloudCoreServer: Sendable {
         settings.bindingsPerAOR = c.bindingsPerAOR
         settings.maxCalls = c.maxCalls
         settings.routeSignature = RouteSignature(deriving: tokenKey.rawRepresentation)
+        if c.mediaAnchor == "rtpengine", let ng = c.rtpengine {
+            settings.anchor = try await RTPEngineControl.connect(to: try SocketAddress(ipAddress: ng.host, port: ng.port), group: group)
+            logger.notice("media anchored at rtpengine", metadata: ["ng": "\(ng)"])
+        }
         let proxy = CloudCoreProxy(endpoint: endpoint, directory: directory, settings: settings, logger: logger, clock: { clock().timeIntervalSince1970 })
         try await proxy.start()
 
@@ -163,6 +167,8 @@ public final class CloudCoreServer: Sendable {
 
     /// The server certificate's renewal while running.
     let certificateUpkeep = NIOLockedValueBox<Task<Void, Never>?>(nil)
+    /// Set by the first `shutdown`.
+    private let stopping = NIOLockedValueBox(false)
 
     init(
         configuration: CloudCoreConfiguration, directory: Directory, authority: DeviceCertificateAuthority, endpoint: SIPEndpoint,
@@ -186,10 +192,17 @@ public final class CloudCoreServer: Sendable {
 
     /// Ends calls with BYE, writes registrations back, closes every listener.
     public func shutdown() async {
+        // Once: a second call (a test's cleanup after its own stop, a signal during the first)
+        // finds nothing left to stop.
+        guard stopping.withLockedValue({ stopping in
+            defer { stopping = true }
+            return !stopping
+        }) else { return }
         for task in periodic { task.cancel() }
         certificateUpkeep.withLockedValue { $0?.cancel() }
         status?.stop()
         await proxy.stop()
+        proxy.settings.anchor?.close()
         await proxy.flushRecords()
         directory.heartbeat(now: Date())
         await claiming?.shutdown()

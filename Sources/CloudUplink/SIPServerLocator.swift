@@ -180,7 +180,8 @@ public struct DNSStubResolver: Sendable {
             }
             .bind(to: bind).get()
         defer { channel.close(promise: nil) }
-        let timer = channel.eventLoop.scheduleTask(in: TimeAmount(timeout)) { answer.fail(Failure.noAnswer("\(server)")) }
+        let handler = try await channel.pipeline.handler(type: ReplyHandler.self).get()
+        let timer = channel.eventLoop.scheduleTask(in: TimeAmount(timeout)) { handler.finish(.failure(Failure.noAnswer("\(server)"))) }
         defer { timer.cancel() }
         try await channel.writeAndFlush(AddressedEnvelope(remoteAddress: server, data: ByteBuffer(bytes: query))).get()
         return try await answer.futureResult.get()
@@ -191,16 +192,25 @@ public struct DNSStubResolver: Sendable {
         typealias InboundIn = AddressedEnvelope<ByteBuffer>
         let server: SocketAddress
         let answer: EventLoopPromise<[UInt8]>
+        /// Completed once: by the first datagram from the server, or by the timeout (both on the
+        /// channel's event loop).
+        private var done = false
 
         init(server: SocketAddress, answer: EventLoopPromise<[UInt8]>) {
             self.server = server
             self.answer = answer
         }
 
+        func finish(_ result: Result<[UInt8], any Error>) {
+            guard !done else { return }
+            done = true
+            answer.completeWith(result)
+        }
+
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             let envelope = unwrapInboundIn(data)
             guard envelope.remoteAddress == server, envelope.data.readableBytes <= 4096 else { return }
-            answer.succeed(Array(envelope.data.readableBytesView))
+            finish(.success(Array(envelope.data.readableBytesView)))
         }
     }
 }

@@ -28,7 +28,6 @@ struct ClientListenerTests {
 
     @Test func theDevicesListenerAsksForACertificateTheClientsListenerDoesNot() async throws {
         let core = try await Self.core()
-        defer { Task { await core.stop() } }
         let ca = core.server.configuration.resolvedCACertificateFile
         let clientPort = try #require(core.server.clientTLSAddresses.first?.port)
         #expect(try await Self.requestsACertificate(port: core.port(.tls), caFile: ca), "devices present their certificate: the handshake asks for it")
@@ -40,7 +39,6 @@ struct ClientListenerTests {
     /// for a key password (why the clients need a listener of their own).
     @Test func linphoneRegistersOnTheClientsListenerWithoutAPrompt() async throws {
         let core = try await Self.core()
-        defer { Task { await core.stop() } }
         let ca = core.server.configuration.resolvedCACertificateFile
         let clientPort = try #require(core.server.clientTLSAddresses.first?.port)
         let scratch = try ScratchDirectory()
@@ -60,7 +58,7 @@ struct ClientListenerTests {
         defer { onDevices.stop() }
         let deadline = ContinuousClock.now + .seconds(15)
         while !onDevices.askedForAPassword, ContinuousClock.now < deadline {
-            onDevices.peer.send("status register")
+            onDevices.send("status register")
             try await Task.sleep(for: .milliseconds(300))
         }
         #expect(onDevices.askedForAPassword, "liblinphone prompts on a certificate request:\n\(onDevices.peer.text.suffix(2000))")
@@ -75,7 +73,6 @@ struct ClientListenerTests {
             c.domain = "symphony.example"
             c.advertise = "sip.symphony.example"
         }
-        defer { Task { await core.stop() } }
         let pem = try String(contentsOfFile: core.server.configuration.resolvedCertificateFile, encoding: .utf8)
         let certificate = try Certificate(pemEncoded: pem)
         let names = try #require(try certificate.extensions.subjectAlternativeNames)

@@ -110,15 +110,19 @@ public final class Baresip: @unchecked Sendable {
         return try wavSamples(URL(fileURLWithPath: mono))
     }
 
-    /// The receive bit rate of its last status line (`audio=<tx>/<rx> (bit/s)`, once a second
-    /// during a call): what reached the decoder (SRTP that fails authentication never does).
-    /// baresip 1.0's decoded-audio dump stops at a hold of its own, so after a resume this is
-    /// what tells that audio comes back to the phone that held.
-    public var lastReceiveBitRate: Int? {
-        guard let range = output.range(of: "audio=", options: .backwards) else { return nil }
-        let rest = output[range.upperBound...].prefix { $0 != " " && $0 != "(" }
-        let parts = rest.split(separator: "/")
-        return parts.count == 2 ? Int(parts[1]) : nil
+    /// The highest receive bit rate among its last `lines` status lines (one a second): what
+    /// reached the decoder in the call's last seconds, without depending on the one line printed
+    /// as the far end hung up (under load that one may read 0).
+    public func recentReceiveBitRate(lines: Int = 5) -> Int? {
+        var rates: [Int] = []
+        var rest = output[...]
+        while rates.count < lines, let range = rest.range(of: "audio=", options: .backwards) {
+            let value = rest[range.upperBound...].prefix { $0 != " " && $0 != "(" }
+            let parts = value.split(separator: "/")
+            if parts.count == 2, let rate = Int(parts[1]) { rates.append(rate) }
+            rest = rest[..<range.lowerBound]
+        }
+        return rates.max()
     }
 
     /// Makes a tone WAV with sox: `seconds` of a sine at `frequency`, at `rate` Hz and `channels`.

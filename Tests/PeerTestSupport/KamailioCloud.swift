@@ -11,7 +11,7 @@ public final class KamailioCloud: @unchecked Sendable {
     public let domain: String
     public let certificates: TestCertificates
     public let kamailio: PeerProcess
-    public let rtpengine: PeerProcess?
+    public let rtpengine: RTPEngine?
     public let scratch: ScratchDirectory
 
     /// The project's checkout (the shipped configuration lives in etc/kamailio).
@@ -45,15 +45,8 @@ public final class KamailioCloud: @unchecked Sendable {
             .replacingOccurrences(of: "/etc/kamailio/ca.pem", with: certificates.caFile)
         try scratch.write("kamailio-tls.cfg", tls)
 
-        var rtpengine: PeerProcess?
-        let ngPort = try freePort(udp: true)
-        if mediaAnchor {
-            rtpengine = try PeerProcess("rtpengine", [
-                "--table=-1", "--foreground", "--log-stderr", "--log-level=5", "--interface=127.0.0.1",
-                "--listen-ng=127.0.0.1:\(ngPort)", "--port-min=\(rtpPorts.lowerBound)", "--port-max=\(rtpPorts.upperBound)",
-                "--num-threads=2", "--no-redis-required", "--pidfile=/dev/null",
-            ])
-        }
+        let rtpengine = mediaAnchor ? try await RTPEngine(ports: rtpPorts) : nil
+        let ngPort = rtpengine?.ngPort ?? 9
         try FileManager.default.createDirectory(atPath: scratch.path("kamailio-run"), withIntermediateDirectories: true)
         let tlsPort = try freePort()
         // Under `setsid --wait`: with Kamailio as its direct child, the test process stopped
@@ -76,7 +69,7 @@ public final class KamailioCloud: @unchecked Sendable {
         return cloud
     }
 
-    init(tlsPort: Int, domain: String, certificates: TestCertificates, kamailio: PeerProcess, rtpengine: PeerProcess?, scratch: ScratchDirectory) {
+    init(tlsPort: Int, domain: String, certificates: TestCertificates, kamailio: PeerProcess, rtpengine: RTPEngine?, scratch: ScratchDirectory) {
         self.tlsPort = tlsPort
         self.domain = domain
         self.certificates = certificates

@@ -2,7 +2,7 @@ import Foundation
 
 /// linphonec (liblinphone 5.1, the stack of the Linphone apps) as a test peer: its own HOME (it
 /// keeps a database there and does not start its SIP stack without one), an rc file with one
-/// TLS account, commands on standard input (../shared/PEERS.md).
+/// TLS account, commands fed to its standard input by `tail -f` of a file (../shared/PEERS.md).
 public final class Linphone: @unchecked Sendable {
     public let peer: PeerProcess
 
@@ -42,7 +42,24 @@ public final class Linphone: @unchecked Sendable {
 
             """
         try scratch.write("linphonerc", rc)
-        peer = try PeerProcess("linphonec", ["-c", scratch.path("linphonerc")], environment: ["HOME": home], input: true)
+        // Commands go through a FIFO that linphonec's shell holds open for writing too (so it
+        // never reads an end): a pipe of the test process's own on linphonec's standard input
+        // went wrong under the full suite (SwiftNIO trapped on a reused descriptor).
+        commands = scratch.path("linphone-commands")
+        guard mkfifo(commands, 0o600) == 0 else { throw PeerError("cannot make the FIFO \(commands)") }
+        peer = try PeerProcess("bash", ["-c", "exec 3<>'\(commands)'; exec linphonec -c '\(scratch.path("linphonerc"))' <&3 3<&-"], environment: ["HOME": home])
+    }
+
+    private let commands: String
+
+    /// Writes a command line for linphonec into its FIFO (never blocking: its shell holds the
+    /// FIFO open for reading).
+    public func send(_ line: String) {
+        let fd = open(commands, O_WRONLY | O_NONBLOCK)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        let bytes = Array((line + "\n").utf8)
+        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
     }
 
     /// Asks for the registration state until linphonec says it is registered (or `timeout`).
@@ -51,7 +68,7 @@ public final class Linphone: @unchecked Sendable {
         while !peer.text.contains("registered, identity=") {
             guard peer.process.isRunning else { throw PeerError("linphonec exited:\n\(peer.text.suffix(3000))") }
             guard ContinuousClock.now < deadline else { throw PeerError("linphonec did not register within \(timeout):\n\(peer.text.suffix(3000))") }
-            peer.send("status register")
+            send("status register")
             try await Task.sleep(for: .milliseconds(300))
         }
     }
@@ -60,8 +77,11 @@ public final class Linphone: @unchecked Sendable {
     /// client certificate (it then waits on standard input for an answer).
     public var askedForAPassword: Bool { peer.text.contains("Password for") }
 
+    /// linphonec, tail and bash: their process group (the test runner starts each child as a
+    /// group of its own).
     public func stop() {
-        peer.send("quit")
+        let pid = peer.process.processIdentifier
+        if peer.process.isRunning, pid > 1 { kill(-pid, SIGKILL) }
         peer.stop()
     }
 }

@@ -9,12 +9,9 @@ public final class PeerProcess: @unchecked Sendable {
     private let output = Pipe()
     private let lock = NSLock()
     private var collected = Data()
-    /// Standard input, when asked for (`input: true`): `send` writes lines to it.
-    private let input: Pipe?
 
     /// `environment` is added to this process's own.
-    public init(_ executable: String, _ arguments: [String], directory: URL? = nil, environment: [String: String] = [:], input: Bool = false) throws {
-        self.input = input ? Pipe() : nil
+    public init(_ executable: String, _ arguments: [String], directory: URL? = nil, environment: [String: String] = [:]) throws {
         name = executable
         guard let path = PeerProcess.find(executable) else {
             throw PeerError("\(executable) is not installed; run scripts/bootstrap (it installs the test peers)")
@@ -25,13 +22,19 @@ public final class PeerProcess: @unchecked Sendable {
         if let directory { process.currentDirectoryURL = directory }
         process.standardOutput = output
         process.standardError = output
-        process.standardInput = self.input ?? FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
         output.fileHandleForReading.readabilityHandler = { [weak self] handle in
-            let data = handle.availableData
-            guard let self, !data.isEmpty else {
-                handle.readabilityHandler = nil  // EOF: stop being called
+            // read(2) of what is there, rather than `availableData`, which traps on EAGAIN (it
+            // happened under the full suite and took the whole test process down), or
+            // `read(upToCount:)`, which waits for the count; a would-block is no end.
+            var buffer = [UInt8](repeating: 0, count: 65_536)
+            let count = buffer.withUnsafeMutableBytes { Glibc.read(handle.fileDescriptor, $0.baseAddress, $0.count) }
+            if count < 0, errno == EAGAIN || errno == EINTR { return }
+            guard let self, count > 0 else {
+                handle.readabilityHandler = nil  // EOF or an error: stop being called
                 return
             }
+            let data = Data(buffer[..<count])
             self.lock.lock()
             self.collected.append(data)
             self.lock.unlock()
@@ -52,11 +55,6 @@ public final class PeerProcess: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return String(decoding: collected, as: UTF8.self)
-    }
-
-    /// Writes `line` and a newline to the program's standard input (started with `input: true`).
-    public func send(_ line: String) {
-        try? input?.fileHandleForWriting.write(contentsOf: Data((line + "\n").utf8))
     }
 
     /// Waits for the program to exit by itself, at most `timeout`; kills it past that.

@@ -53,6 +53,11 @@ public struct CloudCoreConfiguration: Sendable, Equatable {
     public var defaultExpires = 600
     // [records]
     public var retentionDays = 180
+    // [media]
+    /// Where the media of routed calls is anchored: "none" (end to end) or "rtpengine".
+    public var mediaAnchor = "none"
+    /// rtpengine's ng control address (`anchor = "rtpengine"`).
+    public var rtpengine: HostPort?
     public var purgeIntervalSeconds = 3600
     // [limits]
     public var unauthenticatedPerSecond = 20
@@ -180,6 +185,20 @@ public struct CloudCoreConfiguration: Sendable, Equatable {
                 registrar.reject("default_expires_s", "must lie between min_expires_s and max_expires_s")
             }
             registrar.finish()
+        }
+        if let media = root.table("media") {
+            c.mediaAnchor = media.string("anchor", oneOf: ["none", "embedded", "rtpengine"]) ?? c.mediaAnchor
+            if c.mediaAnchor == "embedded" {
+                media.reject("anchor", "\"embedded\" (the core's own relay) is not in this version yet: \"rtpengine\" anchors media today, \"none\" leaves it end to end")
+            }
+            c.rtpengine = hostPort(media, "rtpengine")
+            if let ng = c.rtpengine, !ng.host.allSatisfy({ $0.isHexDigit || $0 == "." || $0 == ":" }) {
+                media.reject("rtpengine", "\"\(ng)\": an IP address and port (the ng control socket)")
+                c.rtpengine = nil
+            }
+            if c.mediaAnchor == "rtpengine", c.rtpengine == nil { media.reject("anchor", "anchor = \"rtpengine\" needs rtpengine = \"host:port\" (its ng control address, e.g. \"127.0.0.1:2223\")") }
+            if c.mediaAnchor != "rtpengine", media.has("rtpengine") { media.reject("rtpengine", "is used with anchor = \"rtpengine\" only") }
+            media.finish()
         }
         if let records = root.table("records") {
             c.retentionDays = records.int("retention_days", in: 1...180) ?? c.retentionDays

@@ -161,7 +161,9 @@ public enum DirectoryBackup {
 /// The running core's claim on its state directory: an exclusive `flock` on `core.lock`, held
 /// until the process ends (kill -9 included). `admin restore` refuses while another holds it.
 public final class CoreLock: Sendable {
-    private let fd: Int32
+    /// -1 once released: a second release must not close a descriptor number someone else now
+    /// holds (it closed a SwiftNIO socket under the suite, which then trapped).
+    private let fd: NIOLockedValueBox<Int32>
 
     /// Nil when another process holds the lock (or the lock file cannot be opened: `openError`).
     public init?(stateDirectory: String) {
@@ -174,15 +176,21 @@ public final class CoreLock: Sendable {
             close(fd)
             return nil
         }
-        self.fd = fd
+        self.fd = NIOLockedValueBox(fd)
     }
 
     /// Why the last `init` could not open the lock file (0: it could, another process holds it).
     public static var openError: Int32 { lastOpenError.withLockedValue { $0 } }
     private static let lastOpenError = NIOLockedValueBox<Int32>(0)
 
+    /// Unlocks and closes, once; later calls do nothing.
     public func release() {
-        flock(fd, LOCK_UN)
-        close(fd)
+        let held = fd.withLockedValue { value in
+            defer { value = -1 }
+            return value
+        }
+        guard held >= 0 else { return }
+        flock(held, LOCK_UN)
+        close(held)
     }
 }

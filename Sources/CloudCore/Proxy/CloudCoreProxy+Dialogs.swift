@@ -192,6 +192,10 @@ extension CloudCoreProxy {
     }
 
     private func forwardInDialog(_ request: SIPMessage, key: SIPTransactionKey?, on flow: SIPFlow) {
+        anchorInDialog(request) { proxy, request in proxy.forwardInDialogNow(request, key: key, on: flow) }
+    }
+
+    private func forwardInDialogNow(_ request: SIPMessage, key: SIPTransactionKey?, on flow: SIPFlow) {
         endpoint.assumeIsolated { endpoint in
             var forwarded = request
             forwarded.headers.prepend(.via, endpoint.makeVia(for: flow.transport).description)
@@ -206,7 +210,12 @@ extension CloudCoreProxy {
                 switch event {
                 case .response(var response, _):
                     Self.removeTopVia(&response)
-                    endpoint.respond(response, to: key, relayed: true)
+                    let relayed = response
+                    self.assumeIsolated { proxy in
+                        proxy.anchorInDialogResponse(relayed, to: request) { proxy, response in
+                            proxy.endpoint.assumeIsolated { $0.respond(response, to: key, relayed: true) }
+                        }
+                    }
                 case .timedOut:
                     endpoint.respond(SIPResponseFactory.response(to: request, status: 408), to: key)
                 case .transportFailed:
@@ -235,6 +244,7 @@ extension CloudCoreProxy {
     func endDialog(_ callID: String, reason: String, sendBye: Bool) {
         guard let dialog = dialogs.removeValue(forKey: callID) else { return }
         dialog.limitTimer?.cancel()
+        releaseAnchor(callID: callID, fromTag: dialog.callerTag)
         if sendBye {
             sendLimitBye(in: dialog, toCallee: true)
             sendLimitBye(in: dialog, toCallee: false)

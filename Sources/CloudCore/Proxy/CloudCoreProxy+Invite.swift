@@ -124,8 +124,11 @@ extension CloudCoreProxy {
         calls[key] = call
         record(call, status: .inProgress, answeredAt: nil, answeredBy: nil, endedAt: nil, reason: nil)
         logger.info("call", metadata: ["call-id": "\(request.callID ?? "")", "from": "\(callerUser)", "to": "\(call.target)", "branches": "\(targets.count)"])
-        for (index, target) in targets.enumerated() {
-            startBranch(index, of: key, uri: target.uri, flow: target.flow)
+        let branches = targets.map { (uri: $0.uri, flow: $0.flow) }
+        anchorOffer(key) { proxy in
+            for (index, target) in branches.enumerated() {
+                proxy.startBranch(index, of: key, uri: target.uri, flow: target.flow)
+            }
         }
     }
 
@@ -213,7 +216,7 @@ extension CloudCoreProxy {
     }
 
     /// §16.6: copy, new Request-URI, Max-Forwards less one, Record-Route, our Via; send.
-    private func startBranch(_ index: Int, of key: SIPTransactionKey, uri: SIPURI, flow: SIPFlow?) {
+    func startBranch(_ index: Int, of key: SIPTransactionKey, uri: SIPURI, flow: SIPFlow?) {
         guard let call = calls[key] else { return }
         var request = call.invite
         request.startLine = .request(SIPRequestLine(method: .invite, uri: .sip(uri)))
@@ -347,6 +350,10 @@ extension CloudCoreProxy {
     }
 
     func relayResponse(_ response: SIPMessage, key: SIPTransactionKey, call: ProxiedCall) {
+        anchorResponse(response, call: call) { proxy, response in proxy.relayNow(response, key: key, call: call) }
+    }
+
+    func relayNow(_ response: SIPMessage, key: SIPTransactionKey, call: ProxiedCall) {
         endpoint.assumeIsolated { endpoint in
             if endpoint.request(of: key) != nil {
                 endpoint.respond(response, to: key, relayed: true)
@@ -358,9 +365,10 @@ extension CloudCoreProxy {
     }
 
     /// The call failed or was cancelled: record it and forget it.
-    private func callFailed(_ key: SIPTransactionKey, status: Int) {
+    func callFailed(_ key: SIPTransactionKey, status: Int) {
         guard let call = calls.removeValue(forKey: key) else { return }
         call.ringTimer?.cancel()
+        if let callID = call.invite.callID, dialogs[callID] == nil { releaseAnchor(callID: callID, fromTag: call.invite.from?.tag) }
         record(call, status: status, cancelled: call.fork.callerCancelled, answeredAt: nil, answeredBy: nil, endedAt: recordTime(call),
                reason: call.fork.timedOut ? "no answer" : nil)
     }

@@ -54,6 +54,8 @@ public actor CloudCoreProxy {
         public var bearerChallenge = false
         /// Digest algorithms challenged with, preferred first (RFC 8760 §2.4).
         public var digestAlgorithms: [DigestAlgorithm] = [.md5]
+        /// Where the media of routed calls is anchored (`[media] anchor = "rtpengine"`); nil: end to end.
+        public var anchor: RTPEngineControl?
 
         public init() {}
     }
@@ -85,6 +87,8 @@ public actor CloudCoreProxy {
     var refusalLog = LogBudget(perMinute: 60)
     var calls: [SIPTransactionKey: ProxiedCall] = [:]
     var dialogs: [String: ProxiedDialog] = [:]
+    /// Media anchoring: the last step of each anchored call (`CloudCoreProxy+Anchor.swift`).
+    var anchorSteps: [String: Task<Void, Never>] = [:]
     var housekeeping: RepeatedTask?
     var registrationWritesFailing = false
     /// Counters for status and tests.
