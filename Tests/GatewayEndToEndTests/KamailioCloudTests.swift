@@ -31,6 +31,16 @@ struct KamailioCloudTests {
         return (gateway, logs)
     }
 
+    /// The legacy station (G.722, an 800 Hz tone), running and ready for calls.
+    static func door(in scratch: ScratchDirectory) async throws -> Baresip {
+        let tone = scratch.path("door.wav")
+        try await Baresip.tone(tone, frequency: 800, seconds: 30, rate: 16000, channels: 1)
+        let door = try GatewayPath.legacyStation("door", in: scratch, tone: tone)
+        try door.start(seconds: 60)
+        try await door.waitUntilReady()
+        return door
+    }
+
     static func registered(_ gateway: GatewayServer, logs: LogCapture, cloud: KamailioCloud) async throws {
         let deadline = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < deadline {
@@ -102,11 +112,7 @@ struct KamailioCloudTests {
         let scratch = try ScratchDirectory()
         let cloud = try await KamailioCloud.start(in: scratch, subscribers: [("alice", "alice-pw"), ("door-lobby", "gw7-secret"), ("door-garage", "gw7-secret")])
         defer { cloud.stop() }
-        let doorTone = scratch.path("door.wav")
-        try await Baresip.tone(doorTone, frequency: 800, seconds: 30, rate: 16000, channels: 1)
-        let door = try GatewayPath.legacyStation("door", in: scratch, tone: doorTone)
-        try door.start(seconds: 60)
-        try await door.waitUntilReady()
+        let door = try await Self.door(in: scratch)
         try scratch.write("cloud-password", "gw7-secret\n")
         let (gateway, logs) = try await Self.gateway(cloud, scratch: scratch, station: door) { g in
             g.cloudAccess.authentication = .digest(username: nil, passwordFile: scratch.path("cloud-password"))
@@ -124,11 +130,7 @@ struct KamailioCloudTests {
         let scratch = try ScratchDirectory()
         let cloud = try await KamailioCloud.start(in: scratch, subscribers: [("alice", "alice-pw")], numbers: ["101": "gw7"])
         defer { cloud.stop() }
-        let doorTone = scratch.path("door.wav")
-        try await Baresip.tone(doorTone, frequency: 800, seconds: 30, rate: 16000, channels: 1)
-        let door = try GatewayPath.legacyStation("door", in: scratch, tone: doorTone)
-        try door.start(seconds: 60)
-        try await door.waitUntilReady()
+        let door = try await Self.door(in: scratch)
         let (certificate, key) = try await cloud.clientCertificate("gw7")
         let (gateway, logs) = try await Self.gateway(cloud, scratch: scratch, station: door) { g in
             g.cloudAccess.authentication = .certificate(certificateFile: certificate, keyFile: key)

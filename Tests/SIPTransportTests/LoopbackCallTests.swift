@@ -129,12 +129,21 @@ struct LoopbackCallTests {
         let agent = try await AgentHarness(transports: [.udp])
         defer { Task { await agent.shutdown() } }
         let socket = try UDPSocket()
+        let started = ContinuousClock.now
         for index in 0..<300 {
             socket.send(text: "INVITE sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK\(index)\r\nCSeq: x INVITE\r\nCall-ID: bad-\(index)\r\n\r\n", to: agent.port(.udp))
         }
         var answers = 0
-        while try await socket.receive(timeout: .milliseconds(300)) != nil { answers += 1 }
-        #expect(answers >= 40 && answers <= 70, "the burst's worth answered: \(answers)")
+        var lastAnswer = started
+        while try await socket.receive(timeout: .milliseconds(300)) != nil {
+            answers += 1
+            lastAnswer = .now
+        }
+        // The burst (50), plus 50 a second for as long as the flood took to be read: on a loaded
+        // machine (the full suite) that is more than the blink it takes alone.
+        let seconds = Double((lastAnswer - started).components.attoseconds) / 1e18 + Double((lastAnswer - started).components.seconds)
+        let allowed = 50 + Int((50 * seconds).rounded(.up)) + 10
+        #expect(answers >= 40 && answers <= allowed, "the burst's worth answered: \(answers) in \(seconds) s (at most \(allowed))")
         let statistics = await agent.endpoint.statistics
         #expect(statistics.malformedUnanswered + statistics.badRequestsAnswered == 300 && statistics.malformedUnanswered >= 200, "\(statistics)")
         let options = "OPTIONS sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKgood2;rport\r\nFrom: <sip:t@x>;tag=1\r\nTo: <sip:a@127.0.0.1>\r\nCall-ID: good-2\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
