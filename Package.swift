@@ -107,7 +107,7 @@ let package = Package(
         .target(
             name: "CloudCore",
             dependencies: [
-                "SIP", "SIPTransport", "TOMLConfig", "MQTTStatus", "CrashContext", "BoundedJSON", "DeviceTrust", "DurableState",
+                "SIP", "SIPTransport", "TOMLConfig", "MQTTStatus", "CrashContext", "BoundedJSON", "DeviceTrust", "DurableState", "Media",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "X509", package: "swift-certificates"),
@@ -412,7 +412,7 @@ let package = Package(
         .testTarget(
             name: "CloudCoreTests",
             dependencies: [
-                "DeviceTrust", "DurableState",
+                "DeviceTrust", "DurableState", "Media",
                 "CloudCore", "PeerTestSupport", "SIP", "SIPTransport", "BoundedJSON",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),

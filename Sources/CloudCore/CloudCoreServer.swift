@@ -1,5 +1,6 @@
 public import Foundation
 public import Logging
+import Media
 public import NIOCore
 public import NIOPosix
 import NIOSSL
@@ -112,6 +113,12 @@ public final class CloudCoreServer: Sendable {
         if c.mediaAnchor == "rtpengine", let ng = c.rtpengine {
             settings.anchor = try await RTPEngineControl.connect(to: try SocketAddress(ipAddress: ng.host, port: ng.port), group: group)
             logger.notice("media anchored at rtpengine", metadata: ["ng": "\(ng)"])
+        } else if c.mediaAnchor == "embedded" {
+            let relay = try MediaRelay(threads: 1, portRange: c.mediaPortMin...c.mediaPortMax)
+            settings.anchor = EmbeddedMediaAnchor(
+                relay: relay, bindHost: c.mediaBindHost, sdpAddress: c.mediaSDPAddress, maxCalls: c.maxCalls,
+                maxAge: .seconds(c.maxCallSeconds + c.ringSeconds + 60), logger: logger)
+            logger.notice("media anchored at the core", metadata: ["address": "\(c.mediaSDPAddress)", "ports": "\(c.mediaPortMin)-\(c.mediaPortMax)"])
         }
         let proxy = CloudCoreProxy(endpoint: endpoint, directory: directory, settings: settings, logger: logger, clock: { clock().timeIntervalSince1970 })
         try await proxy.start()
@@ -202,7 +209,7 @@ public final class CloudCoreServer: Sendable {
         certificateUpkeep.withLockedValue { $0?.cancel() }
         status?.stop()
         await proxy.stop()
-        proxy.settings.anchor?.close()
+        await proxy.settings.anchor?.close()
         await proxy.flushRecords()
         directory.heartbeat(now: Date())
         await claiming?.shutdown()

@@ -1,6 +1,7 @@
 import Foundation
 public import TOMLConfig
 public import MQTTStatus
+import NIOCore
 
 /// `cloud-core.toml`, read against its schema (docs/CONFIG.md; the commented example is
 /// `etc/cloud-core.toml`). Every default is what a production core would want; a lab setup
@@ -54,10 +55,21 @@ public struct CloudCoreConfiguration: Sendable, Equatable {
     // [records]
     public var retentionDays = 180
     // [media]
-    /// Where the media of routed calls is anchored: "none" (end to end) or "rtpengine".
+    /// Where the media of routed calls is anchored: "none" (end to end), "embedded" (the core's
+    /// own relay) or "rtpengine".
     public var mediaAnchor = "none"
     /// rtpengine's ng control address (`anchor = "rtpengine"`).
     public var rtpengine: HostPort?
+    /// The embedded relay: the IP its sockets are bound to (nil: `[sip] advertise`, which must
+    /// then be an IP address), the IP written in SDP (nil: `mediaAddress`; needed when that is a
+    /// wildcard or the core is behind a 1:1 NAT), and its ports.
+    public var mediaAddress: String?
+    public var mediaAdvertise: String?
+    public var mediaPortMin = 40000
+    public var mediaPortMax = 49999
+    /// The embedded relay's bind and SDP addresses as they apply.
+    public var mediaBindHost: String { mediaAddress ?? advertise }
+    public var mediaSDPAddress: String { mediaAdvertise ?? mediaBindHost }
     public var purgeIntervalSeconds = 3600
     // [limits]
     public var unauthenticatedPerSecond = 20
@@ -188,8 +200,33 @@ public struct CloudCoreConfiguration: Sendable, Equatable {
         }
         if let media = root.table("media") {
             c.mediaAnchor = media.string("anchor", oneOf: ["none", "embedded", "rtpengine"]) ?? c.mediaAnchor
+            let isIP = { (text: String) in (try? SocketAddress(ipAddress: text, port: 0)) != nil }
+            let isWildcard = { (text: String) in text == "0.0.0.0" || text == "::" }
+            for key in ["address", "advertise"] {
+                guard let text = media.string(key) else { continue }
+                if !isIP(text) { media.reject(key, "\"\(text)\": an IP address (the relay's media go there, no name is looked up)") } else if key == "address" {
+                    c.mediaAddress = text
+                } else if isWildcard(text) {
+                    media.reject(key, "\"\(text)\" is no address a peer can send to")
+                } else {
+                    c.mediaAdvertise = text
+                }
+            }
+            c.mediaPortMin = media.int("rtp_port_min", in: 10000...50000) ?? c.mediaPortMin
+            c.mediaPortMax = media.int("rtp_port_max", in: 10000...50000) ?? c.mediaPortMax
+            if c.mediaPortMax - c.mediaPortMin < 3 {
+                media.reject("rtp_port_max", "leaves \(max(0, c.mediaPortMax - c.mediaPortMin + 1)) ports above rtp_port_min (\(c.mediaPortMin)); an anchored call needs 4 (two legs, RTP and RTCP)")
+            }
             if c.mediaAnchor == "embedded" {
-                media.reject("anchor", "\"embedded\" (the core's own relay) is not in this version yet: \"rtpengine\" anchors media today, \"none\" leaves it end to end")
+                if c.mediaAddress == nil, !isIP(c.advertise) {
+                    media.reject("anchor", "anchor = \"embedded\" needs address = \"IP\": [sip] advertise (\"\(c.advertise)\") is a name")
+                } else if c.mediaAdvertise == nil, isWildcard(c.mediaBindHost) {
+                    media.reject("address", "\"\(c.mediaBindHost)\" binds every address: say which one peers send to with advertise = \"IP\"")
+                }
+            } else {
+                for key in ["address", "advertise", "rtp_port_min", "rtp_port_max"] where media.has(key) {
+                    media.reject(key, "is used with anchor = \"embedded\" only")
+                }
             }
             c.rtpengine = hostPort(media, "rtpengine")
             if let ng = c.rtpengine, !ng.host.allSatisfy({ $0.isHexDigit || $0 == "." || $0 == ":" }) {

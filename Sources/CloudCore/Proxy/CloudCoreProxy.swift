@@ -17,7 +17,8 @@ public import SIPTransport
 /// relay. The proxy shares the endpoint's executor (its event loop), like `SIPUserAgent`, so the
 /// two call each other synchronously and keep one order of events.
 ///
-/// It never touches media: SDP (with its SDES keys) passes end to end over TLS.
+/// Media passes end to end (SDP with its SDES keys over TLS) unless `[media] anchor` puts it
+/// through the core's relay or rtpengine (`CloudCoreProxy+Anchor.swift`).
 public actor CloudCoreProxy {
     public nonisolated let endpoint: SIPEndpoint
     public nonisolated var unownedExecutor: UnownedSerialExecutor { endpoint.unownedExecutor }
@@ -54,8 +55,9 @@ public actor CloudCoreProxy {
         public var bearerChallenge = false
         /// Digest algorithms challenged with, preferred first (RFC 8760 §2.4).
         public var digestAlgorithms: [DigestAlgorithm] = [.md5]
-        /// Where the media of routed calls is anchored (`[media] anchor = "rtpengine"`); nil: end to end.
-        public var anchor: RTPEngineControl?
+        /// Where the media of routed calls is anchored (`[media] anchor = "embedded"` or
+        /// `"rtpengine"`); nil: end to end.
+        public var anchor: (any MediaAnchoring)?
 
         public init() {}
     }

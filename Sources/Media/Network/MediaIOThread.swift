@@ -26,7 +26,8 @@ final class MediaIOThread: @unchecked Sendable {
 
     /// Loop-confined state.
     private var sockets: [Int32: RegisteredSocket] = [:]
-    private var bridges: [ObjectIdentifier: MediaBridgeBox] = [:]
+    /// What ticks: the bridges (an anchored stream needs no clock and is not here).
+    private var bridges: [ObjectIdentifier: any MediaDatagramHandler] = [:]
     /// The largest datagram the media path takes (an MTU's worth, with room to spare); larger
     /// ones are dropped and counted (`MediaLegCounters.oversized`).
     static let receiveLimit = 2048
@@ -36,7 +37,7 @@ final class MediaIOThread: @unchecked Sendable {
     private var tickCount: UInt64 = 0
 
     final class RegisteredSocket {
-        weak var box: MediaBridgeBox?
+        weak var box: (any MediaDatagramHandler)?
         var side = MediaLegSide.a
         let isRTCP: Bool
 
@@ -116,11 +117,11 @@ final class MediaIOThread: @unchecked Sendable {
         close(fd)
     }
 
-    func add(_ box: MediaBridgeBox) {
+    func add(_ box: any MediaDatagramHandler) {
         if bridges.isEmpty { nextTick = MediaClock.now() + Self.tickNanoseconds }
         bridges[ObjectIdentifier(box)] = box
     }
-    func remove(_ box: MediaBridgeBox) { bridges[ObjectIdentifier(box)] = nil }
+    func remove(_ box: any MediaDatagramHandler) { bridges[ObjectIdentifier(box)] = nil }
 
     private func run() {
         var events = [epoll_event](repeating: epoll_event(), count: 64)
@@ -166,17 +167,12 @@ final class MediaIOThread: @unchecked Sendable {
         for item in work { item() }
     }
 
-    /// Transcoding bridges tick every 5 ms (jitter-buffer playout), passthrough ones every 20 ms
-    /// (RTCP and injected digits).
+    /// Every 5 ms; each handler decides what it does on which tick.
     private func tick(_ now: UInt64) {
         tickCount &+= 1
         let everyone = tickCount % 4 == 0
         for box in bridges.values {
-            guard let bridge = box.bridge else { continue }
-            if everyone || bridge.mode == .transcoding {
-                box.crashContexts[0].withUnsafeBytes { CrashContext.set($0) }
-                bridge.tick(now: now)
-            }
+            box.tick(now: now, everyone: everyone)
         }
         nextTick = now + Self.tickNanoseconds
     }
@@ -197,19 +193,15 @@ final class MediaIOThread: @unchecked Sendable {
                 }
                 guard n > 0 else { return }
                 // Before the bridge is in place (media ahead of the answer) packets are dropped.
-                guard let box = entry.box, let bridge = box.bridge else { continue }
+                guard let box = entry.box, box.isActive else { continue }
                 guard n <= Self.receiveLimit else {
-                    bridge.dropOversized(on: entry.side)
+                    box.dropOversized(on: entry.side)
                     continue
                 }
                 let now = MediaClock.now()
                 guard let source = Self.address(storage) else { continue }
                 box.crashContexts[entry.side.rawValue].withUnsafeBytes { CrashContext.set($0) }
-                if entry.isRTCP {
-                    bridge.receiveRTCP(buffer, length: n, from: source, on: entry.side, now: now)
-                } else {
-                    bridge.receive(buffer, length: n, from: source, on: entry.side, now: now)
-                }
+                box.receive(buffer, length: n, from: source, on: entry.side, rtcpSocket: entry.isRTCP, now: now)
             }
         }
     }
@@ -249,4 +241,20 @@ final class MediaIOThread: @unchecked Sendable {
     static func send(_ fd: Int32, _ packet: UnsafeRawBufferPointer, to address: SocketAddress) {
         _ = address.withSockAddr { sendto(fd, packet.baseAddress, packet.count, Int32(MSG_DONTWAIT), $0, socklen_t($1)) }
     }
+}
+
+/// What the media thread hands a leg's datagrams to, on the thread: a call's bridge (the
+/// gateway) or an anchored stream (the core's relay, `MediaAnchorBox`).
+protocol MediaDatagramHandler: AnyObject {
+    /// Per leg, what a crash while handling its packets names.
+    var crashContexts: [[UInt8]] { get }
+    /// False until the handler is in place and after it stopped: datagrams are dropped.
+    var isActive: Bool { get }
+    /// One datagram of `length` bytes at the start of `buffer` (with `SRTPSession.maxTrailer`
+    /// bytes of room after it), from the leg's RTP socket or its RTCP socket.
+    func receive(_ buffer: UnsafeMutableRawBufferPointer, length: Int, from source: SocketAddress, on side: MediaLegSide, rtcpSocket: Bool, now: UInt64)
+    /// A datagram larger than the receive buffer arrived: dropped, counted.
+    func dropOversized(on side: MediaLegSide)
+    /// The thread's 5 ms tick; `everyone` on every fourth.
+    func tick(now: UInt64, everyone: Bool)
 }

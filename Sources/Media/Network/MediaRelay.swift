@@ -1,3 +1,4 @@
+import CrashContext
 import NetworkAddress
 public import NIOCore
 import NIOConcurrencyHelpers
@@ -214,7 +215,7 @@ public final class MediaBridgeHandle: @unchecked Sendable {
 }
 
 /// The bridge with its sockets, on their thread: the `MediaPacketSink` that writes to them.
-final class MediaBridgeBox: MediaPacketSink {
+final class MediaBridgeBox: MediaPacketSink, MediaDatagramHandler {
     private(set) var bridge: MediaBridge?
     private let a: MediaLegSocket
     private let b: MediaLegSocket
@@ -243,6 +244,26 @@ final class MediaBridgeBox: MediaPacketSink {
             socket.entries.rtcp?.box = nil
         }
         bridge = nil
+    }
+
+    var isActive: Bool { bridge != nil }
+
+    func receive(_ buffer: UnsafeMutableRawBufferPointer, length: Int, from source: SocketAddress, on side: MediaLegSide, rtcpSocket: Bool, now: UInt64) {
+        if rtcpSocket {
+            bridge?.receiveRTCP(buffer, length: length, from: source, on: side, now: now)
+        } else {
+            bridge?.receive(buffer, length: length, from: source, on: side, now: now)
+        }
+    }
+
+    func dropOversized(on side: MediaLegSide) { bridge?.dropOversized(on: side) }
+
+    /// Transcoding bridges tick every 5 ms (jitter-buffer playout), passthrough ones every 20 ms
+    /// (RTCP and injected digits).
+    func tick(now: UInt64, everyone: Bool) {
+        guard let bridge, everyone || bridge.mode == .transcoding else { return }
+        crashContexts[0].withUnsafeBytes { CrashContext.set($0) }
+        bridge.tick(now: now)
     }
 
     func send(_ packet: UnsafeRawBufferPointer, to address: SocketAddress, from leg: MediaLegSide, rtcp: Bool) {
