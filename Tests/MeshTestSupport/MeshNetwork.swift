@@ -18,12 +18,18 @@ public final class MeshNetwork: @unchecked Sendable {
     public var lan: String { "sb\(tag)-lan" }
     public var coreHost: String { "sb\(tag)-core" }
     public func host(_ gateway: String) -> String { "sb\(tag)-\(gateway)" }
+    /// The core's address on the site's LAN (`create`).
     public static let coreAddress = "10.77.0.1"
+    /// Where the core is in this network: on the LAN, or on the "Internet" (`createBehindNAT`).
+    public let coreIP: String
     public private(set) var processes: [String: PeerProcess] = [:]
+    /// Every namespace made, for `destroy`.
+    private var namespaces: [String] = []
 
-    private init(scratch: ScratchDirectory, tag: String) {
+    private init(scratch: ScratchDirectory, tag: String, coreIP: String = MeshNetwork.coreAddress) {
         self.scratch = scratch
         self.tag = tag
+        self.coreIP = coreIP
     }
 
     /// Makes the namespaces, the switch and the hosts' links.
@@ -41,22 +47,106 @@ public final class MeshNetwork: @unchecked Sendable {
         return network
     }
 
+    private func addNamespace(_ name: String) async throws {
+        try await ip(["netns", "add", name])
+        namespaces.append(name)
+        try await ip(["-n", name, "link", "set", "lo", "up"])
+    }
+
     private func build(gateways: [String]) async throws {
-        try await ip(["netns", "add", lan])
+        try await addNamespace(lan)
         try await ip(["-n", lan, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0"])
         try await ip(["-n", lan, "link", "set", "br0", "up"])
         var hosts = [(coreHost, Self.coreAddress)]
         for (index, gateway) in gateways.enumerated() { hosts.append((host(gateway), "10.77.0.\(11 + index)")) }
         for (index, (namespace, address)) in hosts.enumerated() {
-            try await ip(["netns", "add", namespace])
+            try await addNamespace(namespace)
             let port = "p\(index)"
             try await ip(["-n", lan, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", namespace])
             try await ip(["-n", lan, "link", "set", port, "master", "br0", "up"])
             try await runCommand("ip", ["netns", "exec", namespace, "sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0"])
             try await ip(["-n", namespace, "addr", "add", "\(address)/24", "dev", "eth0"])
-            try await ip(["-n", namespace, "link", "set", "lo", "up"])
             try await ip(["-n", namespace, "link", "set", "eth0", "up"])
         }
+    }
+
+    // MARK: Behind NAT (issue 19)
+
+    /// The "Internet" side of `createBehindNAT`: the core and the two NATs' outer addresses.
+    public static let internetCore = "203.0.113.1"
+    public static let siteNATAddresses = ["203.0.113.11", "203.0.113.12"]
+    public static let mobileNATAddress = "203.0.113.21"
+    public var internet: String { "sb\(tag)-inet" }
+    public var siteNAT: String { "sb\(tag)-nat1" }
+    public var mobileNAT: String { "sb\(tag)-nat2" }
+    /// The cloud client's host, behind the mobile NAT.
+    public var mobileHost: String { "sb\(tag)-mobile" }
+
+    /// Real networks (issue 19): the core on an "Internet" segment (203.0.113.0/24, a bridge);
+    /// gateway `gw1` (192.168.1.10) and its stations behind the site's NAT (iptables
+    /// MASQUERADE to 203.0.113.11); a cloud client's host (10.9.0.10) behind a carrier NAT
+    /// (203.0.113.21). Neither private network is routed on the Internet side: what crosses,
+    /// crosses through a NAT.
+    public static func createBehindNAT() async throws -> MeshNetwork {
+        guard getuid() == 0 else {
+            throw PeerError("the NAT tests make network namespaces and need root (CI runs as root; run `sudo make test`)")
+        }
+        let network = MeshNetwork(scratch: try ScratchDirectory(), tag: String(UInt32.random(in: 0..<0xFFFF), radix: 16), coreIP: internetCore)
+        do {
+            try await network.buildBehindNAT()
+        } catch {
+            await network.destroy()
+            throw error
+        }
+        return network
+    }
+
+    private func buildBehindNAT() async throws {
+        try await addNamespace(internet)
+        try await ip(["-n", internet, "link", "add", "br0", "type", "bridge"])
+        try await ip(["-n", internet, "link", "set", "br0", "up"])
+        for (index, (namespace, address)) in [(coreHost, Self.internetCore), (siteNAT, Self.siteNATAddresses[0]), (mobileNAT, Self.mobileNATAddress)].enumerated() {
+            try await addNamespace(namespace)
+            try await ip(["-n", internet, "link", "add", "p\(index)", "type", "veth", "peer", "name", "wan", "netns", namespace])
+            try await ip(["-n", internet, "link", "set", "p\(index)", "master", "br0", "up"])
+            try await ip(["-n", namespace, "addr", "add", "\(address)/24", "dev", "wan"])
+            try await ip(["-n", namespace, "link", "set", "wan", "up"])
+        }
+        for (nat, inside, host, hostAddress, router) in [
+            (siteNAT, "192.168.1.1/24", host("gw1"), "192.168.1.10/24", "192.168.1.1"), (mobileNAT, "10.9.0.1/24", mobileHost, "10.9.0.10/24", "10.9.0.1"),
+        ] {
+            try await addNamespace(host)
+            try await ip(["-n", nat, "link", "add", "lan", "type", "veth", "peer", "name", "eth0", "netns", host])
+            try await ip(["-n", nat, "addr", "add", inside, "dev", "lan"])
+            try await ip(["-n", nat, "link", "set", "lan", "up"])
+            try await runCommand("ip", ["netns", "exec", host, "sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0"])
+            try await ip(["-n", host, "addr", "add", hostAddress, "dev", "eth0"])
+            try await ip(["-n", host, "link", "set", "eth0", "up"])
+            try await ip(["-n", host, "route", "add", "default", "via", router])
+            try await runCommand("ip", ["netns", "exec", nat, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+            try await runCommand("ip", ["netns", "exec", nat, "iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE"])
+        }
+    }
+
+    /// Shortens the site NAT's connection tracking timeouts (seconds): an idle TCP flow or UDP
+    /// stream is forgotten after this, as by a cheap router.
+    public func shortenSiteNATTimeouts(tcp: Int, udp: Int) async throws {
+        for (key, value) in [
+            ("net.netfilter.nf_conntrack_tcp_timeout_established", tcp), ("net.netfilter.nf_conntrack_udp_timeout", udp),
+            ("net.netfilter.nf_conntrack_udp_timeout_stream", udp),
+        ] {
+            try await runCommand("ip", ["netns", "exec", siteNAT, "sysctl", "-qw", "\(key)=\(value)"])
+        }
+    }
+
+    /// The site NAT's outer address changes (a new lease from the provider): the old one goes,
+    /// and with it every flow masqueraded to it; new flows leave from `siteNATAddresses[1]`.
+    public func changeSiteNATAddress() async throws {
+        // The old lease goes (and with it, in the kernel, every flow masqueraded to it —
+        // nf_nat_masquerade), the new one comes: in this order, as a DHCP client does it (the
+        // other order would take the new address along, as a secondary of the deleted primary).
+        try await ip(["-n", siteNAT, "addr", "del", "\(Self.siteNATAddresses[0])/24", "dev", "wan"])
+        try await ip(["-n", siteNAT, "addr", "add", "\(Self.siteNATAddresses[1])/24", "dev", "wan"])
     }
 
     private func ip(_ arguments: [String]) async throws {
@@ -100,7 +190,7 @@ public final class MeshNetwork: @unchecked Sendable {
     public func destroy() async {
         for process in processes.values { process.stop() }
         processes = [:]
-        for namespace in [lan, coreHost] + ["gw1", "gw2", "gw3"].map(host) {
+        for namespace in namespaces.reversed() {
             _ = try? await runCommand("ip", ["netns", "del", namespace])
         }
     }
@@ -111,7 +201,8 @@ public final class MeshNetwork: @unchecked Sendable {
     /// `lobby` of company acme, devices gw1 and gw2 (two channels each) and user alice, and
     /// device gw3 at site `tower` of another company, globex.
     /// `fileLimit`: run it under `prlimit --nofile` (the attack tests).
-    public func startCore(fileLimit: Int? = nil) async throws -> (config: String, caFile: String) {
+    /// `extra`: more of cloud-core.toml (a `[media]` table).
+    public func startCore(fileLimit: Int? = nil, extra: String = "") async throws -> (config: String, caFile: String) {
         let state = scratch.path("core")
         let seed = scratch.path("seed.toml")
         try """
@@ -160,17 +251,19 @@ public final class MeshNetwork: @unchecked Sendable {
             log_level = "notice"
             seed_file = "\(seed)"
             [sip]
-            tls_listen = ["\(Self.coreAddress):5061"]
-            advertise = "\(Self.coreAddress)"
+            tls_listen = ["\(coreIP):5061"]
+            client_tls_listen = ["\(coreIP):5063"]
+            advertise = "\(coreIP)"
             digest_algorithms = ["MD5"]
             [claiming]
-            listen = "\(Self.coreAddress):8443"
+            listen = "\(coreIP):8443"
+            \(extra)
             """.write(toFile: config, atomically: true, encoding: .utf8)
         try start("core", in: coreHost, try builtExecutable("symphony-cloud-core"), ["run", "--config", config], fileLimit: fileLimit)
-        let host = coreHost
+        let (host, address) = (coreHost, coreIP)
         try await eventually("the cloud core listening", timeout: .seconds(20)) {
             let sockets = try await runCommand("ip", ["netns", "exec", host, "ss", "-Hlnt"])
-            return sockets.contains("\(Self.coreAddress):5061") && sockets.contains("\(Self.coreAddress):8443")
+            return sockets.contains("\(address):5061") && sockets.contains("\(address):8443")
         }
         return (config, state + "/ca.pem")
     }
@@ -200,9 +293,9 @@ public final class MeshNetwork: @unchecked Sendable {
             listen = "127.0.0.1:5060"
             options_interval_s = 0
             [cloud]
-            server = "\(Self.coreAddress):5061"
+            server = "\(coreIP):5061"
             ca_file = "\(caFile)"
-            claim_url = "https://\(Self.coreAddress):8443/v1/claim"
+            claim_url = "https://\(coreIP):8443/v1/claim"
             keepalive_s = 5
 
             """
