@@ -115,7 +115,8 @@ public struct SIPServerLocator: Sendable {
 
 /// A small DNS client for the lookups above: UDP queries with recursion desired to the name
 /// servers of /etc/resolv.conf (or the ones given), each answer checked against the query (id,
-/// question, source) before it is read; a truncated or malformed answer counts as none.
+/// question, source) before it is read; a malformed answer counts as none, and a truncated one
+/// (TC) is asked again over TCP (RFC 7766 §5: a big SRV set does not fit 512 bytes).
 public struct DNSStubResolver: Sendable {
     public var nameServers: [SocketAddress]
     public var timeout: Duration
@@ -152,12 +153,19 @@ public struct DNSStubResolver: Sendable {
     public func query(_ name: String, _ type: DNSMessage.RecordType) async throws -> [DNSMessage.Record] {
         let id = UInt16.random(in: 0...UInt16.max)
         let query = DNSMessage(id: id, flags: 0x0100, questions: [DNSMessage.Question(name: name, type: type)]).encoded()
-        for server in nameServers {
-            guard let reply = try? await exchange(query, with: server),
-                let message = try? DNSMessage(decoding: reply), message.id == id, message.isResponse,
-                message.flags & 0x0200 == 0,  // TC: a cut answer is no answer (SRV sets fit a datagram)
+        func answer(_ reply: [UInt8]) -> DNSMessage? {
+            guard let message = try? DNSMessage(decoding: reply), message.id == id, message.isResponse,
                 message.questions.first.map({ $0.name.lowercased() == name.lowercased() }) ?? false
-            else { continue }
+            else { return nil }
+            return message
+        }
+        for server in nameServers {
+            guard let reply = try? await exchange(query, with: server), var message = answer(reply) else { continue }
+            if message.flags & 0x0200 != 0 {
+                // TC: the datagram was cut; the whole answer comes over TCP, or none from here.
+                guard let whole = try? await exchangeTCP(query, with: server), let full = answer(whole), full.flags & 0x0200 == 0 else { continue }
+                message = full
+            }
             let rcode = message.flags & 0x000F
             guard rcode == 0 || rcode == 3 else { continue }
             return message.answers.filter { $0.data.type == type.rawValue && $0.name.lowercased() == name.lowercased() }
@@ -185,6 +193,54 @@ public struct DNSStubResolver: Sendable {
         defer { timer.cancel() }
         try await channel.writeAndFlush(AddressedEnvelope(remoteAddress: server, data: ByteBuffer(bytes: query))).get()
         return try await answer.futureResult.get()
+    }
+
+    /// The query over TCP (RFC 1035 §4.2.2: each message after its two-byte length), one answer
+    /// back within the timeout; at most 64 KiB, as the length allows.
+    private func exchangeTCP(_ query: [UInt8], with server: SocketAddress) async throws -> [UInt8] {
+        let answer = group.next().makePromise(of: [UInt8].self)
+        let handler = StreamReplyHandler(answer: answer)
+        let channel = try await ClientBootstrap(group: group)
+            .connectTimeout(TimeAmount(timeout))
+            .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) } }
+            .connect(to: server).get()
+        defer { channel.close(promise: nil) }
+        let timer = channel.eventLoop.scheduleTask(in: TimeAmount(timeout)) { handler.finish(.failure(Failure.noAnswer("\(server) over TCP"))) }
+        defer { timer.cancel() }
+        var framed = ByteBuffer()
+        framed.writeInteger(UInt16(query.count))
+        framed.writeBytes(query)
+        try await channel.writeAndFlush(framed).get()
+        return try await answer.futureResult.get()
+    }
+
+    /// Collects one length-prefixed answer from the stream.
+    private final class StreamReplyHandler: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        let answer: EventLoopPromise<[UInt8]>
+        private var received = ByteBuffer()
+        private var done = false
+
+        init(answer: EventLoopPromise<[UInt8]>) { self.answer = answer }
+
+        func finish(_ result: Result<[UInt8], any Error>) {
+            guard !done else { return }
+            done = true
+            answer.completeWith(result)
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            var bytes = unwrapInboundIn(data)
+            received.writeBuffer(&bytes)
+            guard let length = received.getInteger(at: received.readerIndex, as: UInt16.self),
+                let message = received.getBytes(at: received.readerIndex + 2, length: Int(length))
+            else { return }
+            finish(.success(message))
+            context.close(promise: nil)
+        }
+
+        func channelInactive(context: ChannelHandlerContext) { finish(.failure(Failure.noAnswer("the connection closed"))) }
+        func errorCaught(context: ChannelHandlerContext, error: any Error) { finish(.failure(error)) }
     }
 
     /// The first datagram from the server (others — a spoofer elsewhere — are ignored).

@@ -38,6 +38,18 @@ struct SIPServerLocatorTests {
         #expect(dns.peer.text.contains("query[NAPTR] cloud.test") && dns.peer.text.contains("query[SRV] _sips._tcp.cloud.test"), "\(dns.peer.text)")
     }
 
+    /// An SRV set too big for a 512-byte datagram: dnsmasq cuts it (TC), the resolver asks again
+    /// over TCP and gets all of it (RFC 7766 §5).
+    @Test func aTruncatedAnswerIsAskedAgainOverTCP() async throws {
+        let records = (1...24).map { "--srv-host=_sips._tcp.big.test,edge-\($0)-with-a-rather-long-name.big.test,5061,\($0),10" }
+        let dns = try await Dnsmasq(records: records)
+        defer { dns.stop() }
+        let resolver = DNSStubResolver(nameServers: [try SocketAddress(ipAddress: "127.0.0.1", port: dns.port)])
+        let answers = try await resolver.query("_sips._tcp.big.test", .srv)
+        #expect(answers.count == 24, "\(answers.count) of 24 SRV records")
+        #expect(dns.peer.text.components(separatedBy: "query[SRV] _sips._tcp.big.test").count == 3, "asked twice, UDP then TCP: \(dns.peer.text.suffix(1500))")
+    }
+
     /// A server that answers nothing, or garbage from elsewhere: the lookup ends at its timeout
     /// with an error, never a trap or a wait without end.
     @Test func aSilentServerIsAnErrorAfterTheTimeout() async throws {

@@ -109,7 +109,7 @@ import Testing
         feed(stream, mallory.packet([6, 6, 6], protect: false), on: .a, from: attacker)
         feed(stream, replay, on: .a, from: attacker)
         #expect(stream.destination(.a) == aliceNAT)
-        #expect(stream.counters(.a).authenticationFailures == 3)
+        #expect(stream.counters(.a).authenticationFailures == 2 && stream.counters(.a).replayed == 1, "\(stream.counters(.a))")
         #expect(sink.count(.b) == 2, "only Alice's two packets reached Bob")
 
         // Alice's NAT changes its address: her next packet moves the leg (RFC 4961 symmetric RTP).
