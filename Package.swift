@@ -427,7 +427,7 @@ let package = Package(
         .testTarget(
             name: "GatewayTests",
             dependencies: [
-                "Gateway", "TOMLConfig", "PeerTestSupport", "SIP", "SIPTransport", "SIPUserAgent", "Media", "MQTTStatus", "DaemonSupport", "DurableState", "DeviceTrust",
+                "Gateway", "TOMLConfig", "PeerTestSupport", "SIP", "SIPTransport", "SIPUserAgent", "Media", "MQTTStatus", "DaemonSupport", "DurableState", "DeviceTrust", "CloudUplink",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,5 +1,6 @@
 import Foundation
-import Gateway
+@testable import Gateway
+import CloudUplink
 import SIP
 import TOMLConfig
 import Testing
@@ -48,7 +49,13 @@ struct CloudAccessTests {
         let c = try Self.config(cloud: "auth = \"digest\"\npassword_file = \"/etc/symphony-bridge/cloud-password\"\noutbound_proxy = \"sips:edge.example.net\"\ndomain = \"example.net\"")
         #expect(c.cloudAccess.authentication == .digest(username: nil, passwordFile: "/etc/symphony-bridge/cloud-password"))
         #expect(c.cloudAccess.registration == .channels && c.cloudAccess.domain == "example.net")
-        #expect(c.cloudAccess.outboundProxy == HostPort(host: "edge.example.net", port: 5061))
+        #expect(c.cloudAccess.outboundProxy == HostPort(host: "edge.example.net", port: 5061) && !c.cloudAccess.outboundProxyHasPort)
+        // A proxy named without a port is found by RFC 3263 (and named so in the Route).
+        #expect(GatewayServer.outboundRoute(c) == "<sips:edge.example.net;lr>")
+        #expect(GatewayServer.locator(c, resolver: DNSStubResolver(nameServers: [])) != nil)
+        let pinned = try Self.config(cloud: "auth = \"digest\"\npassword_file = \"/p\"\noutbound_proxy = \"edge.example.net:5071\"")
+        #expect(GatewayServer.outboundRoute(pinned) == "<sips:edge.example.net:5071;lr>")
+        #expect(GatewayServer.locator(pinned, resolver: DNSStubResolver(nameServers: [])) == nil)
         #expect(c.channels.map(\.cloudAccount) == ["door-lobby", "door-garage"])
         let accounts = CloudAccounts(registration: c.cloudAccess.registration, device: "gw1", trunkAccount: c.cloudAccess.trunkAccount)
         #expect(accounts.addressesOfRecord(c.channels) == ["door-lobby", "door-garage"])

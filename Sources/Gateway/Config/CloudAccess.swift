@@ -35,6 +35,8 @@ public struct CloudAccess: Sendable, Equatable {
     public var domain: String?
     /// Where the TLS flow goes instead of the server (RFC 3261 §8.1.2 preloaded route, `;lr`).
     public var outboundProxy: HostPort?
+    /// False for a proxy named without a port: it is found by RFC 3263 like the server.
+    public var outboundProxyHasPort = true
 
     public init() {}
 
@@ -98,7 +100,10 @@ public struct CloudAccess: Sendable, Equatable {
         }
         if var text = cloud.string("outbound_proxy") {
             for scheme in ["sips:", "sip:"] where text.hasPrefix(scheme) { text.removeFirst(scheme.count) }
-            if let proxy = HostPort(text, defaultPort: 5061), proxy.port > 0 { access.outboundProxy = proxy } else {
+            if let proxy = HostPort(text, defaultPort: 5061), proxy.port > 0 {
+                access.outboundProxy = proxy
+                access.outboundProxyHasPort = HostPort(text) != nil
+            } else {
                 cloud.reject("outbound_proxy", "\"\(text)\": expected sips:host, host:port or [IPv6]:port (no zone id)")
             }
         }

@@ -63,7 +63,7 @@ extension GatewayServer {
         }
     }
 
-    struct CredentialsError: Error, CustomStringConvertible {
+    struct CredentialsError: Error, Sendable, CustomStringConvertible {
         var key: String
         var file: String
         var problem: String
@@ -75,19 +75,24 @@ extension GatewayServer {
         config.cloudAccess.domain ?? config.cloudServer?.host ?? "localhost"
     }
 
-    /// RFC 3263 lookups for a `[cloud] server` that is a name without a port (`SIPServerLocator`);
-    /// nil for an address or a name with its port (connected as it is).
+    /// RFC 3263 lookups for where the flow goes — the `[cloud] outbound_proxy` if there is one,
+    /// else the `server` — when it is a name without a port (`SIPServerLocator`); nil for an
+    /// address or a name with its port (connected as it is).
     static func locator(_ config: BridgeConfiguration, resolver: DNSStubResolver) -> (@Sendable () async throws -> [SIPDestination])? {
-        guard let server = config.cloudServer, !config.cloudServerHasPort, (try? SocketAddress(ipAddress: server.host, port: 0)) == nil else { return nil }
+        let access = config.cloudAccess
+        guard let target = access.outboundProxy ?? config.cloudServer, !(access.outboundProxy != nil ? access.outboundProxyHasPort : config.cloudServerHasPort),
+            (try? SocketAddress(ipAddress: target.host, port: 0)) == nil
+        else { return nil }
         let locator = SIPServerLocator(resolver: resolver)
-        return { try await locator.locate(host: server.host, port: nil) }
+        return { try await locator.locate(host: target.host, port: nil) }
     }
 
-    /// `<sips:proxy:port;lr>` for `[cloud] outbound_proxy`.
+    /// `<sips:proxy:port;lr>` for `[cloud] outbound_proxy` (`<sips:proxy;lr>` for one named
+    /// without a port: RFC 3263 finds it).
     static func outboundRoute(_ config: BridgeConfiguration) -> String? {
         config.cloudAccess.outboundProxy.map { proxy in
             let host = proxy.host.contains(":") ? "[\(proxy.host)]" : proxy.host
-            return "<sips:\(host):\(proxy.port);lr>"
+            return config.cloudAccess.outboundProxyHasPort ? "<sips:\(host):\(proxy.port);lr>" : "<sips:\(host);lr>"
         }
     }
 
@@ -98,7 +103,7 @@ extension GatewayServer {
         let device = config.gatewayID, domain = Self.configuredDomain(config)
         await router.setIdentity(device: device, domain: domain)
         let credentials: ConfiguredCredentials
-        switch Self.configuredCredentials(config) {
+        switch configuredCredentials ?? Self.configuredCredentials(config) {
         case .success(let loaded): credentials = loaded
         case .failure(let error):
             logger.error("the cloud credentials cannot be used: \(error). The gateway stays up without the cloud (legacy calls get 503); fix the file and restart.")
@@ -127,7 +132,7 @@ extension GatewayServer {
         settings.backoff = ReconnectBackoff(base: .seconds(1), ceiling: .seconds(15))
         settings.credentials = credentials.digest
         settings.route = Self.outboundRoute(config)
-        if config.cloudAccess.outboundProxy == nil { settings.locate = Self.locator(config, resolver: resolver) }
+        settings.locate = Self.locator(config, resolver: resolver)
         logger.notice("cloud without claiming", metadata: [
             "auth": "\(config.cloudAccess.authentication.name)", "registration": "\(config.cloudAccess.registration.rawValue)",
             "accounts": "\(settings.addressesOfRecord.joined(separator: ","))", "domain": "\(domain)", "via": "\(target)",

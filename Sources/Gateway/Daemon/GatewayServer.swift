@@ -52,6 +52,9 @@ public final class GatewayServer: Service, Sendable {
     let upkeep: IdentityUpkeep
     /// For RFC 3263 lookups of a `[cloud] server` named without a port.
     let resolver: DNSStubResolver
+    /// Without claiming: the credentials `[cloud]` names, as read at start (a new file needs a
+    /// restart, as the log says when one is unusable).
+    let configuredCredentials: Result<ConfiguredCredentials, CredentialsError>?
 
     public enum StartError: Error, CustomStringConvertible {
         case stateDirectory(String, String)
@@ -122,9 +125,9 @@ public final class GatewayServer: Service, Sendable {
         cloudAgent.domain = "localhost"  // replaced by the claimed domain in From; see `ChannelRouter.Settings.domain`
         // A cloud without claiming: INVITEs answer a challenge as the channel's account (or the
         // configured user), and go by the outbound proxy.
-        if case .digest = config.cloudAccess.authentication, case .success(let credentials) = Self.configuredCredentials(config) {
-            cloudAgent.callerCredentials = credentials.digest
-        }
+        // Read once here, for the INVITEs and for the registration (`registerWithConfiguredCredentials`).
+        let credentials = config.cloudAccess.authentication == .claim ? nil : Self.configuredCredentials(config)
+        if case .success(let loaded)? = credentials { cloudAgent.callerCredentials = loaded.digest }
         cloudAgent.preloadedRoute = Self.outboundRoute(config)
         let cloudUA = SIPUserAgent(endpoint: cloudEndpoint, configuration: cloudAgent, logger: component(logger, "cloud-ua"))
         await legacyUA.attach()
@@ -166,7 +169,7 @@ public final class GatewayServer: Service, Sendable {
         let gateway = GatewayServer(
             configuration: config, router: router, legacyEndpoint: legacyEndpoint, cloudEndpoint: cloudEndpoint, meshEndpoint: meshEndpoint, relay: relay,
             records: records, trunk: trunk, legacyAddress: legacyAddress, status: status, logger: logger, identity: identity,
-            identityBroken: brokenIdentity != nil, claimRetry: claimRetry, upkeep: upkeep, resolver: resolver)
+            identityBroken: brokenIdentity != nil, claimRetry: claimRetry, upkeep: upkeep, resolver: resolver, credentials: credentials)
         if let brokenIdentity { await status?.problem("identity", brokenIdentity.description) }
         if let status {
             // The status reads the records' state when it runs: of two changes in quick succession, the last word is the current one.
@@ -186,8 +189,10 @@ public final class GatewayServer: Service, Sendable {
     private init(
         configuration: BridgeConfiguration, router: ChannelRouter, legacyEndpoint: SIPEndpoint, cloudEndpoint: SIPEndpoint, meshEndpoint: SIPEndpoint?, relay: MediaRelay,
         records: GatewayCallRecords, trunk: LegacyTrunk?, legacyAddress: SocketAddress, status: GatewayStatusPublisher?, logger: Logger,
-        identity: DeviceIdentity?, identityBroken: Bool, claimRetry: ReconnectBackoff, upkeep: IdentityUpkeep, resolver: DNSStubResolver
+        identity: DeviceIdentity?, identityBroken: Bool, claimRetry: ReconnectBackoff, upkeep: IdentityUpkeep, resolver: DNSStubResolver,
+        credentials: Result<ConfiguredCredentials, CredentialsError>?
     ) {
+        self.configuredCredentials = credentials
         self.status = status
         self.upkeep = upkeep
         self.resolver = resolver
