@@ -45,24 +45,7 @@ struct LifecycleTests {
     }
 
     static func config(_ scratch: ScratchDirectory, broker: Int, legacyPort: Int, channels: [Int], extra: String = "") -> String {
-        var text = """
-            [gateway]
-            id = "gw7"
-            state_dir = "\(scratch.path("state"))"
-            [legacy]
-            listen = "127.0.0.1:\(legacyPort)"
-            [cloud]
-            server = "127.0.0.1:1"
-            [mqtt]
-            host = "127.0.0.1"
-            port = \(broker)
-            \(extra)
-
-            """
-        for index in channels {
-            text += "[[channel]]\nindex = \(index)\nnumber = \"\(100 + index)\"\ncloud_target = \"alice\"\nlegacy_targets = [\"sip:door@127.0.0.1:9\"]\n"
-        }
-        return text
+        MQTTStatusTests.cloudlessConfig(id: "gw7", state: scratch.path("state"), legacyPort: legacyPort, brokerPort: broker, channels: channels, extra: extra)
     }
 
     @Test func notifyProtocolAndAllOrNothingReloads() async throws {

@@ -97,24 +97,27 @@ struct MQTTStatusTests {
     }
 
     /// A gateway with one channel, a cloud that is not there (port 1) and the test's broker.
-    static func cloudlessConfig(id: String, state: String, legacyPort: Int, brokerPort: Int) -> String {
-        """
-        [gateway]
-        id = "\(id)"
-        state_dir = "\(state)"
-        [legacy]
-        listen = "127.0.0.1:\(legacyPort)"
-        [cloud]
-        server = "127.0.0.1:1"
-        [mqtt]
-        host = "127.0.0.1"
-        port = \(brokerPort)
-        [[channel]]
-        index = 1
-        number = "101"
-        cloud_target = "alice"
-        legacy_targets = ["sip:door@127.0.0.1:9"]
-        """
+    /// A gateway whose cloud is nowhere (127.0.0.1:1), with `channels` (number 100 + index) and
+    /// `extra` TOML after `[mqtt]`.
+    static func cloudlessConfig(id: String, state: String, legacyPort: Int, brokerPort: Int, channels: [Int] = [1], extra: String = "") -> String {
+        var text = """
+            [gateway]
+            id = "\(id)"
+            state_dir = "\(state)"
+            [legacy]
+            listen = "127.0.0.1:\(legacyPort)"
+            [cloud]
+            server = "127.0.0.1:1"
+            [mqtt]
+            host = "127.0.0.1"
+            port = \(brokerPort)
+            \(extra)
+
+            """
+        for index in channels {
+            text += "[[channel]]\nindex = \(index)\nnumber = \"\(100 + index)\"\ncloud_target = \"alice\"\nlegacy_targets = [\"sip:door@127.0.0.1:9\"]\n"
+        }
+        return text
     }
 
     /// The gateway as its own process: `kill -9` leaves the last will; a broker restart is

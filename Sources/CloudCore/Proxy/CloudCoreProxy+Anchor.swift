@@ -55,64 +55,66 @@ extension CloudCoreProxy {
 
     /// A response to the INVITE on its way to the caller: its SDP (the answer) through the anchor.
     func anchorResponse(_ response: SIPMessage, call: ProxiedCall, relay: @escaping @Sendable (isolated CloudCoreProxy, SIPMessage) -> Void) {
-        guard let anchor = settings.anchor, let callID = call.invite.callID else { return relay(self, response) }
+        guard settings.anchor != nil, let callID = call.invite.callID else { return relay(self, response) }
+        var step: AnchorStep?
+        if let code = response.statusCode, (101...299).contains(code), let fromTag = call.invite.from?.tag, let toTag = response.to?.tag {
+            step = .answer(offerer: fromTag, answerer: toTag)
+        }
+        throughAnchor(response, callID: callID, step, what: "an answer", deliver: relay)
+    }
+
+    /// What a relayed SDP is to the anchor: an offer from a tag, or the answer of one tag to the
+    /// other's offer.
+    enum AnchorStep {
+        case offer(from: String)
+        case answer(offerer: String, answerer: String)
+    }
+
+    /// `message`'s SDP through the anchor as `step`, then `deliver`, in the call's order (one
+    /// without SDP, or with `step` nil, waits its turn too: a 180 does not overtake the 183
+    /// before it). One that cannot be anchored goes on as it is, with an error in the log:
+    /// refusing it is no option.
+    func throughAnchor(
+        _ message: SIPMessage, callID: String, _ step: AnchorStep?, what: String, deliver: @escaping @Sendable (isolated CloudCoreProxy, SIPMessage) -> Void
+    ) {
+        guard let anchor = settings.anchor else { return deliver(self, message) }
         anchored(callID) { proxy in
-            var response = response
-            if let sdp = Self.sdp(of: response), let code = response.statusCode, (101...299).contains(code),
-                let fromTag = call.invite.from?.tag, let toTag = response.to?.tag
-            {
-                do {
-                    response = Self.replacingSDP(response, with: try await anchor.answer(callID: callID, fromTag: fromTag, toTag: toTag, sdp: sdp))
-                } catch {
-                    proxy.logger.error("media anchor: an answer was not anchored; relayed as it is", metadata: ["call-id": "\(callID)", "error": "\(error)"])
+            var message = message
+            guard let step, let sdp = Self.sdp(of: message) else { return deliver(proxy, message) }
+            do {
+                let rewritten: String
+                switch step {
+                case .offer(let from): rewritten = try await anchor.offer(callID: callID, fromTag: from, sdp: sdp)
+                case .answer(let offerer, let answerer): rewritten = try await anchor.answer(callID: callID, fromTag: offerer, toTag: answerer, sdp: sdp)
                 }
+                message = Self.replacingSDP(message, with: rewritten)
+            } catch {
+                proxy.logger.error("media anchor: \(what) was not anchored; relayed as it is", metadata: ["call-id": "\(callID)", "error": "\(error)"])
             }
-            relay(proxy, response)
+            deliver(proxy, message)
         }
     }
 
     /// An in-dialog request through the anchor (re-INVITE, UPDATE, an ACK with the answer to a
-    /// 2xx's offer), and its responses on their way back.
+    /// 2xx's offer), in the call's order.
     func anchorInDialog(_ request: SIPMessage, forward: @escaping @Sendable (isolated CloudCoreProxy, SIPMessage) -> Void) {
-        guard let anchor = settings.anchor, let callID = request.callID, let method = request.method, [.invite, .update, .ack].contains(method),
+        guard settings.anchor != nil, let callID = request.callID, let method = request.method, [.invite, .update, .ack].contains(method),
             let fromTag = request.from?.tag, let toTag = request.to?.tag
         else { return forward(self, request) }
-        anchored(callID) { proxy in
-            var request = request
-            if let sdp = Self.sdp(of: request) {
-                do {
-                    // An ACK's SDP answers the offer its 2xx made (the sender of the 2xx offered).
-                    let rewritten = method == .ack
-                        ? try await anchor.answer(callID: callID, fromTag: toTag, toTag: fromTag, sdp: sdp)
-                        : try await anchor.offer(callID: callID, fromTag: fromTag, sdp: sdp)
-                    request = Self.replacingSDP(request, with: rewritten)
-                } catch {
-                    proxy.logger.error("media anchor: an in-dialog \(method.rawValue) was not anchored; relayed as it is", metadata: ["call-id": "\(callID)", "error": "\(error)"])
-                }
-            }
-            forward(proxy, request)
-        }
+        // An ACK's SDP answers the offer its 2xx made (the sender of the 2xx offered).
+        let step: AnchorStep = method == .ack ? .answer(offerer: toTag, answerer: fromTag) : .offer(from: fromTag)
+        throughAnchor(request, callID: callID, step, what: "an in-dialog \(method.rawValue)", deliver: forward)
     }
 
     /// A response to an in-dialog request on its way back: an answer to the request's offer, or
     /// the 2xx's own offer to an offerless re-INVITE.
     func anchorInDialogResponse(_ response: SIPMessage, to request: SIPMessage, relay: @escaping @Sendable (isolated CloudCoreProxy, SIPMessage) -> Void) {
-        guard let anchor = settings.anchor, let callID = request.callID, let sdp = Self.sdp(of: response), let code = response.statusCode,
-            (101...299).contains(code), let fromTag = request.from?.tag, let toTag = request.to?.tag
+        guard settings.anchor != nil, let callID = request.callID, let code = response.statusCode, (101...299).contains(code),
+            let fromTag = request.from?.tag, let toTag = request.to?.tag
         else { return relay(self, response) }
-        let requestOffered = Self.sdp(of: request) != nil
-        anchored(callID) { proxy in
-            var response = response
-            do {
-                let rewritten = requestOffered
-                    ? try await anchor.answer(callID: callID, fromTag: fromTag, toTag: toTag, sdp: sdp)
-                    : try await anchor.offer(callID: callID, fromTag: toTag, sdp: sdp)
-                response = Self.replacingSDP(response, with: rewritten)
-            } catch {
-                proxy.logger.error("media anchor: an in-dialog answer was not anchored; relayed as it is", metadata: ["call-id": "\(callID)", "error": "\(error)"])
-            }
-            relay(proxy, response)
-        }
+        guard Self.sdp(of: response) != nil else { return relay(self, response) }
+        let step: AnchorStep = Self.sdp(of: request) != nil ? .answer(offerer: fromTag, answerer: toTag) : .offer(from: toTag)
+        throughAnchor(response, callID: callID, step, what: "an in-dialog answer", deliver: relay)
     }
 
     /// The call is over (failed, cancelled, hung up, cut at the limit): its media at the anchor too.
