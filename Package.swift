@@ -107,7 +107,7 @@ let package = Package(
         .target(
             name: "CloudCore",
             dependencies: [
-                "SIP", "SIPTransport", "TOMLConfig", "MQTTStatus", "CrashContext", "BoundedJSON", "DeviceTrust", "DurableState", "Media",
+                "SIP", "SIPTransport", "TOMLConfig", "MQTTStatus", "CrashContext", "BoundedJSON", "DeviceTrust", "DurableState", "Media", "NetworkAddress",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "X509", package: "swift-certificates"),

@@ -8,7 +8,9 @@ import Media
 //  2. CPU per packet over real sockets, ours vs rtpengine (userspace, same traffic, same Opus
 //     complexity);
 //  3. one-way latency added by the bridge, p50/p99;
-//  4. capacity: the most channels with under 0.1 % lost or late (> 20 ms) packets.
+//  4. capacity: the most channels with under 0.1 % lost or late (> 20 ms) packets;
+//  5. the core's embedded anchor (SRTP re-keyed per leg): its cost against libsrtp's alone, in
+//     process, and its capacity over sockets on one thread.
 // Our relay runs on one event-loop thread; the load generator takes the other core.
 // BENCH_SECONDS (default 10) sets the length of the socket runs; BENCH_SECTIONS (default
 // "1234") picks sections ("S" adds libsrtp's own cost per protect/unprotect, by session count
@@ -18,7 +20,7 @@ raiseFileLimit()
 let seconds = Int(ProcessInfo.processInfo.environment["BENCH_SECONDS"] ?? "") ?? 10
 let rtpengineComplexity = 10  // rtpengine encodes Opus through ffmpeg's libopus wrapper, whose default is 10
 let productComplexity = AudioCodecOptions().opusComplexity
-let sections = ProcessInfo.processInfo.environment["BENCH_SECTIONS"] ?? "1234"
+let sections = ProcessInfo.processInfo.environment["BENCH_SECTIONS"] ?? "12345"
 
 say("# Media benchmarks — \(ProcessInfo.processInfo.processorCount) CPUs, \(seconds) s socket runs")
 
@@ -91,6 +93,25 @@ for (scenario, complexity, counts) in [
     }
     say("| \(name) | **carried: \(carried)** | | | |")
 }
+}
+
+if sections.contains("5") {
+say("\n## 5. The core's embedded anchor: SRTP ↔ SRTP re-keyed per leg (G.722 payload, no codec work)")
+let figures = try AnchorBenchmarks.inProcess()
+say("| in process | libsrtp floor µs/channel-s | anchor µs/channel-s | ratio | our work µs/packet |")
+say("|---|---|---|---|---|")
+say("| unprotect + protect, both directions | \(format(figures.floorMicrosecondsPerChannelSecond)) | \(format(figures.bridgeMicrosecondsPerChannelSecond)) | \(format(figures.ratio, 2)) | \(format(figures.overheadMicrosecondsPerPacket, 2)) |")
+say("\n| over sockets, one thread | calls | lost+late % | p99 latency µs | anchor CPU µs/packet |")
+say("|---|---|---|---|---|")
+var carried = 0
+for channels in [200, 400, 600, 800, 1000, 1500, 2000] {
+    let run = try await AnchorBenchmarks.overSockets(channels: channels, seconds: seconds)
+    let ok = run.result.lostOrLatePercent < 0.1
+    if ok { carried = channels }
+    say("| anchored SRTP ↔ SRTP | \(channels) | \(format(run.result.lostOrLatePercent, 3)) | \(format(percentile(run.result.latenciesMicroseconds, 0.99))) | \(format(run.cpuMicrosecondsPerPacket, 2)) |")
+    if !ok { break }
+}
+say("| anchored SRTP ↔ SRTP | **carried: \(carried)** | | | |")
 }
 
 func srtpProbe() throws {

@@ -23,25 +23,40 @@ public struct SIPServerLocator: Sendable {
         self.resolver = resolver
     }
 
-    /// The destinations to try, in order; empty when DNS says the domain offers no SIPS.
-    public func locate(host: String, port: Int?) async throws -> [SIPDestination] {
+    /// Bounds on what one lookup follows (a hostile DNS server can hand out thousands of
+    /// records): NAPTR replacements tried, SRV targets resolved, addresses kept per target.
+    public static let maxServiceNames = 4
+    public static let maxTargets = 8
+    public static let maxAddressesPerTarget = 4
+
+    /// The destinations to try, in order; empty when DNS says the domain offers no SIPS. At most
+    /// `maxServiceNames` SRV names, `maxTargets` targets and `maxAddressesPerTarget` addresses
+    /// each: a lookup asks at most 1 + 4 + 16 questions, and none after `budget` has passed (what
+    /// was found by then is used).
+    public func locate(host: String, port: Int?, budget: Duration = .seconds(10)) async throws -> [SIPDestination] {
         var direct = SIPDestination(transport: .tls, host: host, port: port ?? 5061)
         direct.serverName = host
         if port != nil || (try? SocketAddress(ipAddress: host, port: 0)) != nil { return [direct] }
+        let deadline = ContinuousClock.now + budget
+        let resolver = self.resolver
+        func ask(_ name: String, _ type: DNSMessage.RecordType) async -> [DNSMessage.Record] {
+            guard ContinuousClock.now < deadline else { return [] }
+            return (try? await resolver.query(name, type)) ?? []
+        }
         var srvNames: [String] = []
-        let naptr = (try? await resolver.query(host, .naptr)) ?? []
+        let naptr = await ask(host, .naptr)
         let usable = naptr.compactMap { record -> (UInt16, UInt16, String)? in
             guard case .naptr(let order, let preference, let flags, let services, _, let replacement) = record.data,
                 flags.lowercased() == "s", services.uppercased() == "SIPS+D2T", !replacement.isEmpty
             else { return nil }
             return (order, preference, replacement)
         }
-        srvNames = usable.sorted { ($0.0, $0.1) < ($1.0, $1.1) }.map(\.2)
+        srvNames = Array(usable.sorted { ($0.0, $0.1) < ($1.0, $1.1) }.map(\.2).prefix(Self.maxServiceNames))
         if srvNames.isEmpty { srvNames = ["_sips._tcp.\(host)"] }
         var targets: [(host: String, port: Int)] = []
         var sawService = false
         for name in srvNames {
-            let records = (try? await resolver.query(name, .srv)) ?? []
+            let records = await ask(name, .srv)
             let srv = records.compactMap { record -> (priority: UInt16, weight: UInt16, port: UInt16, target: String)? in
                 guard case .srv(let priority, let weight, let port, let target) = record.data else { return nil }
                 return (priority, weight, port, target)
@@ -57,10 +72,10 @@ public struct SIPServerLocator: Sendable {
         }
         guard sawService else { return [direct] }
         var destinations: [SIPDestination] = []
-        for target in targets.prefix(16) {
+        for target in targets.prefix(Self.maxTargets) {
             var addresses: [String] = []
             for type in [DNSMessage.RecordType.aaaa, .a] {
-                for record in (try? await resolver.query(target.host, type)) ?? [] {
+                for record in await ask(target.host, type) {
                     switch record.data {
                     case .aaaa(let bytes), .a(let bytes):
                         if let text = Self.text(of: bytes) { addresses.append(text) }
@@ -69,7 +84,7 @@ public struct SIPServerLocator: Sendable {
                 }
             }
             // A target DNS cannot resolve here is left to the system's resolver (/etc/hosts).
-            for address in addresses.isEmpty ? [target.host] : addresses {
+            for address in addresses.isEmpty ? [target.host] : Array(addresses.prefix(Self.maxAddressesPerTarget)) {
                 var destination = SIPDestination(transport: .tls, host: address, port: target.port)
                 destination.serverName = host
                 destinations.append(destination)

@@ -6,17 +6,23 @@ public struct RTPPortPool: Sendable {
     public let range: ClosedRange<Int>
     private var inUse = Set<Int>()
     private var next: Int
+    /// Ports at random (an anchor on the Internet: a port an outsider cannot guess is one it
+    /// cannot race the peer to, RTP bleed); else round-robin.
+    public let randomized: Bool
+    /// The ports released last, not handed out again at random while they are here.
+    private var cooling: [Int] = []
 
     public enum PoolError: Error, Equatable {
         case badRange(ClosedRange<Int>)
         case exhausted
     }
 
-    public init(range: ClosedRange<Int> = 10000...50000) throws(PoolError) {
+    public init(range: ClosedRange<Int> = 10000...50000, randomized: Bool = false) throws(PoolError) {
         let first = range.lowerBound + (range.lowerBound % 2)
         guard range.lowerBound >= 1024, range.upperBound <= 65535, first + 1 <= range.upperBound else { throw .badRange(range) }
         self.range = range
         self.next = first
+        self.randomized = randomized
     }
 
     /// How many RTP/RTCP pairs the range holds.
@@ -32,6 +38,13 @@ public struct RTPPortPool: Sendable {
     public mutating func allocate() throws(PoolError) -> Int {
         guard inUse.count < capacity else { throw .exhausted }
         let first = range.lowerBound + (range.lowerBound % 2)
+        if randomized {
+            // A few draws find a free port unless the range is nearly full; then round-robin.
+            for _ in 0..<32 {
+                let candidate = first + 2 * Int.random(in: 0..<capacity)
+                if !cooling.contains(candidate), inUse.insert(candidate).inserted { return candidate }
+            }
+        }
         while true {
             let candidate = next
             next += 2
@@ -42,6 +55,10 @@ public struct RTPPortPool: Sendable {
 
     /// Gives a port back; releasing one not allocated is a no-op.
     public mutating func release(_ port: Int) {
-        inUse.remove(port)
+        guard inUse.remove(port) != nil else { return }
+        if randomized {
+            cooling.append(port)
+            if cooling.count > min(64, capacity / 4) { cooling.removeFirst() }
+        }
     }
 }

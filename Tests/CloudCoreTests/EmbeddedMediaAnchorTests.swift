@@ -63,7 +63,7 @@ import Testing
     @Test func offerAndAnswerAreRewrittenToTheAnchorWithItsOwnKeys() async throws {
         let anchor = try makeAnchor()
         defer { Task { await anchor.close() } }
-        let offer = try SDPParser.parse(try await anchor.offer(callID: "c1", fromTag: "alice", sdp: Self.aliceOffer(port: 4000)))
+        let offer = try SDPParser.parse(try await anchor.offer(callID: "c1", fromTag: "alice", sdp: Self.aliceOffer(port: 4000), opensCall: true))
         #expect(offer.connection?.address == "127.0.0.1" && offer.origin.address == "127.0.0.1")
         let audio = offer.media[0]
         #expect((42000...42099).contains(audio.port))
@@ -75,7 +75,7 @@ import Testing
         #expect(audio.formats == ["9", "101"] && audio.direction == .sendrecv)
 
         let bobKey = SRTPKeyMaterial.random(.aesCM128HMACSHA1_32)
-        let answer = try SDPParser.parse(try await anchor.answer(callID: "c1", fromTag: "alice", toTag: "bob", sdp: Self.bobAnswer(port: 6000, key: bobKey)))
+        let answer = try SDPParser.parse(try await anchor.answer(callID: "c1", fromTag: "alice", toTag: "bob", sdp: Self.bobAnswer(port: 6000, key: bobKey), confirmed: true))
         let answered = Self.crypto(answer.media[0])
         #expect(answered.map(\.tag) == [2] && answered.first?.suite == "AES_CM_128_HMAC_SHA1_32")
         #expect(answered.first?.keyMaterial != bobKey.bytes)
@@ -83,7 +83,7 @@ import Testing
         #expect(answer.connection?.address == "127.0.0.1")
 
         // A re-INVITE from Bob (the other side now offers): the same suite keeps the same key.
-        let reoffer = try SDPParser.parse(try await anchor.offer(callID: "c1", fromTag: "bob", sdp: Self.bobAnswer(port: 6000, key: bobKey)))
+        let reoffer = try SDPParser.parse(try await anchor.offer(callID: "c1", fromTag: "bob", sdp: Self.bobAnswer(port: 6000, key: bobKey), opensCall: false))
         #expect(reoffer.media[0].port == answer.media[0].port, "toward Alice: her leg's port")
         #expect(Self.crypto(reoffer.media[0]).first?.keyMaterial == answered.first?.keyMaterial)
         await anchor.delete(callID: "c1", fromTag: "alice")
@@ -96,44 +96,85 @@ import Testing
         defer { Task { await anchor.close() } }
         let alice = try UDPEnd()
         let bob = try UDPEnd()
-        let offer = try SDPParser.parse(try await anchor.offer(callID: "c2", fromTag: "a", sdp: Self.aliceOffer(port: alice.port)))
+        let offer = try SDPParser.parse(try await anchor.offer(callID: "c2", fromTag: "a", sdp: Self.aliceOffer(port: alice.port), opensCall: true))
         let bobKey = SRTPKeyMaterial.random(.aesCM128HMACSHA1_32)
         let anchorKeyForBob = try SRTPKeyMaterial(suite: .aesCM128HMACSHA1_32, bytes: try #require(Self.crypto(offer.media[0]).first { $0.tag == 2 }).keyMaterial)
-        let answer = try SDPParser.parse(try await anchor.answer(callID: "c2", fromTag: "a", toTag: "b", sdp: Self.bobAnswer(port: bob.port, key: bobKey)))
+        let answer = try SDPParser.parse(try await anchor.answer(callID: "c2", fromTag: "a", toTag: "b", sdp: Self.bobAnswer(port: bob.port, key: bobKey), confirmed: true))
         let anchorKeyForAlice = try SRTPKeyMaterial(suite: .aesCM128HMACSHA1_32, bytes: try #require(Self.crypto(answer.media[0]).first).keyMaterial)
 
-        // Alice sends from her real socket (not the SDP's 192.168.1.10): the relay latches to it.
+        // Alice sends from her real socket (not the SDP's 192.168.1.10): the relay latches to it,
+        // but Bob's SDP address (loopback) is no place to send before Bob is heard: nothing yet.
         let aliceOut = try SRTPSession(key: Self.aliceKey2, direction: .outbound)
         let bobIn = try SRTPSession(key: anchorKeyForBob, direction: .inbound)
-        try alice.send(UDPEnd.rtp(sequence: 1, payload: [7, 7, 7], protect: aliceOut), to: answer.media[0].port)
-        let atBob = try #require(bob.receive(), "Bob got Alice's packet through the relay")
-        #expect(try UDPEnd.open(atBob, bobIn) == [7, 7, 7])
+        try alice.send(UDPEnd.rtp(sequence: 1, payload: [1], protect: aliceOut), to: answer.media[0].port)
+        #expect(bob.receive(timeout: .milliseconds(300)) == nil)
 
+        // Bob sends: it reaches Alice where she was heard from; then Alice's reaches Bob.
         let bobOut = try SRTPSession(key: bobKey, direction: .outbound)
         let aliceIn = try SRTPSession(key: anchorKeyForAlice, direction: .inbound)
         try bob.send(UDPEnd.rtp(sequence: 1, payload: [5, 5], protect: bobOut), to: offer.media[0].port)
         let atAlice = try #require(alice.receive(), "Alice got Bob's packet at the address she was heard from")
         #expect(try UDPEnd.open(atAlice, aliceIn) == [5, 5])
+        try alice.send(UDPEnd.rtp(sequence: 2, payload: [7, 7, 7], protect: aliceOut), to: answer.media[0].port)
+        let atBob = try #require(bob.receive(), "Bob got Alice's packet through the relay")
+        #expect(try UDPEnd.open(atBob, bobIn) == [7, 7, 7])
         let handle = try #require(await anchor.handle(callID: "c2"))
         let (a, b) = (try await handle.counters(.a), try await handle.counters(.b))
-        #expect(a.relayed == 1 && b.relayed == 1, "\(a) \(b)")
+        #expect(a.relayed == 2 && b.relayed == 1 && b.undeliverable == 1, "\(a) \(b)")
+    }
+
+    /// A fork: two branches answer. The first 2xx decides side b for good; the second branch's
+    /// 2xx is rewritten (the caller gets valid SDP, and ends that branch) but moves nothing.
+    @Test func theFirstConfirmedAnswerOwnsSideB() async throws {
+        let anchor = try makeAnchor()
+        defer { Task { await anchor.close() } }
+        _ = try await anchor.offer(callID: "f1", fromTag: "a", sdp: Self.aliceOffer(port: 4000), opensCall: true)
+        let early = SRTPKeyMaterial.random(.aesCM128HMACSHA1_32), winner = SRTPKeyMaterial.random(.aesCM128HMACSHA1_32), late = SRTPKeyMaterial.random(.aesCM128HMACSHA1_32)
+        _ = try await anchor.answer(callID: "f1", fromTag: "a", toTag: "b1", sdp: Self.bobAnswer(port: 6100, key: early), confirmed: false)
+        _ = try await anchor.answer(callID: "f1", fromTag: "a", toTag: "b2", sdp: Self.bobAnswer(port: 6200, key: winner), confirmed: true)
+        _ = try await anchor.answer(callID: "f1", fromTag: "a", toTag: "b1", sdp: Self.bobAnswer(port: 6100, key: late), confirmed: true)
+        let handle = try #require(await anchor.handle(callID: "f1"))
+        let b = try await handle.configuration(.b)
+        #expect(b.remote?.port == 6200 && b.srtp?.remote == winner, "side b is the first 2xx's branch")
+        await #expect(throws: (any Error).self, "the losing branch cannot offer into the call") {
+            _ = try await anchor.offer(callID: "f1", fromTag: "b1", sdp: Self.bobAnswer(port: 6100, key: late), opensCall: false)
+        }
+        _ = try await anchor.offer(callID: "f1", fromTag: "b2", sdp: Self.bobAnswer(port: 6200, key: winner), opensCall: false)
+    }
+
+    @Test func onlyPublicAddressesAreSentToBeforeTheEndIsHeard() throws {
+        for (address, sends) in [("203.0.113.7", true), ("2001:db8::7", true), ("192.168.1.10", false), ("10.9.0.10", false), ("127.0.0.1", false), ("::1", false), ("fe80::1", false), ("100.64.0.1", false)] {
+            let remote = try SocketAddress(ipAddress: address, port: 4000)
+            #expect(AnchorSDP.isPublicUnicast(remote) == sends, "\(address)")
+        }
+        let multicast = try SDPParser.parse(Self.aliceOffer(port: 4000).replacingOccurrences(of: "c=IN IP4 192.168.1.10", with: "c=IN IP4 239.1.1.1"))
+        #expect(AnchorSDP.describe(multicast, section: 0)?.remote == nil, "a multicast group is no peer")
     }
 
     @Test func whatTheAnchorRefuses() async throws {
         let anchor = try makeAnchor(maxCalls: 1)
         defer { Task { await anchor.close() } }
         await #expect(throws: (any Error).self, "an answer to nothing") {
-            _ = try await anchor.answer(callID: "none", fromTag: "a", toTag: "b", sdp: Self.bobAnswer(port: 6000, key: .random(.aesCM128HMACSHA1_80)))
+            _ = try await anchor.answer(callID: "none", fromTag: "a", toTag: "b", sdp: Self.bobAnswer(port: 6000, key: .random(.aesCM128HMACSHA1_80)), confirmed: true)
         }
-        await #expect(throws: (any Error).self, "not SDP") { _ = try await anchor.offer(callID: "c3", fromTag: "a", sdp: "hello") }
+        await #expect(throws: (any Error).self, "not SDP") { _ = try await anchor.offer(callID: "c3", fromTag: "a", sdp: "hello", opensCall: true) }
         let onlyF8 = Self.aliceOffer(port: 4000).split(separator: "\r\n").filter { !$0.contains("AES_CM") }.joined(separator: "\r\n") + "\r\n"
-        await #expect(throws: (any Error).self, "no suite it can re-key") { _ = try await anchor.offer(callID: "c3", fromTag: "a", sdp: onlyF8) }
+        await #expect(throws: (any Error).self, "no suite it can re-key") { _ = try await anchor.offer(callID: "c3", fromTag: "a", sdp: onlyF8, opensCall: true) }
         await anchor.delete(callID: "c3", fromTag: "a")
-        _ = try await anchor.offer(callID: "c4", fromTag: "a", sdp: Self.aliceOffer(port: 4000))
+        _ = try await anchor.offer(callID: "c4", fromTag: "a", sdp: Self.aliceOffer(port: 4000), opensCall: true)
         await #expect(throws: (any Error).self, "a tag that was not offered") {
-            _ = try await anchor.answer(callID: "c4", fromTag: "a", toTag: "b", sdp: Self.bobAnswer(port: 6000, key: .random(.aesCM128HMACSHA1_80), tag: 9))
+            _ = try await anchor.answer(callID: "c4", fromTag: "a", toTag: "b", sdp: Self.bobAnswer(port: 6000, key: .random(.aesCM128HMACSHA1_80), tag: 9), confirmed: true)
         }
-        await #expect(throws: (any Error).self, "past limits.max_calls") { _ = try await anchor.offer(callID: "c5", fromTag: "a", sdp: Self.aliceOffer(port: 4000)) }
+        await #expect(throws: (any Error).self, "a new call reusing an anchored Call-ID") {
+            _ = try await anchor.offer(callID: "c4", fromTag: "a", sdp: Self.aliceOffer(port: 4000), opensCall: true)
+        }
+        await #expect(throws: (any Error).self, "an in-dialog offer for a call the anchor does not hold") {
+            _ = try await anchor.offer(callID: "gone", fromTag: "a", sdp: Self.aliceOffer(port: 4000), opensCall: false)
+        }
+        await #expect(throws: (any Error).self, "an answer from tags that are not the offer's") {
+            _ = try await anchor.answer(callID: "c4", fromTag: "mallory", toTag: "b", sdp: Self.bobAnswer(port: 6000, key: .random(.aesCM128HMACSHA1_32)), confirmed: true)
+        }
+        await #expect(throws: (any Error).self, "past limits.max_calls") { _ = try await anchor.offer(callID: "c5", fromTag: "a", sdp: Self.aliceOffer(port: 4000), opensCall: true) }
         await anchor.delete(callID: "c4", fromTag: "a")
         #expect(await anchor.anchoredCalls == 0 && anchor.relay.portsInUse == 0)
     }
@@ -185,7 +226,10 @@ final class UDPEnd {
         guard sent == packet.count else { throw POSIXError(.EIO) }
     }
 
-    func receive() -> [UInt8]? {
+    func receive(timeout: Duration = .seconds(2)) -> [UInt8]? {
+        let (seconds, attoseconds) = timeout.components
+        var wait = timeval(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
         var buffer = [UInt8](repeating: 0, count: 2048)
         let n = recv(fd, &buffer, buffer.count, 0)
         return n > 0 ? Array(buffer[..<n]) : nil

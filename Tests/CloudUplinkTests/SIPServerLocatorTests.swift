@@ -50,6 +50,24 @@ struct SIPServerLocatorTests {
         #expect(dns.peer.text.components(separatedBy: "query[SRV] _sips._tcp.big.test").count == 3, "asked twice, UDP then TCP: \(dns.peer.text.suffix(1500))")
     }
 
+    /// What a hostile zone hands out is followed only so far: 10 NAPTR replacements without SRV
+    /// (4 are asked), 12 SRV targets (8 resolved), a target with 10 addresses (4 kept).
+    @Test func aLookupFollowsOnlySoFar() async throws {
+        let dns = try await Dnsmasq(records:
+            (1...10).map { "--naptr-record=many.test,\($0),50,s,SIPS+D2T,,_sips._tcp.s\($0).many.test" }
+            + (1...12).map { "--srv-host=_sips._tcp.wide.test,t\($0).wide.test,5061,\($0),10" }
+            + (1...12).map { "--host-record=t\($0).wide.test,127.0.1.\($0)" }
+            + ["--srv-host=_sips._tcp.fat.test,fat.test,5061,0,0"] + (1...10).map { "--address=/fat.test/127.0.2.\($0)" })
+        defer { dns.stop() }
+        let locator = SIPServerLocator(resolver: DNSStubResolver(nameServers: [try SocketAddress(ipAddress: "127.0.0.1", port: dns.port)]))
+        #expect(try await locator.locate(host: "many.test", port: nil).map(\.host) == ["many.test"], "no SRV anywhere: the name itself")
+        #expect(dns.peer.text.components(separatedBy: "query[SRV] _sips._tcp.s").count - 1 == SIPServerLocator.maxServiceNames, "\(dns.peer.text.suffix(2000))")
+        let wide = try await locator.locate(host: "wide.test", port: nil)
+        #expect(wide.count == SIPServerLocator.maxTargets, "\(wide)")
+        let fat = try await locator.locate(host: "fat.test", port: nil)
+        #expect(fat.count <= SIPServerLocator.maxAddressesPerTarget && !fat.isEmpty, "\(fat)")
+    }
+
     /// A server that answers nothing, or garbage from elsewhere: the lookup ends at its timeout
     /// with an error, never a trap or a wait without end.
     @Test func aSilentServerIsAnErrorAfterTheTimeout() async throws {

@@ -11,7 +11,7 @@ import Testing
         let anchorKey = SRTPKeyMaterial.random(.aesCM128HMACSHA1_80)
         let outbound: SRTPSession
         let inbound: SRTPSession
-        let ssrc = UInt32.random(in: 1 ... .max)
+        var ssrc = UInt32.random(in: 1 ... .max)
         var sequence = UInt16.random(in: 0...30000)
 
         init() throws {
@@ -119,19 +119,66 @@ import Testing
         #expect(stream.counters(.a).latches == 2)
     }
 
-    @Test func plainRTPLatchesToTheFirstSourceAndMovesOnlyAfterSilence() throws {
+    @Test func plainRTPLatchesToTheFirstSourceAndMovesOnlyWithItsOwnStream() throws {
         let stream = try AnchoredStream(a: .init(remote: Self.address("192.168.1.10", 4000)), b: .init(remote: Self.address("203.0.113.7", 5000)), sink: sink)
         var alice = try End()
+        var mallory = try End()
         let first = Self.address("198.51.100.2", 61000)
         let other = Self.address("198.51.100.9", 7000)
+        let later = 1_000_000_000 + AnchoredStream.relatchSilence + 1
         feed(stream, alice.packet([1], protect: false), on: .a, from: first, now: 1_000_000_000)
         feed(stream, alice.packet([2], protect: false), on: .a, from: other, now: 1_500_000_000)
         #expect(stream.destination(.a) == first)
         #expect(stream.counters(.a).wrongSource == 1)
-        // The first source silent for longer than `relatchSilence`: the new one takes over.
-        feed(stream, alice.packet([3], protect: false), on: .a, from: other, now: 1_000_000_000 + AnchoredStream.relatchSilence + 1)
+        // Silence, then a stranger's stream from elsewhere (RTP bleed): refused.
+        feed(stream, mallory.packet([6], protect: false), on: .a, from: Self.address("198.51.100.66", 1234), now: later)
+        #expect(stream.destination(.a) == first && stream.counters(.a).wrongSource == 2)
+        // Silence, then Alice's own stream from a new address (her NAT's): it moves.
+        feed(stream, alice.packet([3], protect: false), on: .a, from: other, now: later)
         #expect(stream.destination(.a) == other)
-        #expect(sink.count(.b) == 2)
+        // The SDP's own host is believed at once.
+        feed(stream, alice.packet([4], protect: false), on: .a, from: Self.address("192.168.1.10", 4000), now: later + 1)
+        #expect(stream.destination(.a) == Self.address("192.168.1.10", 4000))
+        #expect(sink.count(.b) == 3)
+    }
+
+    @Test func aPrivateSDPAddressGetsNothingUntilTheEndIsHeard() throws {
+        var bob = try End()
+        let alice = try End()
+        var bobConfig = AnchorLegConfiguration(remote: Self.address("10.9.0.10", 5000), srtp: bob.keys)
+        bobConfig.sendsBeforeLatching = false
+        let stream = try AnchoredStream(a: .init(remote: Self.address("203.0.113.7", 4000), srtp: alice.keys), b: bobConfig, sink: sink)
+        var aliceSender = alice
+        feed(stream, aliceSender.packet([1]), on: .a, from: Self.address("203.0.113.7", 4000))
+        #expect(sink.count(.b) == 0 && stream.counters(.b).undeliverable == 1)
+        feed(stream, bob.packet([2]), on: .b, from: Self.address("198.51.100.21", 30000))
+        feed(stream, aliceSender.packet([3]), on: .a, from: Self.address("203.0.113.7", 4000))
+        #expect(sink.last(.b)?.to == Self.address("198.51.100.21", 30000))
+    }
+
+    @Test func aPeerWithEverNewSSRCsIsCappedAndAReKeyKeepsTheOtherDirection() throws {
+        var alice = try End()
+        let bob = try End()
+        let stream = try AnchoredStream(a: .init(remote: Self.address("203.0.113.7", 4000), srtp: alice.keys), b: .init(remote: Self.address("203.0.113.8", 5000), srtp: bob.keys), sink: sink)
+        let firstSSRC = alice.ssrc
+        for round in 0..<20 {
+            alice.ssrc = round == 0 ? firstSSRC : .random(in: 1 ... .max)
+            feed(stream, alice.packet([1]), on: .a, from: Self.address("203.0.113.7", 4000))
+        }
+        #expect(sink.count(.b) == AnchoredStream.maxSources, "\(stream.counters(.a))")
+        #expect(stream.counters(.a).dropped == UInt64(20 - AnchoredStream.maxSources))
+
+        // Bob re-keys (a re-INVITE with a new a=crypto): Alice's direction keeps its SRTP state,
+        // so Bob's receiver (replay window, rollover counter) goes on accepting it.
+        let before = sink.count(.b)
+        let sessions = stream.sessions(.b)
+        let newBob = try End()
+        try stream.update(.b, to: .init(remote: Self.address("203.0.113.8", 5000), srtp: .init(local: bob.anchorKey, remote: newBob.key)))
+        alice.ssrc = firstSSRC
+        feed(stream, alice.packet([2]), on: .a, from: Self.address("203.0.113.7", 4000))
+        let delivered = try #require(sink.sent.last)
+        #expect(sink.count(.b) == before + 1 && bob.open(delivered.packet) == [2])
+        #expect(stream.sessions(.b).outbound == sessions.outbound && stream.sessions(.b).inbound != sessions.inbound, "only the re-keyed direction is new")
     }
 
     @Test func rtcpIsReKeyedAndGoesToTheRTCPPortOrMuxed() throws {

@@ -1,5 +1,6 @@
 import Media
 import NIOCore
+import NetworkAddress
 import SIP
 
 /// How the embedded anchor reads and rewrites a relayed SDP (docs/CLOUD-CORE.md "Media
@@ -17,6 +18,8 @@ enum AnchorSDP {
         var remote: SocketAddress?
         var remoteRTCP: SocketAddress?
         var rtcpMux: Bool
+        /// Whether the relay may send to `remote` before hearing from it (`isPublicUnicast`).
+        var sendsBeforeLatching: Bool { remote.map(AnchorSDP.isPublicUnicast) ?? false }
         /// Its `a=crypto` lines the engine can work with (RFC 4568 §9.1), in order.
         var crypto: [(line: SDPCryptoAttribute, suite: SRTPCryptoSuite)]
         /// True when it offered or answered SDES at all.
@@ -24,6 +27,17 @@ enum AnchorSDP {
         /// The stream's port (0: rejected or disabled).
         var port: Int
     }
+
+    /// Addresses that are no peer's to give as a place for the relay to send to before it has
+    /// heard from there (RFC 6890 special-purpose and private ranges, multicast): the relay
+    /// latches instead. Otherwise an end could make the core send UDP it chose to the core's own
+    /// loopback, its LAN or a multicast group.
+    static let notPublic: [IPPrefix] = [
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.0.0.0/24", "192.168.0.0/16",
+        "198.18.0.0/15", "224.0.0.0/3", "::/127", "::ffff:0:0/96", "64:ff9b:1::/48", "fc00::/7", "fe80::/10", "ff00::/8",
+    ].compactMap(IPPrefix.init)
+
+    static func isPublicUnicast(_ address: SocketAddress) -> Bool { !notPublic.contains { $0.contains(address) } }
 
     static let removedAttributes: Set<String> = [
         "rtcp", "candidate", "ice-ufrag", "ice-pwd", "ice-options", "ice-lite", "ice-mismatch", "end-of-candidates", "remote-candidates", "crypto",
@@ -42,6 +56,7 @@ enum AnchorSDP {
         let port = media.port
         var remote: SocketAddress?
         if !held, (1...65535).contains(port) { remote = try? SocketAddress(ipAddress: address, port: port) }
+        if let multicast = remote, IPPrefix("224.0.0.0/4")!.contains(multicast) || IPPrefix("ff00::/8")!.contains(multicast) { remote = nil }
         var remoteRTCP: SocketAddress?
         if let value = media.attributes(named: "rtcp").first, !held {
             // a=rtcp:<port> [IN IP4 <address>] (RFC 3605 §2.1)

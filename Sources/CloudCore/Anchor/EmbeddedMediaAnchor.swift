@@ -8,16 +8,28 @@ import SIP
 /// goes through it on its way (`CloudCoreProxy+Anchor.swift`), and the call's media ends there
 /// with the call.
 public protocol MediaAnchoring: Sendable {
-    /// The description `sdp` becomes toward the other party of `callID`, offered by `fromTag`.
-    func offer(callID: String, fromTag: String, sdp: String) async throws -> String
-    /// The answer `sdp` of `toTag` to `fromTag`'s offer, as it goes back to the offerer.
-    func answer(callID: String, fromTag: String, toTag: String, sdp: String) async throws -> String
+    /// The description `sdp` becomes toward the other party of `callID`, offered by `fromTag`;
+    /// `opensCall`: the offer of an INVITE outside a dialog (else a re-INVITE's, an UPDATE's, a
+    /// 2xx's to an offerless re-INVITE).
+    func offer(callID: String, fromTag: String, sdp: String, opensCall: Bool) async throws -> String
+    /// The answer `sdp` of `toTag` to `fromTag`'s offer, as it goes back to the offerer;
+    /// `confirmed`: in a 2xx or an ACK (else a provisional answer, of one branch of several).
+    func answer(callID: String, fromTag: String, toTag: String, sdp: String, confirmed: Bool) async throws -> String
     /// Ends the call's media (a call the anchor does not know is no error).
     func delete(callID: String, fromTag: String) async
     func close() async
 }
 
-extension RTPEngineControl: MediaAnchoring {}
+/// rtpengine keeps its calls by Call-ID and tags itself.
+extension RTPEngineControl: MediaAnchoring {
+    public func offer(callID: String, fromTag: String, sdp: String, opensCall: Bool) async throws -> String {
+        try await offer(callID: callID, fromTag: fromTag, sdp: sdp)
+    }
+
+    public func answer(callID: String, fromTag: String, toTag: String, sdp: String, confirmed: Bool) async throws -> String {
+        try await answer(callID: callID, fromTag: fromTag, toTag: toTag, sdp: sdp)
+    }
+}
 
 /// `[media] anchor = "embedded"` (issue 19): the core relays the media of the calls it routes
 /// itself, through the Media engine's sockets and threads (`MediaRelay`), so that two ends behind
@@ -36,6 +48,10 @@ public actor EmbeddedMediaAnchor: MediaAnchoring {
         let handle: MediaAnchorHandle
         /// The tag of the first offerer: its side is `a`, whoever answers is `b`.
         let tagA: String
+        /// The tag of the branch whose 2xx was taken: side `b` from then on. Before it, the
+        /// latest provisional answer sets side `b`; after it, another branch's answer (a second
+        /// 2xx of a fork, which the caller ends) changes nothing.
+        var tagB: String?
         let started: ContinuousClock.Instant
         /// The last offer: which side made it, its anchored section, what it said.
         var offer: (offerer: MediaLegSide, section: Int?, description: AnchorSDP.Description?)?
@@ -78,12 +94,19 @@ public actor EmbeddedMediaAnchor: MediaAnchoring {
     /// The call's legs, for tests and status: nil when the anchor does not hold the call.
     public func handle(callID: String) -> MediaAnchorHandle? { calls[callID]?.handle }
 
-    public func offer(callID: String, fromTag: String, sdp: String) async throws -> String {
+    public func offer(callID: String, fromTag: String, sdp: String, opensCall: Bool) async throws -> String {
         let session = try parse(sdp)
         var call: Call
         if let known = calls[callID] {
+            // A new call reusing a Call-ID that is anchored, or a stranger's tag in the dialog:
+            // neither may take over the call's media.
+            guard !opensCall else { throw Failure(description: "Call-ID \(callID.prefix(80)) is anchored for another call") }
+            guard fromTag == known.tagA || known.tagB.map({ $0 == fromTag }) ?? true else { throw Failure(description: "an offer from a tag not in the call") }
             call = known
         } else {
+            // An in-dialog offer for a call the anchor does not hold (ended, or never anchored)
+            // opens nothing: its ports would never be released.
+            guard opensCall else { throw Failure(description: "no anchored call \(callID.prefix(80))") }
             await sweep()
             guard calls.count < maxCalls else { throw Failure(description: "\(calls.count) calls anchored already (limits.max_calls)") }
             let a = try await relay.openLeg(host: bindHost)
@@ -110,6 +133,7 @@ public actor EmbeddedMediaAnchor: MediaAnchoring {
         var lines: [SDPCryptoAttribute]?
         if let description, description.hasCrypto {
             guard !description.crypto.isEmpty else {
+                call.offer = nil  // its answer, if one comes, answers nothing the anchor holds
                 calls[callID] = call
                 throw Failure(description: "the offer's a=crypto lines name no suite the anchor can re-key")
             }
@@ -121,18 +145,27 @@ public actor EmbeddedMediaAnchor: MediaAnchoring {
         return AnchorSDP.rewrite(session, section: section, address: sdpAddress, port: port, crypto: lines).serialized
     }
 
-    public func answer(callID: String, fromTag: String, toTag: String, sdp: String) async throws -> String {
+    public func answer(callID: String, fromTag: String, toTag: String, sdp: String, confirmed: Bool) async throws -> String {
         guard var call = calls[callID], let offer = call.offer else { throw Failure(description: "an answer without an anchored offer") }
         let session = try parse(sdp)
         let offerer = offer.offerer
         let answerer = offerer.other
+        let (offererTag, answererTag) = offerer == .a ? (fromTag, toTag) : (toTag, fromTag)
+        guard offererTag == call.tagA || offerer == .b && fromTag == call.tagB ?? fromTag else {
+            throw Failure(description: "an answer whose tags are not the offer's")
+        }
+        // Which `b` answers: the branch whose 2xx came first, for good.
+        let takes = call.tagB.map { $0 == answererTag } ?? true
+        if confirmed, call.tagB == nil { call.tagB = answererTag }
         var offererConfig = AnchorLegConfiguration.unknown
         var answererConfig = AnchorLegConfiguration.unknown
         var lines: [SDPCryptoAttribute]?
         if let section = offer.section, let offered = offer.description, let answered = AnchorSDP.describe(session, section: section), answered.port != 0 {
             let mux = offered.rtcpMux && answered.rtcpMux
             offererConfig = AnchorLegConfiguration(remote: offered.remote, remoteRTCP: offered.remoteRTCP, rtcpMux: mux)
+            offererConfig.sendsBeforeLatching = offered.sendsBeforeLatching
             answererConfig = AnchorLegConfiguration(remote: answered.remote, remoteRTCP: answered.remoteRTCP, rtcpMux: mux)
+            answererConfig.sendsBeforeLatching = answered.sendsBeforeLatching
             if offered.hasCrypto {
                 // RFC 4568 §6.3: the answer names the offered line it took by its tag.
                 guard let chosen = answered.crypto.first, let line = offered.crypto.first(where: { $0.line.tag == chosen.line.tag }), line.suite == chosen.suite
@@ -146,8 +179,10 @@ public actor EmbeddedMediaAnchor: MediaAnchoring {
             }
         }
         calls[callID] = call
-        try await call.handle.update(offerer, to: offererConfig)
-        try await call.handle.update(answerer, to: answererConfig)
+        if takes {
+            try await call.handle.update(offerer, to: offererConfig)
+            try await call.handle.update(answerer, to: answererConfig)
+        }
         let port = call.handle.socket(offerer).port
         return AnchorSDP.rewrite(session, section: offer.section, address: sdpAddress, port: port, crypto: lines).serialized
     }

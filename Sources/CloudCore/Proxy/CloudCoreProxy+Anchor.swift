@@ -39,7 +39,7 @@ extension CloudCoreProxy {
         else { return start(self) }
         anchored(callID) { proxy in
             do {
-                let rewritten = try await anchor.offer(callID: callID, fromTag: fromTag, sdp: sdp)
+                let rewritten = try await anchor.offer(callID: callID, fromTag: fromTag, sdp: sdp, opensCall: true)
                 guard var current = proxy.calls[key], !current.fork.callerCancelled, !current.fork.finished else { return }
                 current.invite = Self.replacingSDP(current.invite, with: rewritten)
                 proxy.calls[key] = current
@@ -58,7 +58,7 @@ extension CloudCoreProxy {
         guard settings.anchor != nil, let callID = call.invite.callID else { return relay(self, response) }
         var step: AnchorStep?
         if let code = response.statusCode, (101...299).contains(code), let fromTag = call.invite.from?.tag, let toTag = response.to?.tag {
-            step = .answer(offerer: fromTag, answerer: toTag)
+            step = .answer(offerer: fromTag, answerer: toTag, confirmed: code >= 200)
         }
         throughAnchor(response, callID: callID, step, what: "an answer", deliver: relay)
     }
@@ -67,7 +67,8 @@ extension CloudCoreProxy {
     /// other's offer.
     enum AnchorStep {
         case offer(from: String)
-        case answer(offerer: String, answerer: String)
+        /// `confirmed`: in a 2xx or an ACK.
+        case answer(offerer: String, answerer: String, confirmed: Bool)
     }
 
     /// `message`'s SDP through the anchor as `step`, then `deliver`, in the call's order (one
@@ -84,8 +85,9 @@ extension CloudCoreProxy {
             do {
                 let rewritten: String
                 switch step {
-                case .offer(let from): rewritten = try await anchor.offer(callID: callID, fromTag: from, sdp: sdp)
-                case .answer(let offerer, let answerer): rewritten = try await anchor.answer(callID: callID, fromTag: offerer, toTag: answerer, sdp: sdp)
+                case .offer(let from): rewritten = try await anchor.offer(callID: callID, fromTag: from, sdp: sdp, opensCall: false)
+                case .answer(let offerer, let answerer, let confirmed):
+                    rewritten = try await anchor.answer(callID: callID, fromTag: offerer, toTag: answerer, sdp: sdp, confirmed: confirmed)
                 }
                 message = Self.replacingSDP(message, with: rewritten)
             } catch {
@@ -102,7 +104,7 @@ extension CloudCoreProxy {
             let fromTag = request.from?.tag, let toTag = request.to?.tag
         else { return forward(self, request) }
         // An ACK's SDP answers the offer its 2xx made (the sender of the 2xx offered).
-        let step: AnchorStep = method == .ack ? .answer(offerer: toTag, answerer: fromTag) : .offer(from: fromTag)
+        let step: AnchorStep = method == .ack ? .answer(offerer: toTag, answerer: fromTag, confirmed: true) : .offer(from: fromTag)
         throughAnchor(request, callID: callID, step, what: "an in-dialog \(method.rawValue)", deliver: forward)
     }
 
@@ -113,16 +115,23 @@ extension CloudCoreProxy {
             let fromTag = request.from?.tag, let toTag = request.to?.tag
         else { return relay(self, response) }
         guard Self.sdp(of: response) != nil else { return relay(self, response) }
-        let step: AnchorStep = Self.sdp(of: request) != nil ? .answer(offerer: fromTag, answerer: toTag) : .offer(from: toTag)
+        let step: AnchorStep = Self.sdp(of: request) != nil ? .answer(offerer: fromTag, answerer: toTag, confirmed: code >= 200) : .offer(from: toTag)
         throughAnchor(response, callID: callID, step, what: "an in-dialog answer", deliver: relay)
     }
 
     /// The call is over (failed, cancelled, hung up, cut at the limit): its media at the anchor too.
     func releaseAnchor(callID: String, fromTag: String?) {
         guard let anchor = settings.anchor else { return }
-        anchored(callID) { proxy in
-            await anchor.delete(callID: callID, fromTag: fromTag ?? "")
-            proxy.anchorSteps[callID] = nil
+        anchored(callID) { _ in await anchor.delete(callID: callID, fromTag: fromTag ?? "") }
+        // The call's queue goes once the release has run — unless a step came after it.
+        guard let release = anchorSteps[callID] else { return }
+        Task { [self] in
+            await release.value
+            self.forgetAnchorSteps(callID, after: release)
         }
+    }
+
+    func forgetAnchorSteps(_ callID: String, after release: Task<Void, Never>) {
+        if anchorSteps[callID] == release { anchorSteps[callID] = nil }
     }
 }

@@ -38,6 +38,8 @@ extension CloudCoreProxy {
             if let call = calls[key] {
                 let now = recordTime(call)
                 record(call, status: .answered, answeredAt: now, answeredBy: call.branchNames.indices.contains(branch) ? call.branchNames[branch] : nil, endedAt: now, reason: "answered; no dialog kept (tags missing or Call-ID in use)")
+                // Its media too, unless the Call-ID is another dialog's (whose media it is).
+                if let callID = call.invite.callID, dialogs[callID] == nil { releaseAnchor(callID: callID, fromTag: call.invite.from?.tag) }
             }
             return
         }

@@ -16,6 +16,10 @@ public struct AnchorLegConfiguration: Sendable, Equatable {
     public var srtp: MediaLegConfiguration.SRTPKeys?
     /// False until offer/answer is done for the leg: it takes nothing.
     public var agreed = true
+    /// Whether `remote` may be sent to before the peer was heard from. Only for an address that
+    /// is the peer's to give: a public unicast one (`AnchorSDP` decides). A private, loopback or
+    /// multicast address in SDP is no place to send media an outsider chose.
+    public var sendsBeforeLatching = true
 
     public init(remote: SocketAddress?, remoteRTCP: SocketAddress? = nil, rtcpMux: Bool = false, srtp: MediaLegConfiguration.SRTPKeys? = nil) {
         self.remote = remote
@@ -32,7 +36,8 @@ public struct AnchorLegConfiguration: Sendable, Equatable {
     }
 
     public static func == (lhs: Self, rhs: Self) -> Bool {
-        lhs.agreed == rhs.agreed && lhs.remote == rhs.remote && lhs.remoteRTCP == rhs.remoteRTCP && lhs.rtcpMux == rhs.rtcpMux
+        lhs.agreed == rhs.agreed && lhs.sendsBeforeLatching == rhs.sendsBeforeLatching && lhs.remote == rhs.remote && lhs.remoteRTCP == rhs.remoteRTCP
+            && lhs.rtcpMux == rhs.rtcpMux
             && lhs.srtp?.local == rhs.srtp?.local && lhs.srtp?.remote == rhs.srtp?.remote
     }
 }
@@ -49,7 +54,8 @@ public struct AnchorLegCounters: Sendable, Equatable {
     public var rtcpAuthenticationFailures: UInt64 = 0
     /// Plain RTP from a source other than the latched one while that one is still heard.
     public var wrongSource: UInt64 = 0
-    /// Not RTP/RTCP, or nothing agreed yet on this leg, or oversized.
+    /// Not RTP/RTCP, or nothing agreed yet on this leg, or oversized, or from one SSRC more
+    /// than `AnchoredStream.maxSources`.
     public var dropped: UInt64 = 0
     /// Times the leg moved to a new source (the first latch counts).
     public var latches: UInt64 = 0
@@ -69,12 +75,17 @@ public struct AnchorLegCounters: Sendable, Equatable {
 /// writes an address in its SDP that is not the one its packets come from, so a leg sends to the
 /// source it actually hears. With SRTP the leg follows the source of the latest packet that
 /// authenticates with the peer's key — a NAT that changes address heals with the next packet,
-/// and nobody without the key can divert the media. A plain RTP leg latches to the first source
-/// and moves only after that source fell silent for `relatchSilence`.
+/// and nobody without the key can divert the media. A plain RTP leg latches to the first source;
+/// it moves to the SDP's own address at once, elsewhere only when its stream (the same SSRC)
+/// comes from there after `relatchSilence` of silence from the old source. Before a leg has
+/// heard its peer it sends only to an SDP address marked `sendsBeforeLatching`.
 ///
 /// Pure and single-threaded: the media thread owns it; the sink writes to the sockets.
 public final class AnchoredStream {
     public static let relatchSilence: UInt64 = 2_000_000_000
+    /// SSRCs one leg may send (a phone has one; a few more for a restart): libsrtp keeps state
+    /// per SSRC, so a peer with fresh SSRCs in every packet must not grow it without bound.
+    public static let maxSources = 8
 
     struct Leg {
         var config: AnchorLegConfiguration
@@ -82,7 +93,11 @@ public final class AnchoredStream {
         var outbound: SRTPSession?
         var latched: SocketAddress?
         var latchedRTCP: SocketAddress?
+        /// The SSRC of the plain RTP stream the leg latched to.
+        var latchedSSRC: UInt32?
         var lastHeard: UInt64 = 0
+        /// The SSRCs heard (authenticated, with SRTP), at most `maxSources`.
+        var sources: [UInt32] = []
         var counters = AnchorLegCounters()
 
         init(_ config: AnchorLegConfiguration) throws(SRTPSession.SetupError) {
@@ -93,14 +108,14 @@ public final class AnchoredStream {
             }
         }
 
-        /// Where this leg's RTP goes: the latched source, else the SDP's address.
-        var rtpDestination: SocketAddress? { latched ?? config.remote }
+        /// Where this leg's RTP goes: the latched source, else the SDP's address if it may.
+        var rtpDestination: SocketAddress? { latched ?? (config.sendsBeforeLatching ? config.remote : nil) }
 
         /// Where this leg's RTCP goes (not muxed): the latched RTCP source, else `a=rtcp`, else
         /// the RTP destination's port + 1 (RFC 3550 §11).
         var rtcpDestination: SocketAddress? {
             if let latchedRTCP { return latchedRTCP }
-            if let remoteRTCP = config.remoteRTCP { return remoteRTCP }
+            if let remoteRTCP = config.remoteRTCP, latched == nil ? config.sendsBeforeLatching : MediaBridge.sameHost(remoteRTCP, latched!) { return remoteRTCP }
             guard var address = rtpDestination, let port = address.port, port < 65535 else { return nil }
             address.port = port + 1
             return address
@@ -119,26 +134,34 @@ public final class AnchoredStream {
     /// Where the leg sends its RTP now.
     public func destination(_ side: MediaLegSide) -> SocketAddress? { legs[side.rawValue].rtpDestination }
     public func configuration(_ side: MediaLegSide) -> AnchorLegConfiguration { legs[side.rawValue].config }
+    /// Which libsrtp sessions a leg runs (tests: a renegotiation keeps the ones whose key stayed).
+    func sessions(_ side: MediaLegSide) -> (inbound: ObjectIdentifier?, outbound: ObjectIdentifier?) {
+        (legs[side.rawValue].inbound.map(ObjectIdentifier.init), legs[side.rawValue].outbound.map(ObjectIdentifier.init))
+    }
 
     /// Offer/answer changed a leg (the answer, a re-INVITE, an UPDATE). Unchanged keys keep
     /// their SRTP state (rollover counter, replay window); an SDP address that moved drops the
     /// latch, so a plain RTP leg learns the new source at once.
     public func update(_ side: MediaLegSide, to config: AnchorLegConfiguration) throws(SRTPSession.SetupError) {
-        var leg = legs[side.rawValue]
+        let leg = legs[side.rawValue]
         guard leg.config != config else { return }
         var next = try Leg(config)
-        if leg.config.srtp?.remote == config.srtp?.remote, leg.config.srtp?.local == config.srtp?.local {
+        // Each direction's libsrtp state (rollover counter, replay window, the SRTCP index) stays
+        // as long as its key does: the far end keeps its own, and a fresh session after a
+        // sequence wrap would fail every packet (or reuse keystream, outbound).
+        if leg.config.srtp?.remote == config.srtp?.remote {
             next.inbound = leg.inbound
-            next.outbound = leg.outbound
+            next.sources = leg.sources
         }
+        if leg.config.srtp?.local == config.srtp?.local { next.outbound = leg.outbound }
         if leg.config.remote == config.remote || leg.config.srtp != nil {
             next.latched = leg.latched
             next.latchedRTCP = leg.latchedRTCP
+            next.latchedSSRC = leg.latchedSSRC
             next.lastHeard = leg.lastHeard
         }
         next.counters = leg.counters
-        leg = next
-        legs[side.rawValue] = leg
+        legs[side.rawValue] = next
     }
 
     /// A datagram that arrived on `side`'s RTP socket (`rtcpSocket` false) or its RTCP socket.
@@ -158,6 +181,18 @@ public final class AnchoredStream {
             legs[i].counters.dropped &+= 1
             return
         }
+        // The sender's SSRC (RFC 3550 §5.1, §6.4.1): a new one past `maxSources` is not let in.
+        let ssrcOffset = isRTCP ? 4 : 8
+        guard length >= ssrcOffset + 4 else {
+            legs[i].counters.dropped &+= 1
+            return
+        }
+        let ssrc = UnsafeRawBufferPointer(rebasing: buffer[..<length]).loadBigEndianUInt32(at: ssrcOffset)
+        let known = legs[i].sources.contains(ssrc)
+        guard known || legs[i].sources.count < Self.maxSources else {
+            legs[i].counters.dropped &+= 1
+            return
+        }
         // Checked with the peer's key before anything is believed, the source least of all.
         var plainLength = length
         if let inbound = legs[i].inbound {
@@ -172,27 +207,42 @@ public final class AnchoredStream {
                 return
             }
         }
-        guard latch(i, to: source, rtcpSocket: rtcpSocket, now: now) else { return }
+        if !known { legs[i].sources.append(ssrc) }
+        guard latch(i, to: source, ssrc: isRTCP ? nil : ssrc, rtcpSocket: rtcpSocket, now: now) else { return }
         legs[i].counters.relayed &+= 1
         forward(buffer, length: plainLength, rtcp: isRTCP, to: side.other)
     }
 
     /// Moves the leg to `source` when the rules allow; false: the packet is not the peer's.
-    private func latch(_ i: Int, to source: SocketAddress, rtcpSocket: Bool, now: UInt64) -> Bool {
+    /// `ssrc`: an RTP packet's (nil for RTCP).
+    private func latch(_ i: Int, to source: SocketAddress, ssrc: UInt32?, rtcpSocket: Bool, now: UInt64) -> Bool {
         let current = rtcpSocket ? legs[i].latchedRTCP : legs[i].latched
         if current != source {
-            let authenticated = legs[i].inbound != nil
-            let silent = current == nil || now &- legs[i].lastHeard > Self.relatchSilence
-            guard authenticated || silent else {
+            guard current != nil, legs[i].inbound == nil else { return move(i, to: source, ssrc: ssrc, rtcpSocket: rtcpSocket, now: now) }
+            // Plain RTP: anyone can send. The SDP's own host is the peer's word; elsewhere only
+            // the latched stream itself, after its old source fell silent (a NAT's new address).
+            let sdpHost = legs[i].config.remote.map { MediaBridge.sameHost($0, source) } ?? false
+            let sameStream = ssrc != nil && ssrc == legs[i].latchedSSRC && now &- legs[i].lastHeard > Self.relatchSilence
+            let rtcpOfTheStream = rtcpSocket && legs[i].latched.map { MediaBridge.sameHost($0, source) } ?? false
+            guard sdpHost || sameStream || rtcpOfTheStream else {
                 legs[i].counters.wrongSource &+= 1
                 return false
             }
-            if rtcpSocket { legs[i].latchedRTCP = source } else {
-                legs[i].latched = source
-                legs[i].counters.latches &+= 1
-            }
+            return move(i, to: source, ssrc: ssrc, rtcpSocket: rtcpSocket, now: now)
         }
         if !rtcpSocket { legs[i].lastHeard = now }
+        return true
+    }
+
+    private func move(_ i: Int, to source: SocketAddress, ssrc: UInt32?, rtcpSocket: Bool, now: UInt64) -> Bool {
+        if rtcpSocket {
+            legs[i].latchedRTCP = source
+        } else {
+            legs[i].latched = source
+            legs[i].latchedSSRC = ssrc
+            legs[i].lastHeard = now
+            legs[i].counters.latches &+= 1
+        }
         return true
     }
 

@@ -43,10 +43,20 @@ public final class MediaAnchorHandle: @unchecked Sendable {
         return try await thread.submit { box.stream?.counters(side) ?? AnchorLegCounters() }
     }
 
+    public func configuration(_ side: MediaLegSide) async throws -> AnchorLegConfiguration {
+        let box = self.box
+        return try await thread.submit { box.stream?.configuration(side) ?? .unknown }
+    }
+
     /// Where `side` sends its RTP now (after latching).
     public func destination(_ side: MediaLegSide) async throws -> SocketAddress? {
         let box = self.box
         return try await thread.submit { box.stream?.destination(side) }
+    }
+
+    /// Runs `body` on the stream's media thread (a benchmark's thread CPU clock).
+    public func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async throws -> T {
+        try await thread.submit { body() }
     }
 
     /// Stops relaying and closes both legs' sockets (their ports go back to the pool).

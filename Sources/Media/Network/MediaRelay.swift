@@ -25,8 +25,8 @@ public final class MediaRelay: Sendable {
         case socket(Int32)
     }
 
-    public init(threads: Int = 1, portRange: ClosedRange<Int> = 10000...50000) throws(RTPPortPool.PoolError) {
-        self.pool = NIOLockedValueBox(try RTPPortPool(range: portRange))
+    public init(threads: Int = 1, portRange: ClosedRange<Int> = 10000...50000, randomPorts: Bool = false) throws(RTPPortPool.PoolError) {
+        self.pool = NIOLockedValueBox(try RTPPortPool(range: portRange, randomized: randomPorts))
         self.threads = (0..<max(1, threads)).map { _ in MediaIOThread() }
     }
 
