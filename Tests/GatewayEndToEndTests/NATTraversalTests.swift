@@ -100,8 +100,9 @@ struct NATTraversalTests {
     /// The site NAT forgets an idle TCP flow after 12 s here (a cheap router's minutes, shortened);
     /// the gateway's keepalives (every 5 s) keep its flow, so a call reaches it after 20 s of
     /// quiet, while a control flow without keepalives is gone. Then the NAT's outer address
-    /// changes: the flow breaks, and the gateway is reachable again within the keepalive
-    /// interval (and the time to reconnect), its calls carrying audio from the new address.
+    /// changes during a call: the flow breaks, and the gateway is reachable again within the
+    /// keepalive interval (and the time to reconnect); the call's audio goes on from the new
+    /// address, its BYE reaches the gateway over the new flow, and new calls carry audio.
     @Test func keepalivesHoldTheFlowAndANewNATAddressHeals() async throws {
         let network = try await MeshNetwork.createBehindNAT()
         do {
@@ -146,7 +147,12 @@ struct NATTraversalTests {
             try await network.eventually("the control flow's end", timeout: .seconds(15)) { control.text.contains("nothing arrived") || control.text.contains("received") || control.text.contains("error") }
             #expect(control.text.contains("nothing arrived"), "the NAT forgot the idle control flow: \(control.text)")
 
-            // The NAT's outer address changes.
+            // The NAT's outer address changes in the middle of a call.
+            let (door, alice) = (site.door, site.alice)
+            let established = alice.output.components(separatedBy: "Call established").count
+            try await alice.command("dial", "sip:gw1-ch1@symphony.local")
+            try await network.eventually("alice's call before the change") { alice.output.components(separatedBy: "Call established").count > established }
+            try await Task.sleep(for: .seconds(3))
             let registeredBefore = site.gateway.text.components(separatedBy: "cloud uplink registered").count
             let changed = ContinuousClock.now
             try await network.changeSiteNATAddress()
@@ -159,6 +165,22 @@ struct NATTraversalTests {
             // The break shows at the next keepalive (≤ 5 s); reconnecting and registering is
             // quick on a LAN, with the reconnect's own first delay.
             #expect(healed < .seconds(12), "healed in \(healed)")
+
+            // The call goes on: its media from the new address (the relay follows authenticated
+            // SRTP), and alice's hang-up reaches the gateway over its new flow.
+            try await Task.sleep(for: .seconds(4))
+            let byes = site.gateway.text.components(separatedBy: "ended (remote BYE) component=cloud-ua").count
+            try await alice.command("hangup")
+            try await network.eventually("the gateway got alice's BYE over its new flow", timeout: .seconds(5)) {
+                site.gateway.text.components(separatedBy: "ended (remote BYE) component=cloud-ua").count > byes
+            }
+            try await Task.sleep(for: .seconds(1))
+            for (pcm, frequency, who) in [(try await door.decodedAudio(latest: true), 1200.0, "the door"), (try await alice.decodedAudio(latest: true), 800.0, "alice")] {
+                // The call's last seconds (after the change), without its very end.
+                let tail = pcm.suffix(16000 * 3).prefix(16000 * 2)
+                #expect(abs(ToneMeasurement.frequency(tail, sampleRate: 16000) - frequency) < 15 && ToneMeasurement.level(tail) > -20,
+                        "\(who) still hears the other end after the NAT's change: \(ToneMeasurement.frequency(tail, sampleRate: 16000)) Hz, \(ToneMeasurement.level(tail)) dBFS")
+            }
             try await Self.callBothWays(site, through: "the core's relay from the NAT's new address")
         } catch {
             Issue.record("\(error)\n\(network.logs())")

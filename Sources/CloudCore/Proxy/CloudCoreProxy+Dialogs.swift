@@ -11,6 +11,11 @@ struct ProxiedDialog {
     var callerTag: String
     var calleeTag: String
     var calleeFlow: SIPFlow
+    /// Each side's RFC 5626 registration (AOR and `instance#reg-id`) when it came over one:
+    /// when the side's flow fails and it registers again over a new one (a NAT that changed
+    /// address), its in-dialog requests go over the new flow.
+    var callerInstance: (aor: String, key: String)?
+    var calleeInstance: (aor: String, key: String)?
     /// Where each side is reached: its Contact.
     var callerContact: AnyURI?
     var calleeContact: AnyURI?
@@ -52,6 +57,8 @@ extension CloudCoreProxy {
             call: call, callerTag: callerTag, calleeTag: calleeTag, calleeFlow: calleeFlow,
             callerContact: call.invite.contacts.first?.uri, calleeContact: response.contacts.first?.uri,
             callerCSeq: call.invite.cseq?.sequence ?? 1, answeredAt: recordTime(call), answeredBy: call.branchNames[branch])
+        dialog.callerInstance = outboundInstance(of: call.caller, on: call.callerFlow)
+        dialog.calleeInstance = outboundInstance(of: dialog.answeredBy, on: calleeFlow)
         record(call, status: .inProgress, answeredAt: dialog.answeredAt, answeredBy: dialog.answeredBy, endedAt: nil, reason: nil)
         dialog.limitTimer = endpoint.eventLoop.scheduleTask(in: limit) { [self] in
             self.assumeIsolated { $0.durationLimitReached(callID) }
@@ -108,7 +115,10 @@ extension CloudCoreProxy {
                 if fromCaller { dialog.callerCSeq = max(dialog.callerCSeq, sequence) } else { dialog.calleeCSeq = max(dialog.calleeCSeq, sequence) }
             }
             dialogs[callID] = dialog
-            sideFlow = fromCaller ? dialog.calleeFlow : dialog.call.callerFlow
+            // A side that registered again over a new flow (its NAT changed address) is reached
+            // there: its old flow can look alive here long after it went dead.
+            let instance = fromCaller ? dialog.calleeInstance : dialog.callerInstance
+            sideFlow = instance.flatMap(currentFlow(of:)) ?? (fromCaller ? dialog.calleeFlow : dialog.call.callerFlow)
             if method == .bye { endDialog(callID, reason: fromCaller ? "caller hung up" : "callee hung up", sendBye: false) }
         }
         if let sideFlow, endpoint.assumeIsolated({ $0.isAlive(sideFlow) }) {
@@ -143,6 +153,20 @@ extension CloudCoreProxy {
             // A BYE still ends the dialog for its sender (§15.1.1): 481 says it is gone here.
             if let key { reply(request, key: key, status: method == .bye ? 481 : 480) }
         }
+    }
+
+    /// The RFC 5626 registration among `aor`'s bindings that `flow` belongs to.
+    func outboundInstance(of aor: String, on flow: SIPFlow) -> (aor: String, key: String)? {
+        bindings(for: aor, now: uptime()).first { $0.isOutbound && $0.flow == flow }.map { (aor, $0.key) }
+    }
+
+    /// The live flow of an RFC 5626 registration (the same instance and reg-id), if it has one
+    /// the core may use (`route(to:uri:)`: a device's only with its current certificate).
+    func currentFlow(of instance: (aor: String, key: String)) -> SIPFlow? {
+        guard let binding = bindings(for: instance.aor, now: uptime()).first(where: { $0.isOutbound && $0.key == instance.key }),
+            case .sip(let contact) = binding.contact.uri, case .flow(let flow) = route(to: binding, uri: contact)
+        else { return nil }
+        return flow
     }
 
     /// Whether `route` carries our signature for this dialog (either tag as the caller's).
