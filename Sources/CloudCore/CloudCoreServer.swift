@@ -114,7 +114,7 @@ public final class CloudCoreServer: Sendable {
             settings.anchor = try await RTPEngineControl.connect(to: try SocketAddress(ipAddress: ng.host, port: ng.port), group: group)
             logger.notice("media anchored at rtpengine", metadata: ["ng": "\(ng)"])
         } else if c.mediaAnchor == "embedded" {
-            let relay = try MediaRelay(threads: 1, portRange: c.mediaPortMin...c.mediaPortMax, randomPorts: true)
+            let relay = try MediaRelay(threads: c.mediaThreads, portRange: c.mediaPortMin...c.mediaPortMax, randomPorts: true)
             settings.anchor = EmbeddedMediaAnchor(
                 relay: relay, bindHost: c.mediaBindHost, sdpAddress: c.mediaSDPAddress, maxCalls: c.maxCalls,
                 maxAge: .seconds(c.maxCallSeconds + c.ringSeconds + 60), logger: logger)

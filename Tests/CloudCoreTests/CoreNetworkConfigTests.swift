@@ -37,8 +37,10 @@ struct CoreNetworkConfigTests {
             anchor = "embedded"
             rtp_port_min = 20000
             rtp_port_max = 29999
+            threads = 2
             """, file: "core.toml")
         #expect(embedded.mediaBindHost == "203.0.113.5" && embedded.mediaSDPAddress == "203.0.113.5" && embedded.mediaPortMin == 20000 && embedded.mediaPortMax == 29999)
+        #expect(embedded.mediaThreads == 2)
         let natted = try CloudCoreConfiguration.parse("[media]\nanchor = \"embedded\"\naddress = \"0.0.0.0\"\nadvertise = \"198.51.100.1\"\n", file: "core.toml")
         #expect(natted.mediaBindHost == "0.0.0.0" && natted.mediaSDPAddress == "198.51.100.1")
     }

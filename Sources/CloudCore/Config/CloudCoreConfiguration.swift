@@ -67,6 +67,9 @@ public struct CloudCoreConfiguration: Sendable, Equatable {
     public var mediaAdvertise: String?
     public var mediaPortMin = 40000
     public var mediaPortMax = 49999
+    /// Media threads of the embedded relay (each carries its calls' packets alone: about 200
+    /// calls each on the reference 2-core VM, docs/PERFORMANCE.md).
+    public var mediaThreads = 1
     /// The embedded relay's bind and SDP addresses as they apply.
     public var mediaBindHost: String { mediaAddress ?? advertise }
     public var mediaSDPAddress: String { mediaAdvertise ?? mediaBindHost }
@@ -212,6 +215,7 @@ public struct CloudCoreConfiguration: Sendable, Equatable {
                     c.mediaAdvertise = text
                 }
             }
+            c.mediaThreads = media.int("threads", in: 1...64) ?? c.mediaThreads
             c.mediaPortMin = media.int("rtp_port_min", in: 10000...50000) ?? c.mediaPortMin
             c.mediaPortMax = media.int("rtp_port_max", in: 10000...50000) ?? c.mediaPortMax
             if c.mediaPortMax - c.mediaPortMin < 3 {
@@ -224,7 +228,7 @@ public struct CloudCoreConfiguration: Sendable, Equatable {
                     media.reject("address", "\"\(c.mediaBindHost)\" binds every address: say which one peers send to with advertise = \"IP\"")
                 }
             } else {
-                for key in ["address", "advertise", "rtp_port_min", "rtp_port_max"] where media.has(key) {
+                for key in ["address", "advertise", "rtp_port_min", "rtp_port_max", "threads"] where media.has(key) {
                     media.reject(key, "is used with anchor = \"embedded\" only")
                 }
             }
