@@ -78,7 +78,11 @@ struct MediaAnchorTests {
         try await Task.sleep(for: .seconds(4))
         try await duringCall(path)
         try await alice.command("sndcode", "5")
-        try await path.eventually("the station heard digit 5") { door.output.contains("received event: '5'") }
+        do {
+            try await path.eventually("the station heard digit 5") { door.output.contains("received event: '5'") }
+        } catch {
+            throw PeerError("\(error)\n---- the station:\n\(door.output.suffix(3000))\n---- alice:\n\(alice.output.suffix(2000))")
+        }
         try await alice.command("hold")
         try await Task.sleep(for: .seconds(1))
         try await alice.command("resume")
