@@ -18,7 +18,7 @@ import DurableState
 public final class CloudCoreServer: Sendable {
     public let configuration: CloudCoreConfiguration
     /// For `info`, User-Agent and `--version`.
-    public static let version = "0.7.0"
+    public static let version = "0.8.0"
     public let directory: Directory
     public let authority: DeviceCertificateAuthority
     public let endpoint: SIPEndpoint

@@ -107,7 +107,8 @@ struct ClaimingAndDeviceTests {
         let endpoint: SIPEndpoint
         let requests: AsyncStream<SIPIncomingRequest>
 
-        init(tls: SIPTLSSettings?) async throws {
+        /// `answer`: the final status it gives an INVITE (a 200 carries a Contact); a BYE gets 200.
+        init(tls: SIPTLSSettings?, answer: Int = 486) async throws {
             var configuration = SIPEndpoint.Configuration()
             configuration.tls = tls
             endpoint = try SIPEndpoint(eventLoop: MultiThreadedEventLoopGroup.singleton.next(), configuration: configuration)
@@ -116,8 +117,13 @@ struct ClaimingAndDeviceTests {
             try await endpoint.listen(.udp, on: SocketAddress(ipAddress: "127.0.0.1", port: 0))
             await endpoint.setRequestHandler { endpoint, request in
                 continuation.yield(request)
-                if case .transaction(let key) = request.kind, request.message.method == .invite {
-                    endpoint.respond(SIPResponseFactory.response(to: request.message, status: 486, toTag: "gw"), to: key)
+                guard case .transaction(let key) = request.kind else { return }
+                if request.message.method == .invite {
+                    var response = SIPResponseFactory.response(to: request.message, status: answer, toTag: "gw")
+                    if answer == 200 { response.headers.add(.contact, "<sips:gw1-ch3@127.0.0.1:5999;transport=tls;ob>") }
+                    endpoint.respond(response, to: key)
+                } else if request.message.method == .bye {
+                    endpoint.respond(SIPResponseFactory.response(to: request.message, status: 200, toTag: nil), to: key)
                 }
             }
         }
@@ -141,12 +147,12 @@ struct ClaimingAndDeviceTests {
         }
     }
 
-    static func register(_ aor: String, instance: String?, expires: Int = 300) throws -> SIPMessage {
+    static func register(_ aor: String, instance: String?, expires: Int = 300, callID: String? = nil, cseq: Int = 1) throws -> SIPMessage {
         var request = SIPMessage.request(.register, .sip(try SIPURIParser.parseSIP("sips:symphony.local")))
         request.headers.add(.from, "<sips:\(aor)@symphony.local>;tag=\(SIPIdentifiers.tag())")
         request.headers.add(.to, "<sips:\(aor)@symphony.local>")
-        request.headers.add(.callID, SIPIdentifiers.callID(host: "gw"))
-        request.headers.add(.cseq, "1 REGISTER")
+        request.headers.add(.callID, callID ?? SIPIdentifiers.callID(host: "gw"))
+        request.headers.add(.cseq, "\(cseq) REGISTER")
         request.headers.add(.maxForwards, "70")
         let outbound = instance.map { ";+sip.instance=\"<urn:uuid:\($0)>\";reg-id=1" } ?? ""
         request.headers.add(.contact, "<sips:\(aor)@127.0.0.1:5999;transport=tls;ob>\(outbound)")
@@ -197,6 +203,62 @@ struct ClaimingAndDeviceTests {
         #expect(try await core.records().first?.channel == "gw1-ch3")
         await client.endpoint.shutdown()
         await core.stop()
+    }
+
+    /// A gateway whose flow was replaced (its NAT changed address) registers again, the same
+    /// instance and reg-id, the same REGISTER Call-ID, over a new flow: a BYE in its call goes
+    /// there. A registration of the same instance and reg-id with another Call-ID (another boot
+    /// of the box, or a name's new holder reading the old one's instance from a REGISTER 200)
+    /// takes the binding but not the dialog: the BYE stays on the call's own flow.
+    @Test func aDialogFollowsItsUAsNewFlowButNotAnotherRegistrationOfTheSameInstance() async throws {
+        let core = try await CoreHarness.start()
+        let tls = try await Self.deviceTLS(core)
+        let destination = SIPDestination(transport: .tls, host: "127.0.0.1", port: core.port(.tls))
+        let instance = "6c4b1f7e-0000-4000-8000-000000000009"
+        let setup = CloudCoreSippTests.Setup(core: core, path: .udp)
+        for sameUA in [false, true] {
+            let first = try await Client(tls: tls, answer: 200)
+            let second = try await Client(tls: tls, answer: 200)
+            let (firstSaw, secondSaw) = (Self.methods(reaching: first), Self.methods(reaching: second))
+            let callID = SIPIdentifiers.callID(host: "gw")
+            #expect(try await first.send(try Self.register("gw1-ch3", instance: instance, callID: callID), to: destination).0?.statusCode == 200)
+            let caller = try await setup.caller(.hangUp(holdMilliseconds: 3000), callee: "gw1-ch3")
+            try await Self.eventually("the call reached the first flow") { firstSaw.withLockedValue { $0.contains(.invite) } }
+            // While the call is up, the registration moves to a second flow.
+            let moved = try Self.register("gw1-ch3", instance: instance, callID: sameUA ? callID : SIPIdentifiers.callID(host: "gw"), cseq: 2)
+            #expect(try await second.send(moved, to: destination).0?.statusCode == 200)
+            try await caller.expectSuccess()
+            let (onFirst, onSecond) = (firstSaw.withLockedValue { $0.contains(.bye) }, secondSaw.withLockedValue { $0.contains(.bye) })
+            if sameUA {
+                #expect(onSecond && !onFirst, "the same UA's new flow gets the BYE")
+            } else {
+                #expect(onFirst && !onSecond, "another registration of the instance does not get the dialog's BYE; it stays on the call's own flow")
+            }
+            await first.endpoint.shutdown()
+            await second.endpoint.shutdown()
+        }
+        await core.stop()
+    }
+
+    /// The methods of the requests that reach `client`, as they come.
+    static func methods(reaching client: Client) -> NIOLockedValueBox<[SIPMethod]> {
+        let seen = NIOLockedValueBox<[SIPMethod]>([])
+        let requests = client.requests
+        Task {
+            for await request in requests {
+                if let method = request.message.method { seen.withLockedValue { $0.append(method) } }
+            }
+        }
+        return seen
+    }
+
+    static func eventually(_ what: String, timeout: Duration = .seconds(10), _ condition: @Sendable () -> Bool) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if condition() { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw PeerError("timed out waiting for \(what)")
     }
 
     @Test func certificatesOfAnotherCAAndDeletedDevicesAreRefused() async throws {

@@ -1,3 +1,4 @@
+import DeviceTrust
 import Foundation
 import NIOCore
 import SIP
@@ -11,11 +12,11 @@ struct ProxiedDialog {
     var callerTag: String
     var calleeTag: String
     var calleeFlow: SIPFlow
-    /// Each side's RFC 5626 registration (AOR and `instance#reg-id`) when it came over one:
-    /// when the side's flow fails and it registers again over a new one (a NAT that changed
-    /// address), its in-dialog requests go over the new flow.
-    var callerInstance: (aor: String, key: String)?
-    var calleeInstance: (aor: String, key: String)?
+    /// Each side's RFC 5626 registration when it came over one: when the side's flow fails and
+    /// it registers again over a new one (a NAT that changed address), its in-dialog requests go
+    /// over the new flow.
+    var callerInstance: PartyRegistration?
+    var calleeInstance: PartyRegistration?
     /// Where each side is reached: its Contact.
     var callerContact: AnyURI?
     var calleeContact: AnyURI?
@@ -30,6 +31,19 @@ struct ProxiedDialog {
     func matches(fromTag: String?, toTag: String?) -> Bool {
         (fromTag == callerTag && toTag == calleeTag) || (fromTag == calleeTag && toTag == callerTag)
     }
+}
+
+/// What pins a dialog's side to its registration: the binding's AOR and `instance#reg-id`, and
+/// what only the same UA in the same boot cycle has — the principal, the REGISTER's Call-ID
+/// (RFC 3261 §10.2.4: one for all its registrations) and, for a device, the certificate's
+/// serial. A name deleted and created again, whose new holder registers the same instance and
+/// reg-id (the REGISTER 200 lists them), matches none of the last three.
+struct PartyRegistration: Sendable {
+    var aor: String
+    var key: String
+    var principal: String
+    var registrationCallID: String
+    var certificateSerial: String?
 }
 
 extension CloudCoreProxy {
@@ -156,17 +170,30 @@ extension CloudCoreProxy {
     }
 
     /// The RFC 5626 registration among `aor`'s bindings that `flow` belongs to.
-    func outboundInstance(of aor: String, on flow: SIPFlow) -> (aor: String, key: String)? {
-        bindings(for: aor, now: uptime()).first { $0.isOutbound && $0.flow == flow }.map { (aor, $0.key) }
+    func outboundInstance(of aor: String, on flow: SIPFlow) -> PartyRegistration? {
+        guard let binding = bindings(for: aor, now: uptime()).first(where: { $0.isOutbound && $0.flow == flow }) else { return nil }
+        return PartyRegistration(
+            aor: binding.addressOfRecord, key: binding.key, principal: binding.principal, registrationCallID: binding.callID,
+            certificateSerial: certificateSerial(on: flow))
     }
 
-    /// The live flow of an RFC 5626 registration (the same instance and reg-id), if it has one
-    /// the core may use (`route(to:uri:)`: a device's only with its current certificate).
-    func currentFlow(of instance: (aor: String, key: String)) -> SIPFlow? {
-        guard let binding = bindings(for: instance.aor, now: uptime()).first(where: { $0.isOutbound && $0.key == instance.key }),
+    /// The live flow of the same registration now (`PartyRegistration`), if it has one the core
+    /// may use (`route(to:uri:)`: a device's only with its current certificate).
+    func currentFlow(of party: PartyRegistration) -> SIPFlow? {
+        guard
+            let binding = bindings(for: party.aor, now: uptime()).first(where: {
+                $0.isOutbound && $0.key == party.key && $0.principal == party.principal && $0.callID == party.registrationCallID
+            }),
+            certificateSerial(on: binding.flow) == party.certificateSerial,
             case .sip(let contact) = binding.contact.uri, case .flow(let flow) = route(to: binding, uri: contact)
         else { return nil }
         return flow
+    }
+
+    /// The serial of the client certificate on `flow` (a device's), nil without one.
+    func certificateSerial(on flow: SIPFlow) -> String? {
+        guard let presented = endpoint.assumeIsolated({ $0.peerCertificate(on: flow) }), let certificate = DeviceCertificateName.certificate(presented) else { return nil }
+        return DeviceCertificateName.serial(of: certificate)
     }
 
     /// Whether `route` carries our signature for this dialog (either tag as the caller's).
@@ -284,7 +311,8 @@ extension CloudCoreProxy {
         let invite = dialog.call.invite
         guard let target = toCallee ? dialog.calleeContact : dialog.callerContact, var from = invite.from, var to = invite.to else { return }
         to.tag = dialog.calleeTag
-        let flow = toCallee ? dialog.calleeFlow : dialog.call.callerFlow
+        let party = toCallee ? dialog.calleeInstance : dialog.callerInstance
+        let flow = party.flatMap(currentFlow(of:)) ?? (toCallee ? dialog.calleeFlow : dialog.call.callerFlow)
         var bye = SIPMessage.request(.bye, target)
         bye.headers.add(.via, endpoint.assumeIsolated { $0.makeVia(for: flow.transport) }.description)
         bye.headers.add(.maxForwards, "70")

@@ -366,7 +366,7 @@ func component(_ logger: Logger, _ name: String) -> Logger {
 
 /// The gateway's version, for User-Agent, `version` and MQTT `info`.
 public enum GatewayVersion {
-    public static let current = "0.7.0"
+    public static let current = "0.8.0"
 }
 
 /// The mutable bits of the running gateway, behind a lock.
