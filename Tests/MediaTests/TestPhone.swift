@@ -92,6 +92,9 @@ final class TestPhone {
         var result = Received()
         var pcm = [Int16](repeating: 0, count: 5760)
         for packet in packets {
+            // The bridge's RTCP reports (muxed on the RTP address: no remoteRTCP) are not audio;
+            // under a slow run the first one lands within the call (RFC 3550 §6.2).
+            guard packet.withUnsafeBytes({ RTPDemultiplexer.classify($0) }) == .rtp else { continue }
             var bytes = packet + [UInt8](repeating: 0, count: 16)
             var length = packet.count
             if let inbound {

@@ -82,19 +82,13 @@ final class MediaAnchorBox: MediaPacketSink, MediaDatagramHandler {
     }
 
     func install() {
-        for (socket, side) in [(a, MediaLegSide.a), (b, .b)] {
-            socket.entries.rtp.box = self
-            socket.entries.rtp.side = side
-            socket.entries.rtcp?.box = self
-            socket.entries.rtcp?.side = side
-        }
+        a.attach(self, as: .a)
+        b.attach(self, as: .b)
     }
 
     func stop() {
-        for socket in [a, b] {
-            socket.entries.rtp.box = nil
-            socket.entries.rtcp?.box = nil
-        }
+        a.detach()
+        b.detach()
         stream = nil
     }
 
@@ -109,7 +103,6 @@ final class MediaAnchorBox: MediaPacketSink, MediaDatagramHandler {
     func tick(now: UInt64, everyone: Bool) {}
 
     func send(_ packet: UnsafeRawBufferPointer, to address: SocketAddress, from leg: MediaLegSide, rtcp: Bool) {
-        let socket = leg == .a ? a : b
-        MediaIOThread.send(rtcp ? (socket.rtcpFD ?? socket.rtpFD) : socket.rtpFD, packet, to: address)
+        (leg == .a ? a : b).send(packet, to: address, rtcp: rtcp)
     }
 }

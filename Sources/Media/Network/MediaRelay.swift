@@ -148,6 +148,25 @@ public final class MediaLegSocket: @unchecked Sendable {
         self.release = release
     }
 
+    /// Hands the leg's datagrams to `handler` as its `side` (on the leg's thread).
+    func attach(_ handler: any MediaDatagramHandler, as side: MediaLegSide) {
+        entries.rtp.box = handler
+        entries.rtp.side = side
+        entries.rtcp?.box = handler
+        entries.rtcp?.side = side
+    }
+
+    /// Its datagrams are dropped from now on (on the leg's thread).
+    func detach() {
+        entries.rtp.box = nil
+        entries.rtcp?.box = nil
+    }
+
+    /// Sends from the leg's RTP socket, or its RTCP socket (the RTP one with rtcp-mux).
+    func send(_ packet: UnsafeRawBufferPointer, to address: SocketAddress, rtcp: Bool) {
+        MediaIOThread.send(rtcp ? (rtcpFD ?? rtpFD) : rtpFD, packet, to: address)
+    }
+
     /// Closes the sockets and gives the port back.
     public func close() async {
         let first = closed.withLockedValue { was in
@@ -230,19 +249,13 @@ final class MediaBridgeBox: MediaPacketSink, MediaDatagramHandler {
 
     func install(_ bridge: MediaBridge) {
         self.bridge = bridge
-        for (socket, side) in [(a, MediaLegSide.a), (b, .b)] {
-            socket.entries.rtp.box = self
-            socket.entries.rtp.side = side
-            socket.entries.rtcp?.box = self
-            socket.entries.rtcp?.side = side
-        }
+        a.attach(self, as: .a)
+        b.attach(self, as: .b)
     }
 
     func stop() {
-        for socket in [a, b] {
-            socket.entries.rtp.box = nil
-            socket.entries.rtcp?.box = nil
-        }
+        a.detach()
+        b.detach()
         bridge = nil
     }
 
@@ -267,7 +280,6 @@ final class MediaBridgeBox: MediaPacketSink, MediaDatagramHandler {
     }
 
     func send(_ packet: UnsafeRawBufferPointer, to address: SocketAddress, from leg: MediaLegSide, rtcp: Bool) {
-        let socket = leg == .a ? a : b
-        MediaIOThread.send(rtcp ? (socket.rtcpFD ?? socket.rtpFD) : socket.rtpFD, packet, to: address)
+        (leg == .a ? a : b).send(packet, to: address, rtcp: rtcp)
     }
 }
