@@ -213,6 +213,7 @@ public struct DNSStubResolver: Sendable {
     /// The query over TCP (RFC 1035 §4.2.2: each message after its two-byte length), one answer
     /// back within the timeout; at most 64 KiB, as the length allows.
     private func exchangeTCP(_ query: [UInt8], with server: SocketAddress) async throws -> [UInt8] {
+        guard let length = UInt16(exactly: query.count) else { throw Failure.noAnswer("a query of \(query.count) bytes") }
         let answer = group.next().makePromise(of: [UInt8].self)
         let handler = StreamReplyHandler(answer: answer)
         let channel = try await ClientBootstrap(group: group)
@@ -223,7 +224,7 @@ public struct DNSStubResolver: Sendable {
         let timer = channel.eventLoop.scheduleTask(in: TimeAmount(timeout)) { handler.finish(.failure(Failure.noAnswer("\(server) over TCP"))) }
         defer { timer.cancel() }
         var framed = ByteBuffer()
-        framed.writeInteger(UInt16(query.count))
+        framed.writeInteger(length)
         framed.writeBytes(query)
         try await channel.writeAndFlush(framed).get()
         return try await answer.futureResult.get()

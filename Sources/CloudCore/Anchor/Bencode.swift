@@ -27,9 +27,9 @@ public indirect enum Bencode: Sendable, Equatable {
             out.append(UInt8(ascii: "e"))
         case .dictionary(let entries):
             out.append(UInt8(ascii: "d"))
-            for key in entries.keys.sorted() {
+            for (key, value) in entries.sorted(by: { $0.key < $1.key }) {
                 Bencode.string(key).encode(into: &out)
-                entries[key]!.encode(into: &out)
+                value.encode(into: &out)
             }
             out.append(UInt8(ascii: "e"))
         }
